@@ -1,0 +1,56 @@
+# Every target installs what it needs itself: a virtualenv in .venv (Python 3.12 as on Lambda when there is
+# one, else python3 >= 3.11) and, for the CDK CLI, npm packages in node_modules.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements.txt | sha1sum | cut -c1-12)
+export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: help install demo up test test-fast lint format synth clean
+
+help:
+	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
+	@echo "make test    run every test tier"
+	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops)"
+	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
+	@echo "make lint    ruff check and format check"
+
+$(STAMP):
+	@python=""; for candidate in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \
+	  if $$candidate -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then python="$$candidate"; break; fi; \
+	done; \
+	if [ -z "$$python" ]; then echo "Python 3.11+ is required" >&2; exit 1; fi; \
+	echo "creating $(VENV) with $$python"; \
+	rm -rf $(VENV) && $$python -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m localcloud demo
+
+up: install
+	$(PY) -m localcloud up
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+synth: install
+	$(PY) app.py
+
+clean:
+	rm -rf $(VENV) cdk.out .local .pytest_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""DynamoDB stream (filtered to the update that completes a request) -> output CSV, final status, webhook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.completion import complete_request
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
+
+logger, metrics, tracer = observability("notify")
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@tracer.capture_method
+def handle_record(record: DynamoDBRecord) -> None:
+    keys = record.dynamodb.keys if record.dynamodb else {}
+    request_id = str(keys["pk"])
+    logger.set_correlation_id(request_id)
+    status = complete_request(request_id, shared_context())
+    if status is not None:
+        metrics.add_metric("RequestsCompleted", MetricUnit.Count, 1)
+        logger.info("request completed", extra={"status": status.value})
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

@@ -1,0 +1,42 @@
+"""SQS images queue -> fetch, compress, store and count each image. Failed records are retried alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.model import ImageTask
+from ips.processing import process_image
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
+
+logger, metrics, tracer = observability("process")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def handle_record(record: SQSRecord) -> None:
+    task = ImageTask.from_message(record.body)
+    logger.set_correlation_id(task.request_id)
+    context = shared_context()
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    result = process_image(task, context, final_attempt=attempt >= context.settings.max_receive_count)
+    if result.counted:
+        metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
+    else:
+        metrics.add_metric("DuplicateDeliveries", MetricUnit.Count, 1)
+    if result.completed:
+        logger.info("last image counted: request complete")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

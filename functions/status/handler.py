@@ -1,0 +1,40 @@
+"""GET /api/v1/status/{requestId}: progress, products and the output CSV link. Another key's request is 404."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.status import request_status
+from ips_runtime.api import API_PREFIX, ApiError, StatusResponse, create_resolver, error_responses, tenant_of
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
+
+logger, metrics, tracer = observability("status")
+app = create_resolver(logger)
+
+
+@app.get(
+    f"{API_PREFIX}/status/<requestId>",
+    summary="Status of a request",
+    responses=error_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
+)
+@tracer.capture_method
+def status(
+    requestId: Annotated[str, Path(description="The id returned by the upload", max_length=64)],  # noqa: N803
+) -> StatusResponse:
+    logger.set_correlation_id(requestId)
+    document = request_status(requestId, tenant_of(app.current_event), shared_context())
+    if document is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "REQUEST_NOT_FOUND", f"No request {requestId}.")
+    return StatusResponse.model_validate(document)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

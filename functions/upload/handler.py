@@ -1,0 +1,100 @@
+"""POST /api/v1/upload: validate a CSV and accept it as a request (202), or list what is wrong (400)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.intake import accept_csv
+from ips_runtime.api import (
+    API_PREFIX,
+    MULTIPART,
+    ApiError,
+    UploadAccepted,
+    create_resolver,
+    error_responses,
+    raw_body,
+    read_upload,
+    tenant_of,
+)
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
+
+logger, metrics, tracer = observability("upload")
+app = create_resolver(logger)
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        MULTIPART: {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "The products CSV"},
+                    "webhookUrl": {"type": "string", "format": "uri"},
+                },
+            }
+        },
+        "text/csv": {"schema": {"type": "string"}},
+    },
+}
+
+
+@app.post(
+    f"{API_PREFIX}/upload",
+    summary="Upload a products CSV",
+    description="Validates the whole CSV, stores it and queues every image. Problems are listed by row and "
+    "column, and nothing is stored when there is any.",
+    responses={
+        202: {"description": "Accepted", "content": {"application/json": {"model": UploadAccepted}}},
+        **error_responses(
+            HTTPStatus.BAD_REQUEST,
+            HTTPStatus.FORBIDDEN,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        ),
+    },
+    openapi_extensions={"requestBody": UPLOAD_BODY},
+)
+@tracer.capture_method
+def upload(
+    webhookUrl: Annotated[  # noqa: N803 - query parameter name in the API contract
+        str | None, Query(description="Called once when the request completes (raw CSV bodies)")
+    ] = None,
+) -> Response[UploadAccepted]:
+    event = app.current_event
+    tenant = tenant_of(event)
+    context = shared_context()
+    body = raw_body(event)
+    limit = context.settings.csv_limits.max_bytes
+    if len(body) > limit + 64 * 1024:  # room for the multipart envelope around a file at the limit
+        raise ApiError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PAYLOAD_TOO_LARGE", f"The CSV is over the {limit}-byte limit."
+        )
+    data, form_webhook = read_upload(event.headers.get("content-type", ""), body)
+    accepted = accept_csv(data, tenant, form_webhook or webhookUrl, context)
+    logger.set_correlation_id(accepted.request_id)
+    logger.info("request accepted", extra={"products": accepted.total_products, "images": accepted.total_images})
+    metrics.add_metric("RequestsAccepted", MetricUnit.Count, 1)
+    metrics.add_metric("ImagesQueued", MetricUnit.Count, accepted.total_images)
+    result = UploadAccepted(
+        requestId=accepted.request_id,
+        status=accepted.status,
+        totalProducts=accepted.total_products,
+        totalImages=accepted.total_images,
+        statusUrl=f"{API_PREFIX}/status/{accepted.request_id}",
+    )
+    return Response(HTTPStatus.ACCEPTED.value, content_types.APPLICATION_JSON, result)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,159 @@
+"""The system's topology, described once: read by the CDK stack (infra/) and by the local cloud (localcloud/).
+
+Routes -> functions, queue -> function (batch size, window), stream -> function (filter), the usage plan and
+the names every function finds its resources by. Neither runtime hard-codes any of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ips.adapters.dynamodb import COMPLETION_FILTER
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    code: str  # folder under the project root; deployed as the function's code asset
+    description: str
+    handler: str = "handler.lambda_handler"
+    memory_mb: int = 512
+    timeout_s: int = 30
+    reserved_concurrency: int | None = None
+
+    @property
+    def module(self) -> str:
+        """The handler's import path from the project root (how the local cloud loads it)."""
+        return f"{self.code.replace('/', '.')}.{self.handler.rsplit('.', 1)[0]}"
+
+    @property
+    def entry_point(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway syntax: /api/v1/status/{requestId}
+    function: str
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    dead_letter_name: str
+    visibility_timeout_s: int
+    max_receive_count: int
+    retention_days: int = 4
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    queue: str
+    function: str
+    batch_size: int
+    max_batching_window_s: int
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    function: str
+    batch_size: int
+    filter_pattern: dict[str, Any]
+    retry_attempts: int
+
+
+@dataclass(frozen=True)
+class UsagePlan:
+    rate_per_second: float
+    burst: int
+    quota_per_day: int
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    functions: tuple[Function, ...]
+    routes: tuple[Route, ...]
+    images_queue: Queue
+    queue_source: QueueSource
+    stream_source: StreamSource
+    usage_plan: UsagePlan
+    # API Gateway answers these itself (before any function); both runtimes give the same JSON bodies.
+    gateway_responses: dict[str, GatewayResponse]
+    binary_media_types: tuple[str, ...]
+    max_body_bytes: int  # API Gateway's payload limit
+    uploads_bucket: str = "ips-uploads"
+    processed_bucket: str = "ips-processed"
+    requests_table: str = "ips-requests"
+    stage: str = "v1"
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def function_environment(self) -> dict[str, str]:
+        """Settings every function gets besides its resource names and secrets."""
+        return {**self.environment, "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count)}
+
+    def function(self, name: str) -> Function:
+        return next(function for function in self.functions if function.name == name)
+
+
+PROCESS_TIMEOUT_S = 60
+
+TOPOLOGY = Topology(
+    functions=(
+        Function(
+            "upload",
+            "functions/upload",
+            "Validate a CSV, store it, create the request, fan out",
+            memory_mb=1024,
+            timeout_s=29,  # API Gateway's integration timeout
+        ),
+        Function("status", "functions/status", "Report a request's progress and results", timeout_s=10),
+        Function(
+            "process",
+            "functions/process",
+            "Fetch, compress and store one image per queue message",
+            memory_mb=2048,  # a 50 MP RGBA image decoded is 200 MB; Lambda CPU also scales with memory
+            timeout_s=PROCESS_TIMEOUT_S,
+            reserved_concurrency=20,  # protects MongoDB's connection limit
+        ),
+        Function(
+            "notify",
+            "functions/notify",
+            "Write the output CSV, finalise, send the webhook",
+            timeout_s=300,  # room for the webhook's retries with backoff
+        ),
+    ),
+    routes=(
+        Route("POST", "/api/v1/upload", "upload"),
+        Route("GET", "/api/v1/status/{requestId}", "status"),
+    ),
+    images_queue=Queue(
+        name="ips-images",
+        dead_letter_name="ips-images-dlq",
+        visibility_timeout_s=6 * PROCESS_TIMEOUT_S,  # AWS's guidance: at least 6x the function timeout
+        max_receive_count=5,
+    ),
+    queue_source=QueueSource(queue="ips-images", function="process", batch_size=10, max_batching_window_s=1),
+    stream_source=StreamSource(function="notify", batch_size=10, filter_pattern=COMPLETION_FILTER, retry_attempts=5),
+    usage_plan=UsagePlan(rate_per_second=20, burst=40, quota_per_day=100_000),
+    gateway_responses={
+        "INVALID_API_KEY": GatewayResponse(403, "INVALID_API_KEY", "A valid x-api-key header is required."),
+        "THROTTLED": GatewayResponse(429, "THROTTLED", "Too many requests; slow down and retry."),
+        "QUOTA_EXCEEDED": GatewayResponse(429, "QUOTA_EXCEEDED", "The daily request quota is used up."),
+        "MISSING_AUTHENTICATION_TOKEN": GatewayResponse(404, "NOT_FOUND", "No such route."),
+        "REQUEST_TOO_LARGE": GatewayResponse(413, "PAYLOAD_TOO_LARGE", "The request body is too large."),
+    },
+    binary_media_types=("multipart/form-data", "text/csv", "application/octet-stream"),
+    max_body_bytes=10 * 1024 * 1024,
+    environment={
+        "POWERTOOLS_METRICS_NAMESPACE": "ImageProcessingSystem",
+        "JPEG_QUALITY": "50",
+    },
+)

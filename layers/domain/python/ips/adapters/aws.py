@@ -1,0 +1,47 @@
+"""S3 and SQS adapters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+class S3BlobStore:
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self.bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+class SqsTaskQueue:
+    BATCH = 10  # SendMessageBatch's limit
+
+    def __init__(self, client: Any, queue_url: str, *, attempts: int = 5) -> None:
+        self._client = client
+        self.queue_url = queue_url
+        self._attempts = attempts
+
+    def send(self, bodies: Sequence[str]) -> None:
+        for start in range(0, len(bodies), self.BATCH):
+            self._send_batch(bodies[start : start + self.BATCH])
+
+    def _send_batch(self, bodies: Sequence[str]) -> None:
+        pending = {str(number): body for number, body in enumerate(bodies)}
+        for attempt in range(self._attempts):
+            entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()]
+            result = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            failed = result.get("Failed", [])
+            senders_fault = [failure for failure in failed if failure.get("SenderFault")]
+            if senders_fault:
+                raise RuntimeError(f"SQS refused messages: {senders_fault}")
+            pending = {failure["Id"]: pending[failure["Id"]] for failure in failed}
+            if not pending:
+                return
+            time.sleep(0.1 * 2**attempt)
+        raise RuntimeError(f"SQS kept failing {len(pending)} message(s) after {self._attempts} attempts")

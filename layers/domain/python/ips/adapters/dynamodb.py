@@ -1,0 +1,174 @@
+"""The request ledger on DynamoDB: exact counters, counted once per image, completion flips a status.
+
+One item per request (sk COUNTER) plus one marker per counted image (sk IMAGE#row#index). A transaction puts
+the marker (only if absent) and moves the counter together, so a redelivered message counts nothing. The
+update that counts the last image also flips `status` from OPEN to COMPLETE; stream filters cannot compare two
+attributes, so that flip is what the completion function's filter matches (COMPLETION_FILTER).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ips.model import Counts, ImageTask
+from ips.ports import CountResult
+
+COUNTER_SK = "COUNTER"
+OPEN, COMPLETE = "OPEN", "COMPLETE"
+CLAIMED, NOTIFIED = "CLAIMED", "NOTIFIED"
+TTL_ATTRIBUTE = "expiresAt"
+
+# Lambda event filter for the table's stream (NEW_AND_OLD_IMAGES): only the update that completes a request.
+COMPLETION_FILTER: dict[str, Any] = {
+    "eventName": ["MODIFY"],
+    "dynamodb": {
+        "Keys": {"sk": {"S": [COUNTER_SK]}},
+        "OldImage": {"status": {"S": [OPEN]}},
+        "NewImage": {"status": {"S": [COMPLETE]}},
+    },
+}
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+class DynamoLedger:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        retention_days: int = 30,
+        attempts: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self.table = table
+        self._retention = retention_days * 86_400
+        self._attempts = attempts
+        self._clock = clock
+
+    def _key(self, request_id: str, sk: str = COUNTER_SK) -> dict[str, Any]:
+        return {"pk": {"S": request_id}, "sk": {"S": sk}}
+
+    def _expires(self) -> dict[str, str]:
+        return {"N": str(int(self._clock()) + self._retention)}
+
+    def open(self, request_id: str, total: int) -> None:
+        self._client.put_item(
+            TableName=self.table,
+            Item={
+                **self._key(request_id),
+                "status": {"S": OPEN},
+                "total": {"N": str(total)},
+                "remaining": {"N": str(total)},
+                "succeeded": {"N": "0"},
+                "failed": {"N": "0"},
+                TTL_ATTRIBUTE: self._expires(),
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def count(self, task: ImageTask, succeeded: bool) -> CountResult:
+        last = self._remaining(task.request_id) == 1
+        for attempt in range(self._attempts):
+            try:
+                self._client.transact_write_items(TransactItems=self._count_items(task, succeeded, last=last))
+                return CountResult(counted=True, completed=last)
+            except self._client.exceptions.TransactionCanceledException as exc:
+                marker, counter = (reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
+                if marker == "ConditionalCheckFailed":
+                    return CountResult(counted=False, completed=False)
+                if counter == "ConditionalCheckFailed":
+                    # Another image was counted since we looked: re-read whether ours is the last one.
+                    last = self._remaining(task.request_id) == 1
+                    continue
+                if "TransactionConflict" not in (marker, counter):
+                    raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        raise LedgerError(f"could not count image {task.output_key} after {self._attempts} attempts")
+
+    def _count_items(self, task: ImageTask, succeeded: bool, *, last: bool) -> list[dict[str, Any]]:
+        update = "SET remaining = remaining - :one, succeeded = succeeded + :s, failed = failed + :f"
+        values = {
+            ":one": {"N": "1"},
+            ":s": {"N": "1" if succeeded else "0"},
+            ":f": {"N": "0" if succeeded else "1"},
+        }
+        if last:
+            update += ", #status = :complete"
+            values[":complete"] = {"S": COMPLETE}
+            condition = "remaining = :one"
+        else:
+            condition = "remaining > :one"
+        return [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        **self._key(task.request_id, f"IMAGE#{task.row}#{task.index}"),
+                        "succeeded": {"BOOL": succeeded},
+                        TTL_ATTRIBUTE: self._expires(),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(task.request_id),
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": values,
+                    **({"ExpressionAttributeNames": {"#status": "status"}} if last else {}),
+                }
+            },
+        ]
+
+    def _counter(self, request_id: str) -> dict[str, Any] | None:
+        return self._client.get_item(TableName=self.table, Key=self._key(request_id), ConsistentRead=True).get(
+            "Item"
+        )
+
+    def _remaining(self, request_id: str) -> int:
+        item = self._counter(request_id)
+        if item is None:
+            raise LedgerError(f"request {request_id} has no counter")
+        return int(item["remaining"]["N"])
+
+    def counts(self, request_id: str) -> Counts | None:
+        item = self._counter(request_id)
+        if item is None:
+            return None
+        return Counts(int(item["total"]["N"]), int(item["succeeded"]["N"]), int(item["failed"]["N"]))
+
+    def claim_notification(self, request_id: str, lease_seconds: int) -> bool:
+        """Take the right to send the webhook; a claim whose lease ran out (a crashed sender) can be retaken."""
+        now = int(self._clock())
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._key(request_id),
+                UpdateExpression="SET notify = :claimed, leaseUntil = :until",
+                ConditionExpression="attribute_not_exists(notify) OR (notify = :claimed AND leaseUntil < :now)",
+                ExpressionAttributeValues={
+                    ":claimed": {"S": CLAIMED},
+                    ":until": {"N": str(now + lease_seconds)},
+                    ":now": {"N": str(now)},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def finish_notification(self, request_id: str) -> None:
+        self._client.update_item(
+            TableName=self.table,
+            Key=self._key(request_id),
+            UpdateExpression="SET notify = :done REMOVE leaseUntil",
+            ExpressionAttributeValues={":done": {"S": NOTIFIED}},
+        )

@@ -1,0 +1,101 @@
+"""The request lifecycle's vocabulary, shared by the domain, its adapters and the handlers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class RequestStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RequestStatus.COMPLETED, RequestStatus.COMPLETED_WITH_ERRORS, RequestStatus.FAILED)
+
+
+class ImageStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image of one product: the unit of work on the images queue."""
+
+    request_id: str
+    row: int
+    index: int  # position of the URL within its product, from 0
+    url: str
+
+    @property
+    def output_key(self) -> str:
+        # Deterministic, so a retried or duplicated message overwrites instead of adding.
+        return f"{self.request_id}/{self.row}/{self.index}.jpg"
+
+    def to_message(self) -> str:
+        return json.dumps(
+            {"requestId": self.request_id, "row": self.row, "index": self.index, "url": self.url},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_message(cls, body: str) -> ImageTask:
+        data = json.loads(body)
+        return cls(str(data["requestId"]), int(data["row"]), int(data["index"]), str(data["url"]))
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """The terminal state of one image."""
+
+    status: ImageStatus
+    output_url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    input_format: str | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    kept_original: bool | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is ImageStatus.SUCCEEDED
+
+    def to_document(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None} | {
+            "status": self.status.value
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> ImageOutcome:
+        fields = {key: document.get(key) for key in cls.__dataclass_fields__}
+        return cls(**{**fields, "status": ImageStatus(document["status"])})
+
+    @classmethod
+    def failure(cls, code: str, message: str) -> ImageOutcome:
+        return cls(ImageStatus.FAILED, error_code=code, error_message=message)
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int
+    succeeded: int
+    failed: int
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.total

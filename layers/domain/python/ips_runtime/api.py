@@ -1,0 +1,209 @@
+"""The HTTP contract shared by the API functions: response models, errors with stable codes, tenants."""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+from email.parser import BytesParser
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from pydantic import BaseModel, Field
+
+from ips.errors import InvalidInput
+from ips.model import RequestStatus
+
+API_PREFIX = "/api/v1"
+
+
+class ErrorItem(BaseModel):
+    row: int | None = Field(description="Spreadsheet row (the header is row 1); null for file-level problems")
+    column: str | None
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    code: str = Field(description="Stable machine-readable error code")
+    message: str
+    errors: list[ErrorItem] = Field(default_factory=list)
+    errorsTruncated: bool = False  # noqa: N815 - JSON field name
+
+
+class UploadAccepted(BaseModel):
+    requestId: str  # noqa: N815 - JSON field names follow the API contract
+    status: RequestStatus
+    totalProducts: int  # noqa: N815
+    totalImages: int  # noqa: N815
+    statusUrl: str  # noqa: N815
+
+
+class ImageError(BaseModel):
+    index: int = Field(description="Position of the URL within the product, from 0")
+    url: str
+    code: str | None
+    message: str | None
+
+
+class ProductStatus(BaseModel):
+    serialNumber: str  # noqa: N815
+    productName: str  # noqa: N815
+    inputImageUrls: list[str]  # noqa: N815
+    outputImageUrls: list[str | None] = Field(description="Same order as the inputs; null while pending or failed")  # noqa: N815
+    errors: list[ImageError]
+
+
+class WebhookDelivery(BaseModel):
+    delivered: bool
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+
+
+class StatusResponse(BaseModel):
+    requestId: str  # noqa: N815
+    status: RequestStatus
+    total: int
+    succeeded: int
+    failed: int
+    createdAt: str  # noqa: N815
+    completedAt: str | None  # noqa: N815
+    products: list[ProductStatus]
+    outputCsvUrl: str | None  # noqa: N815
+    webhook: WebhookDelivery | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: HTTPStatus, body: ErrorResponse) -> Response:
+    return Response(
+        status_code=status.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(),
+    )
+
+
+def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
+    """OpenAPI response entries for the given error statuses."""
+    return {
+        status.value: {
+            "description": status.phrase,
+            "content": {"application/json": {"model": ErrorResponse}},
+        }
+        for status in statuses
+    }
+
+
+def create_resolver(logger: Logger) -> APIGatewayRestResolver:
+    """A REST resolver whose every error is JSON with a stable `code`."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(InvalidInput)
+    def invalid_input(exc: InvalidInput) -> Response:
+        return error_response(
+            HTTPStatus.BAD_REQUEST,
+            ErrorResponse(
+                code=exc.code,
+                message=exc.message,
+                errors=[ErrorItem(**problem.__dict__) for problem in exc.problems],
+                errorsTruncated=exc.truncated,
+            ),
+        )
+
+    @app.exception_handler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, ErrorResponse(code=exc.code, message=exc.message))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def unsupported_type(exc: RequestUnsupportedContentType) -> Response:
+        return error_response(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            ErrorResponse(code="UNSUPPORTED_MEDIA_TYPE", message="Unsupported content type."),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(exc: RequestValidationError) -> Response:
+        items = [
+            ErrorItem(row=None, column=".".join(map(str, error.get("loc", ()))), code="INVALID",
+                      message=str(error.get("msg")))
+            for error in exc.errors()
+        ]
+        return error_response(
+            HTTPStatus.BAD_REQUEST,
+            ErrorResponse(code="REQUEST_INVALID", message="The request is invalid.", errors=items),
+        )
+
+    @app.not_found
+    def not_found(exc: Exception) -> Response:
+        return error_response(HTTPStatus.NOT_FOUND, ErrorResponse(code="NOT_FOUND", message="No such route."))
+
+    @app.exception_handler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            ErrorResponse(code="INTERNAL_ERROR", message="Something went wrong on our side; try again."),
+        )
+
+    return app
+
+
+def tenant_of(event: APIGatewayProxyEvent) -> str:
+    """The API key's id (never the key itself) is the tenant: a key sees only its own requests."""
+    key_id = event.request_context.identity.api_key_id
+    if not key_id:
+        raise ApiError(HTTPStatus.FORBIDDEN, "INVALID_API_KEY", "An API key is required.")
+    return key_id
+
+
+def raw_body(event: APIGatewayProxyEvent) -> bytes:
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
+
+
+CSV_CONTENT_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
+MULTIPART = "multipart/form-data"
+
+
+def read_upload(content_type: str, body: bytes) -> tuple[bytes, str | None]:
+    """The CSV bytes and the form's webhookUrl, from a multipart form (field `file`) or a raw CSV body."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in CSV_CONTENT_TYPES:
+        return body, None
+    if media_type != MULTIPART:
+        raise ApiError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Send the CSV as {MULTIPART} (field 'file') or as a text/csv body, not {media_type or 'nothing'}.",
+        )
+    fields = _multipart_fields(content_type, body)
+    if "file" not in fields:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "FILE_MISSING", "The form has no 'file' field.")
+    webhook = fields.get("webhookUrl")
+    return fields["file"], webhook.decode("utf-8", "replace").strip() if webhook else None
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, bytes]:
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
+    )
+    if not message.is_multipart():
+        raise ApiError(HTTPStatus.BAD_REQUEST, "MULTIPART_INVALID", "The multipart body could not be parsed.")
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str) and name not in fields:
+            payload = part.get_payload(decode=True)
+            fields[name] = payload if isinstance(payload, bytes) else b""
+    return fields

@@ -1,0 +1,96 @@
+"""Build the domain's Context from the standard environment (AWS_ENDPOINT_URL, MONGODB_URI, ...).
+
+The handlers do not know which runtime they are in: AWS or the local cloud differ only in these variables."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+
+import boto3
+from botocore.config import Config
+
+from ips.adapters.aws import S3BlobStore, SqsTaskQueue
+from ips.adapters.dynamodb import DynamoLedger
+from ips.adapters.mongo import MongoCatalog, connect
+from ips.context import Backends, Context, Settings
+from ips.csv_input import CsvLimits
+from ips.imaging import ImageLimits
+from ips.outbound import OutboundClient, OutboundPolicy, check_url
+from ips.webhook import RetryPolicy
+
+
+def secret_or_env(env: Mapping[str, str], name: str) -> str | None:
+    """A variable's value, or in AWS the Secrets Manager secret named by `<name>_SECRET_ARN` (cached)."""
+    if env.get(name):
+        return env[name]
+    arn = env.get(f"{name}_SECRET_ARN")
+    if not arn:
+        return None
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    return str(get_secret(arn, max_age=300))
+
+
+def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
+    def number(name: str, default: float) -> float:
+        return float(env.get(name, default))
+
+    return Settings(
+        asset_base_url=env["ASSET_BASE_URL"],
+        webhook_secret=secret_or_env(env, "WEBHOOK_SECRET"),
+        jpeg_quality=int(number("JPEG_QUALITY", 50)),
+        csv_limits=CsvLimits(
+            max_bytes=int(number("CSV_MAX_BYTES", CsvLimits.max_bytes)),
+            max_rows=int(number("CSV_MAX_ROWS", CsvLimits.max_rows)),
+            max_urls_per_row=int(number("CSV_MAX_URLS_PER_ROW", CsvLimits.max_urls_per_row)),
+        ),
+        image_limits=ImageLimits(
+            max_bytes=int(number("IMAGE_MAX_BYTES", ImageLimits.max_bytes)),
+            max_pixels=int(number("IMAGE_MAX_PIXELS", ImageLimits.max_pixels)),
+        ),
+        max_receive_count=int(number("MAX_RECEIVE_COUNT", 5)),
+        webhook_retry=RetryPolicy(
+            attempts=int(number("WEBHOOK_ATTEMPTS", RetryPolicy.attempts)),
+            first_delay=number("WEBHOOK_FIRST_DELAY", RetryPolicy.first_delay),
+        ),
+    )
+
+
+def outbound_policy_from_env(env: Mapping[str, str] = os.environ) -> OutboundPolicy:
+    policy = OutboundPolicy.from_env(env)
+    image_bytes = int(env.get("IMAGE_MAX_BYTES", ImageLimits.max_bytes))
+    return OutboundPolicy(**{**policy.__dict__, "max_bytes": image_bytes})
+
+
+def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
+    config = Config(retries={"mode": "standard", "max_attempts": 5})
+    s3 = boto3.client("s3", config=config)
+    policy = outbound_policy_from_env(env)
+    outbound = OutboundClient(policy)
+    return Context(
+        settings=settings_from_env(env),
+        backends=Backends(
+            uploads=S3BlobStore(s3, env["UPLOADS_BUCKET"]),
+            processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
+            queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
+            ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
+            catalog=MongoCatalog(connect(_required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"), env.get("MONGODB_DATABASE", "ips"))),
+            fetcher=outbound,
+            webhooks=outbound,
+            check_webhook_url=functools.partial(check_url, policy=policy),
+        ),
+    )
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise RuntimeError(f"{name} (or {name}_SECRET_ARN) must be set")
+    return value
+
+
+@functools.cache
+def shared_context() -> Context:
+    """One per container (or local-cloud process): clients and connection pools are reused across events."""
+    return context_from_env()

@@ -1,0 +1,201 @@
+"""Compose the local cloud: emulators, resources from the topology, the functions, the gateway, the runners."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from infra.topology import TOPOLOGY, Topology
+from localcloud.gateway import ASSETS_PREFIX, Gateway
+from localcloud.lambda_host import LocalFunction
+from localcloud.openapi import merged_openapi
+from localcloud.provision import Resources, provision
+from localcloud.runners import SqsRunner, StreamRunner
+from localcloud.servers import ChildServer, free_port, mongo_server, moto_server
+
+logger = logging.getLogger("localcloud")
+DEFAULT_STATE_DIR = Path(".local/state")
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # moto answers DynamoDB Streams calls only without account-based endpoints.
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+
+
+@dataclass
+class LocalCloudConfig:
+    gateway_port: int = 5000
+    aws_port: int = 4566
+    mongo_port: int | None = None  # a free port when None
+    state_dir: Path = DEFAULT_STATE_DIR
+    api_keys: list[str] = field(default_factory=lambda: ["local-dev-key"])
+    workers: int = 2  # concurrent process-function invocations: one per core here
+    visibility_timeout_s: int | None = None  # the topology's when None; shorter makes local retries quicker
+    throttle_rate: float | None = None  # the usage plan's when None
+    throttle_burst: int | None = None
+    aws_endpoint_url: str | None = None  # use an emulator that is already running
+    mongodb_uri: str | None = None  # use a MongoDB that is already running
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> LocalCloudConfig:
+        def optional_int(name: str) -> int | None:
+            return int(env[name]) if env.get(name) else None
+
+        def optional_float(name: str) -> float | None:
+            return float(env[name]) if env.get(name) else None
+
+        return cls(
+            gateway_port=int(env.get("GATEWAY_PORT", 5000)),
+            aws_port=int(env.get("AWS_PORT", 4566)),
+            mongo_port=optional_int("MONGO_PORT"),
+            state_dir=Path(env.get("LOCAL_STATE_DIR", str(DEFAULT_STATE_DIR))),
+            api_keys=[key.strip() for key in env.get("API_KEYS", "local-dev-key").split(",") if key.strip()],
+            workers=int(env.get("LOCAL_WORKERS", 2)),
+            visibility_timeout_s=optional_int("LOCAL_VISIBILITY_TIMEOUT"),
+            throttle_rate=optional_float("THROTTLE_RATE"),
+            throttle_burst=optional_int("THROTTLE_BURST"),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            mongodb_uri=env.get("MONGODB_URI") or None,
+        )
+
+
+class LocalCloud:
+    def __init__(self, config: LocalCloudConfig, topology: Topology = TOPOLOGY) -> None:
+        self.config, self.topology = config, topology
+        self.children: list[ChildServer] = []
+        self.gateway: Gateway | None = None
+        self.runners: list[SqsRunner | StreamRunner] = []
+        self.resources: Resources | None = None
+        self.functions: dict[str, LocalFunction] = {}
+
+    def start(self) -> LocalCloud:
+        config = self.config
+        logs = config.state_dir / "logs"
+        try:
+            os.environ.update({key: value for key, value in FAKE_CREDENTIALS.items() if key not in os.environ})
+            aws_url = config.aws_endpoint_url
+            if aws_url is None:
+                port = config.aws_port or free_port()
+                self._start_child(moto_server(port, logs))
+                aws_url = f"http://127.0.0.1:{port}"
+            mongo_uri = config.mongodb_uri
+            if mongo_uri is None:
+                port = config.mongo_port or free_port()
+                self._start_child(mongo_server(port, config.state_dir / "mongo", logs))
+                mongo_uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+            os.environ["AWS_ENDPOINT_URL"] = aws_url
+            os.environ["MONGODB_URI"] = mongo_uri
+            topology = self.topology
+            if config.visibility_timeout_s is not None:
+                from dataclasses import replace
+
+                topology = replace(
+                    topology,
+                    images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
+                )
+            self.resources = provision(
+                topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
+            )
+            self.gateway = Gateway(
+                topology,
+                self.functions,
+                config.api_keys,
+                self._read_asset,
+                lambda: merged_openapi(topology),
+                port=config.gateway_port,
+                rate=config.throttle_rate,
+                burst=config.throttle_burst,
+            )
+            os.environ.update(self.function_environment())
+            self.functions.update({spec.name: LocalFunction(spec) for spec in topology.functions})
+            self._start_runners(topology)
+            self.gateway.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def function_environment(self) -> dict[str, str]:
+        """What every function sees: the same variable names the CDK stack sets in AWS."""
+        assert self.resources is not None and self.gateway is not None
+        state = self.config.state_dir
+        return {
+            **self.topology.function_environment(),
+            **self.resources.environment(),
+            "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
+            "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or _local_webhook_secret(state),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImageProcessingSystem"),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+
+    def _start_child(self, server: ChildServer) -> None:
+        self.children.append(server)
+        server.start()
+
+    def _start_runners(self, topology: Topology) -> None:
+        assert self.resources is not None
+        queue_source, stream_source = topology.queue_source, topology.stream_source
+        self.runners = [
+            SqsRunner(
+                boto3.client("sqs"),
+                self.resources.queue_url,
+                self.resources.queue_arn,
+                self.functions[queue_source.function],
+                batch_size=queue_source.batch_size,
+                workers=self.config.workers,
+            ),
+            StreamRunner(
+                boto3.client("dynamodbstreams"),
+                self.resources.stream_arn,
+                self.functions[stream_source.function],
+                filter_pattern=stream_source.filter_pattern,
+                batch_size=stream_source.batch_size,
+                retry_attempts=stream_source.retry_attempts,
+            ),
+        ]
+        for runner in self.runners:
+            runner.start()
+
+    def _read_asset(self, key: str) -> tuple[bytes, str] | None:
+        assert self.resources is not None
+        s3 = boto3.client("s3")
+        try:
+            found = s3.get_object(Bucket=self.resources.processed_bucket, Key=key)
+        except s3.exceptions.NoSuchKey:
+            return None
+        return found["Body"].read(), found.get("ContentType", "application/octet-stream")
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        for runner in self.runners:
+            runner.stop()
+        for child in reversed(self.children):
+            child.stop()
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _local_webhook_secret(state_dir: Path) -> str:
+    """A signing secret generated once per state folder, so receivers keep verifying across restarts."""
+    path = state_dir / "webhook-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+        path.chmod(0o600)
+    return path.read_text().strip()

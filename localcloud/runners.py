@@ -1,0 +1,235 @@
+"""Event-source runners: drive the functions the way Lambda's event source mappings do.
+
+SqsRunner: long-polls the queue, hands batches to the function, deletes what succeeded, leaves the reported
+failures to come back after the visibility timeout (the queue's redrive policy moves them to the DLQ).
+StreamRunner: reads the table's stream, keeps the records matching the mapping's filter pattern, and retries
+a failed batch from the first failed record, as Lambda does with ReportBatchItemFailures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from localcloud.lambda_host import LocalFunction
+
+logger = logging.getLogger("localcloud.runners")
+
+
+def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+    """Lambda/EventBridge filter-pattern matching (the subset Lambda event filtering supports)."""
+    for key, expected in pattern.items():
+        present = isinstance(event, Mapping) and key in event
+        actual = event.get(key) if isinstance(event, Mapping) else None
+        if isinstance(expected, Mapping):
+            if not present or not matches(expected, actual):
+                return False
+        elif not any(_matches_value(rule, actual, present) for rule in expected):
+            return False
+    return True
+
+
+def _matches_value(rule: Any, actual: Any, present: bool) -> bool:
+    values = actual if isinstance(actual, list) else [actual]
+    if not isinstance(rule, Mapping):
+        return present and rule in values
+    if "exists" in rule:
+        return present == bool(rule["exists"])
+    if not present:
+        return False
+    if "prefix" in rule:
+        return any(isinstance(value, str) and value.startswith(rule["prefix"]) for value in values)
+    if "anything-but" in rule:
+        excluded = rule["anything-but"]
+        excluded = excluded if isinstance(excluded, list) else [excluded]
+        return all(value not in excluded for value in values)
+    if "numeric" in rule:
+        return any(_numeric(rule["numeric"], value) for value in values)
+    raise ValueError(f"unsupported filter rule {rule}")
+
+
+def _numeric(conditions: list[Any], value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    checks = {"=": float.__eq__, "<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+    return all(checks[op](number, float(bound)) for op, bound in zip(conditions[::2], conditions[1::2], strict=True))
+
+
+class _Loop:
+    def __init__(self, name: str, workers: int) -> None:
+        self.name, self.workers = name, workers
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.busy = 0
+        self._busy_lock = threading.Lock()
+
+    def start(self) -> None:
+        for number in range(self.workers):
+            thread = threading.Thread(target=self._run, name=f"{self.name}-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.poll_once():
+                    self._stop.wait(0.05)
+            except Exception:
+                logger.exception("%s: poll failed", self.name)
+                self._stop.wait(1)
+
+    def poll_once(self) -> bool:
+        raise NotImplementedError
+
+
+class SqsRunner(_Loop):
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        function: LocalFunction,
+        *,
+        batch_size: int,
+        workers: int,
+        wait_seconds: int = 1,
+    ) -> None:
+        super().__init__(f"sqs-{function.spec.name}", workers)
+        self.sqs, self.queue_url, self.queue_arn = sqs, queue_url, queue_arn
+        self.function, self.batch_size, self.wait_seconds = function, batch_size, wait_seconds
+
+    def poll_once(self) -> bool:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return False
+        self.deliver(messages)
+        return True
+
+    def deliver(self, messages: list[dict[str, Any]]) -> None:
+        event = {"Records": [self._record(message) for message in messages]}
+        try:
+            result = self.function.invoke(event) or {}
+            failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+        except Exception:
+            logger.exception("%s: invocation failed; the whole batch will be retried", self.name)
+            return
+        done = [message for message in messages if message["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
+                    for number, message in enumerate(done[start : start + 10])
+                ],
+            )
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody"),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.queue_arn.split(":")[3],
+        }
+
+
+class StreamRunner(_Loop):
+    def __init__(
+        self,
+        streams: Any,
+        stream_arn: str,
+        function: LocalFunction,
+        *,
+        filter_pattern: Mapping[str, Any],
+        batch_size: int,
+        retry_attempts: int,
+        start_at_latest: bool = False,
+    ) -> None:
+        super().__init__(f"stream-{function.spec.name}", 1)
+        self.streams, self.stream_arn, self.function = streams, stream_arn, function
+        self.filter_pattern, self.batch_size, self.retry_attempts = filter_pattern, batch_size, retry_attempts
+        self.start_at_latest = start_at_latest
+        self._iterators: dict[str, str | None] = {}
+        self.failed_batches: list[dict[str, Any]] = []  # the on-failure destination
+
+    def poll_once(self) -> bool:
+        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
+        progressed = False
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            if shard_id not in self._iterators:
+                self._iterators[shard_id] = self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn,
+                    ShardId=shard_id,
+                    ShardIteratorType="LATEST" if self.start_at_latest else "TRIM_HORIZON",
+                )["ShardIterator"]
+            iterator = self._iterators[shard_id]
+            if iterator is None:
+                continue
+            response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+            self._iterators[shard_id] = response.get("NextShardIterator")
+            records = [stream_event_record(record, self.stream_arn) for record in response.get("Records", [])]
+            selected = [record for record in records if matches(self.filter_pattern, record)]
+            for start in range(0, len(selected), self.batch_size):
+                self._deliver(selected[start : start + self.batch_size])
+            progressed = progressed or bool(records)
+        return progressed
+
+    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        for _attempt in range(self.retry_attempts + 1):
+            try:
+                result = self.function.invoke({"Records": batch}) or {}
+            except Exception:
+                logger.exception("%s: invocation failed; retrying the batch", self.name)
+                time.sleep(0.2)
+                continue
+            failures = [item["itemIdentifier"] for item in result.get("batchItemFailures", [])]
+            if not failures:
+                return
+            first = next(i for i, record in enumerate(batch) if record["dynamodb"]["SequenceNumber"] in failures)
+            batch = batch[first:]
+            time.sleep(0.2)
+        logger.error("%s: batch failed after %d retries; sent to on-failure", self.name, self.retry_attempts)
+        self.failed_batches.append({"records": batch})
+
+
+
+def stream_event_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A GetRecords record as Lambda's DynamoDB stream event carries it."""
+    data = dict(record["dynamodb"])
+    created = data.get("ApproximateCreationDateTime")
+    if isinstance(created, dt.datetime):
+        data["ApproximateCreationDateTime"] = int(created.timestamp())
+    return _plain({**record, "dynamodb": data, "eventSourceARN": stream_arn})
+
+
+def _plain(value: Any) -> Any:
+    """boto3 hands back Decimals and bytes; Lambda events are plain JSON."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value

@@ -1,0 +1,85 @@
+"""Backend servers as child processes on 127.0.0.1: the AWS emulator (moto) and the MongoDB wire server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on {LOOPBACK}:{port} within {timeout}s")
+
+
+def _executable(name: str) -> str:
+    beside_python = Path(sys.executable).with_name(name)
+    return str(beside_python) if beside_python.exists() else shutil.which(name) or name
+
+
+class ChildServer:
+    """A server process bound to loopback, stopped with its owner."""
+
+    def __init__(self, name: str, command: list[str], port: int, log_path: Path) -> None:
+        self.name, self.command, self.port, self.log_path = name, command, port, log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed command lines built here
+                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        try:
+            wait_for_port(self.port, self.process)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start; see {self.log_path}") from None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def moto_server(port: int, log_dir: Path) -> ChildServer:
+    return ChildServer(
+        "moto", [_executable("moto_server"), "-H", LOOPBACK, "-p", str(port)], port, log_dir / "moto.log"
+    )
+
+
+def mongo_server(port: int, storage: Path | str, log_dir: Path) -> ChildServer:
+    """SecantusDB (GPL-2.0, dev/local only): MongoDB's wire protocol on WiredTiger, data kept in `storage`."""
+    if storage != ":memory:":
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    return ChildServer(
+        "secantusdb",
+        [_executable("secantusd-py"), "--host", LOOPBACK, "--port", str(port), "--storage-path", str(storage),
+         "--log-level", "WARNING"],
+        port,
+        log_dir / "mongo.log",
+    )

@@ -1,0 +1,52 @@
+"""Fixtures shared by every tier: real servers on 127.0.0.1, started by the tests that need them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+# No test may reach a real AWS account: fake credentials before anything imports boto3.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "ImageProcessingSystemTests",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    assert CORPUS.is_dir(), f"the shared corpus is missing at {CORPUS}"
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def image_server(corpus: Path) -> Iterator[object]:
+    from localcloud.peers import ImageServer
+
+    with ImageServer(corpus) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MongoDB wire server (SecantusDB, in-process) for the whole session; tests use their own database."""
+    from secantus.server import SecantusDBServer
+
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(tmp_path_factory.mktemp("mongo")))
+    server.start()
+    host, port = server.address
+    yield f"mongodb://{host}:{port}/?directConnection=true"
+    server.stop()

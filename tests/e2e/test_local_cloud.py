@@ -1,0 +1,124 @@
+"""End to end over HTTP: the gateway, the functions, the runners, moto and SecantusDB in their own processes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import requests
+from PIL import Image
+
+from tests.e2e.conftest import KEYS, Cloud
+
+HEADER = "S. No.,Product Name,Input Image Urls\n"
+
+
+def upload(cloud: Cloud, csv_text: str, key: str = KEYS[0], webhook: str | None = None) -> requests.Response:
+    return requests.post(
+        f"{cloud.url}/api/v1/upload",
+        headers={"x-api-key": key},
+        files={"file": ("products.csv", csv_text.encode(), "text/csv")},
+        data={"webhookUrl": webhook} if webhook else {},
+        timeout=30,
+    )
+
+
+def wait_for_final(cloud: Cloud, status_url: str, key: str = KEYS[0], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{cloud.url}{status_url}", headers={"x-api-key": key}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        document = answer.json()
+        seen.append(document["status"])
+        if document["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"):
+            assert set(seen) <= {"PENDING", "PROCESSING", document["status"]}
+            return document
+        time.sleep(0.3)
+    raise AssertionError(f"not final within {timeout}s; last {seen[-1:]}; log: {cloud.log}")
+
+
+def test_a_mixed_request_end_to_end(cloud: Cloud, image_server) -> None:
+    images = image_server.url
+    csv_text = HEADER + (
+        f'1,Poster,"{images}/d_exif6_12mp.jpg,{images}/d_cmyk_raindrops.jpg,{images}/gone.jpg"\n'
+        f"2,Print,{images}/sk_no_time_for_that_tiny.gif,{images}/d_webp_sunset_1.7mp.webp\n"
+        f"3,Card,http://127.0.0.1:1/private.jpg\n"
+    )
+    answer = upload(cloud, csv_text, webhook=cloud.receiver.url)
+    assert answer.status_code == 202, answer.text
+    accepted = answer.json()
+    assert (accepted["totalProducts"], accepted["totalImages"]) == (3, 6)
+
+    result = wait_for_final(cloud, accepted["statusUrl"])
+    assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED_WITH_ERRORS", 4, 2)
+    errors = {(p["serialNumber"], e["index"]): e["code"] for p in result["products"] for e in p["errors"]}
+    assert errors == {("1", 2): "HTTP_STATUS", ("3", 0): "ADDRESS_REFUSED"}
+
+    # Every output URL is a plain GET-able JPEG; the 12 MP EXIF-6 photo comes out upright (portrait).
+    first = result["products"][0]["outputImageUrls"][0]
+    with Image.open(io.BytesIO(requests.get(first, timeout=30).content)) as upright:
+        assert upright.format == "JPEG" and upright.size == (3024, 4032)
+    for product in result["products"]:
+        for url in filter(None, product["outputImageUrls"]):
+            got = requests.get(url, timeout=30)
+            assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+
+    rows = list(csv.reader(io.StringIO(requests.get(result["outputCsvUrl"], timeout=30).text)))
+    assert [row[0] for row in rows] == ["S. No.", "1", "2", "3"]
+    assert rows[3][-1] == ""  # the only image failed: one empty slot
+
+    deliveries = [d for d in cloud.receiver.wait(1, timeout=30) if d["payload"]["data"]["requestId"] == accepted["requestId"]]
+    assert len(deliveries) == 1
+    assert deliveries[0]["payload"]["data"]["status"] == "COMPLETED_WITH_ERRORS"
+
+
+def test_api_keys_are_required_and_tenants_are_isolated(cloud: Cloud, image_server) -> None:
+    answer = upload(cloud, HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n", key=KEYS[0])
+    status_url = answer.json()["statusUrl"]
+    missing = requests.get(f"{cloud.url}{status_url}", timeout=10)
+    wrong = requests.get(f"{cloud.url}{status_url}", headers={"x-api-key": "nope"}, timeout=10)
+    other = requests.get(f"{cloud.url}{status_url}", headers={"x-api-key": KEYS[1]}, timeout=10)
+    assert (missing.status_code, missing.json()["code"]) == (403, "INVALID_API_KEY")
+    assert (wrong.status_code, wrong.json()["code"]) == (403, "INVALID_API_KEY")
+    assert (other.status_code, other.json()["code"]) == (404, "REQUEST_NOT_FOUND")
+    unknown_route = requests.get(f"{cloud.url}/api/v1/nothing", headers={"x-api-key": KEYS[0]}, timeout=10)
+    assert (unknown_route.status_code, unknown_route.json()["code"]) == (404, "NOT_FOUND")
+
+
+def test_bad_csv_over_http_is_400_with_rows(cloud: Cloud) -> None:
+    answer = upload(cloud, HEADER + "1,Mug,file:///etc/passwd\n")
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [
+        {"row": 2, "column": "Input Image Urls", "code": "INVALID_URL",
+         "message": "URL 1 (file:///etc/passwd): only http and https URLs are accepted"}
+    ]
+
+
+def test_a_burst_over_the_usage_plan_is_throttled(cloud: Cloud) -> None:
+    statuses = [
+        requests.get(f"{cloud.url}/api/v1/status/unknown", headers={"x-api-key": KEYS[2]}, timeout=10)
+        for _ in range(40)
+    ]
+    codes = [answer.status_code for answer in statuses]
+    assert set(codes) == {404, 429}
+    assert codes.count(429) >= 10
+    assert next(a for a in statuses if a.status_code == 429).json()["code"] == "THROTTLED"
+
+
+def test_body_over_the_gateway_limit_is_413(cloud: Cloud) -> None:
+    answer = requests.post(
+        f"{cloud.url}/api/v1/upload", headers={"x-api-key": KEYS[1], "content-type": "text/csv"},
+        data=b"x" * (10 * 1024 * 1024 + 1), timeout=60,
+    )
+    assert (answer.status_code, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+
+
+def test_openapi_document_and_swagger_ui_are_served(cloud: Cloud) -> None:
+    spec = requests.get(f"{cloud.url}/api/v1/openapi.json", timeout=10).json()
+    assert {"/api/v1/upload", "/api/v1/status/{requestId}"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/api/v1/upload"]["post"]["requestBody"]["content"]
+    assert "StatusResponse" in spec["components"]["schemas"]
+    page = requests.get(f"{cloud.url}/api/v1/docs", timeout=10)
+    assert page.status_code == 200 and "swagger" in page.text.lower()

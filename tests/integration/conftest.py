@@ -1,0 +1,131 @@
+"""Handlers and adapters against moto (mock_aws) and a real MongoDB wire server."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.topology import TOPOLOGY
+from ips.context import Context
+from localcloud.gateway import api_event, match_route
+from localcloud.lambda_host import LambdaContext, LocalFunction
+from localcloud.provision import Resources, provision
+from localcloud.runners import SqsRunner, StreamRunner
+
+API_KEY = "integration-key"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b").decode()
+
+
+@pytest.fixture
+def aws() -> Iterator[Resources]:
+    with mock_aws():
+        yield provision(TOPOLOGY, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
+
+
+@pytest.fixture
+def database_name() -> str:
+    return f"ips_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def function_env(
+    aws: Resources, mongo_uri: str, database_name: str, image_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The functions' environment, as the local cloud and the CDK stack set it."""
+    from ips_runtime.wiring import shared_context
+
+    environment = {
+        **TOPOLOGY.function_environment(),
+        **aws.environment(),
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": database_name,
+        "ASSET_BASE_URL": "http://assets.invalid/assets",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "OUTBOUND_ALLOWLIST": image_server.origin,
+        "WEBHOOK_FIRST_DELAY": "0.05",
+    }
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    shared_context.cache_clear()
+    yield environment
+    shared_context.cache_clear()
+
+
+@pytest.fixture
+def context(function_env: dict[str, str]) -> Context:
+    from ips_runtime.wiring import shared_context
+
+    return shared_context()
+
+
+@dataclass
+class Pipeline:
+    """Drives the functions in-process with the local cloud's own event runners, one step at a time."""
+
+    resources: Resources
+    functions: dict[str, LocalFunction]
+
+    def api(
+        self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+        query: str = "", api_key: str = API_KEY,
+    ) -> tuple[int, dict[str, Any]]:
+        import json
+
+        match = match_route(TOPOLOGY.routes, method, path)
+        assert match is not None, f"no route for {method} {path}"
+        route, parameters = match
+        event = api_event(
+            route, path, query, parameters, {"x-api-key": api_key, **(headers or {})}, body,
+            api_key=api_key, binary_media_types=TOPOLOGY.binary_media_types,
+        )
+        result = self.functions[route.function].invoke(event)
+        return result["statusCode"], json.loads(result["body"])
+
+    def sqs_runner(self) -> SqsRunner:
+        return SqsRunner(
+            boto3.client("sqs"), self.resources.queue_url, self.resources.queue_arn, self.functions["process"],
+            batch_size=TOPOLOGY.queue_source.batch_size, workers=1, wait_seconds=0,
+        )
+
+    def stream_runner(self) -> StreamRunner:
+        source = TOPOLOGY.stream_source
+        return StreamRunner(
+            boto3.client("dynamodbstreams"), self.resources.stream_arn, self.functions[source.function],
+            filter_pattern=source.filter_pattern, batch_size=source.batch_size,
+            retry_attempts=source.retry_attempts,
+        )
+
+    def drain_queue(self, runner: SqsRunner | None = None, max_polls: int = 200) -> None:
+        runner = runner or self.sqs_runner()
+        for _ in range(max_polls):
+            if not runner.poll_once():
+                return
+        raise AssertionError("the queue did not drain")
+
+    def queued(self, url: str | None = None) -> int:
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=url or self.resources.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def pipeline(aws: Resources, function_env: dict[str, str]) -> Pipeline:
+    return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in TOPOLOGY.functions})
+
+
+def lambda_context(name: str = "test") -> LambdaContext:
+    return LambdaContext(name, 128, 30)
+
+
+def random_key() -> str:
+    return secrets.token_hex(8)

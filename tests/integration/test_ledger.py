@@ -1,0 +1,94 @@
+"""The DynamoDB ledger against moto: each image counted once, the last count completes the request."""
+
+from __future__ import annotations
+
+import threading
+
+import boto3
+import pytest
+
+from ips.adapters.dynamodb import COMPLETION_FILTER, DynamoLedger
+from ips.model import Counts, ImageTask
+from localcloud.provision import Resources
+from localcloud.runners import matches, stream_event_record
+
+
+@pytest.fixture
+def ledger(aws: Resources) -> DynamoLedger:
+    return DynamoLedger(boto3.client("dynamodb"), aws.table)
+
+
+def task(index: int, request_id: str = "req-1") -> ImageTask:
+    return ImageTask(request_id, 2, index, f"https://a.example/{index}.jpg")
+
+
+def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger) -> None:
+    ledger.open("req-1", 3)
+    first = ledger.count(task(0), succeeded=True)
+    again = ledger.count(task(0), succeeded=False)
+    second = ledger.count(task(1), succeeded=False)
+    last = ledger.count(task(2), succeeded=True)
+    assert (first.counted, first.completed) == (True, False)
+    assert (again.counted, again.completed) == (False, False)
+    assert (second.counted, second.completed) == (True, False)
+    assert (last.counted, last.completed) == (True, True)
+    assert ledger.counts("req-1") == Counts(total=3, succeeded=2, failed=1)
+    assert ledger.count(task(2), succeeded=True).counted is False
+
+
+def test_concurrent_counting_is_exact(ledger: DynamoLedger) -> None:
+    total = 24
+    ledger.open("req-1", total)
+    results = []
+    lock = threading.Lock()
+
+    def count(index: int) -> None:
+        result = ledger.count(task(index % total), succeeded=index % 3 != 0)
+        with lock:
+            results.append(result)
+
+    # Every image twice, from several threads at once.
+    threads = [threading.Thread(target=count, args=(index,)) for index in range(total * 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(result.counted for result in results) == total
+    assert sum(result.completed for result in results) == 1
+    counts = ledger.counts("req-1")
+    assert counts is not None and counts.done == total
+
+
+def test_only_the_completing_update_passes_the_stream_filter(aws: Resources, ledger: DynamoLedger) -> None:
+    ledger.open("req-1", 2)
+    ledger.count(task(0), succeeded=True)
+    ledger.count(task(1), succeeded=True)
+    assert ledger.claim_notification("req-1", 60)
+    ledger.finish_notification("req-1")
+    streams = boto3.client("dynamodbstreams")
+    [shard] = streams.describe_stream(StreamArn=aws.stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=aws.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = [
+        stream_event_record(record, aws.stream_arn)
+        for record in streams.get_records(ShardIterator=iterator)["Records"]
+    ]
+    # open, 2 markers, 2 counter updates, claim, finish
+    assert len(records) == 7
+    selected = [record for record in records if matches(COMPLETION_FILTER, record)]
+    assert len(selected) == 1
+    assert selected[0]["dynamodb"]["NewImage"]["remaining"] == {"N": "0"}
+
+
+def test_notification_is_claimed_once_until_its_lease_runs_out(aws: Resources) -> None:
+    now = [1_000_000.0]
+    ledger = DynamoLedger(boto3.client("dynamodb"), aws.table, clock=lambda: now[0])
+    ledger.open("req-1", 1)
+    assert ledger.claim_notification("req-1", lease_seconds=60)
+    assert not ledger.claim_notification("req-1", lease_seconds=60)
+    now[0] += 61  # the first sender crashed without finishing
+    assert ledger.claim_notification("req-1", lease_seconds=60)
+    ledger.finish_notification("req-1")
+    now[0] += 1000
+    assert not ledger.claim_notification("req-1", lease_seconds=60)

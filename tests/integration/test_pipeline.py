@@ -1,0 +1,124 @@
+"""The whole pipeline in-process: upload -> queue -> process -> stream -> notify, with the local cloud's runners,
+moto, a real MongoDB wire server, a local image server and a webhook receiver verifying signatures."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import boto3
+import pytest
+
+from localcloud.peers import WebhookReceiver
+from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.test_api_handlers import HEADER, multipart
+
+
+@pytest.fixture
+def receiver(monkeypatch, function_env):
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
+        from ips_runtime.wiring import shared_context
+
+        shared_context.cache_clear()
+        yield receiver
+
+
+def mixed_csv(images: str) -> str:
+    return HEADER + (
+        f'1,Mug,"{images}/d_exif3_rocket.jpg,{images}/missing.jpg"\n'
+        f'2,Lamp,"{images}/sk_coffee.png,{images}/MANIFEST.tsv,http://169.254.169.254/latest/meta-data/"\n'
+        f"3,Desk,{images}/d_alpha_yellowflower.png\n"
+    )
+
+
+def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
+    body, headers = multipart(csv_text, webhook)
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert status == 202, answer
+    return answer["requestId"]
+
+
+def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline, image_server, receiver) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.drain_queue()
+    assert pipeline.stream_runner().poll_once()
+
+    status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert status == 200
+    assert (result["status"], result["total"], result["succeeded"], result["failed"]) == (
+        "COMPLETED_WITH_ERRORS", 6, 3, 3)
+    errors = {(product["serialNumber"], error["index"]): error["code"]
+              for product in result["products"] for error in product["errors"]}
+    assert errors == {("1", 1): "HTTP_STATUS", ("2", 1): "NOT_AN_IMAGE", ("2", 2): "ADDRESS_REFUSED"}
+    outputs = [product["outputImageUrls"] for product in result["products"]]
+    assert [[url is not None for url in urls] for urls in outputs] == [[True, False], [True, False, False], [True]]
+    assert outputs[0][0].endswith(f"/{request_id}/2/0.jpg")
+
+    processed = pipeline.resources.processed_bucket
+    s3 = boto3.client("s3")
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=processed)["Contents"])
+    assert keys == sorted([f"{request_id}/2/0.jpg", f"{request_id}/3/0.jpg", f"{request_id}/4/0.jpg",
+                           f"{request_id}/output.csv"])
+    output = s3.get_object(Bucket=processed, Key=f"{request_id}/output.csv")["Body"].read().decode()
+    rows = list(csv.reader(io.StringIO(output)))
+    assert rows[0][-1] == "Output Image Urls"
+    assert [row[-1].count(",") for row in rows[1:]] == [1, 2, 0]  # one slot per input, failures left empty
+    assert rows[1][-1].split(",") == [outputs[0][0], ""]
+    assert result["outputCsvUrl"].endswith(f"/{request_id}/output.csv")
+
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["id"] == f"msg_{request_id}"
+    assert delivery["payload"]["data"] == {
+        "requestId": request_id, "status": "COMPLETED_WITH_ERRORS", "total": 6, "succeeded": 3, "failed": 3,
+        "outputCsvUrl": result["outputCsvUrl"],
+    }
+    assert result["webhook"]["delivered"] is True
+
+
+def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image_server, receiver) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    sqs = boto3.client("sqs")
+    # Take every message off the queue and put it back twice: a real at-least-once duplicate of each.
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=pipeline.resources.queue_url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert len(bodies) == 6
+    for body in bodies * 2:
+        sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=body)
+
+    pipeline.drain_queue()
+    stream = pipeline.stream_runner()
+    stream.poll_once()
+    stream.poll_once()
+    _, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 3)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+    # The completion step itself running again (a stream retry) sends no second webhook.
+    from ips.completion import complete_request
+    from ips_runtime.wiring import shared_context
+
+    assert complete_request(request_id, shared_context()).value == "COMPLETED_WITH_ERRORS"
+    assert len(receiver.deliveries) == 1
+    assert pipeline.queued() == 0 and pipeline.queued(pipeline.resources.dead_letter_url) == 0
+
+
+def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(pipeline: Pipeline, image_server, monkeypatch,
+                                                                     function_env) -> None:
+    with WebhookReceiver(WEBHOOK_SECRET, fail_first=2) as flaky:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
+        from ips_runtime.wiring import shared_context
+
+        shared_context.cache_clear()
+        request_id = upload(pipeline, HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n", flaky.url)
+        pipeline.drain_queue()
+        pipeline.stream_runner().poll_once()
+        [delivery] = flaky.wait(1, timeout=10)
+        assert flaky.attempts == 3
+        assert delivery["id"] == f"msg_{request_id}"
+        _, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
+        assert result["status"] == "COMPLETED"
+        assert (result["webhook"]["delivered"], result["webhook"]["attempts"]) == (True, 3)

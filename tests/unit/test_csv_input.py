@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import pytest
+
+from ips.csv_input import CsvLimits, ProductRow, parse_products_csv
+from ips.errors import InvalidInput
+
+HEADER = "S. No.,Product Name,Input Image Urls\n"
+
+
+def problems(data: bytes, limits: CsvLimits = CsvLimits()) -> list[tuple[int | None, str | None, str]]:
+    with pytest.raises(InvalidInput) as refused:
+        parse_products_csv(data, limits)
+    assert refused.value.code == "CSV_INVALID"
+    return [(problem.row, problem.column, problem.code) for problem in refused.value.problems]
+
+
+def test_quoted_url_lists_are_split_in_order() -> None:
+    data = (HEADER + '1,SKU1,"https://a.example/1.jpg, https://a.example/2.jpg"\n2,SKU2,http://b.example/x.png\n')
+    assert parse_products_csv(data.encode()) == [
+        ProductRow(2, "1", "SKU1", ("https://a.example/1.jpg", "https://a.example/2.jpg")),
+        ProductRow(3, "2", "SKU2", ("http://b.example/x.png",)),
+    ]
+
+
+def test_unquoted_extra_fields_are_more_urls_of_the_same_product() -> None:
+    data = HEADER + "1,SKU1,https://a.example/1.jpg,https://a.example/2.jpg,https://a.example/3.jpg\n"
+    [product] = parse_products_csv(data.encode())
+    assert product.image_urls == ("https://a.example/1.jpg", "https://a.example/2.jpg", "https://a.example/3.jpg")
+
+
+def test_headers_match_ignoring_case_spaces_dots_and_a_bom() -> None:
+    data = "\ufeffs no,PRODUCTNAME , input image  urls\n7,Lamp,https://a.example/l.jpg\n".encode()
+    [product] = parse_products_csv(data)
+    assert (product.serial_number, product.product_name) == ("7", "Lamp")
+
+
+def test_columns_in_another_order_and_unknown_columns_are_fine() -> None:
+    data = "Input Image Urls,Price,Product Name,S. No.\nhttps://a.example/1.jpg,9.99,Mug,3\n"
+    [product] = parse_products_csv(data.encode())
+    assert product == ProductRow(2, "3", "Mug", ("https://a.example/1.jpg",))
+
+
+def test_blank_lines_are_skipped_and_rows_keep_their_spreadsheet_numbers() -> None:
+    data = HEADER + "\n1,A,https://a.example/1.jpg\n,,\n2,B,https://a.example/2.jpg\n"
+    assert [product.row for product in parse_products_csv(data.encode())] == [3, 5]
+
+
+def test_every_problem_is_listed_with_row_and_column() -> None:
+    data = (
+        HEADER
+        + "1,Good,https://a.example/1.jpg\n"
+        + "1,Dup,https://a.example/2.jpg\n"
+        + "2,,https://a.example/3.jpg\n"
+        + "3,NoUrls,\n"
+        + "4,BadScheme,ftp://a.example/4.jpg\n"
+        + ",NoSerial,javascript:alert(1)\n"
+    )
+    assert problems(data.encode()) == [
+        (3, "S. No.", "DUPLICATE_SERIAL"),
+        (4, "Product Name", "EMPTY_PRODUCT_NAME"),
+        (5, "Input Image Urls", "NO_URLS"),
+        (6, "Input Image Urls", "INVALID_URL"),
+        (7, "S. No.", "EMPTY_SERIAL"),
+        (7, "Input Image Urls", "INVALID_URL"),
+    ]
+
+
+def test_missing_headers_are_named() -> None:
+    assert problems(b"Serial,Name,Urls\n1,A,https://a.example/1.jpg\n") == [
+        (1, "S. No.", "MISSING_COLUMN"),
+        (1, "Product Name", "MISSING_COLUMN"),
+        (1, "Input Image Urls", "MISSING_COLUMN"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "EMPTY_FILE"),
+        (b"  \n\n", "EMPTY_FILE"),
+        (HEADER.encode(), "NO_PRODUCTS"),
+        ((HEADER + "1,Caf\xe9,https://a.example/1.jpg\n").encode("latin-1"), "ENCODING"),
+        ((HEADER + "1,A\x00,https://a.example/1.jpg\n").encode(), "NUL_BYTE"),
+    ],
+)
+def test_file_level_problems(data: bytes, code: str) -> None:
+    assert code in [found for _, _, found in problems(data)]
+
+
+def test_encoding_problem_names_the_row() -> None:
+    data = (HEADER + "1,A,https://a.example/1.jpg\n2,Caf\xe9,https://a.example/2.jpg\n").encode("latin-1")
+    assert problems(data) == [(3, None, "ENCODING")]
+
+
+def test_limits_on_rows_urls_and_bytes() -> None:
+    limits = CsvLimits(max_rows=2, max_urls_per_row=2, max_bytes=10_000)
+    many_rows = HEADER + "".join(f"{n},P{n},https://a.example/{n}.jpg\n" for n in range(1, 5))
+    assert (4, None, "TOO_MANY_ROWS") in problems(many_rows.encode(), limits)
+    many_urls = HEADER + '1,P,"https://a.example/1.jpg,https://a.example/2.jpg,https://a.example/3.jpg"\n'
+    assert problems(many_urls.encode(), limits) == [(2, "Input Image Urls", "TOO_MANY_URLS")]
+    assert problems(b"x" * 10_001, limits) == [(None, None, "FILE_TOO_LARGE")]
+
+
+def test_problem_list_is_capped_and_says_so() -> None:
+    data = HEADER + "".join(f"{n},,https://a.example/{n}.jpg\n" for n in range(1, 30))
+    with pytest.raises(InvalidInput) as refused:
+        parse_products_csv(data.encode(), CsvLimits(max_problems=5))
+    assert len(refused.value.problems) == 5
+    assert refused.value.truncated
+
+
+def test_extra_fields_are_refused_when_the_url_column_is_not_last() -> None:
+    data = "S. No.,Input Image Urls,Product Name\n1,https://a.example/1.jpg,Mug,https://a.example/2.jpg\n"
+    assert problems(data.encode()) == [(2, None, "EXTRA_FIELDS")]
+
+
+def test_multiline_quoted_cells_stay_one_row() -> None:
+    data = HEADER + '1,"Two\nLines","https://a.example/1.jpg\nhttps://a.example/2.jpg"\n2,B,https://a.example/3.jpg\n'
+    products = parse_products_csv(data.encode())
+    assert [(product.row, len(product.image_urls)) for product in products] == [(2, 2), (3, 1)]
