@@ -18,7 +18,7 @@ from localcloud.lambda_host import LocalFunction
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
 from localcloud.runners import SqsRunner, StreamRunner
-from localcloud.servers import ChildServer, free_port, mongo_server, moto_server
+from localcloud.servers import ChildServer, free_port, aws_emulator, mongo_server
 
 logger = logging.getLogger("localcloud")
 DEFAULT_STATE_DIR = Path(".local/state")
@@ -86,7 +86,7 @@ class LocalCloud:
             aws_url = config.aws_endpoint_url
             if aws_url is None:
                 port = config.aws_port or free_port()
-                self._start_child(moto_server(port, logs))
+                self._start_child(aws_emulator(port, logs))
                 aws_url = f"http://127.0.0.1:{port}"
             mongo_uri = config.mongodb_uri
             if mongo_uri is None:
@@ -135,7 +135,8 @@ class LocalCloud:
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
             "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or _local_webhook_secret(state),
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImageProcessingSystem"),
+            # Metrics are CloudWatch EMF lines on stdout in Lambda; locally they would only clutter the console.
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
 

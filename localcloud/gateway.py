@@ -260,9 +260,9 @@ class Gateway:
                 length = int(self.headers.get("content-length") or 0)
                 if length > gateway.topology.max_body_bytes:
                     # Drain (without keeping) what the client sends so it reads the 413 instead of a reset.
-                    for _ in range(0, min(length, 8 * gateway.topology.max_body_bytes), 1 << 16):
-                        if not self.rfile.read(1 << 16):
-                            break
+                    remaining = length if length <= 8 * gateway.topology.max_body_bytes else 0
+                    while remaining > 0 and (chunk := self.rfile.read(min(1 << 16, remaining))):
+                        remaining -= len(chunk)
                     status, headers, data = gateway._gateway_response("REQUEST_TOO_LARGE")
                     self.close_connection = True
                 else:

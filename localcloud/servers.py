@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ class ChildServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed command lines built here
-                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         try:
             wait_for_port(self.port, self.process)
@@ -66,9 +67,11 @@ class ChildServer:
             self.process.wait()
 
 
-def moto_server(port: int, log_dir: Path) -> ChildServer:
+def aws_emulator(port: int, log_dir: Path) -> ChildServer:
+    """moto's server with atomic DynamoDB writes (localcloud.aws_emulator)."""
     return ChildServer(
-        "moto", [_executable("moto_server"), "-H", LOOPBACK, "-p", str(port)], port, log_dir / "moto.log"
+        "aws-emulator", [sys.executable, "-m", "localcloud.aws_emulator", "--port", str(port)], port,
+        log_dir / "aws.log",
     )
 
 

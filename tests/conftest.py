@@ -20,7 +20,7 @@ os.environ.update(
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "ImageProcessingSystemTests",
+        "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
 )
@@ -49,4 +49,15 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     host, port = server.address
     yield f"mongodb://{host}:{port}/?directConnection=true"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The local cloud's AWS emulator (moto server with atomic DynamoDB writes) as a child process."""
+    from localcloud.servers import aws_emulator, free_port
+
+    server = aws_emulator(free_port(), tmp_path_factory.mktemp("aws-logs"))
+    server.start()
+    yield f"http://127.0.0.1:{server.port}"
     server.stop()

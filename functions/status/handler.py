@@ -1,6 +1,7 @@
 """GET /api/v1/status/{requestId}: progress, products and the output CSV link. Another key's request is 404."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: powertools reads the route's annotations at runtime for
+# validation and the OpenAPI schema.
 
 from http import HTTPStatus
 from typing import Annotated, Any

@@ -1,6 +1,7 @@
 """POST /api/v1/upload: validate a CSV and accept it as a request (202), or list what is wrong (400)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: powertools reads the route's annotations at runtime for
+# validation and the OpenAPI schema.
 
 from http import HTTPStatus
 from typing import Annotated, Any

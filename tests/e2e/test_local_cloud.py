@@ -56,10 +56,11 @@ def test_a_mixed_request_end_to_end(cloud: Cloud, image_server) -> None:
     errors = {(p["serialNumber"], e["index"]): e["code"] for p in result["products"] for e in p["errors"]}
     assert errors == {("1", 2): "HTTP_STATUS", ("3", 0): "ADDRESS_REFUSED"}
 
-    # Every output URL is a plain GET-able JPEG; the 12 MP EXIF-6 photo comes out upright (portrait).
+    # Every output URL is a plain GET-able JPEG. The 12 MP photo is stored 3024x4032 with EXIF orientation 6
+    # (its pixels were turned a quarter left): upright, it is the 4032x3024 landscape it was taken as.
     first = result["products"][0]["outputImageUrls"][0]
     with Image.open(io.BytesIO(requests.get(first, timeout=30).content)) as upright:
-        assert upright.format == "JPEG" and upright.size == (3024, 4032)
+        assert upright.format == "JPEG" and upright.size == (4032, 3024)
     for product in result["products"]:
         for url in filter(None, product["outputImageUrls"]):
             got = requests.get(url, timeout=30)

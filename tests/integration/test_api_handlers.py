@@ -62,6 +62,7 @@ def test_invalid_csv_lists_every_problem_and_stores_nothing(pipeline: Pipeline, 
     assert [(error["row"], error["column"], error["code"]) for error in answer["errors"]] == [
         (2, "Input Image Urls", "INVALID_URL"),
         (3, "S. No.", "DUPLICATE_SERIAL"),
+        (3, "Product Name", "EMPTY_PRODUCT_NAME"),
         (4, "Input Image Urls", "NO_URLS"),
     ]
     assert stored_objects(pipeline.resources.uploads_bucket) == []

@@ -36,7 +36,18 @@ def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger)
     assert ledger.count(task(2), succeeded=True).counted is False
 
 
-def test_concurrent_counting_is_exact(ledger: DynamoLedger) -> None:
+def test_concurrent_counting_is_exact(aws_endpoint: str) -> None:
+    """Against the local cloud's emulator over HTTP, from several threads: the counter's conditions must hold
+    under real concurrency (moto's in-process mock is not the thing to test atomicity on)."""
+    from botocore.config import Config
+
+    from ips.adapters.dynamodb import DynamoLedger
+    from localcloud.provision import _requests_table
+
+    client = boto3.client("dynamodb", endpoint_url=aws_endpoint, config=Config(max_pool_connections=50))
+    table = f"ledger-{threading.get_ident()}-{id(client)}"
+    _requests_table(table, client)
+    ledger = DynamoLedger(client, table)
     total = 24
     ledger.open("req-1", total)
     results = []

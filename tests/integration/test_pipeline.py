@@ -25,9 +25,11 @@ def receiver(monkeypatch, function_env):
 
 
 def mixed_csv(images: str) -> str:
+    # The refused URL is loopback on a port nothing is allowed to reach. (Not 169.254.169.254 here: under
+    # mock_aws, moto answers the instance-metadata address itself, before any HTTP client runs.)
     return HEADER + (
         f'1,Mug,"{images}/d_exif3_rocket.jpg,{images}/missing.jpg"\n'
-        f'2,Lamp,"{images}/sk_coffee.png,{images}/MANIFEST.tsv,http://169.254.169.254/latest/meta-data/"\n'
+        f'2,Lamp,"{images}/sk_coffee.png,{images}/MANIFEST.tsv,http://127.0.0.1:9/latest/meta-data/"\n'
         f"3,Desk,{images}/d_alpha_yellowflower.png\n"
     )
 

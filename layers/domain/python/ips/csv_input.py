@@ -116,21 +116,20 @@ def iter_products(lines: Iterable[str], limits: CsvLimits = CsvLimits()) -> Iter
         if count > limits.max_rows:
             problems.add(record_number, None, "TOO_MANY_ROWS", f"More than {limits.max_rows} product rows.")
             break
-        product = _validate_row(
-            record_number, record, (serial_index, name_index, urls_index), width, urls_last, limits, problems
-        )
-        if product is None:
-            continue
-        previous = first_row_of_serial.setdefault(product.serial_number, record_number)
+        serial = record[serial_index].strip() if serial_index < len(record) else ""
+        previous = first_row_of_serial.setdefault(serial, record_number) if serial else record_number
         if previous != record_number:
             problems.add(
                 record_number,
                 SERIAL_COLUMN,
                 "DUPLICATE_SERIAL",
-                f"Serial number {product.serial_number!r} already used in row {previous}.",
+                f"Serial number {serial!r} already used in row {previous}.",
             )
-            continue
-        yield product
+        product = _validate_row(
+            record_number, record, (serial_index, name_index, urls_index), width, urls_last, limits, problems
+        )
+        if product is not None and previous == record_number:
+            yield product
     if count == 0 and not problems.items:
         problems.add(None, None, "NO_PRODUCTS", "The file has a header but no product rows.")
     problems.raise_if_any()

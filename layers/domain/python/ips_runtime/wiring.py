@@ -4,6 +4,7 @@ The handlers do not know which runtime they are in: AWS or the local cloud diffe
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Mapping
@@ -59,9 +60,9 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
 
 
 def outbound_policy_from_env(env: Mapping[str, str] = os.environ) -> OutboundPolicy:
-    policy = OutboundPolicy.from_env(env)
+    # Fetches stop reading at the image byte cap: a bigger body fails as TOO_LARGE without being held.
     image_bytes = int(env.get("IMAGE_MAX_BYTES", ImageLimits.max_bytes))
-    return OutboundPolicy(**{**policy.__dict__, "max_bytes": image_bytes})
+    return dataclasses.replace(OutboundPolicy.from_env(env), max_bytes=image_bytes)
 
 
 def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
