@@ -7,9 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "layers" / "domain" / "python"))
 
-import aws_cdk as cdk  # noqa: E402
+import aws_cdk as cdk
 
-from infra.stack import ImageProcessingStack  # noqa: E402
+from infra.stack import ImageProcessingStack
 
 # The CDK CLI passes CDK_OUTDIR; `make synth` runs this file directly (no CLI, offline) into cdk.out/.
 app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"))

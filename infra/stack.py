@@ -27,7 +27,10 @@ class ImageProcessingStack(Stack):
         storage = Storage(self, "Storage")
         queue_spec = topology.images_queue
         dead_letters = sqs.Queue(
-            self, "ImagesDlq", retention_period=Duration.days(14), enforce_ssl=True,
+            self,
+            "ImagesDlq",
+            retention_period=Duration.days(14),
+            enforce_ssl=True,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
         )
         images = sqs.Queue(
@@ -101,7 +104,10 @@ class ImageProcessingStack(Stack):
         )
         stream_source = topology.stream_source
         completion_failures = sqs.Queue(
-            self, "CompletionFailures", retention_period=Duration.days(14), enforce_ssl=True,
+            self,
+            "CompletionFailures",
+            retention_period=Duration.days(14),
+            enforce_ssl=True,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
         )
         functions[stream_source.function].add_event_source(
@@ -133,9 +139,7 @@ class ImageProcessingStack(Stack):
         )
         for route in topology.routes:
             resource = api.root.resource_for_path(route.path)
-            resource.add_method(
-                route.method, apigw.LambdaIntegration(functions[route.function]), api_key_required=True
-            )
+            resource.add_method(route.method, apigw.LambdaIntegration(functions[route.function]), api_key_required=True)
         for kind, response in topology.gateway_responses.items():
             api.add_gateway_response(
                 f"{kind.title().replace('_', '')}Response",

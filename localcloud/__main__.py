@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,24 +20,16 @@ def serve() -> int:
         environment = cloud.function_environment()
         print(f"API            {cloud.gateway.url}/api/v1  (x-api-key: {', '.join(config.api_keys)})")
         print(f"Swagger UI     {cloud.gateway.url}/api/v1/docs")
-        print(f"AWS emulator   {environment.get('AWS_ENDPOINT_URL') or _env('AWS_ENDPOINT_URL')}")
-        print(f"MongoDB        {_env('MONGODB_URI')}")
+        print(f"AWS emulator   {os.environ['AWS_ENDPOINT_URL']}")
+        print(f"MongoDB        {os.environ['MONGODB_URI']}")
         print(f"Webhook secret {environment['WEBHOOK_SECRET']}  (verify deliveries with it)")
         print(f"State          {config.state_dir.resolve()}")
         print("Ctrl-C stops.", flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
-
-
-def _env(name: str) -> str:
-    import os
-
-    return os.environ.get(name, "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
-import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from localcloud.lambda_host import LocalFunction
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
 from localcloud.runners import SqsRunner, StreamRunner
-from localcloud.servers import ChildServer, free_port, aws_emulator, mongo_server
+from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 
 logger = logging.getLogger("localcloud")
 DEFAULT_STATE_DIR = Path(".local/state")
@@ -97,15 +97,11 @@ class LocalCloud:
             os.environ["MONGODB_URI"] = mongo_uri
             topology = self.topology
             if config.visibility_timeout_s is not None:
-                from dataclasses import replace
-
                 topology = replace(
                     topology,
                     images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
                 )
-            self.resources = provision(
-                topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
-            )
+            self.resources = provision(topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
             self.gateway = Gateway(
                 topology,
                 self.functions,
@@ -133,7 +129,7 @@ class LocalCloud:
             **self.topology.function_environment(),
             **self.resources.environment(),
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
-            "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or _local_webhook_secret(state),
+            "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(state),
             "POWERTOOLS_TRACE_DISABLED": "true",
             # Metrics are CloudWatch EMF lines on stdout in Lambda; locally they would only clutter the console.
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
@@ -192,7 +188,7 @@ class LocalCloud:
         self.stop()
 
 
-def _local_webhook_secret(state_dir: Path) -> str:
+def local_webhook_secret(state_dir: Path) -> str:
     """A signing secret generated once per state folder, so receivers keep verifying across restarts."""
     path = state_dir / "webhook-secret"
     if not path.exists():

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from localcloud.cloud import LocalCloud, LocalCloudConfig
+from localcloud.cloud import LocalCloud, LocalCloudConfig, local_webhook_secret
 from localcloud.peers import ImageServer, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +41,7 @@ def _run(timeout: float) -> None:
     with ImageServer(CORPUS, port=IMAGE_PORT) as images:
         # The secret is the local cloud's (kept in its state folder); the receiver needs it before uploading.
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        from localcloud.cloud import _local_webhook_secret
-
-        secret = os.environ.get("WEBHOOK_SECRET") or _local_webhook_secret(config.state_dir)
+        secret = os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(config.state_dir)
         with WebhookReceiver(secret) as receiver:
             # Loopback is refused by the fetcher; these two local origins are let through explicitly.
             os.environ["OUTBOUND_ALLOWLIST"] = f"{images.origin},{receiver.origin}"
@@ -83,7 +81,9 @@ def _job(api: str, key: str, receiver: WebhookReceiver, timeout: float) -> None:
     for product in status["products"]:
         for error in product["errors"]:
             failures.add(error["code"])
-            print(f"  failed  S.No {product['serialNumber']} image {error['index']}: {error['code']} {error['message']}")
+            print(
+                f"  failed  S.No {product['serialNumber']} image {error['index']}: {error['code']} {error['message']}"
+            )
     if status["status"] != "COMPLETED_WITH_ERRORS" or failures != EXPECTED_FAILURES:
         raise DemoFailed(f"expected COMPLETED_WITH_ERRORS with {EXPECTED_FAILURES}, got {status['status']} {failures}")
 
@@ -115,8 +115,10 @@ def _watch(session: requests.Session, url: str, timeout: float) -> dict:
         status = session.get(url, timeout=30).json()
         progress = (status["status"], status["succeeded"], status["failed"])
         if progress != last:
-            print(f"  {status['status']:<22} {status['succeeded'] + status['failed']:>3}/{status['total']} done "
-                  f"({status['succeeded']} ok, {status['failed']} failed)")
+            print(
+                f"  {status['status']:<22} {status['succeeded'] + status['failed']:>3}/{status['total']} done "
+                f"({status['succeeded']} ok, {status['failed']} failed)"
+            )
             last = progress
         if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"):
             return status

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from infra.topology import GatewayResponse, Route, Topology
 from localcloud.lambda_host import LocalFunction
+from localcloud.openapi import swagger_page
 
 logger = logging.getLogger("localcloud.gateway")
 ASSETS_PREFIX = "/assets/"
@@ -150,8 +151,7 @@ class Gateway:
         self.topology = topology
         self.functions = functions
         self.tenants = {
-            key: _Tenant(TokenBucket(rate or plan.rate_per_second, burst or plan.burst))
-            for key in api_keys
+            key: _Tenant(TokenBucket(rate or plan.rate_per_second, burst or plan.burst)) for key in api_keys
         }
         self.read_asset = read_asset
         self.openapi = openapi
@@ -191,8 +191,6 @@ class Gateway:
         if method == "GET" and path == OPENAPI_PATH:
             return 200, {"content-type": "application/json"}, json.dumps(self.spec()).encode()
         if method == "GET" and path == DOCS_PATH:
-            from localcloud.openapi import swagger_page
-
             return 200, {"content-type": "text/html; charset=utf-8"}, swagger_page(self.spec()).encode()
         if method in ("GET", "HEAD") and path.startswith(ASSETS_PREFIX):
             return self._asset(path.removeprefix(ASSETS_PREFIX))
@@ -247,7 +245,11 @@ class Gateway:
             body = json.dumps({"code": "NOT_FOUND", "message": "No such object."}).encode()
             return 404, {"content-type": "application/json"}, body
         data, content_type = found
-        return 200, {"content-type": content_type, "cache-control": "public, max-age=31536000, immutable"}, data
+        return (
+            200,
+            {"content-type": content_type, "cache-control": "public, max-age=31536000, immutable"},
+            data,
+        )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         gateway = self
@@ -285,10 +287,9 @@ class Gateway:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+            def log_message(self, format: str, *args: Any) -> None:
                 logger.debug("%s " + format, self.client_address[0], *args)
 
         return Handler
-

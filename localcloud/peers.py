@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 
 
 class _Quiet:
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -54,7 +54,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(_Quiet, BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status = receiver._receive(body, {key.lower(): value for key, value in self.headers.items()})
                 self.send_response(status)
@@ -98,4 +98,3 @@ class WebhookReceiver:
     def __exit__(self, *exc: Any) -> None:
         self._server.shutdown()
         self._server.server_close()
-

@@ -214,7 +214,6 @@ class StreamRunner(_Loop):
         self.failed_batches.append({"records": batch})
 
 
-
 def stream_event_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     """A GetRecords record as Lambda's DynamoDB stream event carries it."""
     data = dict(record["dynamodb"])

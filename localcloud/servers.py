@@ -70,7 +70,9 @@ class ChildServer:
 def aws_emulator(port: int, log_dir: Path) -> ChildServer:
     """moto's server with atomic DynamoDB writes (localcloud.aws_emulator)."""
     return ChildServer(
-        "aws-emulator", [sys.executable, "-m", "localcloud.aws_emulator", "--port", str(port)], port,
+        "aws-emulator",
+        [sys.executable, "-m", "localcloud.aws_emulator", "--port", str(port)],
+        port,
         log_dir / "aws.log",
     )
 
@@ -81,8 +83,17 @@ def mongo_server(port: int, storage: Path | str, log_dir: Path) -> ChildServer:
         Path(storage).mkdir(parents=True, exist_ok=True)
     return ChildServer(
         "secantusdb",
-        [_executable("secantusd-py"), "--host", LOOPBACK, "--port", str(port), "--storage-path", str(storage),
-         "--log-level", "WARNING"],
+        [
+            _executable("secantusd-py"),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+        ],
         port,
         log_dir / "mongo.log",
     )

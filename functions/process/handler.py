@@ -8,11 +8,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
 
 from ips.model import ImageTask
 from ips.processing import process_image
-from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
 
 logger, metrics, tracer = observability("process")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -37,6 +37,4 @@ def handle_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from ips.status import request_status
 from ips_runtime.api import API_PREFIX, ApiError, StatusResponse, create_resolver, error_responses, tenant_of
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
+
+from ips.status import request_status
 
 logger, metrics, tracer = observability("status")
 app = create_resolver(logger)
@@ -25,7 +25,7 @@ app = create_resolver(logger)
 )
 @tracer.capture_method
 def status(
-    requestId: Annotated[str, Path(description="The id returned by the upload", max_length=64)],  # noqa: N803
+    requestId: Annotated[str, Path(description="The id returned by the upload", max_length=64)],
 ) -> StatusResponse:
     logger.set_correlation_id(requestId)
     document = request_status(requestId, tenant_of(app.current_event), shared_context())

@@ -10,8 +10,6 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from ips.intake import accept_csv
 from ips_runtime.api import (
     API_PREFIX,
     MULTIPART,
@@ -25,6 +23,8 @@ from ips_runtime.api import (
 )
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
+
+from ips.intake import accept_csv
 
 logger, metrics, tracer = observability("upload")
 app = create_resolver(logger)
@@ -65,7 +65,7 @@ UPLOAD_BODY = {
 )
 @tracer.capture_method
 def upload(
-    webhookUrl: Annotated[  # noqa: N803 - query parameter name in the API contract
+    webhookUrl: Annotated[
         str | None, Query(description="Called once when the request completes (raw CSV bodies)")
     ] = None,
 ) -> Response[UploadAccepted]:
@@ -76,7 +76,9 @@ def upload(
     limit = context.settings.csv_limits.max_bytes
     if len(body) > limit + 64 * 1024:  # room for the multipart envelope around a file at the limit
         raise ApiError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PAYLOAD_TOO_LARGE", f"The CSV is over the {limit}-byte limit."
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            f"The CSV is over the {limit}-byte limit.",
         )
     data, form_webhook = read_upload(event.headers.get("content-type", ""), body)
     accepted = accept_csv(data, tenant, form_webhook or webhookUrl, context)

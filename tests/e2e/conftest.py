@@ -54,8 +54,11 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
         environment.pop(inherited, None)
     log = state / "localcloud.log"
     with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "localcloud", "up"], cwd=ROOT, env=environment, stdout=output,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "localcloud", "up"],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
             stderr=subprocess.STDOUT,
         )
     try:

@@ -70,7 +70,9 @@ def test_a_mixed_request_end_to_end(cloud: Cloud, image_server) -> None:
     assert [row[0] for row in rows] == ["S. No.", "1", "2", "3"]
     assert rows[3][-1] == ""  # the only image failed: one empty slot
 
-    deliveries = [d for d in cloud.receiver.wait(1, timeout=30) if d["payload"]["data"]["requestId"] == accepted["requestId"]]
+    deliveries = [
+        d for d in cloud.receiver.wait(1, timeout=30) if d["payload"]["data"]["requestId"] == accepted["requestId"]
+    ]
     assert len(deliveries) == 1
     assert deliveries[0]["payload"]["data"]["status"] == "COMPLETED_WITH_ERRORS"
 
@@ -92,8 +94,12 @@ def test_bad_csv_over_http_is_400_with_rows(cloud: Cloud) -> None:
     answer = upload(cloud, HEADER + "1,Mug,file:///etc/passwd\n")
     assert answer.status_code == 400
     assert answer.json()["errors"] == [
-        {"row": 2, "column": "Input Image Urls", "code": "INVALID_URL",
-         "message": "URL 1 (file:///etc/passwd): only http and https URLs are accepted"}
+        {
+            "row": 2,
+            "column": "Input Image Urls",
+            "code": "INVALID_URL",
+            "message": "URL 1 (file:///etc/passwd): only http and https URLs are accepted",
+        }
     ]
 
 
@@ -110,8 +116,10 @@ def test_a_burst_over_the_usage_plan_is_throttled(cloud: Cloud) -> None:
 
 def test_body_over_the_gateway_limit_is_413(cloud: Cloud) -> None:
     answer = requests.post(
-        f"{cloud.url}/api/v1/upload", headers={"x-api-key": KEYS[1], "content-type": "text/csv"},
-        data=b"x" * (10 * 1024 * 1024 + 1), timeout=60,
+        f"{cloud.url}/api/v1/upload",
+        headers={"x-api-key": KEYS[1], "content-type": "text/csv"},
+        data=b"x" * (10 * 1024 * 1024 + 1),
+        timeout=60,
     )
     assert (answer.status_code, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
 

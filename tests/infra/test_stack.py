@@ -9,11 +9,11 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App  # noqa: E402
-from aws_cdk.assertions import Match, Template  # noqa: E402
+from aws_cdk import App
+from aws_cdk.assertions import Match, Template
 
-from infra.stack import ImageProcessingStack  # noqa: E402
-from infra.topology import TOPOLOGY  # noqa: E402
+from infra.stack import ImageProcessingStack
+from infra.topology import TOPOLOGY
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,12 @@ def test_every_topology_function_is_deployed_with_its_handler(template: Template
     for spec in TOPOLOGY.functions:
         template.has_resource_properties(
             "AWS::Lambda::Function",
-            {"Handler": spec.handler, "Runtime": "python3.12", "MemorySize": spec.memory_mb, "Timeout": spec.timeout_s},
+            {
+                "Handler": spec.handler,
+                "Runtime": "python3.12",
+                "MemorySize": spec.memory_mb,
+                "Timeout": spec.timeout_s,
+            },
         )
 
 
@@ -36,14 +41,23 @@ def test_queue_feeds_the_process_function_with_partial_batch_failures(template: 
     source = TOPOLOGY.queue_source
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
-        {"BatchSize": source.batch_size, "FunctionResponseTypes": ["ReportBatchItemFailures"],
-         "EventSourceArn": Match.any_value(), "FilterCriteria": Match.absent()},
+        {
+            "BatchSize": source.batch_size,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "EventSourceArn": Match.any_value(),
+            "FilterCriteria": Match.absent(),
+        },
     )
     queue = TOPOLOGY.images_queue
     template.has_resource_properties(
         "AWS::SQS::Queue",
-        {"VisibilityTimeout": queue.visibility_timeout_s,
-         "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": queue.max_receive_count}},
+        {
+            "VisibilityTimeout": queue.visibility_timeout_s,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": Match.any_value(),
+                "maxReceiveCount": queue.max_receive_count,
+            },
+        },
     )
     assert queue.visibility_timeout_s >= 6 * TOPOLOGY.function("process").timeout_s
 
@@ -52,8 +66,9 @@ def test_stream_reaches_notify_only_through_the_completion_filter(template: Temp
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
-            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(TOPOLOGY.stream_source.filter_pattern,
-                                                                  separators=(",", ":"))}]},
+            "FilterCriteria": {
+                "Filters": [{"Pattern": json.dumps(TOPOLOGY.stream_source.filter_pattern, separators=(",", ":"))}]
+            },
             "BisectBatchOnFunctionError": True,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
@@ -71,8 +86,10 @@ def test_every_route_requires_an_api_key_and_a_usage_plan_limits_it(template: Te
     plan = TOPOLOGY.usage_plan
     template.has_resource_properties(
         "AWS::ApiGateway::UsagePlan",
-        {"Throttle": {"RateLimit": plan.rate_per_second, "BurstLimit": plan.burst},
-         "Quota": {"Limit": plan.quota_per_day, "Period": "DAY"}},
+        {
+            "Throttle": {"RateLimit": plan.rate_per_second, "BurstLimit": plan.burst},
+            "Quota": {"Limit": plan.quota_per_day, "Period": "DAY"},
+        },
     )
     template.has_resource_properties(
         "AWS::ApiGateway::RestApi", {"BinaryMediaTypes": list(TOPOLOGY.binary_media_types)}
@@ -85,7 +102,10 @@ def test_buckets_are_encrypted_and_private(template: Template) -> None:
     for bucket in buckets.values():
         properties = bucket["Properties"]
         assert properties["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         }
         assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert bucket["DeletionPolicy"] == "Retain"

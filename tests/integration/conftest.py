@@ -74,8 +74,14 @@ class Pipeline:
     functions: dict[str, LocalFunction]
 
     def api(
-        self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
-        query: str = "", api_key: str = API_KEY,
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        query: str = "",
+        api_key: str = API_KEY,
     ) -> tuple[int, dict[str, Any]]:
         import json
 
@@ -83,23 +89,37 @@ class Pipeline:
         assert match is not None, f"no route for {method} {path}"
         route, parameters = match
         event = api_event(
-            route, path, query, parameters, {"x-api-key": api_key, **(headers or {})}, body,
-            api_key=api_key, binary_media_types=TOPOLOGY.binary_media_types,
+            route,
+            path,
+            query,
+            parameters,
+            {"x-api-key": api_key, **(headers or {})},
+            body,
+            api_key=api_key,
+            binary_media_types=TOPOLOGY.binary_media_types,
         )
         result = self.functions[route.function].invoke(event)
         return result["statusCode"], json.loads(result["body"])
 
     def sqs_runner(self) -> SqsRunner:
         return SqsRunner(
-            boto3.client("sqs"), self.resources.queue_url, self.resources.queue_arn, self.functions["process"],
-            batch_size=TOPOLOGY.queue_source.batch_size, workers=1, wait_seconds=0,
+            boto3.client("sqs"),
+            self.resources.queue_url,
+            self.resources.queue_arn,
+            self.functions["process"],
+            batch_size=TOPOLOGY.queue_source.batch_size,
+            workers=1,
+            wait_seconds=0,
         )
 
     def stream_runner(self) -> StreamRunner:
         source = TOPOLOGY.stream_source
         return StreamRunner(
-            boto3.client("dynamodbstreams"), self.resources.stream_arn, self.functions[source.function],
-            filter_pattern=source.filter_pattern, batch_size=source.batch_size,
+            boto3.client("dynamodbstreams"),
+            self.resources.stream_arn,
+            self.functions[source.function],
+            filter_pattern=source.filter_pattern,
+            batch_size=source.batch_size,
             retry_attempts=source.retry_attempts,
         )
 

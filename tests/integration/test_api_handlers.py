@@ -24,14 +24,20 @@ def stored_objects(bucket: str) -> list[str]:
 
 
 def test_multipart_upload_is_accepted_stored_and_fanned_out(pipeline: Pipeline, image_server, function_env) -> None:
-    csv_text = HEADER + f'1,Mug,"{image_server.url}/d_05mp_friends.jpg,{image_server.url}/sk_coffee.png"\n' + \
-        f"2,Lamp,{image_server.url}/sk_rocket.jpg\n"
+    csv_text = (
+        HEADER
+        + f'1,Mug,"{image_server.url}/d_05mp_friends.jpg,{image_server.url}/sk_coffee.png"\n'
+        + f"2,Lamp,{image_server.url}/sk_rocket.jpg\n"
+    )
     body, headers = multipart(csv_text)
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
     assert status == 202, answer
     request_id = answer["requestId"]
     assert answer == {
-        "requestId": request_id, "status": "PENDING", "totalProducts": 2, "totalImages": 3,
+        "requestId": request_id,
+        "status": "PENDING",
+        "totalProducts": 2,
+        "totalImages": 3,
         "statusUrl": f"/api/v1/status/{request_id}",
     }
     assert stored_objects(pipeline.resources.uploads_bucket) == [f"{request_id}/input.csv"]
@@ -40,14 +46,22 @@ def test_multipart_upload_is_accepted_stored_and_fanned_out(pipeline: Pipeline, 
     assert database.products.count_documents({"requestId": request_id}) == 2
     status, progress = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert status == 200
-    assert (progress["status"], progress["total"], progress["succeeded"], progress["failed"]) == ("PENDING", 3, 0, 0)
+    assert (progress["status"], progress["total"], progress["succeeded"], progress["failed"]) == (
+        "PENDING",
+        3,
+        0,
+        0,
+    )
     assert [product["outputImageUrls"] for product in progress["products"]] == [[None, None], [None]]
 
 
 def test_raw_csv_body_with_webhook_query_parameter(pipeline: Pipeline, image_server) -> None:
     body = (HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n").encode()
     status, answer = pipeline.api(
-        "POST", "/api/v1/upload", body=body, headers={"content-type": "text/csv"},
+        "POST",
+        "/api/v1/upload",
+        body=body,
+        headers={"content-type": "text/csv"},
         query=f"webhookUrl={image_server.url}/hook",
     )
     assert status == 202, answer
@@ -94,7 +108,10 @@ def test_wrong_content_type_is_415_and_oversized_body_is_413(pipeline: Pipeline,
 def test_multipart_without_a_file_field(pipeline: Pipeline) -> None:
     prepared = requests.Request("POST", "http://unused.invalid/", files={"other": ("x.csv", b"a")}).prepare()
     status, answer = pipeline.api(
-        "POST", "/api/v1/upload", body=prepared.body, headers={"content-type": prepared.headers["Content-Type"]}
+        "POST",
+        "/api/v1/upload",
+        body=prepared.body,
+        headers={"content-type": prepared.headers["Content-Type"]},
     )
     assert (status, answer["code"]) == (400, "FILE_MISSING")
 
@@ -106,6 +123,32 @@ def test_another_keys_request_is_404_like_an_unknown_one(pipeline: Pipeline, ima
     assert pipeline.api("GET", f"/api/v1/status/{request_id}", api_key=API_KEY)[0] == 200
     other = pipeline.api("GET", f"/api/v1/status/{request_id}", api_key="someone-else")
     unknown = pipeline.api("GET", "/api/v1/status/00000000-0000-0000-0000-000000000000")
-    assert other == (404, {"code": "REQUEST_NOT_FOUND", "message": f"No request {request_id}.", "errors": [],
-                           "errorsTruncated": False})
+    assert other == (
+        404,
+        {
+            "code": "REQUEST_NOT_FOUND",
+            "message": f"No request {request_id}.",
+            "errors": [],
+            "errorsTruncated": False,
+        },
+    )
     assert unknown[0] == 404 and unknown[1]["code"] == "REQUEST_NOT_FOUND"
+
+
+def test_a_fan_out_that_fails_ends_the_request_failed_not_pending(
+    pipeline: Pipeline, image_server, monkeypatch
+) -> None:
+    from ips_runtime.wiring import shared_context
+
+    # A queue that does not exist: SQS itself refuses the messages after the request was created.
+    missing_queue = pipeline.resources.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    monkeypatch.setenv("IMAGES_QUEUE_URL", missing_queue)
+    shared_context.cache_clear()
+    body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n")
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert (status, answer["code"]) == (500, "INTERNAL_ERROR")
+    [request_id] = [key.split("/")[0] for key in stored_objects(pipeline.resources.uploads_bucket)]
+    status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert (status, result["status"]) == (200, "FAILED")
+    assert result["error"]["code"] == "FAN_OUT_FAILED"
+    assert result["outputCsvUrl"] is None

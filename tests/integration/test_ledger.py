@@ -82,8 +82,7 @@ def test_only_the_completing_update_passes_the_stream_filter(aws: Resources, led
         StreamArn=aws.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
     records = [
-        stream_event_record(record, aws.stream_arn)
-        for record in streams.get_records(ShardIterator=iterator)["Records"]
+        stream_event_record(record, aws.stream_arn) for record in streams.get_records(ShardIterator=iterator)["Records"]
     ]
     # open, 2 markers, 2 counter updates, claim, finish
     assert len(records) == 7

@@ -49,19 +49,36 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
     status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert status == 200
     assert (result["status"], result["total"], result["succeeded"], result["failed"]) == (
-        "COMPLETED_WITH_ERRORS", 6, 3, 3)
-    errors = {(product["serialNumber"], error["index"]): error["code"]
-              for product in result["products"] for error in product["errors"]}
+        "COMPLETED_WITH_ERRORS",
+        6,
+        3,
+        3,
+    )
+    errors = {
+        (product["serialNumber"], error["index"]): error["code"]
+        for product in result["products"]
+        for error in product["errors"]
+    }
     assert errors == {("1", 1): "HTTP_STATUS", ("2", 1): "NOT_AN_IMAGE", ("2", 2): "ADDRESS_REFUSED"}
     outputs = [product["outputImageUrls"] for product in result["products"]]
-    assert [[url is not None for url in urls] for urls in outputs] == [[True, False], [True, False, False], [True]]
+    assert [[url is not None for url in urls] for urls in outputs] == [
+        [True, False],
+        [True, False, False],
+        [True],
+    ]
     assert outputs[0][0].endswith(f"/{request_id}/2/0.jpg")
 
     processed = pipeline.resources.processed_bucket
     s3 = boto3.client("s3")
     keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=processed)["Contents"])
-    assert keys == sorted([f"{request_id}/2/0.jpg", f"{request_id}/3/0.jpg", f"{request_id}/4/0.jpg",
-                           f"{request_id}/output.csv"])
+    assert keys == sorted(
+        [
+            f"{request_id}/2/0.jpg",
+            f"{request_id}/3/0.jpg",
+            f"{request_id}/4/0.jpg",
+            f"{request_id}/output.csv",
+        ]
+    )
     output = s3.get_object(Bucket=processed, Key=f"{request_id}/output.csv")["Body"].read().decode()
     rows = list(csv.reader(io.StringIO(output)))
     assert rows[0][-1] == "Output Image Urls"
@@ -72,7 +89,11 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["id"] == f"msg_{request_id}"
     assert delivery["payload"]["data"] == {
-        "requestId": request_id, "status": "COMPLETED_WITH_ERRORS", "total": 6, "succeeded": 3, "failed": 3,
+        "requestId": request_id,
+        "status": "COMPLETED_WITH_ERRORS",
+        "total": 6,
+        "succeeded": 3,
+        "failed": 3,
         "outputCsvUrl": result["outputCsvUrl"],
     }
     assert result["webhook"]["delivered"] is True
@@ -83,7 +104,9 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
     sqs = boto3.client("sqs")
     # Take every message off the queue and put it back twice: a real at-least-once duplicate of each.
     bodies = []
-    while messages := sqs.receive_message(QueueUrl=pipeline.resources.queue_url, MaxNumberOfMessages=10).get("Messages"):
+    while messages := sqs.receive_message(QueueUrl=pipeline.resources.queue_url, MaxNumberOfMessages=10).get(
+        "Messages"
+    ):
         for message in messages:
             bodies.append(message["Body"])
             sqs.delete_message(QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -100,16 +123,18 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
     assert len(receiver.wait(1, timeout=10)) == 1
 
     # The completion step itself running again (a stream retry) sends no second webhook.
-    from ips.completion import complete_request
     from ips_runtime.wiring import shared_context
+
+    from ips.completion import complete_request
 
     assert complete_request(request_id, shared_context()).value == "COMPLETED_WITH_ERRORS"
     assert len(receiver.deliveries) == 1
     assert pipeline.queued() == 0 and pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
 
-def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(pipeline: Pipeline, image_server, monkeypatch,
-                                                                     function_env) -> None:
+def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(
+    pipeline: Pipeline, image_server, monkeypatch, function_env
+) -> None:
     with WebhookReceiver(WEBHOOK_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
         from ips_runtime.wiring import shared_context

@@ -8,7 +8,10 @@ from ips.errors import InvalidInput
 HEADER = "S. No.,Product Name,Input Image Urls\n"
 
 
-def problems(data: bytes, limits: CsvLimits = CsvLimits()) -> list[tuple[int | None, str | None, str]]:
+DEFAULT_LIMITS = CsvLimits()
+
+
+def problems(data: bytes, limits: CsvLimits = DEFAULT_LIMITS) -> list[tuple[int | None, str | None, str]]:
     with pytest.raises(InvalidInput) as refused:
         parse_products_csv(data, limits)
     assert refused.value.code == "CSV_INVALID"
@@ -16,7 +19,7 @@ def problems(data: bytes, limits: CsvLimits = CsvLimits()) -> list[tuple[int | N
 
 
 def test_quoted_url_lists_are_split_in_order() -> None:
-    data = (HEADER + '1,SKU1,"https://a.example/1.jpg, https://a.example/2.jpg"\n2,SKU2,http://b.example/x.png\n')
+    data = HEADER + '1,SKU1,"https://a.example/1.jpg, https://a.example/2.jpg"\n2,SKU2,http://b.example/x.png\n'
     assert parse_products_csv(data.encode()) == [
         ProductRow(2, "1", "SKU1", ("https://a.example/1.jpg", "https://a.example/2.jpg")),
         ProductRow(3, "2", "SKU2", ("http://b.example/x.png",)),
@@ -26,7 +29,11 @@ def test_quoted_url_lists_are_split_in_order() -> None:
 def test_unquoted_extra_fields_are_more_urls_of_the_same_product() -> None:
     data = HEADER + "1,SKU1,https://a.example/1.jpg,https://a.example/2.jpg,https://a.example/3.jpg\n"
     [product] = parse_products_csv(data.encode())
-    assert product.image_urls == ("https://a.example/1.jpg", "https://a.example/2.jpg", "https://a.example/3.jpg")
+    assert product.image_urls == (
+        "https://a.example/1.jpg",
+        "https://a.example/2.jpg",
+        "https://a.example/3.jpg",
+    )
 
 
 def test_headers_match_ignoring_case_spaces_dots_and_a_bom() -> None:

@@ -13,8 +13,12 @@ def read(data: bytes) -> list[list[str]]:
 def test_rows_keep_order_and_failed_images_leave_an_empty_slot() -> None:
     data = render_output_csv(
         [
-            OutputRow("1", "SKU1", ["https://a/1.jpg", "https://a/2.jpg", "https://a/3.jpg"],
-                      ["https://o/1.jpg", None, "https://o/3.jpg"]),
+            OutputRow(
+                "1",
+                "SKU1",
+                ["https://a/1.jpg", "https://a/2.jpg", "https://a/3.jpg"],
+                ["https://o/1.jpg", None, "https://o/3.jpg"],
+            ),
             OutputRow("2", "SKU2", ["https://a/4.jpg"], ["https://o/4.jpg"]),
         ]
     )
@@ -26,8 +30,12 @@ def test_rows_keep_order_and_failed_images_leave_an_empty_slot() -> None:
 
 
 def test_formula_cells_are_neutralised() -> None:
-    data = render_output_csv([OutputRow("=1+1", '@SUM(A1)', ["https://a/1.jpg"], [None]),
-                              OutputRow("-2", "+cmd|' /C calc'!A0", ["https://a/2.jpg"], [None])])
+    data = render_output_csv(
+        [
+            OutputRow("=1+1", "@SUM(A1)", ["https://a/1.jpg"], [None]),
+            OutputRow("-2", "+cmd|' /C calc'!A0", ["https://a/2.jpg"], [None]),
+        ]
+    )
     rows = read(data)[1:]
     assert rows[0][:2] == ["'=1+1", "'@SUM(A1)"]
     assert rows[1][:2] == ["'-2", "'+cmd|' /C calc'!A0"]

@@ -228,9 +228,7 @@ def server(make_server: Callable[..., LocalServer]) -> LocalServer:
 def make_client() -> Iterator[Callable[..., OutboundClient]]:
     clients: list[OutboundClient] = []
 
-    def make(
-        *allowed: LocalServer, resolver: outbound.Resolver | None = None, **policy: object
-    ) -> OutboundClient:
+    def make(*allowed: LocalServer, resolver: outbound.Resolver | None = None, **policy: object) -> OutboundClient:
         extra: set[tuple[str, int]] = policy.pop("allowlist", set())  # type: ignore[assignment]
         allowlist = frozenset({s.origin for s in allowed} | extra)
         clients.append(OutboundClient(OutboundPolicy(allowlist, **policy), resolver=resolver))  # type: ignore[arg-type]
@@ -570,8 +568,7 @@ def test_public_addresses(address):
 
 @pytest.mark.parametrize(
     "address",
-    sorted({a for answer in NON_PUBLIC_ANSWERS for a in answer} - set(PUBLIC_ADDRESSES))
-    + MORE_NON_PUBLIC_ADDRESSES,
+    sorted({a for answer in NON_PUBLIC_ANSWERS for a in answer} - set(PUBLIC_ADDRESSES)) + MORE_NON_PUBLIC_ADDRESSES,
 )
 def test_non_public_addresses(address):
     assert not is_public_address(ipaddress.ip_address(address))
@@ -799,9 +796,7 @@ def self_signed(hostname: str, directory: Path) -> Path:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage), True
-        )
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage), True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
@@ -809,9 +804,7 @@ def self_signed(hostname: str, directory: Path) -> Path:
     path = directory / f"{hostname}.pem"
     path.write_bytes(
         certificate.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return path
 

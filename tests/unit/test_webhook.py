@@ -45,8 +45,15 @@ def test_signature_verifies_with_the_standardwebhooks_library() -> None:
 def test_retries_keep_the_message_id_and_back_off_exponentially() -> None:
     poster = ScriptedPoster(500, FetchError("TIMEOUT", "slow", permanent=False), 503, 200)
     pauses: list[float] = []
-    delivery = deliver(poster, WebhookSigner(SECRET), "https://hooks.example/x", "msg_r1", b"{}",
-                       RetryPolicy(attempts=5, first_delay=1, factor=2), sleep=pauses.append)
+    delivery = deliver(
+        poster,
+        WebhookSigner(SECRET),
+        "https://hooks.example/x",
+        "msg_r1",
+        b"{}",
+        RetryPolicy(attempts=5, first_delay=1, factor=2),
+        sleep=pauses.append,
+    )
     assert (delivery.delivered, delivery.attempts, delivery.last_status) == (True, 4, 200)
     assert pauses == [1, 2, 4]
     assert {headers["webhook-id"] for _, _, headers in poster.sent} == {"msg_r1"}
@@ -54,8 +61,15 @@ def test_retries_keep_the_message_id_and_back_off_exponentially() -> None:
 
 def test_gives_up_after_the_budget_and_says_why() -> None:
     poster = ScriptedPoster(500, 500, 500)
-    delivery = deliver(poster, WebhookSigner(SECRET), "https://hooks.example/x", "m", b"{}",
-                       RetryPolicy(attempts=3), sleep=lambda _: None)
+    delivery = deliver(
+        poster,
+        WebhookSigner(SECRET),
+        "https://hooks.example/x",
+        "m",
+        b"{}",
+        RetryPolicy(attempts=3),
+        sleep=lambda _: None,
+    )
     assert (delivery.delivered, delivery.attempts, delivery.last_error) == (False, 3, "HTTP 500")
 
 

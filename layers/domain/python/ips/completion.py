@@ -25,7 +25,7 @@ def webhook_message_id(request_id: str) -> str:
 
 def complete_request(request_id: str, context: Context) -> RequestStatus | None:
     """Idempotent: running it again rewrites the same CSV and status, and never sends a second webhook."""
-    backends, settings = context.backends, context.settings
+    backends = context.backends
     record = backends.catalog.get(request_id)
     counts = backends.ledger.counts(request_id)
     if record is None or counts is None or not counts.complete:

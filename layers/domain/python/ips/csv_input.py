@@ -86,9 +86,7 @@ def decode_csv_bytes(data: bytes) -> str:
 def parse_products_csv(data: bytes, limits: CsvLimits = CsvLimits()) -> list[ProductRow]:
     """Validate a whole CSV; returns its products in file order or raises InvalidInput listing every problem."""
     if len(data) > limits.max_bytes:
-        raise csv_invalid(
-            [Problem(None, None, "FILE_TOO_LARGE", f"The file is over {limits.max_bytes} bytes.")]
-        )
+        raise csv_invalid([Problem(None, None, "FILE_TOO_LARGE", f"The file is over {limits.max_bytes} bytes.")])
     return list(iter_products(io.StringIO(decode_csv_bytes(data), newline=""), limits))
 
 
@@ -192,9 +190,7 @@ def _validate_row(
         # The common unquoted form: a row's extra fields are more URLs of the same product.
         url_cells.extend(value.strip() for value in extra)
     elif extra:
-        problems.add(
-            row, None, "EXTRA_FIELDS", f"{len(extra)} more field(s) than the header has; quote the URL list."
-        )
+        problems.add(row, None, "EXTRA_FIELDS", f"{len(extra)} more field(s) than the header has; quote the URL list.")
     urls = [url for text in url_cells for url in _URL_SEPARATORS.split(text) if url]
     if not urls:
         problems.add(row, URLS_COLUMN, "NO_URLS", "No image URL.")

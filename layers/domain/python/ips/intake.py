@@ -63,8 +63,13 @@ def accept_csv(data: bytes, tenant: str, webhook_url: str | None, context: Conte
         ),
         products,
     )
-    backends.ledger.open(request_id, total_images)
-    backends.queue.send([task.to_message() for task in image_tasks(request_id, products)])
+    try:
+        backends.ledger.open(request_id, total_images)
+        backends.queue.send([task.to_message() for task in image_tasks(request_id, products)])
+    except Exception as exc:
+        # The request exists but could not be fanned out whole: end it FAILED rather than leave it pending.
+        backends.catalog.mark_failed(request_id, "FAN_OUT_FAILED", f"Could not queue the images: {type(exc).__name__}")
+        raise
     return Accepted(request_id, RequestStatus.PENDING, len(products), total_images)
 
 

@@ -72,9 +72,7 @@ class ImageOutcome:
         return self.status is ImageStatus.SUCCEEDED
 
     def to_document(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None} | {
-            "status": self.status.value
-        }
+        return {key: value for key, value in asdict(self).items() if value is not None} | {"status": self.status.value}
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> ImageOutcome:

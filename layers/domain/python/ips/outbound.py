@@ -614,9 +614,7 @@ class _GuardedAdapter(HTTPAdapter):
         self._guard = guard  # before super().__init__, which calls init_poolmanager
         super().__init__(max_retries=0)
 
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
         self.poolmanager = _GuardedPoolManager(
             num_pools=connections, maxsize=maxsize, block=block, guard=self._guard, **pool_kwargs
@@ -801,9 +799,7 @@ def _timeouts(policy: OutboundPolicy) -> str:
     return f"connect {policy.connect_timeout:g} s, read {policy.read_timeout:g} s"
 
 
-def _translate(
-    exc: Exception, target: _Target, deadline: _Deadline, policy: OutboundPolicy
-) -> FetchError | None:
+def _translate(exc: Exception, target: _Target, deadline: _Deadline, policy: OutboundPolicy) -> FetchError | None:
     """The FetchError for a network-level failure, or None for anything else (a bug: let it propagate)."""
     if deadline.expired:
         return _timeout(target, policy)

@@ -57,6 +57,7 @@ class RequestRecord:
     failed: int | None = None
     output_csv_key: str | None = None
     webhook: dict[str, Any] | None = None
+    error: dict[str, str] | None = None  # why a FAILED request failed
 
 
 @dataclass(frozen=True)
@@ -81,4 +82,5 @@ class Catalog(Protocol):
     def finalise(
         self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime
     ) -> None: ...
+    def mark_failed(self, request_id: str, code: str, message: str) -> None: ...
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None: ...

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ips.completion import output_csv_key
 from ips.context import Context
 from ips.model import ImageStatus, RequestStatus
 
@@ -36,8 +35,12 @@ def request_status(request_id: str, tenant: str, context: Context) -> dict[str, 
                 for image in product.images
             ],
             "errors": [
-                {"index": index, "url": product.input_urls[index], "code": image.error_code,
-                 "message": image.error_message}
+                {
+                    "index": index,
+                    "url": product.input_urls[index],
+                    "code": image.error_code,
+                    "message": image.error_message,
+                }
                 for index, image in enumerate(product.images)
                 if image and image.status is ImageStatus.FAILED
             ],
@@ -53,8 +56,9 @@ def request_status(request_id: str, tenant: str, context: Context) -> dict[str, 
         "createdAt": _iso(record.created_at),
         "completedAt": _iso(record.completed_at),
         "products": products,
-        "outputCsvUrl": settings.asset_url(output_csv_key(request_id)) if status.is_final else None,
+        "outputCsvUrl": settings.asset_url(record.output_csv_key) if record.output_csv_key else None,
         "webhook": record.webhook,
+        "error": record.error,
     }
 
 

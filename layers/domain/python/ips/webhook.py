@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ips.outbound import FetchError
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the secret format's prefix, not a secret
 
 
 class WebhookPoster(Protocol):

@@ -34,15 +34,15 @@ class ErrorResponse(BaseModel):
     code: str = Field(description="Stable machine-readable error code")
     message: str
     errors: list[ErrorItem] = Field(default_factory=list)
-    errorsTruncated: bool = False  # noqa: N815 - JSON field name
+    errorsTruncated: bool = False
 
 
 class UploadAccepted(BaseModel):
-    requestId: str  # noqa: N815 - JSON field names follow the API contract
+    requestId: str
     status: RequestStatus
-    totalProducts: int  # noqa: N815
-    totalImages: int  # noqa: N815
-    statusUrl: str  # noqa: N815
+    totalProducts: int
+    totalImages: int
+    statusUrl: str
 
 
 class ImageError(BaseModel):
@@ -53,10 +53,10 @@ class ImageError(BaseModel):
 
 
 class ProductStatus(BaseModel):
-    serialNumber: str  # noqa: N815
-    productName: str  # noqa: N815
-    inputImageUrls: list[str]  # noqa: N815
-    outputImageUrls: list[str | None] = Field(description="Same order as the inputs; null while pending or failed")  # noqa: N815
+    serialNumber: str
+    productName: str
+    inputImageUrls: list[str]
+    outputImageUrls: list[str | None] = Field(description="Same order as the inputs; null while pending or failed")
     errors: list[ImageError]
 
 
@@ -67,17 +67,23 @@ class WebhookDelivery(BaseModel):
     last_error: str | None
 
 
+class RequestError(BaseModel):
+    code: str
+    message: str
+
+
 class StatusResponse(BaseModel):
-    requestId: str  # noqa: N815
+    requestId: str
     status: RequestStatus
     total: int
     succeeded: int
     failed: int
-    createdAt: str  # noqa: N815
-    completedAt: str | None  # noqa: N815
+    createdAt: str
+    completedAt: str | None
     products: list[ProductStatus]
-    outputCsvUrl: str | None  # noqa: N815
+    outputCsvUrl: str | None
     webhook: WebhookDelivery | None = None
+    error: RequestError | None = Field(default=None, description="Why a FAILED request failed")
 
 
 class ApiError(Exception):
@@ -135,8 +141,12 @@ def create_resolver(logger: Logger) -> APIGatewayRestResolver:
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response:
         items = [
-            ErrorItem(row=None, column=".".join(map(str, error.get("loc", ()))), code="INVALID",
-                      message=str(error.get("msg")))
+            ErrorItem(
+                row=None,
+                column=".".join(map(str, error.get("loc", ()))),
+                code="INVALID",
+                message=str(error.get("msg")),
+            )
             for error in exc.errors()
         ]
         return error_response(

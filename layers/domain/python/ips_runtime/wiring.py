@@ -77,7 +77,12 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
             queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
             ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
-            catalog=MongoCatalog(connect(_required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"), env.get("MONGODB_DATABASE", "ips"))),
+            catalog=MongoCatalog(
+                connect(
+                    _required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"),
+                    env.get("MONGODB_DATABASE", "ips"),
+                )
+            ),
             fetcher=outbound,
             webhooks=outbound,
             check_webhook_url=functools.partial(check_url, policy=policy),

@@ -130,9 +130,7 @@ class DynamoLedger:
         ]
 
     def _counter(self, request_id: str) -> dict[str, Any] | None:
-        return self._client.get_item(TableName=self.table, Key=self._key(request_id), ConsistentRead=True).get(
-            "Item"
-        )
+        return self._client.get_item(TableName=self.table, Key=self._key(request_id), ConsistentRead=True).get("Item")
 
     def _remaining(self, request_id: str) -> int:
         item = self._counter(request_id)

@@ -112,6 +112,12 @@ class MongoCatalog:
             },
         )
 
+    def mark_failed(self, request_id: str, code: str, message: str) -> None:
+        self._requests.update_one(
+            {"_id": request_id},
+            {"$set": {"status": RequestStatus.FAILED.value, "error": {"code": code, "message": message}}},
+        )
+
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
         self._requests.update_one({"_id": request_id}, {"$set": {"webhook": delivery}})
 
@@ -130,4 +136,5 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         failed=document.get("failed"),
         output_csv_key=document.get("outputCsvKey"),
         webhook=document.get("webhook"),
+        error=document.get("error"),
     )
