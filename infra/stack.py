@@ -26,13 +26,7 @@ class ImageProcessingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         storage = Storage(self, "Storage")
         queue_spec = topology.images_queue
-        dead_letters = sqs.Queue(
-            self,
-            "ImagesDlq",
-            retention_period=Duration.days(14),
-            enforce_ssl=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-        )
+        dead_letters = self._dead_letter_queue("ImagesDlq")
         images = sqs.Queue(
             self,
             "Images",
@@ -103,13 +97,7 @@ class ImageProcessingStack(Stack):
             )
         )
         stream_source = topology.stream_source
-        completion_failures = sqs.Queue(
-            self,
-            "CompletionFailures",
-            retention_period=Duration.days(14),
-            enforce_ssl=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-        )
+        completion_failures = self._dead_letter_queue("CompletionFailures")
         functions[stream_source.function].add_event_source(
             sources.DynamoEventSource(
                 storage.requests,
@@ -123,6 +111,15 @@ class ImageProcessingStack(Stack):
             )
         )
         self._api(topology, functions)
+
+    def _dead_letter_queue(self, construct_id: str) -> sqs.Queue:
+        return sqs.Queue(
+            self,
+            construct_id,
+            retention_period=Duration.days(14),  # SQS's maximum: time to inspect and redrive
+            enforce_ssl=True,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+        )
 
     def _api(self, topology: Topology, functions: dict[str, lambda_.Function]) -> None:
         plan = topology.usage_plan

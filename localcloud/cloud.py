@@ -17,7 +17,7 @@ from localcloud.gateway import ASSETS_PREFIX, Gateway
 from localcloud.lambda_host import LocalFunction
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
-from localcloud.runners import SqsRunner, StreamRunner
+from localcloud.runners import SqsRunner, StreamRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 
 logger = logging.getLogger("localcloud")
@@ -142,25 +142,7 @@ class LocalCloud:
 
     def _start_runners(self, topology: Topology) -> None:
         assert self.resources is not None
-        queue_source, stream_source = topology.queue_source, topology.stream_source
-        self.runners = [
-            SqsRunner(
-                boto3.client("sqs"),
-                self.resources.queue_url,
-                self.resources.queue_arn,
-                self.functions[queue_source.function],
-                batch_size=queue_source.batch_size,
-                workers=self.config.workers,
-            ),
-            StreamRunner(
-                boto3.client("dynamodbstreams"),
-                self.resources.stream_arn,
-                self.functions[stream_source.function],
-                filter_pattern=stream_source.filter_pattern,
-                batch_size=stream_source.batch_size,
-                retry_attempts=stream_source.retry_attempts,
-            ),
-        ]
+        self.runners = list(event_runners(topology, self.resources, self.functions, workers=self.config.workers))
         for runner in self.runners:
             runner.start()
 

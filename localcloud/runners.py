@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import boto3
+
+from infra.topology import Topology
 from localcloud.lambda_host import LocalFunction
+from localcloud.provision import Resources
 
 logger = logging.getLogger("localcloud.runners")
 
@@ -232,3 +236,34 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
+
+
+def event_runners(
+    topology: Topology,
+    resources: Resources,
+    functions: Mapping[str, LocalFunction],
+    *,
+    workers: int,
+    wait_seconds: int = 1,
+) -> tuple[SqsRunner, StreamRunner]:
+    """The topology's two event source mappings: the images queue and the requests table's stream."""
+    queue_source, stream_source = topology.queue_source, topology.stream_source
+    return (
+        SqsRunner(
+            boto3.client("sqs"),
+            resources.queue_url,
+            resources.queue_arn,
+            functions[queue_source.function],
+            batch_size=queue_source.batch_size,
+            workers=workers,
+            wait_seconds=wait_seconds,
+        ),
+        StreamRunner(
+            boto3.client("dynamodbstreams"),
+            resources.stream_arn,
+            functions[stream_source.function],
+            filter_pattern=stream_source.filter_pattern,
+            batch_size=stream_source.batch_size,
+            retry_attempts=stream_source.retry_attempts,
+        ),
+    )

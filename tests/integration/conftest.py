@@ -18,7 +18,7 @@ from ips.context import Context
 from localcloud.gateway import api_event, match_route
 from localcloud.lambda_host import LambdaContext, LocalFunction
 from localcloud.provision import Resources, provision
-from localcloud.runners import SqsRunner, StreamRunner
+from localcloud.runners import SqsRunner, StreamRunner, event_runners
 
 API_KEY = "integration-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b").decode()
@@ -102,26 +102,10 @@ class Pipeline:
         return result["statusCode"], json.loads(result["body"])
 
     def sqs_runner(self) -> SqsRunner:
-        return SqsRunner(
-            boto3.client("sqs"),
-            self.resources.queue_url,
-            self.resources.queue_arn,
-            self.functions["process"],
-            batch_size=TOPOLOGY.queue_source.batch_size,
-            workers=1,
-            wait_seconds=0,
-        )
+        return event_runners(TOPOLOGY, self.resources, self.functions, workers=1, wait_seconds=0)[0]
 
     def stream_runner(self) -> StreamRunner:
-        source = TOPOLOGY.stream_source
-        return StreamRunner(
-            boto3.client("dynamodbstreams"),
-            self.resources.stream_arn,
-            self.functions[source.function],
-            filter_pattern=source.filter_pattern,
-            batch_size=source.batch_size,
-            retry_attempts=source.retry_attempts,
-        )
+        return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[1]
 
     def drain_queue(self, runner: SqsRunner | None = None, max_polls: int = 200) -> None:
         runner = runner or self.sqs_runner()

@@ -529,7 +529,9 @@ class _WatchMixin:
             self._watch(self.sock)
 
 
-class _GuardedHTTPConnection(_WatchMixin, HTTPConnection):
+class _GuardedConnectionMixin(_WatchMixin):
+    """Opens the TCP connection to a checked address (see _open) and keeps it under the fetch's deadline."""
+
     def __init__(self, *args: Any, guard: _Guard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._guard = guard
@@ -537,33 +539,22 @@ class _GuardedHTTPConnection(_WatchMixin, HTTPConnection):
     def _new_conn(self) -> socket.socket:
         return self._open(self._guard)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         self._rewatch()
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
     def close(self) -> None:
         self._unwatch()
-        super().close()
+        super().close()  # type: ignore[misc]
 
 
-class _GuardedHTTPSConnection(_WatchMixin, HTTPSConnection):
+class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
     """Only the TCP step is replaced: HTTPSConnection.connect() still wraps the socket with SNI and
     certificate verification for ``self.host`` -- the URL's hostname, not the IP address we dialled."""
-
-    def __init__(self, *args: Any, guard: _Guard, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard = guard
-
-    def _new_conn(self) -> socket.socket:
-        return self._open(self._guard)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        self._rewatch()
-        super().request(*args, **kwargs)
-
-    def close(self) -> None:
-        self._unwatch()
-        super().close()
 
 
 class _GuardedHTTPConnectionPool(HTTPConnectionPool):
