@@ -64,6 +64,14 @@ class StreamSource:
 
 
 @dataclass(frozen=True)
+class BucketNotification:
+    """S3 ObjectCreated on the uploads bucket under `prefix` -> `function` (the presigned-upload path)."""
+
+    function: str
+    prefix: str
+
+
+@dataclass(frozen=True)
 class UsagePlan:
     rate_per_second: float
     burst: int
@@ -84,6 +92,7 @@ class Topology:
     images_queue: Queue
     queue_source: QueueSource
     stream_source: StreamSource
+    upload_notification: BucketNotification
     usage_plan: UsagePlan
     # API Gateway answers these itself (before any function); both runtimes give the same JSON bodies.
     gateway_responses: dict[str, GatewayResponse]
@@ -124,6 +133,13 @@ TOPOLOGY = Topology(
             reserved_concurrency=20,  # protects MongoDB's connection limit
         ),
         Function(
+            "ingest",
+            "functions/ingest",
+            "Validate a CSV uploaded straight to S3 and fan it out (the presigned-upload path)",
+            memory_mb=1024,
+            timeout_s=300,  # a 100 MB CSV is streamed and validated in one pass
+        ),
+        Function(
             "notify",
             "functions/notify",
             "Write the output CSV, finalise, send the webhook",
@@ -132,6 +148,7 @@ TOPOLOGY = Topology(
     ),
     routes=(
         Route("POST", "/api/v1/upload", "upload"),
+        Route("POST", "/api/v1/uploads", "upload"),
         Route("GET", "/api/v1/status/{requestId}", "status"),
     ),
     images_queue=Queue(
@@ -142,6 +159,7 @@ TOPOLOGY = Topology(
     ),
     queue_source=QueueSource(queue="ips-images", function="process", batch_size=10, max_batching_window_s=1),
     stream_source=StreamSource(function="notify", batch_size=10, filter_pattern=COMPLETION_FILTER, retry_attempts=5),
+    upload_notification=BucketNotification(function="ingest", prefix="incoming/"),
     usage_plan=UsagePlan(rate_per_second=20, burst=40, quota_per_day=100_000),
     gateway_responses={
         "INVALID_API_KEY": GatewayResponse(403, "INVALID_API_KEY", "A valid x-api-key header is required."),

@@ -17,7 +17,7 @@ from localcloud.gateway import ASSETS_PREFIX, Gateway
 from localcloud.lambda_host import LocalFunction
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
-from localcloud.runners import SqsRunner, StreamRunner, event_runners
+from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 
 logger = logging.getLogger("localcloud")
@@ -74,7 +74,7 @@ class LocalCloud:
         self.config, self.topology = config, topology
         self.children: list[ChildServer] = []
         self.gateway: Gateway | None = None
-        self.runners: list[SqsRunner | StreamRunner] = []
+        self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner] = []
         self.resources: Resources | None = None
         self.functions: dict[str, LocalFunction] = {}
 

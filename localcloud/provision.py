@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.topology import Topology
+from ips.adapters.dynamodb import TTL_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Resources:
     dead_letter_url: str
     table: str
     stream_arn: str
+    upload_events_url: str  # S3 notifications of the uploads bucket (a queue, where AWS invokes the function)
 
     def environment(self) -> dict[str, str]:
         """The variables the functions find their resources by (the CDK stack sets the same names)."""
@@ -52,6 +54,7 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any) -> Resources
         },
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    upload_events_url = _upload_notifications(topology, s3, sqs)
     return Resources(
         uploads_bucket=topology.uploads_bucket,
         processed_bucket=topology.processed_bucket,
@@ -60,7 +63,29 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any) -> Resources
         dead_letter_url=dead_letter_url,
         table=topology.requests_table,
         stream_arn=_requests_table(topology.requests_table, dynamodb),
+        upload_events_url=upload_events_url,
     )
+
+
+def _upload_notifications(topology: Topology, s3: Any, sqs: Any) -> str:
+    """moto delivers S3 event notifications to SQS (not to functions): a queue carries them to the runner."""
+    url = sqs.create_queue(QueueName=f"{topology.uploads_bucket}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=topology.uploads_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "prefix", "Value": topology.upload_notification.prefix}]}
+                    },
+                }
+            ]
+        },
+    )
+    return url
 
 
 def _requests_table(name: str, dynamodb: Any) -> str:
@@ -81,6 +106,6 @@ def _requests_table(name: str, dynamodb: Any) -> str:
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )["TableDescription"]
         dynamodb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
         )
     return description["LatestStreamArn"]

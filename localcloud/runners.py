@@ -8,6 +8,7 @@ a failed batch from the first failed record, as Lambda does with ReportBatchItem
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -158,6 +159,29 @@ class SqsRunner(_Loop):
         }
 
 
+class S3NotificationRunner(_Loop):
+    """Invokes a function with the S3 events that moto put on a queue, as S3 would invoke it directly."""
+
+    def __init__(self, sqs: Any, queue_url: str, function: LocalFunction) -> None:
+        super().__init__(f"s3-{function.spec.name}", 1)
+        self.sqs, self.queue_url, self.function = sqs, queue_url, function
+
+    def poll_once(self) -> bool:
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        for message in messages:
+            records = json.loads(message["Body"]).get("Records")  # absent in S3's s3:TestEvent
+            if records:
+                try:
+                    self.function.invoke({"Records": records})
+                except Exception:
+                    logger.exception("%s: invocation failed; the event will be delivered again", self.name)
+                    continue
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return bool(messages)
+
+
 class StreamRunner(_Loop):
     def __init__(
         self,
@@ -245,8 +269,8 @@ def event_runners(
     *,
     workers: int,
     wait_seconds: int = 1,
-) -> tuple[SqsRunner, StreamRunner]:
-    """The topology's two event source mappings: the images queue and the requests table's stream."""
+) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner]:
+    """The topology's event sources: the images queue, the requests table's stream, the uploads bucket."""
     queue_source, stream_source = topology.queue_source, topology.stream_source
     return (
         SqsRunner(
@@ -265,5 +289,8 @@ def event_runners(
             filter_pattern=stream_source.filter_pattern,
             batch_size=stream_source.batch_size,
             retry_attempts=stream_source.retry_attempts,
+        ),
+        S3NotificationRunner(
+            boto3.client("sqs"), resources.upload_events_url, functions[topology.upload_notification.function]
         ),
     )

@@ -1,4 +1,5 @@
-"""SQS images queue -> fetch, compress, store and count each image. Failed records are retried alone."""
+"""SQS images queue -> fetch, compress, store and count each image, or expand a chunk of CSV rows into image
+messages (the asynchronous fan-out). Failed records are retried alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
-from ips.model import ImageTask
+from ips.intake import expand_chunk
+from ips.model import ChunkTask, parse_task
 from ips.processing import process_image
 
 logger, metrics, tracer = observability("process")
@@ -20,9 +22,13 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> None:
-    task = ImageTask.from_message(record.body)
+    task = parse_task(record.body)
     logger.set_correlation_id(task.request_id)
     context = shared_context()
+    if isinstance(task, ChunkTask):
+        queued = expand_chunk(task, context)
+        metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
+        return
     attempt = int(record.attributes.approximate_receive_count or 1)
     result = process_image(task, context, final_attempt=attempt >= context.settings.max_receive_count)
     if result.counted:

@@ -6,13 +6,13 @@
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ips_runtime.api import API_PREFIX, ApiError, StatusResponse, create_resolver, error_responses, tenant_of
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
-from ips.status import request_status
+from ips.status import MAX_PAGE, request_status
 
 logger, metrics, tracer = observability("status")
 app = create_resolver(logger)
@@ -26,9 +26,11 @@ app = create_resolver(logger)
 @tracer.capture_method
 def status(
     requestId: Annotated[str, Path(description="The id returned by the upload", max_length=64)],
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Products per page")] = MAX_PAGE,
+    cursor: Annotated[str | None, Query(max_length=64, description="nextCursor of the previous page")] = None,
 ) -> StatusResponse:
     logger.set_correlation_id(requestId)
-    document = request_status(requestId, tenant_of(app.current_event), shared_context())
+    document = request_status(requestId, tenant_of(app.current_event), shared_context(), limit=limit, cursor=cursor)
     if document is None:
         raise ApiError(HTTPStatus.NOT_FOUND, "REQUEST_NOT_FOUND", f"No request {requestId}.")
     return StatusResponse.model_validate(document)

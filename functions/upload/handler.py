@@ -14,7 +14,10 @@ from ips_runtime.api import (
     API_PREFIX,
     MULTIPART,
     ApiError,
+    PresignedFields,
     UploadAccepted,
+    UploadSlotRequest,
+    UploadSlotResponse,
     create_resolver,
     error_responses,
     raw_body,
@@ -24,7 +27,7 @@ from ips_runtime.api import (
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
-from ips.intake import accept_csv
+from ips.intake import accept_csv, create_upload
 
 logger, metrics, tracer = observability("upload")
 app = create_resolver(logger)
@@ -94,6 +97,33 @@ def upload(
         statusUrl=f"{API_PREFIX}/status/{accepted.request_id}",
     )
     return Response(HTTPStatus.ACCEPTED.value, content_types.APPLICATION_JSON, result)
+
+
+@app.post(
+    f"{API_PREFIX}/uploads",
+    summary="Start a direct-to-S3 upload for a big CSV",
+    description="Answers a presigned S3 POST bound to one key: send its fields, then the file as field 'file'. "
+    "The file is validated when it lands; the request's status says WAITING_FOR_UPLOAD until then, and the "
+    "request ends FAILED if the upload expires or the file is invalid.",
+    responses={
+        201: {"description": "Created", "content": {"application/json": {"model": UploadSlotResponse}}},
+        **error_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.FORBIDDEN),
+    },
+)
+@tracer.capture_method
+def start_upload(body: UploadSlotRequest) -> Response[UploadSlotResponse]:
+    slot = create_upload(tenant_of(app.current_event), body.webhookUrl, shared_context())
+    logger.set_correlation_id(slot.request_id)
+    logger.info("presigned upload created", extra={"filename": body.filename})
+    metrics.add_metric("UploadsStarted", MetricUnit.Count, 1)
+    result = UploadSlotResponse(
+        requestId=slot.request_id,
+        upload=PresignedFields(url=slot.post.url, fields=slot.post.fields),
+        expiresIn=slot.expires_in,
+        maxBytes=slot.max_bytes,
+        statusUrl=f"{API_PREFIX}/status/{slot.request_id}",
+    )
+    return Response(HTTPStatus.CREATED.value, content_types.APPLICATION_JSON, result)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -18,7 +18,7 @@ from ips.context import Context
 from localcloud.gateway import api_event, match_route
 from localcloud.lambda_host import LambdaContext, LocalFunction
 from localcloud.provision import Resources, provision
-from localcloud.runners import SqsRunner, StreamRunner, event_runners
+from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
 
 API_KEY = "integration-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b").decode()
@@ -106,6 +106,9 @@ class Pipeline:
 
     def stream_runner(self) -> StreamRunner:
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[1]
+
+    def s3_runner(self) -> S3NotificationRunner:
+        return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[2]
 
     def drain_queue(self, runner: SqsRunner | None = None, max_polls: int = 200) -> None:
         runner = runner or self.sqs_runner()

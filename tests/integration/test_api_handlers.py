@@ -41,9 +41,13 @@ def test_multipart_upload_is_accepted_stored_and_fanned_out(pipeline: Pipeline, 
         "statusUrl": f"/api/v1/status/{request_id}",
     }
     assert stored_objects(pipeline.resources.uploads_bucket) == [f"{request_id}/input.csv"]
-    assert pipeline.queued() == 3
+    # Accepting queued one chunk message; the worker side expands it into products and image messages.
+    assert pipeline.queued() == 1
     database = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]]
+    assert database.products.count_documents({"requestId": request_id}) == 0
+    pipeline.sqs_runner().poll_once()
     assert database.products.count_documents({"requestId": request_id}) == 2
+    assert pipeline.queued() == 3
     status, progress = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert status == 200
     assert (progress["status"], progress["total"], progress["succeeded"], progress["failed"]) == (

@@ -23,7 +23,8 @@ def task(index: int, request_id: str = "req-1") -> ImageTask:
 
 
 def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger) -> None:
-    ledger.open("req-1", 3)
+    assert ledger.open("req-1", 3)
+    assert not ledger.open("req-1", 3)  # a repeated fan-out keeps the counter
     first = ledger.count(task(0), succeeded=True)
     again = ledger.count(task(0), succeeded=False)
     second = ledger.count(task(1), succeeded=False)
@@ -74,8 +75,6 @@ def test_only_the_completing_update_passes_the_stream_filter(aws: Resources, led
     ledger.open("req-1", 2)
     ledger.count(task(0), succeeded=True)
     ledger.count(task(1), succeeded=True)
-    assert ledger.claim_notification("req-1", 60)
-    ledger.finish_notification("req-1")
     streams = boto3.client("dynamodbstreams")
     [shard] = streams.describe_stream(StreamArn=aws.stream_arn)["StreamDescription"]["Shards"]
     iterator = streams.get_shard_iterator(
@@ -84,21 +83,8 @@ def test_only_the_completing_update_passes_the_stream_filter(aws: Resources, led
     records = [
         stream_event_record(record, aws.stream_arn) for record in streams.get_records(ShardIterator=iterator)["Records"]
     ]
-    # open, 2 markers, 2 counter updates, claim, finish
-    assert len(records) == 7
+    # open, then for each image a marker and a counter update
+    assert len(records) == 5
     selected = [record for record in records if matches(COMPLETION_FILTER, record)]
     assert len(selected) == 1
     assert selected[0]["dynamodb"]["NewImage"]["remaining"] == {"N": "0"}
-
-
-def test_notification_is_claimed_once_until_its_lease_runs_out(aws: Resources) -> None:
-    now = [1_000_000.0]
-    ledger = DynamoLedger(boto3.client("dynamodb"), aws.table, clock=lambda: now[0])
-    ledger.open("req-1", 1)
-    assert ledger.claim_notification("req-1", lease_seconds=60)
-    assert not ledger.claim_notification("req-1", lease_seconds=60)
-    now[0] += 61  # the first sender crashed without finishing
-    assert ledger.claim_notification("req-1", lease_seconds=60)
-    ledger.finish_notification("req-1")
-    now[0] += 1000
-    assert not ledger.claim_notification("req-1", lease_seconds=60)

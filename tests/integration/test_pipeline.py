@@ -99,21 +99,25 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
     assert result["webhook"]["delivered"] is True
 
 
-def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image_server, receiver) -> None:
-    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    sqs = boto3.client("sqs")
-    # Take every message off the queue and put it back twice: a real at-least-once duplicate of each.
+def duplicate_every_message(pipeline: Pipeline) -> int:
+    """Take every message off the queue and put it back twice: a real at-least-once duplicate of each."""
+    sqs, url = boto3.client("sqs"), pipeline.resources.queue_url
     bodies = []
-    while messages := sqs.receive_message(QueueUrl=pipeline.resources.queue_url, MaxNumberOfMessages=10).get(
-        "Messages"
-    ):
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         for message in messages:
             bodies.append(message["Body"])
-            sqs.delete_message(QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
-    assert len(bodies) == 6
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     for body in bodies * 2:
-        sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody=body)
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    return len(bodies)
 
+
+def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image_server, receiver) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    # The chunk message twice (so its image messages are queued twice), then every image message twice again.
+    assert duplicate_every_message(pipeline) == 1
+    pipeline.sqs_runner().poll_once()
+    assert duplicate_every_message(pipeline) == 12
     pipeline.drain_queue()
     stream = pipeline.stream_runner()
     stream.poll_once()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ips.csv_input import CsvLimits, ProductRow, parse_products_csv
+from ips.csv_input import CsvLimits, ProductRow, byte_lines, parse_products_csv, plan_csv, read_chunk
 from ips.errors import InvalidInput
 
 HEADER = "S. No.,Product Name,Input Image Urls\n"
@@ -126,3 +126,39 @@ def test_multiline_quoted_cells_stay_one_row() -> None:
     data = HEADER + '1,"Two\nLines","https://a.example/1.jpg\nhttps://a.example/2.jpg"\n2,B,https://a.example/3.jpg\n'
     products = parse_products_csv(data.encode())
     assert [(product.row, len(product.image_urls)) for product in products] == [(2, 2), (3, 1)]
+
+
+def test_a_streamed_plan_cuts_byte_ranges_that_read_back_to_the_same_products() -> None:
+    rows = [
+        f'{n},"Name {n}{chr(10) + "second line" if n % 7 == 0 else ""}",https://a.example/{n}.jpg'
+        + (f",https://a.example/{n}b.jpg" if n % 3 == 0 else "")
+        + ("\n\n" if n % 11 == 0 else "\n")
+        for n in range(1, 2501)
+    ]
+    data = ("\ufeff" + HEADER + "".join(rows)).encode()
+    expected = parse_products_csv(data, CsvLimits(max_rows=5000))
+    # Fed in awkward 7-byte pieces, as a network stream would arrive.
+    pieces = [data[i : i + 7] for i in range(0, len(data), 7)]
+    plan = plan_csv(byte_lines(pieces), CsvLimits(max_rows=5000), chunk_rows=1000)
+    assert [chunk.products for chunk in plan.chunks] == [1000, 1000, 500]
+    assert plan.total_products == 2500
+    assert plan.total_images == sum(len(product.image_urls) for product in expected)
+    assert plan.chunks[-1].end == len(data)
+    read_back = [
+        product for chunk in plan.chunks for product in read_chunk(data[chunk.start : chunk.end], chunk, plan.columns)
+    ]
+    assert read_back == expected
+
+
+def test_streamed_validation_reports_like_the_in_memory_one() -> None:
+    data = (HEADER + "1,Mug,ftp://x/1.jpg\n1,Lamp,https://x/2.jpg\n").encode()
+    with pytest.raises(InvalidInput) as refused:
+        plan_csv(byte_lines([data]))
+    assert [(p.row, p.code) for p in refused.value.problems] == [(2, "INVALID_URL"), (3, "DUPLICATE_SERIAL")]
+    with pytest.raises(InvalidInput) as too_big:
+        rows = [f"{n},Mug,https://a.example/{'x' * 300}.jpg\n".encode() for n in range(10)]
+        plan_csv(byte_lines([HEADER.encode(), *rows]), CsvLimits(max_bytes=1000))
+    assert [p.code for p in too_big.value.problems][-1] == "FILE_TOO_LARGE"  # reading stops at the cap
+    with pytest.raises(InvalidInput) as empty:
+        plan_csv(byte_lines([b"\n \n"]))
+    assert [p.code for p in empty.value.problems] == ["EMPTY_FILE"]

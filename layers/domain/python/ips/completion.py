@@ -1,13 +1,16 @@
-"""Finish a request once its last image is counted: output CSV, final status, one signed webhook."""
+"""Finish a request: once its last image is counted, the output CSV and final status; for every request that
+ends (completed or failed), one signed webhook."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from typing import Any
 
 from ips.context import Context
 from ips.csv_output import OutputRow, render_output_csv
-from ips.model import Counts, ImageStatus, RequestStatus
+from ips.model import ImageStatus, RequestStatus
+from ips.ports import RequestRecord
 from ips.webhook import WebhookSigner, deliver, encode_event
 
 logger = logging.getLogger(__name__)
@@ -44,41 +47,48 @@ def complete_request(request_id: str, context: Context) -> RequestStatus | None:
     backends.processed.put(key, render_output_csv(rows), "text/csv; charset=utf-8")
     status = RequestStatus.COMPLETED if counts.failed == 0 else RequestStatus.COMPLETED_WITH_ERRORS
     backends.catalog.finalise(request_id, status, counts, key, backends.clock())
-    if record.webhook_url:
-        _notify(request_id, record.webhook_url, status, counts, context)
+    notify(request_id, context)
     return status
 
 
-def _notify(request_id: str, url: str, status: RequestStatus, counts: Counts, context: Context) -> None:
+def webhook_data(record: RequestRecord, context: Context) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "requestId": record.request_id,
+        "status": record.status.value,
+        "total": record.total_images,
+        "succeeded": record.succeeded or 0,
+        "failed": record.failed or 0,
+    }
+    if record.output_csv_key:
+        data["outputCsvUrl"] = context.settings.asset_url(record.output_csv_key)
+    if record.error:
+        data["error"] = {"code": record.error["code"], "message": record.error["message"]}
+    return data
+
+
+def notify(request_id: str, context: Context) -> bool:
+    """Send the ended request's webhook, once. True when this call delivered it."""
     backends, settings = context.backends, context.settings
+    record = backends.catalog.get(request_id)
+    if record is None or not record.status.is_final or not record.webhook_url:
+        return False
     if not settings.webhook_secret:
         logger.error("a webhook is due but WEBHOOK_SECRET is not set", extra={"request_id": request_id})
-        return
-    if not backends.ledger.claim_notification(request_id, settings.notify_lease_seconds):
+        return False
+    now = backends.clock()
+    if not backends.catalog.claim_webhook(request_id, settings.webhook_lease_seconds, now):
         logger.info("webhook already sent or being sent", extra={"request_id": request_id})
-        return
-    timestamp = int(backends.clock().timestamp())
-    body = encode_event(
-        WEBHOOK_EVENT,
-        {
-            "requestId": request_id,
-            "status": status.value,
-            "total": counts.total,
-            "succeeded": counts.succeeded,
-            "failed": counts.failed,
-            "outputCsvUrl": settings.asset_url(output_csv_key(request_id)),
-        },
-        timestamp,
-    )
+        return False
+    body = encode_event(WEBHOOK_EVENT, webhook_data(record, context), int(now.timestamp()))
     delivery = deliver(
         backends.webhooks,
         WebhookSigner(settings.webhook_secret),
-        url,
+        record.webhook_url,
         webhook_message_id(request_id),
         body,
         settings.webhook_retry,
     )
     backends.catalog.record_webhook(request_id, asdict(delivery))
-    backends.ledger.finish_notification(request_id)
     log = logger.info if delivery.delivered else logger.error
     log("webhook delivery finished", extra={"request_id": request_id, **asdict(delivery)})
+    return delivery.delivered

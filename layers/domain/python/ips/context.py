@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.ports import BlobStore, Catalog, Fetcher, Ledger, TaskQueue
+from ips.ports import BlobStore, Catalog, Fetcher, Ledger, TaskQueue, UploadStore
 from ips.webhook import RetryPolicy, WebhookPoster
 
 
@@ -21,11 +21,17 @@ class Settings:
     asset_base_url: str  # where processed objects are publicly readable: CloudFront in AWS, the gateway locally
     webhook_secret: str | None = None  # whsec_...; required to send webhooks
     jpeg_quality: int = 50
-    csv_limits: CsvLimits = field(default_factory=CsvLimits)
+    csv_limits: CsvLimits = field(default_factory=CsvLimits)  # the direct upload (the CSV is the request body)
+    # The presigned path: the client sends the file straight to S3, and it is validated as a stream.
+    presigned_csv_limits: CsvLimits = field(
+        default_factory=lambda: CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
+    )
+    upload_expiry_s: int = 900  # how long a presigned upload may be used
+    chunk_rows: int = 1000  # rows per fan-out chunk
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold: the last delivery gives up instead of retrying
-    notify_lease_seconds: int = 900
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    webhook_lease_seconds: int = 900
 
     def asset_url(self, key: str) -> str:
         return f"{self.asset_base_url.rstrip('/')}/{key}"
@@ -33,7 +39,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Backends:
-    uploads: BlobStore
+    uploads: UploadStore
     processed: BlobStore
     queue: TaskQueue
     ledger: Ledger

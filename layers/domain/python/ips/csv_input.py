@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ips.errors import InvalidInput, Problem
@@ -62,83 +64,203 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[\s.]+", "", name).lower()
 
 
-def decode_csv_bytes(data: bytes) -> str:
-    """UTF-8 with or without a BOM; anything else is refused with the offending row."""
-    if not data.strip():
-        raise csv_invalid([Problem(None, None, "EMPTY_FILE", "The file is empty.")])
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        row = data[: exc.start].count(b"\n") + 1
-        raise csv_invalid(
-            [
-                Problem(
-                    row,
-                    None,
-                    "ENCODING",
-                    f"The file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                    "save it as UTF-8.",
+class _ByteLines:
+    """Decodes a byte stream line by line (UTF-8, an optional BOM) and knows the byte offset it has reached,
+    so record boundaries can be turned into byte ranges. Bad bytes and NUL bytes become problems, not crashes."""
+
+    def __init__(self, raw_lines: Iterable[bytes], limits: CsvLimits, problems: _Problems) -> None:
+        self._raw = iter(raw_lines)
+        self._limits, self._problems = limits, problems
+        self.offset = 0
+        self.line_number = 0
+        self.saw_text = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._raw)
+        self.line_number += 1
+        if self.line_number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw, self.offset = raw[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+        self.offset += len(raw)
+        if self.offset > self._limits.max_bytes:
+            self._problems.add(None, None, "FILE_TOO_LARGE", f"The file is over {self._limits.max_bytes} bytes.")
+            self._problems.raise_if_any()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._problems.add(
+                self.line_number,
+                None,
+                "ENCODING",
+                f"Line {self.line_number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8.",
+            )
+            text = raw.decode("utf-8", "replace")
+        if "\x00" in text:
+            self._problems.add(None, None, "NUL_BYTE", f"NUL byte in line {self.line_number}; the file is not text.")
+            text = text.replace("\x00", "")
+        self.saw_text = self.saw_text or bool(text.strip())
+        return text
+
+
+def byte_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Split a stream of byte chunks into lines, each with its line ending."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        lines = pending.splitlines(keepends=True)
+        pending = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        yield from lines
+    if pending:
+        yield pending
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the product fields are in each record, learnt from the header."""
+
+    serial: int
+    name: int
+    urls: int
+    width: int
+    urls_last: bool  # extra fields at the end of a row are more URLs (the common unquoted form)
+
+    def to_dict(self) -> dict[str, int | bool]:
+        return {
+            "serial": self.serial,
+            "name": self.name,
+            "urls": self.urls,
+            "width": self.width,
+            "urlsLast": self.urls_last,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Columns:
+        return cls(
+            int(data["serial"]), int(data["name"]), int(data["urls"]), int(data["width"]), bool(data["urlsLast"])
+        )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of records as a byte range of the file, and the row number of its first record."""
+
+    start: int
+    end: int
+    first_row: int
+    products: int
+    images: int
+
+
+@dataclass(frozen=True)
+class CsvPlan:
+    columns: Columns
+    chunks: list[Chunk]
+
+    @property
+    def total_products(self) -> int:
+        return sum(chunk.products for chunk in self.chunks)
+
+    @property
+    def total_images(self) -> int:
+        return sum(chunk.images for chunk in self.chunks)
+
+
+class ProductReader:
+    """Validates records as they stream in. Iterating yields each good product; at the end it raises
+    InvalidInput listing every problem found, so act on the products only once iteration has finished."""
+
+    def __init__(self, lines: Iterable[str], limits: CsvLimits, problems: _Problems | None = None) -> None:
+        self.limits = limits
+        self.problems = problems or _Problems(limits.max_problems)
+        self._reader = csv.reader(lines)
+        self.columns = self._read_header()
+
+    def _read_header(self) -> Columns:
+        header = next(self._reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            self.problems.add(1, None, "MISSING_HEADER", _header_message())
+        else:
+            found = _locate_columns(header, self.problems)
+        self.problems.raise_if_any()
+        serial, name, urls = (found[key] for key in _REQUIRED)
+        urls_last = urls == max(found.values()) and all(not cell.strip() for cell in header[urls + 1 :])
+        return Columns(serial, name, urls, len(header), urls_last)
+
+    def __iter__(self) -> Iterator[ProductRow]:
+        limits, problems, columns = self.limits, self.problems, self.columns
+        first_row_of_serial: dict[str, int] = {}
+        count = 0
+        for row, record in enumerate(self._reader, start=2):
+            if not any(cell.strip() for cell in record):
+                continue
+            count += 1
+            if count > limits.max_rows:
+                problems.add(row, None, "TOO_MANY_ROWS", f"More than {limits.max_rows} product rows.")
+                break
+            serial = record[columns.serial].strip() if columns.serial < len(record) else ""
+            previous = first_row_of_serial.setdefault(serial, row) if serial else row
+            if previous != row:
+                problems.add(
+                    row, SERIAL_COLUMN, "DUPLICATE_SERIAL", f"Serial number {serial!r} already used in row {previous}."
                 )
-            ]
-        ) from None
+            product = _validate_row(row, record, columns, limits, problems)
+            if product is not None and previous == row:
+                yield product
+        if count == 0 and not problems.items:
+            problems.add(None, None, "NO_PRODUCTS", "The file has a header but no product rows.")
+        problems.raise_if_any()
+
+
+def _empty_file() -> InvalidInput:
+    return csv_invalid([Problem(None, None, "EMPTY_FILE", "The file is empty.")])
+
+
+def plan_csv(raw_lines: Iterable[bytes], limits: CsvLimits = CsvLimits(), chunk_rows: int = 1000) -> CsvPlan:
+    """Validate a whole CSV in one streaming pass (never holding it) and cut it into chunks of `chunk_rows`
+    products, as byte ranges, for the fan-out. Raises InvalidInput listing every problem."""
+    problems = _Problems(limits.max_problems)
+    lines = _ByteLines(raw_lines, limits, problems)
+    try:
+        reader = ProductReader(lines, limits, problems)
+    except InvalidInput:
+        if not lines.saw_text and not any(p.code == "FILE_TOO_LARGE" for p in problems.items):
+            raise _empty_file() from None
+        raise
+    chunks: list[Chunk] = []
+    start, first_row, products, images = lines.offset, 2, 0, 0
+    for product in reader:
+        products += 1
+        images += len(product.image_urls)
+        if products == chunk_rows:
+            chunks.append(Chunk(start, lines.offset, first_row, products, images))
+            start, first_row, products, images = lines.offset, product.row + 1, 0, 0
+    if products:
+        chunks.append(Chunk(start, lines.offset, first_row, products, images))
+    return CsvPlan(reader.columns, chunks)
 
 
 def parse_products_csv(data: bytes, limits: CsvLimits = CsvLimits()) -> list[ProductRow]:
-    """Validate a whole CSV; returns its products in file order or raises InvalidInput listing every problem."""
-    if len(data) > limits.max_bytes:
-        raise csv_invalid([Problem(None, None, "FILE_TOO_LARGE", f"The file is over {limits.max_bytes} bytes.")])
-    return list(iter_products(io.StringIO(decode_csv_bytes(data), newline=""), limits))
-
-
-def iter_products(lines: Iterable[str], limits: CsvLimits = CsvLimits()) -> Iterator[ProductRow]:
-    """Validate rows as they stream in, yielding each good one. Raises InvalidInput at the end if any row was
-    bad, so a caller acts on the rows only once the iterator has finished without error."""
+    """Validate a whole CSV held in memory; returns its products in file order or raises InvalidInput."""
     problems = _Problems(limits.max_problems)
-    reader = csv.reader(_refuse_nul(lines, problems))
-    header = next(reader, None)
-    if header is None or not any(cell.strip() for cell in header):
-        problems.add(1, None, "MISSING_HEADER", _header_message())
-        problems.raise_if_any()
-        return
-    columns = _locate_columns(header, problems)
-    problems.raise_if_any()
-    serial_index, name_index, urls_index = (columns[key] for key in _REQUIRED)
-    width = len(header)
-    urls_last = urls_index == max(columns.values()) and all(not c.strip() for c in header[urls_index + 1 :])
-    first_row_of_serial: dict[str, int] = {}
-    count = 0
-    for record_number, record in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in record):
-            continue
-        count += 1
-        if count > limits.max_rows:
-            problems.add(record_number, None, "TOO_MANY_ROWS", f"More than {limits.max_rows} product rows.")
-            break
-        serial = record[serial_index].strip() if serial_index < len(record) else ""
-        previous = first_row_of_serial.setdefault(serial, record_number) if serial else record_number
-        if previous != record_number:
-            problems.add(
-                record_number,
-                SERIAL_COLUMN,
-                "DUPLICATE_SERIAL",
-                f"Serial number {serial!r} already used in row {previous}.",
-            )
-        product = _validate_row(
-            record_number, record, (serial_index, name_index, urls_index), width, urls_last, limits, problems
-        )
-        if product is not None and previous == record_number:
-            yield product
-    if count == 0 and not problems.items:
-        problems.add(None, None, "NO_PRODUCTS", "The file has a header but no product rows.")
-    problems.raise_if_any()
+    lines = _ByteLines(byte_lines([data]), limits, problems)
+    if not data.strip():
+        raise _empty_file()
+    return list(ProductReader(lines, limits, problems))
 
 
-def _refuse_nul(lines: Iterable[str], problems: _Problems) -> Iterator[str]:
-    for number, line in enumerate(lines, start=1):
-        if "\x00" in line:
-            problems.add(None, None, "NUL_BYTE", f"NUL byte in physical line {number}; the file is not text.")
-            line = line.replace("\x00", "")
-        yield line
+def read_chunk(data: bytes, chunk: Chunk, columns: Columns, limits: CsvLimits = CsvLimits()) -> list[ProductRow]:
+    """The products of one chunk (already validated as part of the whole file)."""
+    problems = _Problems(limits.max_problems)
+    products = []
+    for row, record in enumerate(csv.reader(io.StringIO(data.decode("utf-8"), newline="")), start=chunk.first_row):
+        if any(cell.strip() for cell in record):
+            product = _validate_row(row, record, columns, limits, problems)
+            if product is not None:
+                products.append(product)
+    problems.raise_if_any()
+    return products
 
 
 def _header_message() -> str:
@@ -160,15 +282,10 @@ def _locate_columns(header: list[str], problems: _Problems) -> dict[str, int]:
 
 
 def _validate_row(
-    row: int,
-    record: list[str],
-    indexes: tuple[int, int, int],
-    width: int,
-    urls_last: bool,
-    limits: CsvLimits,
-    problems: _Problems,
+    row: int, record: list[str], columns: Columns, limits: CsvLimits, problems: _Problems
 ) -> ProductRow | None:
-    serial_index, name_index, urls_index = indexes
+    serial_index, name_index, urls_index = columns.serial, columns.name, columns.urls
+    width, urls_last = columns.width, columns.urls_last
     before = len(problems.items)
 
     def cell(index: int) -> str:

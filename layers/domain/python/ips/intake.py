@@ -1,18 +1,27 @@
-"""Accept a CSV: validate it whole, then store it, create the request and fan its images out."""
+"""Accept a CSV (in the request body, or uploaded straight to S3), validate it whole, then fan it out.
+
+Accepting costs validation, not enqueueing: the file is cut into chunks of rows (byte ranges) and one message
+per chunk is queued; workers expand the chunks into product records and image tasks in parallel."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ips.context import Context
-from ips.csv_input import ProductRow, parse_products_csv, url_problem
+from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
 from ips.errors import InvalidInput, Problem
-from ips.model import ImageTask, RequestStatus
+from ips.model import ChunkTask, ImageTask, RequestStatus
 from ips.outbound import FetchError
-from ips.ports import RequestRecord
+from ips.ports import PresignedPost, RequestRecord
 
+logger = logging.getLogger(__name__)
 WEBHOOK_FIELD = "webhookUrl"
+INCOMING_PREFIX = "incoming/"
+CSV_CONTENT_TYPE = "text/csv"
 
 
 @dataclass(frozen=True)
@@ -23,8 +32,28 @@ class Accepted:
     total_images: int
 
 
+@dataclass(frozen=True)
+class UploadSlot:
+    request_id: str
+    post: PresignedPost
+    expires_in: int
+    max_bytes: int
+
+
 def input_csv_key(request_id: str) -> str:
     return f"{request_id}/input.csv"
+
+
+def incoming_key(request_id: str) -> str:
+    """Where a presigned upload lands; the bucket notification on this prefix starts the ingestion."""
+    return f"{INCOMING_PREFIX}{request_id}.csv"
+
+
+def request_id_of_incoming(key: str) -> str | None:
+    name = key.removeprefix(INCOMING_PREFIX)
+    if key == name or not name.endswith(".csv"):
+        return None
+    return name.removesuffix(".csv")
 
 
 def validate_webhook_url(url: str, context: Context) -> None:
@@ -43,37 +72,120 @@ def validate_webhook_url(url: str, context: Context) -> None:
 
 
 def accept_csv(data: bytes, tenant: str, webhook_url: str | None, context: Context) -> Accepted:
-    """Raises InvalidInput (nothing stored, nothing enqueued) or returns the accepted request."""
+    """The direct path. Raises InvalidInput (nothing stored, nothing enqueued) or returns the accepted request."""
     if webhook_url:
         validate_webhook_url(webhook_url, context)
-    products = parse_products_csv(data, context.settings.csv_limits)
+    plan = plan_csv(byte_lines([data]), context.settings.csv_limits, context.settings.chunk_rows)
     request_id = str(uuid.uuid4())
     backends = context.backends
-    backends.uploads.put(input_csv_key(request_id), data, "text/csv")
-    total_images = sum(len(product.image_urls) for product in products)
+    key = input_csv_key(request_id)
+    backends.uploads.put(key, data, CSV_CONTENT_TYPE)
     backends.catalog.create(
         RequestRecord(
             request_id=request_id,
             tenant=tenant,
             status=RequestStatus.PENDING,
             created_at=backends.clock(),
-            total_products=len(products),
-            total_images=total_images,
+            total_products=plan.total_products,
+            total_images=plan.total_images,
             webhook_url=webhook_url or None,
-        ),
-        products,
+            input_key=key,
+        )
     )
+    fan_out(request_id, key, plan, context)
+    return Accepted(request_id, RequestStatus.PENDING, plan.total_products, plan.total_images)
+
+
+def create_upload(tenant: str, webhook_url: str | None, context: Context) -> UploadSlot:
+    """The presigned path, step one: a request waiting for its file, and a POST the client sends it with."""
+    if webhook_url:
+        validate_webhook_url(webhook_url, context)
+    settings, backends = context.settings, context.backends
+    request_id = str(uuid.uuid4())
+    now = backends.clock()
+    backends.catalog.create(
+        RequestRecord(
+            request_id=request_id,
+            tenant=tenant,
+            status=RequestStatus.PENDING,
+            created_at=now,
+            total_products=0,
+            total_images=0,
+            webhook_url=webhook_url or None,
+            upload_expires_at=now + timedelta(seconds=settings.upload_expiry_s),
+        )
+    )
+    max_bytes = settings.presigned_csv_limits.max_bytes
+    post = backends.uploads.presigned_post(
+        incoming_key(request_id), max_bytes, settings.upload_expiry_s, CSV_CONTENT_TYPE
+    )
+    return UploadSlot(request_id, post, settings.upload_expiry_s, max_bytes)
+
+
+def ingest_upload(key: str, context: Context) -> RequestStatus | None:
+    """The presigned path, step two (S3 ObjectCreated): validate the file as a stream, then fan it out or end
+    the request FAILED with every problem. Safe to run again for the same object."""
+    request_id = request_id_of_incoming(key)
+    backends, settings = context.backends, context.settings
+    record = backends.catalog.get(request_id) if request_id else None
+    if record is None or request_id is None:
+        logger.warning("an upload for no request", extra={"key": key})
+        return None
+    if not record.awaiting_upload:
+        logger.info("upload already ingested or request ended", extra={"request_id": request_id})
+        return record.status
+    limits = settings.presigned_csv_limits
+    size = backends.uploads.size(key)
     try:
-        backends.ledger.open(request_id, total_images)
-        backends.queue.send([task.to_message() for task in image_tasks(request_id, products)])
+        if size is not None and size > limits.max_bytes:
+            # S3 enforces content-length-range on real presigned POSTs; this also holds where it is not enforced.
+            raise InvalidInput(
+                "CSV_INVALID",
+                "The CSV file is invalid.",
+                [Problem(None, None, "FILE_TOO_LARGE", f"The file is over {limits.max_bytes} bytes.")],
+            )
+        plan = plan_csv(byte_lines(backends.uploads.stream(key)), limits, settings.chunk_rows)
+    except InvalidInput as exc:
+        backends.catalog.mark_failed(request_id, exc.code, exc.message, exc.problems, truncated=exc.truncated)
+        return RequestStatus.FAILED
+    if backends.catalog.upload_arrived(request_id, key, plan.total_products, plan.total_images):
+        fan_out(request_id, key, plan, context)
+    return RequestStatus.PENDING
+
+
+def expire_upload(record: RequestRecord, now: datetime, context: Context) -> bool:
+    """End a request whose presigned upload never came. True when this call ended it."""
+    if not record.awaiting_upload or record.upload_expires_at is None or now <= record.upload_expires_at:
+        return False
+    return context.backends.catalog.mark_failed(
+        record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired."
+    )
+
+
+def fan_out(request_id: str, key: str, plan: CsvPlan, context: Context) -> None:
+    """Open the counter and queue one message per chunk. Repeating it (a retried ingestion) is harmless."""
+    backends = context.backends
+    try:
+        backends.ledger.open(request_id, plan.total_images)
+        backends.queue.send([ChunkTask(request_id, key, plan.columns, chunk).to_message() for chunk in plan.chunks])
     except Exception as exc:
-        # The request exists but could not be fanned out whole: end it FAILED rather than leave it pending.
-        backends.catalog.mark_failed(request_id, "FAN_OUT_FAILED", f"Could not queue the images: {type(exc).__name__}")
+        # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
+        backends.catalog.mark_failed(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}")
         raise
-    return Accepted(request_id, RequestStatus.PENDING, len(products), total_images)
 
 
-def image_tasks(request_id: str, products: list[ProductRow]) -> list[ImageTask]:
+def expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = None) -> int:
+    """Worker side of the fan-out: the chunk's rows become product records, then image tasks. Idempotent."""
+    backends = context.backends
+    data = backends.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
+    products = read_chunk(data, task.chunk, task.columns, limits or context.settings.presigned_csv_limits)
+    backends.catalog.add_products(task.request_id, products)
+    tasks = image_tasks(task.request_id, products)
+    backends.queue.send([image.to_message() for image in tasks])
+    return len(tasks)
+
+
+def image_tasks(request_id: str, products: Iterable[ProductRow]) -> list[ImageTask]:
     return [
         ImageTask(request_id, product.row, index, url)
         for product in products

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from ips.csv_input import Chunk, Columns
+
 
 class RequestStatus(StrEnum):
     PENDING = "PENDING"
@@ -46,10 +48,40 @@ class ImageTask:
             separators=(",", ":"),
         )
 
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """A run of CSV rows to expand into product records and image tasks (the asynchronous fan-out)."""
+
+    request_id: str
+    key: str  # the CSV in the uploads bucket
+    columns: Columns
+    chunk: Chunk
+
+    def to_message(self) -> str:
+        chunk = self.chunk
+        return json.dumps(
+            {
+                "type": "chunk",
+                "requestId": self.request_id,
+                "key": self.key,
+                "columns": self.columns.to_dict(),
+                "chunk": [chunk.start, chunk.end, chunk.first_row, chunk.products, chunk.images],
+            },
+            separators=(",", ":"),
+        )
+
     @classmethod
-    def from_message(cls, body: str) -> ImageTask:
-        data = json.loads(body)
-        return cls(str(data["requestId"]), int(data["row"]), int(data["index"]), str(data["url"]))
+    def from_data(cls, data: dict[str, Any]) -> ChunkTask:
+        return cls(str(data["requestId"]), str(data["key"]), Columns.from_dict(data["columns"]), Chunk(*data["chunk"]))
+
+
+def parse_task(body: str) -> ImageTask | ChunkTask:
+    """A message of the images queue: an image to process, or a chunk of rows to fan out."""
+    data = json.loads(body)
+    if data.get("type") == "chunk":
+        return ChunkTask.from_data(data)
+    return ImageTask(str(data["requestId"]), int(data["row"]), int(data["index"]), str(data["url"]))
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from ips.csv_input import ProductRow
+from ips.errors import Problem
 from ips.model import Counts, ImageOutcome, ImageTask, RequestStatus
 from ips.outbound import Fetched
 
@@ -17,6 +18,21 @@ class BlobStore(Protocol):
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    url: str
+    fields: dict[str, str]
+
+
+class UploadStore(BlobStore, Protocol):
+    """The uploads bucket: also read in pieces, and written straight by clients through presigned POSTs."""
+
+    def get_range(self, key: str, start: int, end: int) -> bytes: ...
+    def stream(self, key: str) -> Iterable[bytes]: ...
+    def size(self, key: str) -> int | None: ...
+    def presigned_post(self, key: str, max_bytes: int, expires_s: int, content_type: str) -> PresignedPost: ...
 
 
 class TaskQueue(Protocol):
@@ -36,11 +52,12 @@ class CountResult:
 class Ledger(Protocol):
     """Exact per-request counters; each image is counted once, and the last count flips the request complete."""
 
-    def open(self, request_id: str, total: int) -> None: ...
+    def open(self, request_id: str, total: int) -> bool:
+        """Create the counter; False when it already exists (a repeated fan-out)."""
+        ...
+
     def count(self, task: ImageTask, succeeded: bool) -> CountResult: ...
     def counts(self, request_id: str) -> Counts | None: ...
-    def claim_notification(self, request_id: str, lease_seconds: int) -> bool: ...
-    def finish_notification(self, request_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -52,12 +69,18 @@ class RequestRecord:
     total_products: int
     total_images: int
     webhook_url: str | None
+    input_key: str | None = None
+    upload_expires_at: datetime | None = None  # set while a presigned upload is awaited
     completed_at: datetime | None = None
     succeeded: int | None = None
     failed: int | None = None
     output_csv_key: str | None = None
     webhook: dict[str, Any] | None = None
-    error: dict[str, str] | None = None  # why a FAILED request failed
+    error: dict[str, Any] | None = None  # why a FAILED request failed: code, message, problems
+
+    @property
+    def awaiting_upload(self) -> bool:
+        return self.upload_expires_at is not None and not self.status.is_final
 
 
 @dataclass(frozen=True)
@@ -70,17 +93,34 @@ class ProductRecord:
 
 
 class Catalog(Protocol):
-    """The product records (MongoDB): the facts of each image, and the request's final state."""
+    """The product records (MongoDB): the facts of each image, and the request's state."""
 
-    def create(self, record: RequestRecord, products: Sequence[ProductRow]) -> None: ...
+    def create(self, record: RequestRecord) -> None: ...
     def get(self, request_id: str) -> RequestRecord | None: ...
+    def upload_arrived(self, request_id: str, input_key: str, total_products: int, total_images: int) -> bool:
+        """Record that an awaited upload was accepted; False if it was not awaited any more."""
+        ...
+
+    def add_products(self, request_id: str, products: Sequence[ProductRow]) -> None:
+        """Idempotent: products already added are left as they are."""
+        ...
+
     def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
         """Store the image's terminal state unless one is stored already; returns the stored one."""
         ...
 
-    def products(self, request_id: str) -> Iterator[ProductRecord]: ...
+    def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]: ...
     def finalise(
         self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime
     ) -> None: ...
-    def mark_failed(self, request_id: str, code: str, message: str) -> None: ...
+    def mark_failed(
+        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+    ) -> bool:
+        """End a request FAILED unless it already ended; True when this call ended it."""
+        ...
+
+    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
+        """Take the right to send the request's webhook, once; an expired claim (a crashed sender) is retaken."""
+        ...
+
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None: ...

@@ -1,61 +1,98 @@
-"""What a client sees when it polls a request."""
+"""What a client sees when it polls a request: exact counts (one read of the counter) and a page of products."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Any
 
 from ips.context import Context
+from ips.errors import InvalidInput, Problem
+from ips.intake import expire_upload
 from ips.model import ImageStatus, RequestStatus
 
+MAX_PAGE = 1000
+WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
 
-def request_status(request_id: str, tenant: str, context: Context) -> dict[str, Any] | None:
+
+def encode_cursor(row: int) -> str:
+    return base64.urlsafe_b64encode(f"row:{row}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, row = text.partition(":")
+        if kind == "row" and row.isdigit():
+            return int(row)
+    except (binascii.Error, UnicodeDecodeError):
+        pass
+    raise InvalidInput(
+        "CURSOR_INVALID",
+        "The cursor is not one this API returned.",
+        [Problem(None, "cursor", "CURSOR_INVALID", "Unknown cursor.")],
+    )
+
+
+def request_status(
+    request_id: str, tenant: str, context: Context, *, limit: int = MAX_PAGE, cursor: str | None = None
+) -> dict[str, Any] | None:
     """The status document, or None when the request does not exist for this tenant (never say which)."""
     backends, settings = context.backends, context.settings
     record = backends.catalog.get(request_id)
     if record is None or record.tenant != tenant:
         return None
-    if record.status.is_final:
-        status = record.status
-        total, succeeded, failed = record.total_images, record.succeeded or 0, record.failed or 0
-    else:
+    after_row = decode_cursor(cursor) if cursor else 0
+    if expire_upload(record, backends.clock(), context):
+        # Ended here, lazily, on the first look after the deadline. (No webhook from this read path: a slow
+        # receiver must not slow the status answer.)
+        record = backends.catalog.get(request_id) or record
+    total, succeeded, failed = record.total_images, record.succeeded or 0, record.failed or 0
+    status = record.status
+    if not status.is_final:
         counts = backends.ledger.counts(request_id)
-        total = record.total_images
         succeeded, failed = (counts.succeeded, counts.failed) if counts else (0, 0)
         # The last image can be counted a moment before the completion step has written the output CSV:
         # the request stays PROCESSING until its output exists.
         status = RequestStatus.PROCESSING if succeeded + failed else RequestStatus.PENDING
-    products = [
-        {
-            "serialNumber": product.serial_number,
-            "productName": product.product_name,
-            "inputImageUrls": product.input_urls,
-            "outputImageUrls": [
-                image.output_url if image and image.status is ImageStatus.SUCCEEDED else None
-                for image in product.images
-            ],
-            "errors": [
-                {
-                    "index": index,
-                    "url": product.input_urls[index],
-                    "code": image.error_code,
-                    "message": image.error_message,
-                }
-                for index, image in enumerate(product.images)
-                if image and image.status is ImageStatus.FAILED
-            ],
-        }
-        for product in backends.catalog.products(request_id)
-    ]
+    page = list(backends.catalog.products(request_id, after_row, limit + 1))
+    more = len(page) > limit
+    page = page[:limit]
     return {
         "requestId": request_id,
         "status": status.value,
+        "detail": WAITING_FOR_UPLOAD if record.awaiting_upload else None,
         "total": total,
         "succeeded": succeeded,
         "failed": failed,
+        "totalProducts": record.total_products,
         "createdAt": _iso(record.created_at),
         "completedAt": _iso(record.completed_at),
-        "products": products,
+        "uploadExpiresAt": _iso(record.upload_expires_at) if record.awaiting_upload else None,
+        "products": [
+            {
+                "serialNumber": product.serial_number,
+                "productName": product.product_name,
+                "inputImageUrls": product.input_urls,
+                "outputImageUrls": [
+                    image.output_url if image and image.status is ImageStatus.SUCCEEDED else None
+                    for image in product.images
+                ],
+                "errors": [
+                    {
+                        "index": index,
+                        "url": product.input_urls[index],
+                        "code": image.error_code,
+                        "message": image.error_message,
+                    }
+                    for index, image in enumerate(product.images)
+                    if image and image.status is ImageStatus.FAILED
+                ],
+            }
+            for product in page
+        ],
+        "nextCursor": encode_cursor(page[-1].row) if more else None,
         "outputCsvUrl": settings.asset_url(record.output_csv_key) if record.output_csv_key else None,
         "webhook": record.webhook,
         "error": record.error,

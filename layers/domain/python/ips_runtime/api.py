@@ -70,17 +70,41 @@ class WebhookDelivery(BaseModel):
 class RequestError(BaseModel):
     code: str
     message: str
+    errors: list[ErrorItem] = Field(default_factory=list)
+    errorsTruncated: bool = False
+
+
+class PresignedFields(BaseModel):
+    url: str
+    fields: dict[str, str] = Field(description="Send these form fields first, then the file as field 'file'")
+
+
+class UploadSlotResponse(BaseModel):
+    requestId: str
+    upload: PresignedFields
+    expiresIn: int = Field(description="Seconds the upload stays valid")
+    maxBytes: int
+    statusUrl: str
+
+
+class UploadSlotRequest(BaseModel):
+    webhookUrl: str | None = Field(default=None, max_length=2048)
+    filename: str | None = Field(default=None, max_length=256, description="Kept for your reference only")
 
 
 class StatusResponse(BaseModel):
     requestId: str
     status: RequestStatus
-    total: int
+    detail: str | None = Field(description="WAITING_FOR_UPLOAD while a presigned upload is awaited")
+    total: int = Field(description="Images in the request")
     succeeded: int
     failed: int
+    totalProducts: int
     createdAt: str
     completedAt: str | None
-    products: list[ProductStatus]
+    uploadExpiresAt: str | None
+    products: list[ProductStatus] = Field(description="One page of products, in row order")
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
     outputCsvUrl: str | None
     webhook: WebhookDelivery | None = None
     error: RequestError | None = Field(default=None, description="Why a FAILED request failed")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import boto3
 from botocore.config import Config
 
-from ips.adapters.aws import S3BlobStore, SqsTaskQueue
+from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsTaskQueue
 from ips.adapters.dynamodb import DynamoLedger
 from ips.adapters.mongo import MongoCatalog, connect
 from ips.context import Backends, Context, Settings
@@ -47,6 +47,13 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
             max_rows=int(number("CSV_MAX_ROWS", CsvLimits.max_rows)),
             max_urls_per_row=int(number("CSV_MAX_URLS_PER_ROW", CsvLimits.max_urls_per_row)),
         ),
+        presigned_csv_limits=CsvLimits(
+            max_bytes=int(number("PRESIGNED_CSV_MAX_BYTES", 100 * 1024 * 1024)),
+            max_rows=int(number("PRESIGNED_CSV_MAX_ROWS", 200_000)),
+            max_urls_per_row=int(number("CSV_MAX_URLS_PER_ROW", CsvLimits.max_urls_per_row)),
+        ),
+        upload_expiry_s=int(number("UPLOAD_EXPIRY_SECONDS", 900)),
+        chunk_rows=int(number("CHUNK_ROWS", 1000)),
         image_limits=ImageLimits(
             max_bytes=int(number("IMAGE_MAX_BYTES", ImageLimits.max_bytes)),
             max_pixels=int(number("IMAGE_MAX_PIXELS", ImageLimits.max_pixels)),
@@ -73,7 +80,7 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
     return Context(
         settings=settings_from_env(env),
         backends=Backends(
-            uploads=S3BlobStore(s3, env["UPLOADS_BUCKET"]),
+            uploads=S3UploadStore(s3, env["UPLOADS_BUCKET"]),
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
             queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
             ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),

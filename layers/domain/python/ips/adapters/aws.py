@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from ips.ports import PresignedPost
 
 
 class S3BlobStore:
@@ -17,6 +19,40 @@ class S3BlobStore:
 
     def get(self, key: str) -> bytes:
         return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+class S3UploadStore(S3BlobStore):
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object."""
+        if end <= start:
+            return b""
+        return self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read()
+
+    def stream(self, key: str) -> Iterable[bytes]:
+        body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size=1 << 20)
+        finally:
+            body.close()
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def presigned_post(self, key: str, max_bytes: int, expires_s: int, content_type: str) -> PresignedPost:
+        """A browser-style POST bound to one key, one content type and a size range, valid for `expires_s`."""
+        post = self._client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_s,
+        )
+        return PresignedPost(post["url"], {name: str(value) for name, value in post["fields"].items()})
 
 
 class SqsTaskQueue:

@@ -18,7 +18,6 @@ from ips.ports import CountResult
 
 COUNTER_SK = "COUNTER"
 OPEN, COMPLETE = "OPEN", "COMPLETE"
-CLAIMED, NOTIFIED = "CLAIMED", "NOTIFIED"
 TTL_ATTRIBUTE = "expiresAt"
 
 # Lambda event filter for the table's stream (NEW_AND_OLD_IMAGES): only the update that completes a request.
@@ -58,7 +57,14 @@ class DynamoLedger:
     def _expires(self) -> dict[str, str]:
         return {"N": str(int(self._clock()) + self._retention)}
 
-    def open(self, request_id: str, total: int) -> None:
+    def open(self, request_id: str, total: int) -> bool:
+        try:
+            self._put_counter(request_id, total)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def _put_counter(self, request_id: str, total: int) -> None:
         self._client.put_item(
             TableName=self.table,
             Item={
@@ -143,30 +149,3 @@ class DynamoLedger:
         if item is None:
             return None
         return Counts(int(item["total"]["N"]), int(item["succeeded"]["N"]), int(item["failed"]["N"]))
-
-    def claim_notification(self, request_id: str, lease_seconds: int) -> bool:
-        """Take the right to send the webhook; a claim whose lease ran out (a crashed sender) can be retaken."""
-        now = int(self._clock())
-        try:
-            self._client.update_item(
-                TableName=self.table,
-                Key=self._key(request_id),
-                UpdateExpression="SET notify = :claimed, leaseUntil = :until",
-                ConditionExpression="attribute_not_exists(notify) OR (notify = :claimed AND leaseUntil < :now)",
-                ExpressionAttributeValues={
-                    ":claimed": {"S": CLAIMED},
-                    ":until": {"N": str(now + lease_seconds)},
-                    ":now": {"N": str(now)},
-                },
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def finish_notification(self, request_id: str) -> None:
-        self._client.update_item(
-            TableName=self.table,
-            Key=self._key(request_id),
-            UpdateExpression="SET notify = :done REMOVE leaseUntil",
-            ExpressionAttributeValues={":done": {"S": NOTIFIED}},
-        )

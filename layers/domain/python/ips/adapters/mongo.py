@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, MongoClient, ReturnDocument
+from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from ips.csv_input import ProductRow
+from ips.errors import Problem
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
 from ips.ports import ProductRecord, RequestRecord
 
 _INSERT_BATCH = 1000
+_DUPLICATE_KEY = 11000
+_OPEN = {"$nin": [status.value for status in RequestStatus if status.is_final]}
 
 
 def connect(uri: str, database: str) -> Database:
@@ -32,26 +37,8 @@ class MongoCatalog:
 
     def ensure_indexes(self) -> None:
         self._products.create_index([("requestId", ASCENDING), ("row", ASCENDING)])
-        self._requests.create_index([("tenant", ASCENDING), ("createdAt", ASCENDING)])
 
-    def create(self, record: RequestRecord, products: Sequence[ProductRow]) -> None:
-        # Products first: a request document is only visible once everything it points at exists.
-        for start in range(0, len(products), _INSERT_BATCH):
-            self._products.insert_many(
-                [
-                    {
-                        "_id": product_id(record.request_id, product.row),
-                        "requestId": record.request_id,
-                        "row": product.row,
-                        "serialNumber": product.serial_number,
-                        "productName": product.product_name,
-                        "inputImageUrls": list(product.image_urls),
-                        "images": [{"status": ImageStatus.PENDING.value} for _ in product.image_urls],
-                    }
-                    for product in products[start : start + _INSERT_BATCH]
-                ],
-                ordered=False,
-            )
+    def create(self, record: RequestRecord) -> None:
         self._requests.insert_one(
             {
                 "_id": record.request_id,
@@ -61,6 +48,8 @@ class MongoCatalog:
                 "totalProducts": record.total_products,
                 "totalImages": record.total_images,
                 "webhookUrl": record.webhook_url,
+                "inputKey": record.input_key,
+                "uploadExpiresAt": record.upload_expires_at,
             }
         )
 
@@ -68,23 +57,59 @@ class MongoCatalog:
         document = self._requests.find_one({"_id": request_id})
         return None if document is None else _request_record(document)
 
+    def upload_arrived(self, request_id: str, input_key: str, total_products: int, total_images: int) -> bool:
+        result = self._requests.update_one(
+            {"_id": request_id, "uploadExpiresAt": {"$ne": None}, "status": _OPEN},
+            {
+                "$set": {
+                    "inputKey": input_key,
+                    "totalProducts": total_products,
+                    "totalImages": total_images,
+                    "uploadExpiresAt": None,
+                }
+            },
+        )
+        return result.modified_count == 1
+
+    def add_products(self, request_id: str, products: Sequence[ProductRow]) -> None:
+        for start in range(0, len(products), _INSERT_BATCH):
+            documents = [
+                {
+                    "_id": product_id(request_id, product.row),
+                    "requestId": request_id,
+                    "row": product.row,
+                    "serialNumber": product.serial_number,
+                    "productName": product.product_name,
+                    "inputImageUrls": list(product.image_urls),
+                    "images": [{"status": ImageStatus.PENDING.value} for _ in product.image_urls],
+                }
+                for product in products[start : start + _INSERT_BATCH]
+            ]
+            try:
+                self._products.insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                # A redelivered chunk: the products it already added stay as they are (with their images).
+                if any(error["code"] != _DUPLICATE_KEY for error in exc.details["writeErrors"]):
+                    raise
+
     def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
         slot = f"images.{task.index}"
-        updated = self._products.find_one_and_update(
+        result = self._products.update_one(
             {"_id": product_id(task.request_id, task.row), f"{slot}.status": ImageStatus.PENDING.value},
             {"$set": {slot: outcome.to_document()}},
-            projection={slot: True},
-            return_document=ReturnDocument.AFTER,
         )
-        if updated is not None:
+        if result.modified_count == 1:
             return outcome
         existing = self._products.find_one({"_id": product_id(task.request_id, task.row)}, {"images": True})
         if existing is None or task.index >= len(existing["images"]):
             raise LookupError(f"no product image for {task.output_key}")
         return ImageOutcome.from_document(existing["images"][task.index])
 
-    def products(self, request_id: str) -> Iterator[ProductRecord]:
-        for document in self._products.find({"requestId": request_id}).sort("row", ASCENDING):
+    def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
+        cursor = self._products.find({"requestId": request_id, "row": {"$gt": after_row}}).sort("row", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        for document in cursor:
             yield ProductRecord(
                 row=document["row"],
                 serial_number=document["serialNumber"],
@@ -112,14 +137,41 @@ class MongoCatalog:
             },
         )
 
-    def mark_failed(self, request_id: str, code: str, message: str) -> None:
-        self._requests.update_one(
-            {"_id": request_id},
-            {"$set": {"status": RequestStatus.FAILED.value, "error": {"code": code, "message": message}}},
+    def mark_failed(
+        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+    ) -> bool:
+        error = {
+            "code": code,
+            "message": message,
+            "errors": [asdict(p) for p in problems],
+            "errorsTruncated": truncated,
+        }
+        result = self._requests.update_one(
+            {"_id": request_id, "status": _OPEN},
+            {
+                "$set": {
+                    "status": RequestStatus.FAILED.value,
+                    "error": error,
+                    "uploadExpiresAt": None,
+                    "completedAt": datetime.now(UTC),
+                }
+            },
         )
+        return result.modified_count == 1
+
+    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
+        result = self._requests.update_one(
+            {
+                "_id": request_id,
+                "webhook.delivered": {"$exists": False},
+                "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
+            },
+            {"$set": {"webhookClaimUntil": now + timedelta(seconds=lease_seconds)}},
+        )
+        return result.modified_count == 1
 
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
-        self._requests.update_one({"_id": request_id}, {"$set": {"webhook": delivery}})
+        self._requests.update_one({"_id": request_id}, {"$set": {"webhook": delivery, "webhookClaimUntil": None}})
 
 
 def _request_record(document: dict[str, Any]) -> RequestRecord:
@@ -131,6 +183,8 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         total_products=document["totalProducts"],
         total_images=document["totalImages"],
         webhook_url=document.get("webhookUrl"),
+        input_key=document.get("inputKey"),
+        upload_expires_at=document.get("uploadExpiresAt"),
         completed_at=document.get("completedAt"),
         succeeded=document.get("succeeded"),
         failed=document.get("failed"),

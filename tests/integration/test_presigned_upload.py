@@ -1,0 +1,161 @@
+"""Big CSVs straight to S3: the presigned POST, the S3 notification, streamed validation, async fan-out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from localcloud.peers import WebhookReceiver
+from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.test_api_handlers import HEADER
+
+
+@pytest.fixture
+def receiver(monkeypatch, function_env):
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
+        from ips_runtime.wiring import shared_context
+
+        shared_context.cache_clear()
+        yield receiver
+
+
+def start_upload(pipeline: Pipeline, webhook: str | None = None) -> dict:
+    body = json.dumps({"webhookUrl": webhook, "filename": "big.csv"} if webhook else {}).encode()
+    status, answer = pipeline.api("POST", "/api/v1/uploads", body=body, headers={"content-type": "application/json"})
+    assert status == 201, answer
+    return answer
+
+
+def post_to_s3(slot: dict, data: bytes) -> requests.Response:
+    """What the client does with the answer: the fields first, the file last (as curl -F would send them)."""
+    return requests.post(
+        slot["upload"]["url"], data=slot["upload"]["fields"], files={"file": ("big.csv", data, "text/csv")}, timeout=30
+    )
+
+
+def test_presigned_upload_is_bound_to_one_key_a_type_and_a_size(pipeline: Pipeline) -> None:
+    slot = start_upload(pipeline)
+    request_id = slot["requestId"]
+    fields = slot["upload"]["fields"]
+    assert fields["key"] == f"incoming/{request_id}.csv"
+    assert fields["Content-Type"] == "text/csv"
+    policy = json.loads(__import__("base64").b64decode(fields["policy"]))
+    assert ["content-length-range", 1, slot["maxBytes"]] in policy["conditions"]
+    assert {"Content-Type": "text/csv"} in policy["conditions"]
+    assert slot["expiresIn"] == 900 and slot["statusUrl"] == f"/api/v1/status/{request_id}"
+
+    _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert (status["status"], status["detail"], status["total"]) == ("PENDING", "WAITING_FOR_UPLOAD", 0)
+    assert status["uploadExpiresAt"] is not None
+
+
+def test_a_big_csv_through_s3_is_validated_fanned_out_and_completed(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    monkeypatch.setenv("CHUNK_ROWS", "40")
+    from ips_runtime.wiring import shared_context
+
+    shared_context.cache_clear()
+    rows = "".join(f"{n},Product {n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 101))
+    slot = start_upload(pipeline, receiver.url)
+    assert post_to_s3(slot, (HEADER + rows).encode()).status_code in (200, 204)
+    assert pipeline.s3_runner().poll_once()
+
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["detail"], status["total"], status["totalProducts"]) == ("PENDING", None, 100, 100)
+    assert pipeline.queued() == 3  # 100 rows in chunks of 40
+    pipeline.drain_queue()
+    assert pipeline.stream_runner().poll_once()
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}", query="limit=30")
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED", 100, 0)
+    assert [product["serialNumber"] for product in status["products"]] == [str(n) for n in range(1, 31)]
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["status"] == "COMPLETED"
+
+
+def test_an_invalid_csv_through_s3_ends_failed_with_rows_and_the_webhook(pipeline: Pipeline, receiver) -> None:
+    slot = start_upload(pipeline, receiver.url)
+    post_to_s3(slot, (HEADER + "1,Mug,ftp://x/1.jpg\n2,,https://x/2.jpg\n").encode())
+    pipeline.s3_runner().poll_once()
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert status["status"] == "FAILED" and status["detail"] is None
+    assert status["error"]["code"] == "CSV_INVALID"
+    assert [(e["row"], e["column"], e["code"]) for e in status["error"]["errors"]] == [
+        (2, "Input Image Urls", "INVALID_URL"),
+        (3, "Product Name", "EMPTY_PRODUCT_NAME"),
+    ]
+    assert pipeline.queued() == 0
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["status"] == "FAILED"
+    assert delivery["payload"]["data"]["error"]["code"] == "CSV_INVALID"
+    # The same S3 event delivered again changes nothing and sends nothing.
+    pipeline.functions["ingest"].invoke(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Post",
+                    "s3": {
+                        "bucket": {"name": pipeline.resources.uploads_bucket},
+                        "object": {"key": f"incoming/{slot['requestId']}.csv"},
+                    },
+                }
+            ]
+        }
+    )
+    assert len(receiver.deliveries) == 1
+
+
+def test_a_file_over_the_size_cap_is_refused_even_where_s3_does_not_enforce_it(
+    pipeline: Pipeline, monkeypatch, image_server
+) -> None:
+    monkeypatch.setenv("PRESIGNED_CSV_MAX_BYTES", "200")
+    from ips_runtime.wiring import shared_context
+
+    shared_context.cache_clear()
+    slot = start_upload(pipeline)
+    assert slot["maxBytes"] == 200
+    rows = "".join(f"{n},P{n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 20))
+    post_to_s3(slot, (HEADER + rows).encode())  # moto accepts it; real S3 would refuse it with 400
+    pipeline.s3_runner().poll_once()
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert status["status"] == "FAILED"
+    assert [e["code"] for e in status["error"]["errors"]] == ["FILE_TOO_LARGE"]
+    assert pipeline.queued() == 0
+
+
+def test_an_upload_that_never_comes_expires(pipeline: Pipeline, monkeypatch) -> None:
+    monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "0")
+    from ips_runtime.wiring import shared_context
+
+    shared_context.cache_clear()
+    slot = start_upload(pipeline)
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "UPLOAD_EXPIRED")
+    assert status["detail"] is None
+
+
+def test_status_pages_through_products_with_an_opaque_cursor(pipeline: Pipeline, image_server) -> None:
+    from tests.integration.test_api_handlers import multipart
+
+    rows = "".join(f"{n},P{n},{image_server.url}/missing-{n}.jpg\n" for n in range(1, 26))
+    body, headers = multipart(HEADER + rows)
+    _, accepted = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    pipeline.sqs_runner().poll_once()  # expand the chunk
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = "limit=10" + (f"&cursor={cursor}" if cursor else "")
+        status, page = pipeline.api("GET", f"/api/v1/status/{accepted['requestId']}", query=query)
+        assert status == 200
+        seen += [product["serialNumber"] for product in page["products"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert (pages, seen) == (3, [str(n) for n in range(1, 26)])
+    status, refused = pipeline.api("GET", f"/api/v1/status/{accepted['requestId']}", query="cursor=bm9wZQ")
+    assert (status, refused["code"]) == (400, "CURSOR_INVALID")
+    status, refused = pipeline.api("GET", f"/api/v1/status/{accepted['requestId']}", query="limit=0")
+    assert (status, refused["code"]) == (400, "REQUEST_INVALID")
