@@ -81,7 +81,7 @@ def upload(
         raise ApiError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
-            f"The CSV is over the {limit}-byte limit.",
+            f"The CSV is over this route's {limit}-byte limit; send big files with POST {API_PREFIX}/uploads.",
         )
     data, form_webhook = read_upload(event.headers.get("content-type", ""), body)
     accepted = accept_csv(data, tenant, form_webhook or webhookUrl, context)

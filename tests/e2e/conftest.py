@@ -18,6 +18,7 @@ from localcloud.servers import free_port, wait_for_port
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-tests-signing-key-0123456789").decode()
 KEYS = ("tenant-a-key", "tenant-b-key", "burst-key")
+PRESIGNED_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "OUTBOUND_ALLOWLIST": f"{image_server.origin},{webhook_receiver.origin}",
         "LOCAL_VISIBILITY_TIMEOUT": "5",
+        "PRESIGNED_CSV_MAX_BYTES": str(PRESIGNED_MAX_BYTES),
     }
     for inherited in ("AWS_ENDPOINT_URL", "MONGODB_URI"):
         environment.pop(inherited, None)

@@ -9,7 +9,7 @@ import time
 import requests
 from PIL import Image
 
-from tests.e2e.conftest import KEYS, Cloud
+from tests.e2e.conftest import KEYS, PRESIGNED_MAX_BYTES, Cloud
 
 HEADER = "S. No.,Product Name,Input Image Urls\n"
 
@@ -131,3 +131,63 @@ def test_openapi_document_and_swagger_ui_are_served(cloud: Cloud) -> None:
     assert "StatusResponse" in spec["components"]["schemas"]
     page = requests.get(f"{cloud.url}/api/v1/docs", timeout=10)
     assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
+def start_presigned(cloud: Cloud, webhook: str | None = None) -> dict:
+    answer = requests.post(
+        f"{cloud.url}/api/v1/uploads", headers={"x-api-key": KEYS[0]}, json={"webhookUrl": webhook}, timeout=30
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def send_file(slot: dict, data: bytes) -> requests.Response:
+    # The order curl -F uses: the presigned fields, then the file.
+    return requests.post(
+        slot["upload"]["url"], data=slot["upload"]["fields"], files={"file": ("products.csv", data)}, timeout=60
+    )
+
+
+def test_a_csv_uploaded_straight_to_s3_is_processed(cloud: Cloud, image_server) -> None:
+    slot = start_presigned(cloud, cloud.receiver.url)
+    assert slot["upload"]["url"].startswith("http://127.0.0.1:")  # the local S3, never the internet
+    waiting = requests.get(f"{cloud.url}{slot['statusUrl']}", headers={"x-api-key": KEYS[0]}, timeout=10).json()
+    assert (waiting["status"], waiting["detail"]) == ("PENDING", "WAITING_FOR_UPLOAD")
+    rows = "".join(f"{n},Item {n},{image_server.url}/sk_chelsea.png\n" for n in range(1, 31))
+    assert send_file(slot, (HEADER + rows).encode()).status_code in (200, 204)
+    result = wait_for_final(cloud, slot["statusUrl"])
+    assert (result["status"], result["succeeded"], result["totalProducts"]) == ("COMPLETED", 30, 30)
+    deliveries = [
+        d for d in cloud.receiver.wait(2, timeout=30) if d["payload"]["data"]["requestId"] == slot["requestId"]
+    ]
+    assert [d["payload"]["data"]["status"] for d in deliveries] == ["COMPLETED"]
+
+
+def test_an_invalid_csv_uploaded_to_s3_ends_failed_with_its_rows(cloud: Cloud) -> None:
+    slot = start_presigned(cloud)
+    send_file(slot, (HEADER + "1,Mug,gopher://x/1.jpg\n").encode())
+    result = wait_for_final(cloud, slot["statusUrl"])
+    assert result["status"] == "FAILED"
+    assert [(e["row"], e["code"]) for e in result["error"]["errors"]] == [(2, "INVALID_URL")]
+
+
+def test_the_direct_route_points_big_files_to_the_presigned_one(cloud: Cloud) -> None:
+    answer = requests.post(
+        f"{cloud.url}/api/v1/upload",
+        headers={"x-api-key": KEYS[1], "content-type": "text/csv"},
+        data=HEADER.encode() + b"#" * (6 * 1024 * 1024),
+        timeout=60,
+    )
+    assert (answer.status_code, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert "/api/v1/uploads" in answer.json()["message"]
+
+
+def test_a_file_over_the_presigned_cap_ends_failed(cloud: Cloud, image_server) -> None:
+    slot = start_presigned(cloud)
+    assert slot["maxBytes"] == PRESIGNED_MAX_BYTES
+    rows = "".join(f"{n},Item {n},{image_server.url}/sk_chelsea.png\n" for n in range(1, 2000))
+    assert len(rows) > PRESIGNED_MAX_BYTES
+    send_file(slot, (HEADER + rows).encode())  # real S3 refuses it at the door (content-length-range); moto does not
+    result = wait_for_final(cloud, slot["statusUrl"])
+    assert result["status"] == "FAILED"
+    assert [e["code"] for e in result["error"]["errors"]] == ["FILE_TOO_LARGE"]
