@@ -9,12 +9,12 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
 
 from ips.completion import notify
 from ips.intake import ingest_upload
 from ips.model import RequestStatus
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
 
 logger, metrics, tracer = observability("ingest")
 

@@ -8,13 +8,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.completion import complete_request
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
-from ips.completion import complete_request
-
 logger, metrics, tracer = observability("notify")
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @tracer.capture_method
@@ -32,4 +31,6 @@ def handle_record(record: DynamoDBRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

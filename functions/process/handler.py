@@ -3,21 +3,23 @@ messages (the asynchronous fan-out). Failed records are retried alone."""
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.intake import expand_chunk
+from ips.model import ChunkTask, ImageTask, parse_task
+from ips.processing import Prefetcher, process_image
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
-from ips.intake import expand_chunk
-from ips.model import ChunkTask, parse_task
-from ips.processing import process_image
-
 logger, metrics, tracer = observability("process")
-processor = BatchProcessor(event_type=EventType.SQS)
+FETCH_WORKERS = 8  # downloads of one batch (up to 10 images) in flight at once
+_prefetcher: contextvars.ContextVar[Prefetcher | None] = contextvars.ContextVar("prefetcher", default=None)
 
 
 @tracer.capture_method
@@ -30,7 +32,9 @@ def handle_record(record: SQSRecord) -> None:
         metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
         return
     attempt = int(record.attributes.approximate_receive_count or 1)
-    result = process_image(task, context, final_attempt=attempt >= context.settings.max_receive_count)
+    result = process_image(
+        task, context, final_attempt=attempt >= context.settings.max_receive_count, prefetcher=_prefetcher.get()
+    )
     if result.counted:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
     else:
@@ -43,4 +47,14 @@ def handle_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    prefetcher = Prefetcher(shared_context().backends.fetcher, FETCH_WORKERS)
+    tasks = [parse_task(record["body"]) for record in event.get("Records", [])]
+    prefetcher.start(task for task in tasks if isinstance(task, ImageTask))
+    token = _prefetcher.set(prefetcher)
+    try:
+        # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    finally:
+        _prefetcher.reset(token)
+        prefetcher.close()

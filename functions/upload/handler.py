@@ -10,6 +10,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.intake import accept_csv, create_upload
 from ips_runtime.api import (
     API_PREFIX,
     MULTIPART,
@@ -26,8 +28,6 @@ from ips_runtime.api import (
 )
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
-
-from ips.intake import accept_csv, create_upload
 
 logger, metrics, tracer = observability("upload")
 app = create_resolver(logger)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ips.context import Context
 from ips.imaging import ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask
-from ips.outbound import FetchError
-from ips.ports import CountResult
+from ips.outbound import Fetched, FetchError
+from ips.ports import CountResult, Fetcher
 
 logger = logging.getLogger(__name__)
 
@@ -17,23 +19,51 @@ class RetryLater(Exception):
     """A transient failure: the message goes back to the queue and is delivered again."""
 
 
-def process_image(task: ImageTask, context: Context, *, final_attempt: bool) -> CountResult:
+class Prefetcher:
+    """Starts a batch's downloads at once, so they overlap each other and the compression of earlier images
+    (a batch is otherwise processed one record after another)."""
+
+    def __init__(self, fetcher: Fetcher, workers: int) -> None:
+        self._fetcher = fetcher
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
+        self._pending: dict[ImageTask, Future[Fetched]] = {}
+
+    def start(self, tasks: Iterable[ImageTask]) -> None:
+        for task in tasks:
+            self._pending.setdefault(task, self._pool.submit(self._fetcher.fetch, task.url))
+
+    def fetch(self, task: ImageTask) -> Fetched:
+        future = self._pending.pop(task, None)
+        return future.result() if future is not None else self._fetcher.fetch(task.url)
+
+    def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+
+def process_image(
+    task: ImageTask, context: Context, *, final_attempt: bool, prefetcher: Prefetcher | None = None
+) -> CountResult:
     """Bring the image to a terminal state and count it once.
 
     Permanent problems (a refused address, a 404, not an image, too big) fail the image with their reason.
     Transient ones raise RetryLater, except on the final delivery, where the image fails with the reason
     instead of going to the dead-letter queue uncounted."""
-    outcome = _compress_and_store(task, context, final_attempt=final_attempt)
+    fetch = prefetcher.fetch if prefetcher is not None else lambda task: context.backends.fetcher.fetch(task.url)
+    outcome = _compress_and_store(task, context, fetch, final_attempt=final_attempt)
     # The catalog keeps the first terminal state it is given, and the count follows what the catalog holds,
     # so a redelivery that ends differently cannot make the counters disagree with the product records.
     stored = context.backends.catalog.record_image(task, outcome)
     return context.backends.ledger.count(task, succeeded=stored.status is ImageStatus.SUCCEEDED)
 
 
-def _compress_and_store(task: ImageTask, context: Context, *, final_attempt: bool) -> ImageOutcome:
+def _compress_and_store(
+    task: ImageTask, context: Context, fetch: Callable[[ImageTask], Fetched], *, final_attempt: bool
+) -> ImageOutcome:
     settings, backends = context.settings, context.backends
     try:
-        fetched = backends.fetcher.fetch(task.url)
+        fetched = fetch(task)
         image = compress_image(fetched.body, quality=settings.jpeg_quality, limits=settings.image_limits)
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
