@@ -213,21 +213,21 @@ class ProductReader:
         problems.raise_if_any()
 
 
-def _empty_file() -> InvalidInput:
-    return csv_invalid([Problem(None, None, "EMPTY_FILE", "The file is empty.")])
+def _open_reader(raw_lines: Iterable[bytes], limits: CsvLimits) -> tuple[ProductReader, _ByteLines]:
+    problems = _Problems(limits.max_problems)
+    lines = _ByteLines(raw_lines, limits, problems)
+    try:
+        return ProductReader(lines, limits, problems), lines
+    except InvalidInput:
+        if not lines.saw_text and not any(problem.code == "FILE_TOO_LARGE" for problem in problems.items):
+            raise csv_invalid([Problem(None, None, "EMPTY_FILE", "The file is empty.")]) from None
+        raise
 
 
 def plan_csv(raw_lines: Iterable[bytes], limits: CsvLimits = CsvLimits(), chunk_rows: int = 1000) -> CsvPlan:
     """Validate a whole CSV in one streaming pass (never holding it) and cut it into chunks of `chunk_rows`
     products, as byte ranges, for the fan-out. Raises InvalidInput listing every problem."""
-    problems = _Problems(limits.max_problems)
-    lines = _ByteLines(raw_lines, limits, problems)
-    try:
-        reader = ProductReader(lines, limits, problems)
-    except InvalidInput:
-        if not lines.saw_text and not any(p.code == "FILE_TOO_LARGE" for p in problems.items):
-            raise _empty_file() from None
-        raise
+    reader, lines = _open_reader(raw_lines, limits)
     chunks: list[Chunk] = []
     start, first_row, products, images = lines.offset, 2, 0, 0
     for product in reader:
@@ -243,11 +243,7 @@ def plan_csv(raw_lines: Iterable[bytes], limits: CsvLimits = CsvLimits(), chunk_
 
 def parse_products_csv(data: bytes, limits: CsvLimits = CsvLimits()) -> list[ProductRow]:
     """Validate a whole CSV held in memory; returns its products in file order or raises InvalidInput."""
-    problems = _Problems(limits.max_problems)
-    lines = _ByteLines(byte_lines([data]), limits, problems)
-    if not data.strip():
-        raise _empty_file()
-    return list(ProductReader(lines, limits, problems))
+    return list(_open_reader(byte_lines([data]), limits)[0])
 
 
 def read_chunk(data: bytes, chunk: Chunk, columns: Columns, limits: CsvLimits = CsvLimits()) -> list[ProductRow]:
