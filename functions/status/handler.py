@@ -21,7 +21,7 @@ app = create_resolver(logger)
 @app.get(
     f"{API_PREFIX}/status/<requestId>",
     summary="Status of a request",
-    responses=error_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
+    responses=error_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND),
 )
 @tracer.capture_method
 def status(

@@ -59,7 +59,6 @@ UPLOAD_BODY = {
         202: {"description": "Accepted", "content": {"application/json": {"model": UploadAccepted}}},
         **error_responses(
             HTTPStatus.BAD_REQUEST,
-            HTTPStatus.FORBIDDEN,
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         ),
@@ -107,7 +106,7 @@ def upload(
     "request ends FAILED if the upload expires or the file is invalid.",
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": UploadSlotResponse}}},
-        **error_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.FORBIDDEN),
+        **error_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
     },
 )
 @tracer.capture_method

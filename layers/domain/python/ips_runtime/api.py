@@ -124,14 +124,17 @@ def error_response(status: HTTPStatus, body: ErrorResponse) -> Response:
     )
 
 
+GATEWAY_STATUSES = (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS)  # API Gateway may answer these on any route
+
+
 def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
-    """OpenAPI response entries for the given error statuses."""
+    """OpenAPI response entries for the given error statuses and those the gateway itself may answer."""
     return {
         status.value: {
             "description": status.phrase,
             "content": {"application/json": {"model": ErrorResponse}},
         }
-        for status in statuses
+        for status in sorted({*statuses, *GATEWAY_STATUSES})
     }
 
 
