@@ -40,7 +40,7 @@ def function_env(
     aws: Resources, mongo_uri: str, database_name: str, image_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
     """The functions' environment, as the local cloud and the CDK stack set it."""
-    from ips_runtime.wiring import shared_context
+    from ips_runtime.wiring import reset_shared_context
 
     environment = {
         **TOPOLOGY.function_environment(),
@@ -54,9 +54,9 @@ def function_env(
     }
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    shared_context.cache_clear()
+    reset_shared_context()
     yield environment
-    shared_context.cache_clear()
+    reset_shared_context()
 
 
 @pytest.fixture

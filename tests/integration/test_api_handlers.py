@@ -142,12 +142,12 @@ def test_another_keys_request_is_404_like_an_unknown_one(pipeline: Pipeline, ima
 def test_a_fan_out_that_fails_ends_the_request_failed_not_pending(
     pipeline: Pipeline, image_server, monkeypatch
 ) -> None:
-    from ips_runtime.wiring import shared_context
+    from ips_runtime.wiring import reset_shared_context
 
     # A queue that does not exist: SQS itself refuses the messages after the request was created.
     missing_queue = pipeline.resources.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     monkeypatch.setenv("IMAGES_QUEUE_URL", missing_queue)
-    shared_context.cache_clear()
+    reset_shared_context()
     body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n")
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
     assert (status, answer["code"]) == (500, "INTERNAL_ERROR")

@@ -18,9 +18,9 @@ from tests.integration.test_api_handlers import HEADER, multipart
 def receiver(monkeypatch, function_env):
     with WebhookReceiver(WEBHOOK_SECRET) as receiver:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
-        from ips_runtime.wiring import shared_context
+        from ips_runtime.wiring import reset_shared_context
 
-        shared_context.cache_clear()
+        reset_shared_context()
         yield receiver
 
 
@@ -127,9 +127,8 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
     assert len(receiver.wait(1, timeout=10)) == 1
 
     # The completion step itself running again (a stream retry) sends no second webhook.
-    from ips_runtime.wiring import shared_context
-
     from ips.completion import complete_request
+    from ips_runtime.wiring import shared_context
 
     assert complete_request(request_id, shared_context()).value == "COMPLETED_WITH_ERRORS"
     assert len(receiver.deliveries) == 1
@@ -141,9 +140,9 @@ def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(
 ) -> None:
     with WebhookReceiver(WEBHOOK_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
-        from ips_runtime.wiring import shared_context
+        from ips_runtime.wiring import reset_shared_context
 
-        shared_context.cache_clear()
+        reset_shared_context()
         request_id = upload(pipeline, HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n", flaky.url)
         pipeline.drain_queue()
         pipeline.stream_runner().poll_once()

@@ -16,9 +16,9 @@ from tests.integration.test_api_handlers import HEADER
 def receiver(monkeypatch, function_env):
     with WebhookReceiver(WEBHOOK_SECRET) as receiver:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
-        from ips_runtime.wiring import shared_context
+        from ips_runtime.wiring import reset_shared_context
 
-        shared_context.cache_clear()
+        reset_shared_context()
         yield receiver
 
 
@@ -56,9 +56,9 @@ def test_a_big_csv_through_s3_is_validated_fanned_out_and_completed(
     pipeline: Pipeline, image_server, receiver, monkeypatch
 ) -> None:
     monkeypatch.setenv("CHUNK_ROWS", "40")
-    from ips_runtime.wiring import shared_context
+    from ips_runtime.wiring import reset_shared_context
 
-    shared_context.cache_clear()
+    reset_shared_context()
     rows = "".join(f"{n},Product {n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 101))
     slot = start_upload(pipeline, receiver.url)
     assert post_to_s3(slot, (HEADER + rows).encode()).status_code in (200, 204)
@@ -112,9 +112,9 @@ def test_a_file_over_the_size_cap_is_refused_even_where_s3_does_not_enforce_it(
     pipeline: Pipeline, monkeypatch, image_server
 ) -> None:
     monkeypatch.setenv("PRESIGNED_CSV_MAX_BYTES", "200")
-    from ips_runtime.wiring import shared_context
+    from ips_runtime.wiring import reset_shared_context
 
-    shared_context.cache_clear()
+    reset_shared_context()
     slot = start_upload(pipeline)
     assert slot["maxBytes"] == 200
     rows = "".join(f"{n},P{n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 20))
@@ -128,9 +128,9 @@ def test_a_file_over_the_size_cap_is_refused_even_where_s3_does_not_enforce_it(
 
 def test_an_upload_that_never_comes_expires(pipeline: Pipeline, monkeypatch) -> None:
     monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "0")
-    from ips_runtime.wiring import shared_context
+    from ips_runtime.wiring import reset_shared_context
 
-    shared_context.cache_clear()
+    reset_shared_context()
     slot = start_upload(pipeline)
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
     assert (status["status"], status["error"]["code"]) == ("FAILED", "UPLOAD_EXPIRED")

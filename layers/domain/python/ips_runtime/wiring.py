@@ -4,10 +4,11 @@ The handlers do not know which runtime they are in: AWS or the local cloud diffe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import boto3
 from botocore.config import Config
@@ -103,7 +104,29 @@ def _required(value: str | None, name: str) -> str:
     return value
 
 
+_installed: list[Context] = []
+
+
 @functools.cache
-def shared_context() -> Context:
-    """One per container (or local-cloud process): clients and connection pools are reused across events."""
+def _context_from_env() -> Context:
     return context_from_env()
+
+
+def shared_context() -> Context:
+    """One per container (or local-cloud process): clients and connection pools are reused across events.
+    A context installed with `use_context` takes precedence (how fault tests put wrapped backends in)."""
+    return _installed[-1] if _installed else _context_from_env()
+
+
+def reset_shared_context() -> None:
+    """Forget the context built from the environment (after the environment changed)."""
+    _context_from_env.cache_clear()
+
+
+@contextlib.contextmanager
+def use_context(context: Context) -> Iterator[Context]:
+    _installed.append(context)
+    try:
+        yield context
+    finally:
+        _installed.remove(context)

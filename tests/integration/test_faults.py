@@ -1,0 +1,259 @@
+"""Inject a fault, let the pipeline recover the way it would in AWS (queue redelivery, stream retries), then
+check nothing was lost or counted twice: every image in exactly one terminal state, the counters equal to the
+facts in MongoDB and S3, the request in a terminal status, the webhook delivered once, the DLQs as expected.
+
+Faults are injected at the ports: a wrapper around the real adapter (moto, SecantusDB) fails the first calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from pymongo.errors import ServerSelectionTimeoutError
+
+from infra.topology import TOPOLOGY
+from ips.context import Context
+from ips.model import ImageStatus
+from ips_runtime.wiring import reset_shared_context, shared_context, use_context
+from localcloud.lambda_host import LocalFunction
+from localcloud.peers import WebhookReceiver
+from localcloud.provision import Resources, provision
+from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.test_api_handlers import HEADER, multipart
+
+MAX_RECEIVES = 3
+# Retries come back after a second instead of the deployed 6 minutes.
+FAST_TOPOLOGY = dataclasses.replace(
+    TOPOLOGY,
+    images_queue=dataclasses.replace(TOPOLOGY.images_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
+)
+
+
+@pytest.fixture
+def aws() -> Iterator[Resources]:
+    with mock_aws():
+        yield provision(FAST_TOPOLOGY, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
+
+
+@pytest.fixture
+def receiver(monkeypatch, function_env) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
+        monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
+        reset_shared_context()
+        yield receiver
+
+
+@pytest.fixture
+def pipeline(aws: Resources, function_env: dict[str, str], receiver) -> Pipeline:
+    return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in FAST_TOPOLOGY.functions})
+
+
+class Faulty:
+    """The real adapter, except that the first `times` calls of `method` raise `error`."""
+
+    def __init__(self, real: Any, method: str, error: BaseException, times: int = 1) -> None:
+        self._real, self._method, self._error, self.remaining = real, method, error, times
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._real, name)
+        if name != self._method:
+            return attribute
+
+        def failing_first(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                fail = self.remaining > 0
+                self.remaining -= fail
+            if fail:
+                raise self._error
+            return attribute(*args, **kwargs)
+
+        return failing_first
+
+
+def with_fault(backend: str, method: str, error: BaseException, times: int = 1) -> tuple[Context, Faulty]:
+    context = shared_context()
+    faulty = Faulty(getattr(context.backends, backend), method, error, times)
+    return dataclasses.replace(context, backends=dataclasses.replace(context.backends, **{backend: faulty})), faulty
+
+
+def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
+    body, headers = multipart(csv_text, webhook)
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert status == 202, answer
+    return answer["requestId"]
+
+
+def settle(pipeline: Pipeline, request_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Run the event sources as Lambda would until the request ends and nothing is left in flight."""
+    sqs, stream = pipeline.sqs_runner(), pipeline.stream_runner()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worked = sqs.poll_once()
+        stream.poll_once()
+        _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+        if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED") and pipeline.queued() == 0:
+            return status
+        if not worked:
+            time.sleep(0.2)
+    raise AssertionError(f"request {request_id} did not settle: {status['status']}, queued {pipeline.queued()}")
+
+
+def assert_consistent(pipeline: Pipeline, request_id: str, status: dict[str, Any]) -> None:
+    context = shared_context()
+    images = [image for product in context.backends.catalog.products(request_id) for image in product.images]
+    assert images and all(image is not None for image in images), "an image without a terminal state"
+    succeeded = sum(image.status is ImageStatus.SUCCEEDED for image in images)
+    counts = context.backends.ledger.counts(request_id)
+    assert counts is not None
+    assert (counts.total, counts.succeeded, counts.failed) == (len(images), succeeded, len(images) - succeeded)
+    assert (status["total"], status["succeeded"], status["failed"]) == (counts.total, counts.succeeded, counts.failed)
+    stored = {
+        item["Key"]
+        for item in boto3.client("s3")
+        .list_objects_v2(Bucket=pipeline.resources.processed_bucket, Prefix=f"{request_id}/")
+        .get("Contents", [])
+    }
+    expected = {image.output_url.split("/assets/", 1)[1] for image in images if image.status is ImageStatus.SUCCEEDED}
+    assert stored == expected | {f"{request_id}/output.csv"}
+
+
+def mixed_csv(images: str) -> str:
+    return HEADER + (
+        f'1,Mug,"{images}/sk_rocket.jpg,{images}/missing.jpg"\n2,Lamp,"{images}/sk_coffee.png,{images}/sk_chelsea.png"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("backend", "method", "error"),
+    [
+        ("processed", "put", ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")),
+        ("catalog", "record_image", ServerSelectionTimeoutError("MongoDB unreachable")),
+        ("ledger", "count", ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Transact")),
+        ("fetcher", "fetch", TimeoutError("the function timed out mid-image")),
+    ],
+    ids=["s3-put-fails", "mongodb-unreachable", "dynamodb-throttles", "timeout-mid-image"],
+)
+def test_a_failing_part_recovers_without_loss_or_double_counting(
+    pipeline: Pipeline, image_server, receiver, backend: str, method: str, error: BaseException
+) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    context, faulty = with_fault(backend, method, error, times=2)
+    with use_context(context):
+        status = settle(pipeline, request_id)
+    assert faulty.remaining <= 0, "the fault was never hit"
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+
+
+def test_a_crash_after_the_s3_put_but_before_the_count(pipeline: Pipeline, image_server, receiver) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    context, faulty = with_fault("ledger", "count", RuntimeError("worker crashed"), times=4)
+    with use_context(context):
+        status = settle(pipeline, request_id)
+    assert faulty.remaining <= 0
+    assert (status["succeeded"], status["failed"]) == (3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_notify_crashing_after_the_csv_before_the_webhook_still_sends_it_once(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    context, faulty = with_fault("catalog", "claim_webhook", RuntimeError("notify crashed"), times=1)
+    with use_context(context):
+        status = settle(pipeline, request_id)
+        time.sleep(0.5)  # the stream runner's retry of the failed batch
+        pipeline.stream_runner().poll_once()
+    assert faulty.remaining <= 0
+    assert status["outputCsvUrl"]
+    deliveries = receiver.wait(1, timeout=10)
+    assert [d["id"] for d in deliveries] == [f"msg_{request_id}"]
+    assert_consistent(pipeline, request_id, status)
+
+
+def test_a_webhook_that_always_fails_is_given_up_after_its_budget_and_says_so(
+    pipeline: Pipeline, image_server, monkeypatch, function_env
+) -> None:
+    with WebhookReceiver(WEBHOOK_SECRET, fail_first=1000) as broken:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{broken.origin}")
+        monkeypatch.setenv("WEBHOOK_ATTEMPTS", "3")
+        reset_shared_context()
+        request_id = upload(pipeline, mixed_csv(image_server.url), broken.url)
+        status = settle(pipeline, request_id)
+        assert broken.attempts == 3
+    assert status["status"] == "COMPLETED_WITH_ERRORS"
+    assert status["webhook"] == {"delivered": False, "attempts": 3, "last_status": 500, "last_error": "HTTP 500"}
+    assert_consistent(pipeline, request_id, status)
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_image_that_fails_transiently_every_time_fails_with_its_reason_on_the_last_delivery(
+    pipeline: Pipeline, image_server, receiver, monkeypatch, function_env
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin},{origin}")
+    reset_shared_context()
+    try:
+        request_id = upload(
+            pipeline, HEADER + f'1,Mug,"{image_server.url}/sk_rocket.jpg,http://{origin}/x.jpg"\n', receiver.url
+        )
+        status = settle(pipeline, request_id)
+    finally:
+        server.shutdown()
+        server.server_close()
+    [error] = status["products"][0]["errors"]
+    assert error["code"] == "HTTP_STATUS" and f"gave up after {MAX_RECEIVES} attempts" in error["message"]
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 1, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+
+
+def test_a_poison_message_ends_in_the_dead_letter_queue(pipeline: Pipeline) -> None:
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody="{not json")
+    runner = pipeline.sqs_runner()
+    deadline = time.monotonic() + 20
+    while pipeline.queued(pipeline.resources.dead_letter_url) == 0 and time.monotonic() < deadline:
+        if not runner.poll_once():
+            time.sleep(0.3)
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 1
+    assert pipeline.queued() == 0
+    [dead] = sqs.receive_message(QueueUrl=pipeline.resources.dead_letter_url)["Messages"]
+    assert dead["Body"] == "{not json"
+
+
+def test_mongodb_down_at_upload_time_answers_500_and_queues_nothing(
+    pipeline: Pipeline, image_server, monkeypatch
+) -> None:
+    from localcloud.servers import free_port
+
+    monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300")
+    reset_shared_context()
+    body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n")
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert (status, answer["code"]) == (500, "INTERNAL_ERROR")
+    assert pipeline.queued() == 0
