@@ -1,0 +1,121 @@
+"""Fixtures for the fault and hostile-input suites: the deployed topology, but retries come back after a second
+(visibility timeout 1 s, 3 receives before the DLQ) so recovery can be watched in a test."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.topology import TOPOLOGY
+from ips.context import Context
+from ips.model import ImageStatus
+from ips_runtime.wiring import reset_shared_context, shared_context
+from localcloud.lambda_host import LocalFunction
+from localcloud.peers import WebhookReceiver
+from localcloud.provision import Resources, provision
+from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.test_api_handlers import multipart
+
+MAX_RECEIVES = 3
+# Retries come back after a second instead of the deployed 6 minutes.
+FAST_TOPOLOGY = dataclasses.replace(
+    TOPOLOGY,
+    images_queue=dataclasses.replace(TOPOLOGY.images_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
+)
+
+
+@pytest.fixture
+def aws() -> Iterator[Resources]:
+    with mock_aws():
+        yield provision(FAST_TOPOLOGY, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
+
+
+@pytest.fixture
+def receiver(monkeypatch, function_env) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
+        monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
+        reset_shared_context()
+        yield receiver
+
+
+@pytest.fixture
+def pipeline(aws: Resources, function_env: dict[str, str], receiver) -> Pipeline:
+    return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in FAST_TOPOLOGY.functions})
+
+
+class Faulty:
+    """The real adapter, except that the first `times` calls of `method` raise `error`."""
+
+    def __init__(self, real: Any, method: str, error: BaseException, times: int = 1) -> None:
+        self._real, self._method, self._error, self.remaining = real, method, error, times
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._real, name)
+        if name != self._method:
+            return attribute
+
+        def failing_first(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                fail = self.remaining > 0
+                self.remaining -= fail
+            if fail:
+                raise self._error
+            return attribute(*args, **kwargs)
+
+        return failing_first
+
+
+def with_fault(backend: str, method: str, error: BaseException, times: int = 1) -> tuple[Context, Faulty]:
+    context = shared_context()
+    faulty = Faulty(getattr(context.backends, backend), method, error, times)
+    return dataclasses.replace(context, backends=dataclasses.replace(context.backends, **{backend: faulty})), faulty
+
+
+def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
+    body, headers = multipart(csv_text, webhook)
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert status == 202, answer
+    return answer["requestId"]
+
+
+def settle(pipeline: Pipeline, request_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Run the event sources as Lambda would until the request ends and nothing is left in flight."""
+    sqs, stream = pipeline.sqs_runner(), pipeline.stream_runner()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worked = sqs.poll_once()
+        stream.poll_once()
+        _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+        if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED") and pipeline.queued() == 0:
+            return status
+        if not worked:
+            time.sleep(0.2)
+    raise AssertionError(f"request {request_id} did not settle: {status['status']}, queued {pipeline.queued()}")
+
+
+def assert_consistent(pipeline: Pipeline, request_id: str, status: dict[str, Any]) -> None:
+    context = shared_context()
+    images = [image for product in context.backends.catalog.products(request_id) for image in product.images]
+    assert images and all(image is not None for image in images), "an image without a terminal state"
+    succeeded = sum(image.status is ImageStatus.SUCCEEDED for image in images)
+    counts = context.backends.ledger.counts(request_id)
+    assert counts is not None
+    assert (counts.total, counts.succeeded, counts.failed) == (len(images), succeeded, len(images) - succeeded)
+    assert (status["total"], status["succeeded"], status["failed"]) == (counts.total, counts.succeeded, counts.failed)
+    stored = {
+        item["Key"]
+        for item in boto3.client("s3")
+        .list_objects_v2(Bucket=pipeline.resources.processed_bucket, Prefix=f"{request_id}/")
+        .get("Contents", [])
+    }
+    expected = {image.output_url.split("/assets/", 1)[1] for image in images if image.status is ImageStatus.SUCCEEDED}
+    assert stored == expected | {f"{request_id}/output.csv"}
