@@ -18,7 +18,8 @@ def serve() -> int:
     with LocalCloud(config) as cloud:
         assert cloud.gateway is not None
         environment = cloud.function_environment()
-        print(f"API            {cloud.gateway.url}/api/v1  (x-api-key: {', '.join(config.api_keys)})")
+        keys = ", ".join(key.split(":")[0] for key in config.api_keys)
+        print(f"API            {cloud.gateway.url}/api/v1  (x-api-key: {keys})")
         print(f"Swagger UI     {cloud.gateway.url}/api/v1/docs")
         print(f"AWS emulator   {os.environ['AWS_ENDPOINT_URL']}")
         print(f"MongoDB        {os.environ['MONGODB_URI']}")

@@ -38,7 +38,7 @@ class LocalCloudConfig:
     aws_port: int = 4566
     mongo_port: int | None = None  # a free port when None
     state_dir: Path = DEFAULT_STATE_DIR
-    api_keys: list[str] = field(default_factory=lambda: ["local-dev-key"])
+    api_keys: list[str] = field(default_factory=lambda: ["local-dev-key"])  # "key" or "key:rate:burst"
     workers: int = 2  # concurrent process-function invocations: one per core here
     visibility_timeout_s: int | None = None  # the topology's when None; shorter makes local retries quicker
     throttle_rate: float | None = None  # the usage plan's when None

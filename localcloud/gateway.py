@@ -150,9 +150,14 @@ class Gateway:
         plan = topology.usage_plan
         self.topology = topology
         self.functions = functions
-        self.tenants = {
-            key: _Tenant(TokenBucket(rate or plan.rate_per_second, burst or plan.burst)) for key in api_keys
-        }
+        self.tenants: dict[str, _Tenant] = {}
+        for entry in api_keys:
+            # "key" uses the usage plan's throttle; "key:rate:burst" gives the key a plan of its own.
+            key, *own = entry.split(":")
+            key_rate, key_burst = (
+                (float(own[0]), int(own[1])) if own else (rate or plan.rate_per_second, burst or plan.burst)
+            )
+            self.tenants[key] = _Tenant(TokenBucket(key_rate, key_burst))
         self.read_asset = read_asset
         self.openapi = openapi
         self._spec: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ PRESIGNED_MAX_BYTES = 64 * 1024
 @dataclass(frozen=True)
 class Cloud:
     url: str
+    aws_url: str  # the local cloud's AWS emulator, to look behind the API
     receiver: WebhookReceiver
     log: Path
 
@@ -37,14 +38,15 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture(scope="session")
 def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     state = tmp_path_factory.mktemp("localcloud")
-    gateway_port = free_port()
+    gateway_port, aws_port = free_port(), free_port()
     environment = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'layers' / 'domain' / 'python'}{os.pathsep}{ROOT}",
         "GATEWAY_PORT": str(gateway_port),
-        "AWS_PORT": str(free_port()),
+        "AWS_PORT": str(aws_port),
         "LOCAL_STATE_DIR": str(state),
-        "API_KEYS": ",".join(KEYS),
+        # The burst key has a usage plan of its own (1 request/s, burst 5) so throttling is certain, not timing.
+        "API_KEYS": f"{KEYS[0]},{KEYS[1]},{KEYS[2]}:1:5",
         "THROTTLE_RATE": "20",
         "THROTTLE_BURST": "20",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -65,7 +67,7 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
         )
     try:
         wait_for_port(gateway_port, process, timeout=90)
-        yield Cloud(f"http://127.0.0.1:{gateway_port}", webhook_receiver, log)
+        yield Cloud(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{aws_port}", webhook_receiver, log)
     finally:
         process.terminate()
         try:
