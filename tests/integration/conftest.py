@@ -17,6 +17,7 @@ from infra.topology import TOPOLOGY
 from ips.context import Context
 from localcloud.gateway import api_event, match_route
 from localcloud.lambda_host import LambdaContext, LocalFunction
+from localcloud.peers import WebhookReceiver
 from localcloud.provision import Resources, provision
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
 
@@ -123,6 +124,17 @@ class Pipeline:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch, function_env: dict[str, str]) -> Iterator[WebhookReceiver]:
+    """A client's webhook endpoint, verifying signatures; its origin is let through the outbound checks."""
+    from ips_runtime.wiring import reset_shared_context
+
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
+        reset_shared_context()
+        yield receiver
 
 
 @pytest.fixture

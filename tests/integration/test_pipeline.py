@@ -7,21 +7,10 @@ import csv
 import io
 
 import boto3
-import pytest
 
 from localcloud.peers import WebhookReceiver
 from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
-
-
-@pytest.fixture
-def receiver(monkeypatch, function_env):
-    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
-        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
-        from ips_runtime.wiring import reset_shared_context
-
-        reset_shared_context()
-        yield receiver
 
 
 def mixed_csv(images: str) -> str:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 
-from localcloud.peers import WebhookReceiver
-from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.conftest import Pipeline
 from tests.integration.test_api_handlers import HEADER
-
-
-@pytest.fixture
-def receiver(monkeypatch, function_env):
-    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
-        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
-        from ips_runtime.wiring import reset_shared_context
-
-        reset_shared_context()
-        yield receiver
 
 
 def start_upload(pipeline: Pipeline, webhook: str | None = None) -> dict:

@@ -18,9 +18,8 @@ from ips.context import Context
 from ips.model import ImageStatus
 from ips_runtime.wiring import reset_shared_context, shared_context
 from localcloud.lambda_host import LocalFunction
-from localcloud.peers import WebhookReceiver
 from localcloud.provision import Resources, provision
-from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.conftest import Pipeline
 from tests.integration.test_api_handlers import multipart
 
 MAX_RECEIVES = 3
@@ -38,16 +37,9 @@ def aws() -> Iterator[Resources]:
 
 
 @pytest.fixture
-def receiver(monkeypatch, function_env) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
-        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
-        monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
-        reset_shared_context()
-        yield receiver
-
-
-@pytest.fixture
-def pipeline(aws: Resources, function_env: dict[str, str], receiver) -> Pipeline:
+def pipeline(aws: Resources, function_env: dict[str, str], receiver, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
+    reset_shared_context()
     return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in FAST_TOPOLOGY.functions})
 
 
