@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements
 export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo up test test-fast lint format synth clean
+.PHONY: help install demo up test test-fast lint format synth layer clean
 
 help:
 	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
@@ -49,8 +49,15 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# No AWS account or Docker: builds (or reuses, from .build/) the dependencies layer, runs cdk-nag, writes
+# cdk.out/*.template.json.
 synth: install
 	$(PY) app.py
+	@ls cdk.out/*.template.json
+
+# The Lambda dependencies layer alone (python3.12 x86_64 wheels from layers/requirements.txt, cached in .build/).
+layer: install
+	$(PY) -m infra.layers
 
 clean:
 	rm -rf $(VENV) cdk.out .local .pytest_cache .ruff_cache
