@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""CDK app: `make synth` (offline) writes the CloudFormation template to cdk.out/."""
+"""CDK app: `make synth` (offline) writes the CloudFormation template to cdk.out/; `npx aws-cdk@2 deploy` deploys it.
+
+Builds (or reuses) the dependencies layer first: see infra/layers.py."""
 
 import os
 import sys
@@ -7,11 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "layers" / "domain" / "python"))
 
-import aws_cdk as cdk
+from infra.application import create_app
+from infra.layers import build_dependencies_layer
 
-from infra.stack import ImageProcessingStack
-
+dependencies = build_dependencies_layer()
 # The CDK CLI passes CDK_OUTDIR; `make synth` runs this file directly (no CLI, offline) into cdk.out/.
-app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", "cdk.out"))
-ImageProcessingStack(app, app.node.try_get_context("stackName") or "ImageProcessingSystem")
+app, _ = create_app(dependencies=dependencies, outdir=os.environ.get("CDK_OUTDIR", "cdk.out"))
 app.synth()

@@ -1,155 +1,108 @@
-"""One stack composing the system from the topology: storage, functions, pipeline wiring, API.
+"""One stack composing the system from the topology, one construct per concern.
 
-A first, minimal deployment: the full production stack (CloudFront, monitoring, cdk-nag, the dependencies
-layer built offline) is its own piece of work."""
+functions (layers, roles, logs) -> secrets, storage, pipeline, completion: each adds the environment variables that
+name its resources and the grants of infra/permissions.py on them -> api (routes) -> monitoring."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-from aws_cdk import Duration, Stack
-from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sqs as sqs
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from infra.config import DeploymentConfig
+from infra.constructs.api import Api
+from infra.constructs.completion import Completion
+from infra.constructs.functions import Functions
+from infra.constructs.monitoring import Monitored, Monitoring
+from infra.constructs.pipeline import Pipeline
+from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
+from infra.layers import BuiltLayer
+from infra.permissions import function_access
 from infra.topology import TOPOLOGY, Topology
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class ImageProcessingStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, topology: Topology = TOPOLOGY, **kwargs: object) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dependencies: BuiltLayer,
+        config: DeploymentConfig | None = None,
+        topology: Topology = TOPOLOGY,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        storage = Storage(self, "Storage")
-        queue_spec = topology.images_queue
-        dead_letters = self._dead_letter_queue("ImagesDlq")
-        images = sqs.Queue(
-            self,
-            "Images",
-            visibility_timeout=Duration.seconds(queue_spec.visibility_timeout_s),
-            retention_period=Duration.days(queue_spec.retention_days),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=queue_spec.max_receive_count),
-            enforce_ssl=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-        )
-        mongodb = secretsmanager.Secret(self, "MongoDbUri", description="MongoDB Atlas connection string")
-        signing = secretsmanager.Secret(
-            self, "WebhookSecret", description="Standard Webhooks signing secret (whsec_...)"
-        )
-        domain_layer = lambda_.LayerVersion(
-            self,
-            "DomainLayer",
-            code=lambda_.Code.from_asset(str(ROOT / "layers" / "domain")),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
-            description="ips domain package and handler support",
-        )
-        environment = {
-            **topology.function_environment(),
-            "UPLOADS_BUCKET": storage.uploads.bucket_name,
-            "PROCESSED_BUCKET": storage.processed.bucket_name,
-            "IMAGES_QUEUE_URL": images.queue_url,
-            "REQUESTS_TABLE": storage.requests.table_name,
-            "ASSET_BASE_URL": f"https://{storage.processed.bucket_regional_domain_name}",
-            "MONGODB_URI_SECRET_ARN": mongodb.secret_arn,
-            "WEBHOOK_SECRET_SECRET_ARN": signing.secret_arn,
-        }
-        functions = {
-            spec.name: lambda_.Function(
-                self,
-                f"{spec.name.capitalize()}Function",
-                runtime=lambda_.Runtime.PYTHON_3_12,
-                code=lambda_.Code.from_asset(str(ROOT / spec.code)),
-                handler=spec.handler,
-                memory_size=spec.memory_mb,
-                timeout=Duration.seconds(spec.timeout_s),
-                reserved_concurrent_executions=spec.reserved_concurrency,
-                layers=[domain_layer],
-                environment={**environment, "POWERTOOLS_SERVICE_NAME": spec.name},
-                tracing=lambda_.Tracing.ACTIVE,
-                description=spec.description,
-            )
-            for spec in topology.functions
-        }
-        for function in functions.values():
-            mongodb.grant_read(function)
-        storage.uploads.grant_put(functions["upload"])
-        images.grant_send_messages(functions["upload"])
-        storage.requests.grant_read_write_data(functions["upload"])
-        storage.requests.grant_read_data(functions["status"])
-        storage.processed.grant_put(functions["process"])
-        storage.requests.grant_read_write_data(functions["process"])
-        storage.processed.grant_put(functions["notify"])
-        storage.requests.grant_read_write_data(functions["notify"])
-        signing.grant_read(functions["notify"])
-        signing.grant_read(functions["upload"])
+        config = config or DeploymentConfig()
+        topology = config.apply(topology)
+        access = function_access(topology)
+        log_retention = config.log_retention
 
-        queue_source = topology.queue_source
-        functions[queue_source.function].add_event_source(
-            sources.SqsEventSource(
-                images,
-                batch_size=queue_source.batch_size,
-                max_batching_window=Duration.seconds(queue_source.max_batching_window_s),
-                report_batch_item_failures=True,
-            )
-        )
-        stream_source = topology.stream_source
-        completion_failures = self._dead_letter_queue("CompletionFailures")
-        functions[stream_source.function].add_event_source(
-            sources.DynamoEventSource(
-                storage.requests,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=stream_source.batch_size,
-                filters=[lambda_.FilterCriteria.filter(stream_source.filter_pattern)],
-                report_batch_item_failures=True,
-                bisect_batch_on_error=True,
-                retry_attempts=stream_source.retry_attempts,
-                on_failure=sources.SqsDlq(completion_failures),
-            )
-        )
-        self._api(topology, functions)
-
-    def _dead_letter_queue(self, construct_id: str) -> sqs.Queue:
-        return sqs.Queue(
+        secrets = Secrets(self, "Secrets", mongodb_secret=config.mongodb_secret)
+        storage = Storage(self, "Storage", upload_retention_days=config.upload_retention_days)
+        pipeline = Pipeline(self, "Pipeline", queue=topology.images_queue)
+        completion = Completion(self, "Completion")
+        functions = Functions(
             self,
-            construct_id,
-            retention_period=Duration.days(14),  # SQS's maximum: time to inspect and redrive
-            enforce_ssl=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            "Functions",
+            topology=topology,
+            dependencies=dependencies,
+            environment={
+                **topology.function_environment(),
+                **storage.environment(),
+                **pipeline.environment(),
+                **completion.environment(),
+                "MONGODB_DATABASE": config.mongodb_database,
+            },
+            log_retention=log_retention,
         )
+        for name, function in functions.items():
+            for concern in (secrets, storage, pipeline, completion):
+                concern.grant(function, access[name])
 
-    def _api(self, topology: Topology, functions: dict[str, lambda_.Function]) -> None:
-        plan = topology.usage_plan
-        api = apigw.RestApi(
+        process = topology.queue_source.function
+        pipeline.connect_process(functions[process], topology.queue_source, topology.function(process))
+        notification = topology.upload_notification
+        pipeline.connect_uploads(storage.uploads, functions[notification.function], notification)
+        completion.connect(functions[topology.stream_source.function], topology.stream_source)
+        api = Api(
             self,
             "Api",
-            binary_media_types=list(topology.binary_media_types),
-            deploy_options=apigw.StageOptions(
-                stage_name=topology.stage,
-                throttling_rate_limit=plan.rate_per_second,
-                throttling_burst_limit=plan.burst,
-                tracing_enabled=True,
+            topology=topology,
+            functions=functions.by_name,
+            stage_rate_limit=config.stage_throttle_rate,
+            stage_burst_limit=config.stage_throttle_burst,
+            log_retention=log_retention,
+        )
+        dead_letters = {
+            "ImagesDeadLetters": pipeline.images_dead_letters,
+            "IngestFailures": pipeline.ingest_failures,
+            "CompletionFailures": completion.failures,
+        }
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            monitored=Monitored(
+                topology=topology,
+                functions=functions.by_name,
+                api=api.rest_api,
+                stage=api.stage,
+                images=pipeline.images,
+                dead_letters=dead_letters,
             ),
+            alarm_email=config.alarm_email,
         )
-        for route in topology.routes:
-            resource = api.root.resource_for_path(route.path)
-            resource.add_method(route.method, apigw.LambdaIntegration(functions[route.function]), api_key_required=True)
-        for kind, response in topology.gateway_responses.items():
-            api.add_gateway_response(
-                f"{kind.title().replace('_', '')}Response",
-                type=getattr(apigw.ResponseType, kind),
-                status_code=str(response.status),
-                templates={
-                    "application/json": f'{{"code": "{response.code}", "message": "{response.message}", "errors": []}}'
-                },
-            )
-        usage_plan = api.add_usage_plan(
-            "DefaultPlan",
-            throttle=apigw.ThrottleSettings(rate_limit=plan.rate_per_second, burst_limit=plan.burst),
-            quota=apigw.QuotaSettings(limit=plan.quota_per_day, period=apigw.Period.DAY),
-        )
-        usage_plan.add_api_stage(stage=api.deployment_stage)
-        usage_plan.add_api_key(api.add_api_key("DefaultKey"))
+
+        for output_id, value, description in (
+            ("ApiUrl", api.stage.url_for_path("/"), "Base URL: append the routes (e.g. api/v1/upload)"),
+            ("DefaultApiKeyId", api.default_key.key_id, "aws apigateway get-api-key --include-value --api-key <id>"),
+            ("DefaultUsagePlanId", api.default_plan.usage_plan_id, "Add client keys to this plan"),
+            ("AssetBaseUrl", storage.asset_base_url, "Where output images and CSVs are served"),
+            ("MongoDbUriSecretArn", secrets.mongodb_uri.secret_arn, "Put the Atlas URI here"),
+            ("WebhookSecretArn", secrets.webhook_signing.secret_arn, "Give its value to webhook receivers"),
+            ("AlarmTopicArn", monitoring.topic.topic_arn, "Subscribe to receive alarms"),
+            ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
+        ):
+            CfnOutput(self, output_id, value=value, description=description)

@@ -1,41 +1,119 @@
-"""Buckets (uploads, processed) and the requests table with its stream."""
+"""The uploads bucket (CSVs, expiring), the processed bucket (images, output CSVs) served through CloudFront with
+origin access control, and the bucket both write their access logs to.
+
+Buckets are encrypted (SSE-S3), private, TLS-only, logged and retained when the stack is deleted."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ips.adapters.dynamodb import TTL_ATTRIBUTE
+from infra.permissions import FunctionAccess
+
+SECURE_BUCKET = {
+    "encryption": s3.BucketEncryption.S3_MANAGED,
+    "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+    "enforce_ssl": True,
+    "removal_policy": RemovalPolicy.RETAIN,
+}
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, upload_retention_days: int = 30) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, upload_retention_days: int) -> None:
         super().__init__(scope, construct_id)
-        secure = {
-            "encryption": s3.BucketEncryption.S3_MANAGED,
-            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
-            "enforce_ssl": True,
-            "removal_policy": RemovalPolicy.RETAIN,
-        }
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            # CloudFront's standard logs are delivered with an ACL: the bucket owner must be able to take them.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            **SECURE_BUCKET,
+        )
         self.uploads = s3.Bucket(
             self,
             "Uploads",
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(upload_retention_days))],
-            **secure,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(upload_retention_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="s3/uploads/",
+            **SECURE_BUCKET,
         )
-        self.processed = s3.Bucket(self, "Processed", **secure)
-        self.requests = dynamodb.Table(
+        self.processed = s3.Bucket(
             self,
-            "Requests",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
-            time_to_live_attribute=TTL_ATTRIBUTE,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=RemovalPolicy.RETAIN,
+            "Processed",
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="s3/processed/",
+            **SECURE_BUCKET,
         )
+        self.assets = cloudfront.Distribution(
+            self,
+            "Assets",
+            comment="Processed images and output CSVs (stable, cacheable URLs)",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.S3BucketOrigin.with_origin_access_control(self.processed),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+            ),
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            enable_logging=True,
+            log_bucket=self.access_logs,
+            log_file_prefix="cloudfront/",
+        )
+        Validations.of(self.assets).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-CFR1",
+                reason="Images are public product pictures for storefronts anywhere: no geographic restriction.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-CFR2",
+                reason="A static, read-only origin (GET/HEAD of unguessable keys, OAC-signed): WAF would add cost, "
+                "not protection.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-CFR4",
+                reason="The default *.cloudfront.net certificate cannot pin TLSv1.2; a custom domain with an ACM "
+                "certificate would (see README).",
+            ),
+        )
+        self.asset_base_url = f"https://{self.assets.distribution_domain_name}"
+
+    def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
+        """Exactly GetObject/PutObject on the key patterns the function reads or writes."""
+        for action, bucket, patterns in (
+            ("s3:GetObject", self.uploads, access.reads_uploads),
+            ("s3:PutObject", self.uploads, access.writes_uploads),
+            ("s3:PutObject", self.processed, access.writes_processed),
+        ):
+            if not patterns:
+                continue
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=[action], resources=[bucket.arn_for_objects(key) for key in patterns])
+            )
+            bucket_arn = f"<{Stack.of(self).get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+            Validations.of(function.role).acknowledge(  # type: ignore[arg-type]
+                *(
+                    Acknowledgment(
+                        id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{key}]",
+                        reason="Keys start with request IDs made at run time: the pattern is the key scheme itself.",
+                    )
+                    for key in patterns
+                )
+            )
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "UPLOADS_BUCKET": self.uploads.bucket_name,
+            "PROCESSED_BUCKET": self.processed.bucket_name,
+            "ASSET_BASE_URL": self.asset_base_url,
+        }

@@ -1,105 +1,224 @@
-"""The CDK app synthesizes, and wires what the topology describes (the full production checks are their own issue)."""
+"""The deployed stack holds every invariant of the topology and of the production checklist."""
 
 from __future__ import annotations
 
 import json
-import os
 
-import pytest
+from aws_cdk.assertions import Match
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-from aws_cdk import App
-from aws_cdk.assertions import Match, Template
-
-from infra.stack import ImageProcessingStack
+from infra.constructs.api import gateway_response_body
 from infra.topology import TOPOLOGY
+from ips.adapters.dynamodb import COMPLETION_FILTER, TTL_ATTRIBUTE
+from ips.imaging import ImageLimits
+from ips.intake import INCOMING_PREFIX
+
+RESOURCE_NAMES = ("UPLOADS_BUCKET", "PROCESSED_BUCKET", "IMAGES_QUEUE_URL", "REQUESTS_TABLE", "ASSET_BASE_URL")
 
 
-@pytest.fixture(scope="module")
-def template() -> Template:
-    app = App()
-    return Template.from_stack(ImageProcessingStack(app, "Test"))
+def ref(logical_id):
+    return {"Ref": logical_id}
 
 
-def test_every_topology_function_is_deployed_with_its_handler(template: Template) -> None:
-    functions = template.find_resources("AWS::Lambda::Function")
-    assert len(functions) == len(TOPOLOGY.functions)
+def arn_of(logical_id):
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def one(resources):
+    assert len(resources) == 1, list(resources)
+    return next(iter(resources.items()))
+
+
+def test_every_topology_function_is_deployed_as_declared(synthesized):
+    functions = synthesized.of_type("AWS::Lambda::Function")
+    ours = {lid: f for lid, f in functions.items() if not lid.startswith("BucketNotificationsHandler")}
+    assert len(ours) == len(TOPOLOGY.functions)
     for spec in TOPOLOGY.functions:
-        template.has_resource_properties(
-            "AWS::Lambda::Function",
-            {
-                "Handler": spec.handler,
-                "Runtime": "python3.12",
-                "MemorySize": spec.memory_mb,
-                "Timeout": spec.timeout_s,
-            },
+        properties = functions[synthesized.function_id(spec.name)]["Properties"]
+        assert properties["Handler"] == spec.handler
+        assert (properties["Runtime"], properties["Architectures"]) == ("python3.12", ["x86_64"])
+        assert (properties["MemorySize"], properties["Timeout"]) == (spec.memory_mb, spec.timeout_s)
+        assert properties.get("ReservedConcurrentExecutions") == spec.reserved_concurrency
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        assert len(properties["Layers"]) == 2  # dependencies + domain
+        assert properties["LoggingConfig"]["LogGroup"]["Ref"] in synthesized.of_type("AWS::Logs::LogGroup")
+
+
+def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
+    distribution_id, _ = one(synthesized.of_type("AWS::CloudFront::Distribution"))
+    for spec in TOPOLOGY.functions:
+        variables = synthesized.resources[synthesized.function_id(spec.name)]["Properties"]["Environment"]["Variables"]
+        assert set(RESOURCE_NAMES) <= set(variables)
+        assert {k: v for k, v in variables.items() if k in TOPOLOGY.function_environment()} == (
+            TOPOLOGY.function_environment()
         )
+        # Output URLs use the CloudFront domain.
+        assert variables["ASSET_BASE_URL"] == {
+            "Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]
+        }
+        # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed.
+        assert "MONGODB_URI" not in variables and "WEBHOOK_SECRET" not in variables
+        assert "MONGODB_URI_SECRET_ARN" in variables
+        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "ingest"))
 
 
-def test_queue_feeds_the_process_function_with_partial_batch_failures(template: Template) -> None:
-    source = TOPOLOGY.queue_source
+def test_secrets_are_generated_or_referenced_never_written_in_the_template(synthesized):
+    secrets = synthesized.of_type("AWS::SecretsManager::Secret")
+    assert len(secrets) == 3  # the Atlas URI (to fill in), the webhook signing key and the secret made from it
+    for secret in secrets.values():
+        properties = secret["Properties"]
+        if "SecretString" in properties:
+            rendered = json.dumps(properties["SecretString"])
+            assert "{{resolve:secretsmanager:" in rendered and rendered.startswith('{"Fn::Join": ["", ["whsec_')
+        else:
+            assert "GenerateSecretString" in properties
+
+
+def test_images_queue_feeds_process_with_partial_batch_responses(synthesized, template):
+    source, queue = TOPOLOGY.queue_source, TOPOLOGY.images_queue
+    process = TOPOLOGY.function(source.function)
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
+            "FunctionName": ref(synthesized.function_id(process.name)),
             "BatchSize": source.batch_size,
+            "MaximumBatchingWindowInSeconds": source.max_batching_window_s,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "EventSourceArn": Match.any_value(),
+            "ScalingConfig": {"MaximumConcurrency": process.reserved_concurrency},  # never more than MongoDB allows
             "FilterCriteria": Match.absent(),
         },
     )
-    queue = TOPOLOGY.images_queue
-    template.has_resource_properties(
-        "AWS::SQS::Queue",
+    queues = synthesized.of_type("AWS::SQS::Queue")
+    images = [q["Properties"] for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(images) == 1
+    assert images[0]["VisibilityTimeout"] >= 6 * process.timeout_s
+    assert images[0]["VisibilityTimeout"] == queue.visibility_timeout_s
+    assert images[0]["RedrivePolicy"]["maxReceiveCount"] == queue.max_receive_count
+    dead_letters = images[0]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert queues[dead_letters]["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
+    for properties in (q["Properties"] for q in queues.values()):
+        assert properties["SqsManagedSseEnabled"] is True
+
+
+def test_process_has_memory_for_the_largest_allowed_image():
+    # decoded RGBA, a converted copy and the encoder's buffer, plus the runtime and libraries
+    needed_mb = 3 * 4 * ImageLimits.max_pixels / 2**20 + 256
+    assert TOPOLOGY.function(TOPOLOGY.queue_source.function).memory_mb >= needed_mb
+
+
+def test_stream_reaches_notify_only_through_the_completion_filter(synthesized):
+    source = TOPOLOGY.stream_source
+    _, mapping = one(
         {
-            "VisibilityTimeout": queue.visibility_timeout_s,
-            "RedrivePolicy": {
-                "deadLetterTargetArn": Match.any_value(),
-                "maxReceiveCount": queue.max_receive_count,
-            },
-        },
+            lid: r
+            for lid, r in synthesized.of_type("AWS::Lambda::EventSourceMapping").items()
+            if "StartingPosition" in r["Properties"]
+        }
     )
-    assert queue.visibility_timeout_s >= 6 * TOPOLOGY.function("process").timeout_s
+    properties = mapping["Properties"]
+    assert properties["FunctionName"] == ref(synthesized.function_id(source.function))
+    assert [json.loads(f["Pattern"]) for f in properties["FilterCriteria"]["Filters"]] == [COMPLETION_FILTER]
+    assert source.filter_pattern == COMPLETION_FILTER
+    assert properties["BisectBatchOnFunctionError"] is True
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["MaximumRetryAttempts"] == source.retry_attempts
+    assert properties["BatchSize"] == source.batch_size
+    failures = properties["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert synthesized.resources[failures]["Type"] == "AWS::SQS::Queue"
+    assert properties["EventSourceArn"]["Fn::GetAtt"][1] == "StreamArn"
 
 
-def test_stream_reaches_notify_only_through_the_completion_filter(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::Lambda::EventSourceMapping",
+def test_requests_table_is_on_demand_recoverable_expiring_and_streamed(synthesized):
+    _, table = one(synthesized.of_type("AWS::DynamoDB::Table"))
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert properties["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert properties["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_presigned_uploads_invoke_ingest_and_failures_are_kept(synthesized):
+    notification = TOPOLOGY.upload_notification
+    assert notification.prefix == INCOMING_PREFIX  # the notification fires where the presigned POST lands
+    _, custom = one(synthesized.of_type("Custom::S3BucketNotifications"))
+    configurations = custom["Properties"]["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+    ingest = synthesized.function_id(notification.function)
+    assert configurations == [
         {
-            "FilterCriteria": {
-                "Filters": [{"Pattern": json.dumps(TOPOLOGY.stream_source.filter_pattern, separators=(",", ":"))}]
-            },
-            "BisectBatchOnFunctionError": True,
-            "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
-        },
-    )
-    template.has_resource_properties(
-        "AWS::DynamoDB::Table", {"StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"}}
-    )
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": notification.prefix}]}},
+            "LambdaFunctionArn": arn_of(ingest),
+        }
+    ]
+    assert custom["Properties"]["BucketName"]["Ref"].startswith("StorageUploads")
+    _, invoke_config = one(synthesized.of_type("AWS::Lambda::EventInvokeConfig"))
+    assert invoke_config["Properties"]["FunctionName"] == ref(ingest)
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
+    failures = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert synthesized.resources[failures]["Type"] == "AWS::SQS::Queue"
 
 
-def test_every_route_requires_an_api_key_and_a_usage_plan_limits_it(template: Template) -> None:
-    methods = template.find_resources("AWS::ApiGateway::Method")
+def test_every_route_requires_an_api_key(synthesized):
+    methods = synthesized.of_type("AWS::ApiGateway::Method")
     assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == sorted(r.method for r in TOPOLOGY.routes)
-    assert all(m["Properties"]["ApiKeyRequired"] for m in methods.values())
+    validator, _ = one(synthesized.of_type("AWS::ApiGateway::RequestValidator"))
+    for method in methods.values():
+        properties = method["Properties"]
+        assert properties["ApiKeyRequired"] is True
+        assert properties["Integration"]["Type"] == "AWS_PROXY"
+        assert properties["RequestValidatorId"] == ref(validator)
+    status = next(m for m in methods.values() if m["Properties"]["HttpMethod"] == "GET")
+    assert status["Properties"]["RequestParameters"] == {"method.request.path.requestId": True}
+
+
+def test_usage_plan_throttles_and_limits_the_default_key(synthesized, template):
     plan = TOPOLOGY.usage_plan
+    plan_id, usage_plan = one(synthesized.of_type("AWS::ApiGateway::UsagePlan"))
+    assert usage_plan["Properties"]["Throttle"] == {"RateLimit": plan.rate_per_second, "BurstLimit": plan.burst}
+    assert usage_plan["Properties"]["Quota"] == {"Limit": plan.quota_per_day, "Period": "DAY"}
+    assert len(usage_plan["Properties"]["ApiStages"]) == 1
+    key_id, key = one(synthesized.of_type("AWS::ApiGateway::ApiKey"))
+    assert "Value" not in key["Properties"]  # generated by API Gateway, never in the template
     template.has_resource_properties(
-        "AWS::ApiGateway::UsagePlan",
-        {
-            "Throttle": {"RateLimit": plan.rate_per_second, "BurstLimit": plan.burst},
-            "Quota": {"Limit": plan.quota_per_day, "Period": "DAY"},
-        },
-    )
-    template.has_resource_properties(
-        "AWS::ApiGateway::RestApi", {"BinaryMediaTypes": list(TOPOLOGY.binary_media_types)}
+        "AWS::ApiGateway::UsagePlanKey", {"KeyId": ref(key_id), "UsagePlanId": ref(plan_id), "KeyType": "API_KEY"}
     )
 
 
-def test_buckets_are_encrypted_and_private(template: Template) -> None:
-    buckets = template.find_resources("AWS::S3::Bucket")
-    assert len(buckets) == 2
-    for bucket in buckets.values():
+def test_stage_is_throttled_logged_and_traced(synthesized):
+    _, stage = one(synthesized.of_type("AWS::ApiGateway::Stage"))
+    properties = stage["Properties"]
+    assert properties["StageName"] == TOPOLOGY.stage
+    assert properties["TracingEnabled"] is True
+    (settings,) = properties["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (100, 200)
+    assert settings["LoggingLevel"] == "ERROR" and settings["DataTraceEnabled"] is False
+    log_format = json.loads(properties["AccessLogSetting"]["Format"])
+    assert {"requestId", "apiKeyId", "status"} <= set(log_format)
+    assert "apiKey" not in log_format  # the key id, never the key
+
+
+def test_api_accepts_binary_bodies_and_answers_its_own_errors_as_json(synthesized):
+    _, api = one(synthesized.of_type("AWS::ApiGateway::RestApi"))
+    assert api["Properties"]["BinaryMediaTypes"] == list(TOPOLOGY.binary_media_types)
+    assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synthesized.of_type("AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert set(responses) == set(TOPOLOGY.gateway_responses)
+    for kind, response in TOPOLOGY.gateway_responses.items():
+        assert responses[kind]["StatusCode"] == str(response.status)
+        body = responses[kind]["ResponseTemplates"]["application/json"]
+        assert body == gateway_response_body(response)
+        assert json.loads(body)["code"] == response.code
+
+
+def test_buckets_are_encrypted_private_tls_only_logged_and_retained(synthesized):
+    buckets = synthesized.of_type("AWS::S3::Bucket")
+    assert len(buckets) == 3  # uploads, processed, access logs
+    logs_bucket = next(lid for lid in buckets if lid.startswith("StorageAccessLogs"))
+    for logical_id, bucket in buckets.items():
         properties = bucket["Properties"]
         assert properties["PublicAccessBlockConfiguration"] == {
             "BlockPublicAcls": True,
@@ -107,5 +226,71 @@ def test_buckets_are_encrypted_and_private(template: Template) -> None:
             "IgnorePublicAcls": True,
             "RestrictPublicBuckets": True,
         }
-        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-        assert bucket["DeletionPolicy"] == "Retain"
+        (rule,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+        if logical_id != logs_bucket:
+            assert properties["LoggingConfiguration"]["DestinationBucketName"] == ref(logs_bucket)
+    for policy in synthesized.of_type("AWS::S3::BucketPolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+        )
+    uploads = next(b for lid, b in buckets.items() if lid.startswith("StorageUploads"))
+    expiry = [r for r in uploads["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert [r["ExpirationInDays"] for r in expiry] == [30]
+
+
+def test_processed_images_are_served_through_cloudfront_with_origin_access_control(synthesized):
+    distribution_id, distribution = one(synthesized.of_type("AWS::CloudFront::Distribution"))
+    _, access_control = one(synthesized.of_type("AWS::CloudFront::OriginAccessControl"))
+    assert access_control["Properties"]["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    config = distribution["Properties"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert origin["DomainName"]["Fn::GetAtt"][0].startswith("StorageProcessed")
+    assert "OriginAccessControlId" in origin
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    assert config["Logging"]["Bucket"]["Fn::GetAtt"][0].startswith("StorageAccessLogs")
+    processed_policy = next(
+        p
+        for p in synthesized.of_type("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"]["Ref"].startswith("StorageProcessed")
+    )
+    (read,) = [s for s in processed_policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert read["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert read["Action"] == "s3:GetObject"
+    assert distribution_id in json.dumps(read["Condition"])  # only this distribution
+
+
+def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synthesized):
+    alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
+    topic_id, _ = one(synthesized.of_type("AWS::SNS::Topic"))
+    assert all(a["AlarmActions"] == [ref(topic_id)] for a in alarms)
+
+    def watched(namespace, metric):
+        return [a for a in alarms if (a["Namespace"], a["MetricName"]) == (namespace, metric)]
+
+    dead_letters = {
+        lid for lid, q in synthesized.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" not in q["Properties"]
+    }
+    depth = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in depth} == dead_letters
+    assert len(dead_letters) == 3  # images, ingest failures, completion failures
+    for metric in ("Errors", "Throttles"):
+        functions = {a["Dimensions"][0]["Value"]["Ref"] for a in watched("AWS/Lambda", metric)}
+        assert functions == {synthesized.function_id(spec.name) for spec in TOPOLOGY.functions}
+    for metric in ("5XXError", "4XXError"):
+        (rate,) = watched("AWS/ApiGateway", metric)
+        assert rate["Statistic"] == "Average" and 0 < rate["Threshold"] < 1
+    (age,) = watched("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    queue = TOPOLOGY.images_queue
+    assert age["Threshold"] == queue.visibility_timeout_s * queue.max_receive_count
+    (lag,) = watched("AWS/Lambda", "IteratorAge")
+    assert lag["Dimensions"][0]["Value"] == ref(synthesized.function_id(TOPOLOGY.stream_source.function))
+    assert len(synthesized.of_type("AWS::CloudWatch::Dashboard")) == 1
+
+
+def test_no_data_is_destroyed_with_the_stack(synthesized):
+    for resource_type in ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"):
+        for resource in synthesized.of_type(resource_type).values():
+            assert resource["DeletionPolicy"] == "Retain", resource_type

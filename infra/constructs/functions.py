@@ -1,0 +1,106 @@
+"""The topology's functions: python3.12 on x86_64, the two layers, one role and one log group each, X-Ray on.
+
+A function starts with no permission but writing its own logs and traces: each concern's construct adds
+its environment variables and the grants of infra/permissions.py for its resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, AssetHashType, Duration, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.layers import BuiltLayer
+from infra.topology import Topology
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.X86_64
+NOT_PACKAGED = ["**/__pycache__", "**/*.pyc"]
+
+
+class Functions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        topology: Topology,
+        dependencies: BuiltLayer,
+        environment: dict[str, str],
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.domain_layer = lambda_.LayerVersion(
+            self,
+            "DomainLayer",
+            code=lambda_.Code.from_asset(str(ROOT / "layers" / "domain"), exclude=NOT_PACKAGED),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="ips domain package and handler support (ips, ips_runtime)",
+        )
+        self.dependencies_layer = lambda_.LayerVersion(
+            self,
+            "DependenciesLayer",
+            code=lambda_.Code.from_asset(
+                str(dependencies.path),
+                exclude=["layer.json"],
+                # hashed once when built: a second synth does not read the whole layer again
+                asset_hash=dependencies.content_hash,
+                asset_hash_type=AssetHashType.CUSTOM,
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="layers/requirements.txt for python3.12 x86_64 (powertools, pillow, pymongo, pydantic)",
+        )
+        self.by_name: dict[str, lambda_.Function] = {}
+        for spec in topology.functions:
+            title = spec.name.capitalize()
+            log_group = logs.LogGroup(self, f"{title}Logs", retention=log_retention)
+            role = iam.Role(
+                self,
+                f"{title}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"The {spec.name} function: its own logs and traces, and its grants only",
+            )
+            log_group.grant_write(role)
+            function = lambda_.Function(
+                self,
+                title,
+                runtime=RUNTIME,
+                architecture=ARCHITECTURE,
+                code=lambda_.Code.from_asset(str(ROOT / spec.code), exclude=NOT_PACKAGED),
+                handler=spec.handler,
+                memory_size=spec.memory_mb,
+                timeout=Duration.seconds(spec.timeout_s),
+                reserved_concurrent_executions=spec.reserved_concurrency,
+                layers=[self.dependencies_layer, self.domain_layer],
+                environment={**environment, "POWERTOOLS_SERVICE_NAME": spec.name},
+                role=role,
+                log_group=log_group,
+                tracing=lambda_.Tracing.ACTIVE,
+                description=spec.description,
+            )
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="Only actions without resource-level permissions: X-Ray's PutTraceSegments and "
+                    "PutTelemetryRecords, and for the stream consumer dynamodb:ListStreams (its event source).",
+                )
+            )
+            Validations.of(function).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-L1",
+                    reason="python3.12 on purpose: the dependencies layer is built for CPython 3.12 (infra/layers.py).",
+                )
+            )
+            self.by_name[spec.name] = function
+
+    def __getitem__(self, name: str) -> lambda_.Function:
+        return self.by_name[name]
+
+    def items(self) -> list[tuple[str, lambda_.Function]]:
+        return list(self.by_name.items())

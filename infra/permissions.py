@@ -1,0 +1,59 @@
+"""What each function does with the stack's resources: the only grants it gets (least privilege, in one place).
+
+Each concern's construct applies the part about its own resources (the buckets, the queue, the table, the
+secrets). Event sources add what Lambda itself needs to read them (SQS receive/delete, the table's stream)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.topology import Topology
+from ips.completion import output_csv_key
+from ips.intake import incoming_key, input_csv_key
+
+# DynamoDB authorises TransactWriteItems per contained action (Put, Update), there is no action of its own.
+GET, PUT, UPDATE = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
+IMAGES = "*.jpg"  # processed images: {requestId}/{row}/{index}.jpg
+
+
+@dataclass(frozen=True)
+class FunctionAccess:
+    reads_uploads: tuple[str, ...] = ()  # object key patterns (s3:GetObject, which also allows HeadObject)
+    writes_uploads: tuple[str, ...] = ()  # s3:PutObject, also what a presigned POST is signed with
+    writes_processed: tuple[str, ...] = ()
+    sends_to_images_queue: bool = False  # sqs:SendMessage (SendMessageBatch is authorised by it)
+    table_actions: tuple[str, ...] = ()
+    reads_mongodb_uri: bool = True  # every function reads or writes the catalog
+    reads_webhook_secret: bool = False  # only where webhooks are signed
+
+
+def function_access(topology: Topology) -> dict[str, FunctionAccess]:
+    """Per function of the topology; a function without an entry is an error (grants are never guessed)."""
+    direct = input_csv_key("*")  # {requestId}/input.csv: the direct upload's CSV
+    presigned = incoming_key("*")  # incoming/{requestId}.csv: where clients POST the presigned upload
+    access = {
+        # validate, store the CSV (or sign the POST that stores it), open the counter, fan out
+        "upload": FunctionAccess(writes_uploads=(direct, presigned), sends_to_images_queue=True, table_actions=(PUT,)),
+        # the counter (consistent read) beside the catalog's record
+        "status": FunctionAccess(table_actions=(GET,)),
+        # expand CSV chunks into image tasks, store images, count each once (Put marker + Update counter)
+        "process": FunctionAccess(
+            reads_uploads=(direct, presigned),
+            writes_processed=(IMAGES,),
+            sends_to_images_queue=True,
+            table_actions=(GET, PUT, UPDATE),
+        ),
+        # the output CSV and the signed webhook
+        "notify": FunctionAccess(
+            writes_processed=(output_csv_key("*"),), table_actions=(GET,), reads_webhook_secret=True
+        ),
+        # the presigned path: read and plan the uploaded CSV, open the counter, fan out; refused uploads are
+        # finished at once (their webhook is signed here)
+        "ingest": FunctionAccess(
+            reads_uploads=(presigned,), sends_to_images_queue=True, table_actions=(PUT,), reads_webhook_secret=True
+        ),
+    }
+    missing = [spec.name for spec in topology.functions if spec.name not in access]
+    if missing:
+        raise KeyError(f"no access declared for function(s) {missing}: add them to infra/permissions.py")
+    return {spec.name: access[spec.name] for spec in topology.functions}

@@ -1,0 +1,117 @@
+"""Deployment parameters: CDK context or IPS_* variables, safe defaults, and what they change in the template."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Match, Template
+
+from infra.config import DeploymentConfig
+from infra.constructs.secrets import Secrets
+from infra.permissions import FunctionAccess
+from infra.topology import TOPOLOGY
+
+
+def context_of(values):
+    return values.get
+
+
+def test_defaults_need_nothing_and_keep_the_topology():
+    config = DeploymentConfig.from_context(context_of({}), environ={})
+    assert config == DeploymentConfig()
+    assert config.apply(TOPOLOGY) == TOPOLOGY
+
+
+def test_context_wins_over_the_environment_and_values_are_typed():
+    config = DeploymentConfig.from_context(
+        context_of({"stage": "prod", "throttleRate": "50", "quotaPerDay": 5000}),
+        environ={"IPS_STAGE": "ignored", "IPS_THROTTLE_BURST": "80", "IPS_MONGODB_SECRET": "ips/atlas-uri"},
+    )
+    assert (config.stage, config.throttle_rate, config.throttle_burst, config.quota_per_day) == ("prod", 50.0, 80, 5000)
+    assert config.mongodb_secret == "ips/atlas-uri"
+    topology = config.apply(TOPOLOGY)
+    assert topology.stage == "prod"
+    assert (topology.usage_plan.rate_per_second, topology.usage_plan.burst) == (50.0, 80)
+    assert topology.usage_plan.quota_per_day == 5000
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"logRetentionDays": "10"}, "logRetentionDays"),
+        ({"uploadRetentionDays": "0"}, "uploadRetentionDays"),
+        ({"stage": "v1/prod"}, "stage"),
+        ({"processConcurrency": "1"}, "processConcurrency"),
+        ({"throttleRate": "fast"}, "throttleRate"),
+    ],
+)
+def test_bad_values_are_refused_by_name(values, problem):
+    with pytest.raises(ValueError, match=problem):
+        DeploymentConfig.from_context(context_of(values), environ={})
+
+
+def test_parameters_reach_the_template(synth):
+    synthesized = synth(
+        context={
+            "stage": "prod",
+            "mongodbSecret": "ips/atlas-uri",
+            "throttleRate": "5",
+            "throttleBurst": "10",
+            "quotaPerDay": "1000",
+            "stageThrottleRate": "50",
+            "processConcurrency": "8",
+            "uploadRetentionDays": "7",
+            "logRetentionDays": "90",
+            "alarmEmail": "ops@example.com",
+        }
+    )
+    template = synthesized.template
+    template.has_resource_properties("AWS::ApiGateway::Stage", {"StageName": "prod"})
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan",
+        {"Throttle": {"RateLimit": 5, "BurstLimit": 10}, "Quota": {"Limit": 1000, "Period": "DAY"}},
+    )
+    process = synthesized.resources[synthesized.function_id(TOPOLOGY.queue_source.function)]["Properties"]
+    assert process["ReservedConcurrentExecutions"] == 8
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 8}})
+    for log_group in synthesized.of_type("AWS::Logs::LogGroup").values():
+        assert log_group["Properties"]["RetentionInDays"] == 90
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+    # The Atlas URI is imported by name: no secret of its own, the name's ARN (any suffix) is what is granted.
+    assert len(synthesized.of_type("AWS::SecretsManager::Secret")) == 2
+    policies = json.dumps(synthesized.of_type("AWS::IAM::Policy"))
+    assert ":secret:ips/atlas-uri-??????" in policies
+    uploads = next(b for lid, b in synthesized.of_type("AWS::S3::Bucket").items() if lid.startswith("StorageUploads"))
+    assert [rule.get("ExpirationInDays") for rule in uploads["Properties"]["LifecycleConfiguration"]["Rules"]] == [7]
+
+
+def test_the_atlas_secret_can_be_imported_by_arn():
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ips/atlas-uri-AbCdEf"
+    stack = Stack()
+    secrets = Secrets(stack, "Secrets", mongodb_secret=arn)
+    function = lambda_.Function(
+        stack,
+        "Reader",
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        handler="handler.lambda_handler",
+        code=lambda_.Code.from_inline("def lambda_handler(event, context): pass"),
+    )
+    secrets.grant(function, FunctionAccess())
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the webhook's only
+    template.has_resource_properties(
+        "AWS::Lambda::Function", {"Environment": {"Variables": {"MONGODB_URI_SECRET_ARN": arn}}}
+    )
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [{"Action": "secretsmanager:GetSecretValue", "Effect": "Allow", "Resource": arn}]
+                )
+            }
+        },
+    )

@@ -1,0 +1,147 @@
+"""Each function's role allows exactly what its code calls, on exactly its resources; no wildcard that could be
+narrower. Written out here by hand, independently of infra/permissions.py, so a grant cannot grow unnoticed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.topology import TOPOLOGY
+
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+SECRET = {"secretsmanager:GetSecretValue"}
+QUEUE_CONSUMER = {
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueUrl",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+}
+DESTINATION = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}  # Lambda's on-failure queues
+STREAM = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
+# Actions without resource-level permissions: the only ones allowed on "*".
+UNSCOPED = XRAY | {"dynamodb:ListStreams"}
+
+# function -> {(resource kind, object key pattern or None): actions}
+EXPECTED = {
+    "upload": {
+        ("uploads", "*/input.csv"): {"s3:PutObject"},
+        ("uploads", "incoming/*.csv"): {"s3:PutObject"},  # the presigned POST is signed with this grant
+        ("images", None): {"sqs:SendMessage"},
+        ("table", None): {"dynamodb:PutItem"},
+        ("mongodb", None): SECRET,
+    },
+    "status": {("table", None): {"dynamodb:GetItem"}, ("mongodb", None): SECRET},
+    "process": {
+        ("uploads", "*/input.csv"): {"s3:GetObject"},  # CSV chunks expanded into image tasks
+        ("uploads", "incoming/*.csv"): {"s3:GetObject"},
+        ("processed", "*.jpg"): {"s3:PutObject"},
+        ("images", None): QUEUE_CONSUMER | {"sqs:SendMessage"},
+        ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        ("mongodb", None): SECRET,
+    },
+    "ingest": {
+        ("uploads", "incoming/*.csv"): {"s3:GetObject"},
+        ("images", None): {"sqs:SendMessage"},
+        ("table", None): {"dynamodb:PutItem"},
+        ("mongodb", None): SECRET,
+        ("webhook", None): SECRET,
+        ("ingest-failures", None): DESTINATION,
+    },
+    "notify": {
+        ("processed", "*/output.csv"): {"s3:PutObject"},
+        ("table", None): {"dynamodb:GetItem"},
+        ("stream", None): STREAM,
+        ("mongodb", None): SECRET,
+        ("webhook", None): SECRET,
+        ("completion-failures", None): DESTINATION,
+    },
+}
+
+
+# Logical id prefix -> the resource kind the expectations speak of.
+KINDS = {
+    "StorageUploads": "uploads",
+    "StorageProcessed": "processed",
+    "PipelineImagesAB": "images",
+    "PipelineIngestFailures": "ingest-failures",
+    "CompletionCompletionFailures": "completion-failures",
+    "CompletionRequests": "table",
+    "SecretsMongoDbUri": "mongodb",
+    "SecretsWebhookSigningSecret": "webhook",
+}
+
+
+def kind_of(logical_id):
+    (kind,) = [kind for prefix, kind in KINDS.items() if logical_id.startswith(prefix)]
+    return kind
+
+
+def resource_key(resource):
+    """(kind, key pattern) of one policy resource."""
+    if resource == "*":
+        return "*", None
+    if "Fn::Join" in resource:
+        bucket, suffix = resource["Fn::Join"][1]
+        return kind_of(bucket["Fn::GetAtt"][0]), suffix.removeprefix("/")
+    if "Ref" in resource:
+        return kind_of(resource["Ref"]), None
+    logical_id, attribute = resource["Fn::GetAtt"]
+    if attribute == "StreamArn":
+        return "stream", None
+    if logical_id.startswith("Functions") and "Logs" in logical_id:
+        return "logs", None
+    return kind_of(logical_id), None
+
+
+def grants(synthesized, function):
+    role = synthesized.resources[synthesized.function_id(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+    found: dict = {}
+    attached = [
+        p for p in synthesized.of_type("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    assert len(attached) == 1
+    assert "ManagedPolicyArns" not in synthesized.resources[role]["Properties"]
+    for statement in attached[0]["Properties"]["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow" and "Condition" not in statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            found.setdefault(resource_key(resource), set()).update(actions)
+    return found
+
+
+@pytest.mark.parametrize("function", [spec.name for spec in TOPOLOGY.functions])
+def test_each_function_gets_exactly_the_grants_it_uses(synthesized, function):
+    found = grants(synthesized, function)
+    assert found.pop(("logs", None)) == LOGS  # its own log group only
+    unscoped = found.pop(("*", None))
+    assert unscoped == (UNSCOPED if function == TOPOLOGY.stream_source.function else XRAY)
+    assert found == EXPECTED[function]
+
+
+def test_every_topology_function_has_expectations():
+    assert set(EXPECTED) == {spec.name for spec in TOPOLOGY.functions}
+
+
+def test_no_wildcard_actions_and_star_resources_only_for_unscoped_actions(synthesized):
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not [a for a in actions if "*" in a], actions
+            if statement["Resource"] == "*":
+                assert set(actions) <= UNSCOPED, actions
+
+
+def test_the_stack_attaches_no_managed_policy_but_to_cdk_and_api_gateway_service_roles(synthesized):
+    managed = {
+        lid: json.dumps(role["Properties"]["ManagedPolicyArns"])
+        for lid, role in synthesized.of_type("AWS::IAM::Role").items()
+        if "ManagedPolicyArns" in role["Properties"]
+    }
+    assert sorted(managed) == sorted(
+        lid for lid in managed if lid.startswith(("BucketNotificationsHandler", "ApiRestApiCloudWatchRole"))
+    )
+    assert len(managed) == 2
