@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.completion import notify
-from ips.intake import ingest_upload
+from ips.intake import ingest_upload, request_id_of_incoming
 from ips.model import RequestStatus
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
@@ -32,8 +32,7 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         outcomes.append({"key": key, "status": status.value if status else None})
         if status is RequestStatus.FAILED:
             metrics.add_metric("UploadsRefused", MetricUnit.Count, 1)
-            request_id = key.rsplit("/", 1)[-1].removesuffix(".csv")
-            notify(request_id, app_context)
+            notify(str(request_id_of_incoming(key)), app_context)
         elif status is RequestStatus.PENDING:
             metrics.add_metric("UploadsIngested", MetricUnit.Count, 1)
     logger.info("ingestion finished", extra={"outcomes": outcomes})

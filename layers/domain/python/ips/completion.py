@@ -34,7 +34,7 @@ def complete_request(request_id: str, context: Context) -> RequestStatus | None:
     if record is None or counts is None or not counts.complete:
         logger.warning("completion for an unknown or unfinished request", extra={"request_id": request_id})
         return None
-    rows = [
+    rows = (  # streamed from MongoDB: a 100,000-product request is never held as records
         OutputRow(
             product.serial_number,
             product.product_name,
@@ -42,7 +42,7 @@ def complete_request(request_id: str, context: Context) -> RequestStatus | None:
             [image.output_url if image and image.status is ImageStatus.SUCCEEDED else None for image in product.images],
         )
         for product in backends.catalog.products(request_id)
-    ]
+    )
     key = output_csv_key(request_id)
     backends.processed.put(key, render_output_csv(rows), "text/csv; charset=utf-8")
     status = RequestStatus.COMPLETED if counts.failed == 0 else RequestStatus.COMPLETED_WITH_ERRORS
