@@ -50,9 +50,10 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 # No AWS account or Docker: builds (or reuses, from .build/) the dependencies layer, runs cdk-nag, writes
-# cdk.out/*.template.json.
+# cdk.out/*.template.json and lints it with cfn-lint.
 synth: install
 	$(PY) app.py
+	$(VENV)/bin/cfn-lint --config-file infra/cfn-lint.yaml
 	@ls cdk.out/*.template.json
 
 # The Lambda dependencies layer alone (python3.12 x86_64 wheels from layers/requirements.txt, cached in .build/).

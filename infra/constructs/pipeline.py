@@ -1,5 +1,5 @@
 """The images queue (with its dead-letter queue) feeding the process function, and the presigned-upload path:
-S3 ObjectCreated under the topology's prefix on the uploads bucket -> ingest (when the topology declares it).
+S3 ObjectCreated under the topology's prefix on the uploads bucket -> ingest.
 
 The queue's visibility timeout is at least six times the process function's timeout (AWS's guidance for SQS
 event sources); the mapping's concurrency is capped at the function's reserved concurrency, so MongoDB sees no
@@ -28,7 +28,7 @@ INGEST_RETRY_ATTEMPTS = 2  # Lambda's maximum for asynchronous invocations
 class Pipeline(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, queue: Queue) -> None:
         super().__init__(scope, construct_id)
-        self.queue = queue
+        self.images_spec = queue
         self.images_dead_letters = dead_letter_queue(self, "ImagesDeadLetters")
         self.images = sqs.Queue(
             self,
@@ -50,7 +50,7 @@ class Pipeline(Construct):
         )
 
     def connect_process(self, process: lambda_.Function, source: QueueSource, spec: Function) -> None:
-        visibility = self.queue.visibility_timeout_s
+        visibility = self.images_spec.visibility_timeout_s
         if visibility < VISIBILITY_TIMEOUT_FACTOR * spec.timeout_s:
             raise ValueError(
                 f"the images queue's visibility timeout ({visibility} s) must be at least "
