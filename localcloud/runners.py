@@ -192,36 +192,39 @@ class StreamRunner(_Loop):
         filter_pattern: Mapping[str, Any],
         batch_size: int,
         retry_attempts: int,
-        start_at_latest: bool = False,
     ) -> None:
         super().__init__(f"stream-{function.spec.name}", 1)
         self.streams, self.stream_arn, self.function = streams, stream_arn, function
         self.filter_pattern, self.batch_size, self.retry_attempts = filter_pattern, batch_size, retry_attempts
-        self.start_at_latest = start_at_latest
-        self._iterators: dict[str, str | None] = {}
+        self._last_sequence: dict[str, str] = {}  # per shard: the last record handed on
         self.failed_batches: list[dict[str, Any]] = []  # the on-failure destination
+
+    def _iterator(self, shard_id: str) -> str:
+        # A fresh iterator after the last record seen, on every poll. Reusing NextShardIterator would be enough
+        # on DynamoDB, but moto replaces a table's state (its stream shard included) whenever a transaction is
+        # cancelled, and an old iterator keeps reading the replaced shard, never seeing a new record.
+        after = self._last_sequence.get(shard_id)
+        position = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+            if after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        return self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=shard_id, **position)["ShardIterator"]
 
     def poll_once(self) -> bool:
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         progressed = False
         for shard in shards:
             shard_id = shard["ShardId"]
-            if shard_id not in self._iterators:
-                self._iterators[shard_id] = self.streams.get_shard_iterator(
-                    StreamArn=self.stream_arn,
-                    ShardId=shard_id,
-                    ShardIteratorType="LATEST" if self.start_at_latest else "TRIM_HORIZON",
-                )["ShardIterator"]
-            iterator = self._iterators[shard_id]
-            if iterator is None:
+            raw = self.streams.get_records(ShardIterator=self._iterator(shard_id), Limit=1000).get("Records", [])
+            if not raw:
                 continue
-            response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
-            self._iterators[shard_id] = response.get("NextShardIterator")
-            records = [stream_event_record(record, self.stream_arn) for record in response.get("Records", [])]
+            self._last_sequence[shard_id] = raw[-1]["dynamodb"]["SequenceNumber"]
+            records = [stream_event_record(record, self.stream_arn) for record in raw]
             selected = [record for record in records if matches(self.filter_pattern, record)]
             for start in range(0, len(selected), self.batch_size):
                 self._deliver(selected[start : start + self.batch_size])
-            progressed = progressed or bool(records)
+            progressed = True
         return progressed
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:

@@ -88,3 +88,39 @@ def test_only_the_completing_update_passes_the_stream_filter(aws: Resources, led
     selected = [record for record in records if matches(COMPLETION_FILTER, record)]
     assert len(selected) == 1
     assert selected[0]["dynamodb"]["NewImage"]["remaining"] == {"N": "0"}
+
+
+def test_the_stream_runner_sees_the_completion_after_a_cancelled_transaction(
+    aws: Resources, ledger: DynamoLedger
+) -> None:
+    """moto swaps a table's state (its stream shard included) when a transaction is cancelled; a runner that kept
+    its old shard iterator would never see the completing update (found by the demo under load)."""
+    from localcloud.lambda_host import LocalFunction
+    from localcloud.runners import StreamRunner
+
+    seen: list[dict] = []
+
+    class Recorder(LocalFunction):
+        def __init__(self) -> None:
+            self.spec = type("Spec", (), {"name": "recorder"})()
+
+        def invoke(self, event: dict) -> dict:
+            seen.extend(event["Records"])
+            return {"batchItemFailures": []}
+
+    runner = StreamRunner(
+        boto3.client("dynamodbstreams"),
+        aws.stream_arn,
+        Recorder(),
+        filter_pattern=COMPLETION_FILTER,
+        batch_size=10,
+        retry_attempts=0,
+    )
+    ledger.open("req-1", 3)
+    ledger.count(task(0), succeeded=True)
+    assert runner.poll_once() and seen == []
+    assert not ledger.count(task(0), succeeded=True).counted  # a duplicate: its transaction is cancelled
+    ledger.count(task(1), succeeded=True)
+    assert ledger.count(task(2), succeeded=True).completed
+    runner.poll_once()
+    assert [record["dynamodb"]["Keys"]["pk"]["S"] for record in seen] == ["req-1"]
