@@ -1,0 +1,248 @@
+"""Turn results into a table for people and a JSON document for tools (bench/results/latest.json).
+
+Pure functions (unit-tested in tests/unit/test_bench_report.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def fmt_num(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "-"}[met]
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: columns padded to their widest cell, a rule under the headers."""
+    widths = [len(header) for header in headers]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"row {row!r} has {len(row)} cells for {len(headers)} columns")
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)).rstrip(),
+        "  ".join("-" * width for width in widths),
+    ]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def collect_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every section's targets, each tagged with its section."""
+    return [
+        {"section": section, **target}
+        for section in ("engine", "pipeline", "upload")
+        if isinstance(results.get(section), dict)
+        for target in results[section].get("targets", [])
+    ]
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def engine_rows(engine: dict[str, Any]) -> list[list[str]]:
+    mps, share, memory = engine["mps"], engine["output_share"], engine["memory"]
+    targets = {target["name"]: target for target in engine["targets"]}
+    vs_sharp, vs_bound = targets["engine MP/s vs sharp"], targets["engine vs codec bound"]
+    rows = [
+        [
+            "engine MP/s vs sharp (1 thread)",
+            f"{fmt_num(mps['engine'])} vs {fmt_num(mps['sharp'])} MP/s",
+            fmt_ratio(engine["ratio_vs_sharp"]),
+            vs_sharp["target"],
+            verdict(vs_sharp["met"]),
+        ],
+        [
+            "engine vs codec bound (decode+encode)",
+            f"{fmt_num(mps['engine'])} vs {fmt_num(mps['codec_bound'])} MP/s",
+            fmt_pct(engine["ratio_vs_codec_bound"]),
+            vs_bound["target"],
+            verdict(vs_bound["met"]),
+        ],
+        [
+            "output bytes / input bytes (totals)",
+            f"engine {fmt_pct(share['engine'])}, sharp {fmt_pct(share['sharp'])}",
+            fmt_ratio(engine["output_bytes_ratio_vs_sharp"]),
+            "<= 1.00x sharp",
+            verdict(engine["output_bytes_ratio_vs_sharp"] <= 1.0),
+        ],
+        [
+            "SSIM (luma) mean / min",
+            f"engine {engine['ssim']['engine']['mean']:.4f} / {engine['ssim']['engine']['min']:.4f}, "
+            f"sharp {engine['ssim']['sharp']['mean']:.4f} / {engine['ssim']['sharp']['min']:.4f}",
+            "",
+            "-",
+            "-",
+        ],
+        [
+            "SSIM mean, same conventions",
+            f"engine {engine['ssim']['engine']['mean_common']:.4f}, sharp {engine['ssim']['sharp']['mean_common']:.4f}",
+            "",
+            "-",
+            "-",
+        ],
+    ]
+    for label, figures in memory.items():
+        rows.append(
+            [
+                f"peak RSS, {label.replace('_', ' ')} ({figures['megapixels']} MP)",
+                f"engine {figures['engine_peak_mib']:.0f} MiB (+{figures['engine_added_mib']:.0f}), "
+                f"sharp {figures['sharp_peak_mib']:.0f} MiB (+{figures['sharp_added_mib']:.0f})",
+                fmt_ratio(figures["engine_peak_mib"] / figures["sharp_peak_mib"]),
+                "-",
+                "-",
+            ]
+        )
+    for fmt, figures in engine["by_format"].items():
+        rows.append(
+            [
+                f"  {fmt} only ({figures['images']} images, {figures['megapixels']:.1f} MP)",
+                f"{fmt_num(figures['engine_mps'])} vs {fmt_num(figures['sharp_mps'])} MP/s",
+                fmt_ratio(figures["ratio_vs_sharp"]),
+                "-",
+                "-",
+            ]
+        )
+    return rows
+
+
+def pipeline_rows(pipeline: dict[str, Any]) -> list[list[str]]:
+    target = pipeline["targets"][0]
+    latency = pipeline["latency"]
+    rows = [
+        [
+            f"pipeline images/s ({pipeline['images']} images, {pipeline['workers']} workers)",
+            f"{pipeline['images_per_s']:.2f} vs bound {pipeline['engine_bound_images_per_s']:.2f} images/s",
+            fmt_pct(pipeline["ratio_vs_engine_bound"]),
+            target["target"],
+            verdict(target["met"]),
+        ]
+    ]
+    if latency.get("per_image"):
+        rows += [
+            [
+                "per-image service time p50 / p95",
+                f"{latency['service_p50_ms']:.0f} / {latency['service_p95_ms']:.0f} ms",
+                "",
+                "-",
+                "-",
+            ],
+            [
+                "per-image upload-to-done p50 / p95",
+                f"{latency['end_to_end_p50_s']:.1f} / {latency['end_to_end_p95_s']:.1f} s",
+                "",
+                "-",
+                "-",
+            ],
+        ]
+    rows.append(["request upload-to-COMPLETED", f"{latency['request_s']:.1f} s", "", "-", "-"])
+    for label, value in pipeline["breakdown"].items():
+        if label.startswith("stage_ms_mean: "):
+            rows.append([f"  per image: {label.removeprefix('stage_ms_mean: ')}", f"{value:.0f} ms", "", "-", "-"])
+    for label, value in pipeline["cpu_share"].items():
+        rows.append([f"  CPU: {label}", fmt_pct(value), "", "-", "-"])
+    return rows
+
+
+def upload_rows(upload: dict[str, Any]) -> list[list[str]]:
+    direct = upload["direct"]
+    target = upload["targets"][0]
+    rows = [
+        [
+            f"direct accept, {rows_count} rows",
+            f"{figures['accept_s_median'] * 1000:.0f} ms ({figures['csv_bytes'] / 1024:.0f} KiB)",
+            "",
+            "-",
+            "-",
+        ]
+        for rows_count, figures in direct.items()
+    ]
+    rows.append(
+        [
+            "direct accept 10k vs 100 rows",
+            "",
+            fmt_ratio(upload["ratio_10k_vs_100"]),
+            target["target"],
+            verdict(target["met"]),
+        ]
+    )
+    presigned = upload.get("presigned")
+    if not presigned:
+        rows.append(["presigned path", "not measured", "", "-", "-"])
+    elif not presigned.get("available"):
+        rows.append(["presigned path", f"not available: {presigned.get('reason')}", "", "-", "-"])
+    else:
+        for key, figures in presigned.items():
+            if not isinstance(figures, dict):
+                continue
+            parts = [f"accept {figures['accept_s_median'] * 1000:.0f} ms"]
+            if "ingested_s_median" in figures:
+                parts.append(f"ingested {figures['ingested_s_median']:.1f}s")
+            if "products_s_median" in figures:
+                parts.append(f"all products {figures['products_s_median']:.1f}s")
+            elif figures.get("products_seen") is not None:
+                parts.append(f"{figures['products_seen']:,} products after {figures['waited_s']:.0f}s (cap)")
+            if figures.get("fan_out_products_per_s") is not None:
+                parts.append(f"fan-out {figures['fan_out_products_per_s']:.0f} products/s")
+            if "completed_s_median" in figures:
+                parts.append(f"completed {figures['completed_s_median']:.1f}s")
+            rows.append([f"presigned, {key} rows", ", ".join(parts), "", "-", "-"])
+        if presigned.get("ratio_100k_vs_100_accept") is not None:
+            rows.append(
+                ["presigned accept 100k vs 100 rows", "", fmt_ratio(presigned["ratio_100k_vs_100_accept"]), "-", "-"]
+            )
+    return rows
+
+
+HEADERS = ("figure", "measured", "ratio", "target", "")
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole report as text."""
+    machine = results["machine"]
+    parts = [
+        f"Benchmarks on {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"Pillow {machine['pillow']} (libjpeg-turbo {machine['libjpeg_turbo']}), sharp {machine.get('sharp', '?')} "
+        f"(libvips {machine.get('libvips', '?')}), load average {machine['load_start']} -> {machine['load_end']}; "
+        f"{results['duration_s']:.0f}s in all."
+    ]
+    sections = (
+        (
+            "engine",
+            "Engine: compress_image alone vs sharp and vs its codec (medians over interleaved rounds)",
+            engine_rows,
+        ),
+        ("pipeline", "Pipeline: local cloud end to end vs the engine-only bound (same workers)", pipeline_rows),
+        ("upload", "Upload: accept latency against CSV size", upload_rows),
+    )
+    for key, title, rows in sections:
+        if isinstance(results.get(key), dict):
+            parts += ["", title, render_table(HEADERS, rows(results[key]))]
+        elif key in results:
+            parts += ["", f"{title}: {results[key]}"]
+    missed = [target for target in collect_targets(results) if not target["met"]]
+    parts.append("")
+    parts.append(
+        "Targets missed: " + "; ".join(f"{t['name']} {fmt_num(t['actual'], digits=2)} ({t['target']})" for t in missed)
+        if missed
+        else "Every target met."
+    )
+    return "\n".join(parts)

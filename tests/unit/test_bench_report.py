@@ -1,0 +1,62 @@
+"""The benchmark's report helpers (bench/report.py): formatting, tables, targets, JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.report import collect_targets, fmt_pct, fmt_ratio, render_table, upload_rows, verdict, write_json
+
+
+def test_formatting_of_missing_and_present_values() -> None:
+    assert fmt_ratio(1.234) == "1.23x"
+    assert fmt_ratio(None) == "n/a"
+    assert fmt_pct(0.755) == "75.5%"
+    assert fmt_pct(None) == "n/a"
+    assert verdict(True) == "met"
+    assert verdict(False) == "MISSED"
+
+
+def test_render_table_pads_columns_and_rules_the_header() -> None:
+    table = render_table(("figure", "value"), [["engine MP/s", "67.2"], ["x", "1"]])
+    assert table.splitlines() == [
+        "figure       value",
+        "-----------  -----",
+        "engine MP/s  67.2",
+        "x            1",
+    ]
+    with pytest.raises(ValueError):
+        render_table(("a", "b"), [["only one cell"]])
+
+
+def test_collect_targets_tags_each_with_its_section_and_skips_failed_parts() -> None:
+    results = {
+        "engine": {"targets": [{"name": "vs sharp", "met": False}]},
+        "pipeline": "failed: RuntimeError: boom",
+        "upload": {"targets": [{"name": "10k vs 100", "met": True}]},
+    }
+    assert collect_targets(results) == [
+        {"section": "engine", "name": "vs sharp", "met": False},
+        {"section": "upload", "name": "10k vs 100", "met": True},
+    ]
+
+
+def test_upload_rows_say_when_the_presigned_path_is_not_available() -> None:
+    upload = {
+        "direct": {"100": {"accept_s_median": 0.05, "csv_bytes": 6000}},
+        "ratio_10k_vs_100": 3.5,
+        "presigned": {"available": False, "reason": "POST /api/v1/uploads answered 404"},
+        "targets": [{"name": "upload accept 10k rows vs 100", "target": "< 3x", "actual": 3.5, "met": False}],
+    }
+    rows = upload_rows(upload)
+    assert ["direct accept 10k vs 100 rows", "", "3.50x", "< 3x", "MISSED"] in rows
+    assert rows[-1][1] == "not available: POST /api/v1/uploads answered 404"
+
+
+def test_write_json_replaces_the_file_whole(tmp_path) -> None:
+    path = tmp_path / "results" / "latest.json"
+    write_json({"engine": {"ratio_vs_sharp": 1.25}}, path)
+    write_json({"engine": {"ratio_vs_sharp": 1.5}}, path)
+    assert json.loads(path.read_text())["engine"]["ratio_vs_sharp"] == 1.5
+    assert [p.name for p in path.parent.iterdir()] == ["latest.json"]
