@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements
 export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo up test test-fast lint format synth layer clean
+.PHONY: help install demo up test test-fast lint format synth layer bench clean
 
 help:
 	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
@@ -15,6 +15,7 @@ help:
 	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
 	@echo "make lint    ruff check and format check"
+	@echo "make bench   benchmarks: engine vs sharp, pipeline vs engine, upload latency (~10 min)"
 
 $(STAMP):
 	@python=""; for candidate in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \
@@ -59,6 +60,19 @@ synth: install
 # The Lambda dependencies layer alone (python3.12 x86_64 wheels from layers/requirements.txt, cached in .build/).
 layer: install
 	$(PY) -m infra.layers
+
+# The benchmarks' own dependencies: numpy (SSIM) in the venv, sharp (the baseline) under bench/node_modules.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat bench/requirements.txt | sha1sum | cut -c1-12)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund
+
+bench: install $(BENCH_STAMP) bench/node_modules/.package-lock.json
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out .local .pytest_cache .ruff_cache

@@ -1,0 +1,399 @@
+"""Pipeline benchmark: N images end to end through the local cloud, against the engine-only bound.
+
+The local cloud runs in this process (LocalCloudConfig(workers=2) on free ports, state in a temporary folder),
+the corpus is served by localcloud.peers.ImageServer in a child process, and each round uploads one CSV of N
+image URLs (the corpus JPEGs cycled, 4 per product) via POST /api/v1/upload, then polls
+GET /api/v1/status/{id}?limit=1 until the request is COMPLETED (or COMPLETED_WITH_ERRORS / FAILED).
+
+The bound is what the same number of workers can do with the engine alone: a pool of `workers` processes
+calling compress_image on the same N images' bytes (held in memory). Rounds alternate which of the two runs
+first; the ratio is the median pipeline throughput over the median bound throughput.
+
+For where the time goes, the run wraps (in this process only, no code changed) the process function's
+`process_image` and the engine call inside it, and reads the CPU time of every process involved."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import CORPUS, bound
+from bench.cloud import local_cloud
+from bench.corpus import CorpusImage, jpegs, load_corpus
+from bench.cpu import CpuMeter
+from bench.peers import ImageServerProcess
+from bench.stats import cycle, median, percentile, ratio, spread
+
+API_KEY = "local-dev-key"
+IMAGES_PER_ROW = 4
+TARGET_VS_BOUND = 0.75
+FINAL = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ImageRecord:
+    request_id: str
+    started: float  # wall clock (time.time)
+    ended: float
+    service_s: float  # process_image wall time
+    service_cpu_s: float  # its thread's CPU time
+    compress_s: float = 0.0  # compress_image wall time within it
+    compress_cpu_s: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per wrapped step
+
+
+# Steps of process_image timed separately (wall time, in the worker's thread): (module, attribute path, label).
+STAGES = (
+    ("ips.processing", "Prefetcher.fetch", "fetch (wait for the download)"),
+    ("ips.adapters.aws", "S3BlobStore.put", "store output (S3 put)"),
+    ("ips.adapters.mongo", "MongoCatalog.record_image", "record (MongoDB)"),
+    ("ips.adapters.dynamodb", "DynamoLedger.count", "count (DynamoDB)"),
+)
+
+
+@dataclass
+class Probe:
+    """Wraps process_image (in the process function's module) and compress_image (in ips.processing)."""
+
+    records: list[ImageRecord] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
+    _current: threading.local = field(default_factory=threading.local)
+
+    @contextmanager
+    def installed_in(self, handler_module: Any) -> Iterator[Probe]:
+        import importlib
+
+        import ips.processing
+
+        patches: list[tuple[Any, str, Any]] = []
+        if hasattr(handler_module, "process_image"):
+            patches.append((handler_module, "process_image", self._wrap_process(handler_module.process_image)))
+        if hasattr(ips.processing, "compress_image"):
+            patches.append((ips.processing, "compress_image", self._wrap_compress(ips.processing.compress_image)))
+        for module_name, path, label in STAGES:
+            try:
+                target: Any = importlib.import_module(module_name)
+                *owners, name = path.split(".")
+                for owner in owners:
+                    target = getattr(target, owner)
+                patches.append((target, name, self._wrap_stage(getattr(target, name), label)))
+            except (ImportError, AttributeError):
+                continue  # the code moved on: that step is simply not broken out
+        originals = [(target, name, target.__dict__[name]) for target, name, _ in patches]
+        for target, name, wrapper in patches:
+            setattr(target, name, wrapper)
+            self.installed.append(f"{_qualified(target)}.{name}")
+        try:
+            yield self
+        finally:
+            for target, name, original in originals:
+                setattr(target, name, original)
+
+    def _wrap_stage(self, original: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            record = getattr(self._current, "record", None)
+            if record is None:  # not inside process_image (an upload's S3 put, another thread)
+                return original(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                record.stages[label] = record.stages.get(label, 0.0) + time.perf_counter() - started
+
+        return timed
+
+    def _wrap_process(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def process_image(task: Any, *args: Any, **kwargs: Any) -> Any:
+            record = ImageRecord(getattr(task, "request_id", "?"), time.time(), 0.0, 0.0, 0.0)
+            self._current.record = record
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return original(task, *args, **kwargs)
+            finally:
+                record.service_s = time.perf_counter() - wall
+                record.service_cpu_s = time.thread_time() - cpu
+                record.ended = time.time()
+                self._current.record = None
+                self.records.append(record)
+
+        return process_image
+
+    def _wrap_compress(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def compress_image(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                record = getattr(self._current, "record", None)
+                if record is not None:
+                    record.compress_s += time.perf_counter() - wall
+                    record.compress_cpu_s += time.thread_time() - cpu
+
+        return compress_image
+
+    def of(self, request_id: str) -> list[ImageRecord]:
+        return [record for record in self.records if record.request_id == request_id]
+
+
+def _qualified(target: Any) -> str:
+    if isinstance(target, type):
+        return f"{target.__module__}.{target.__qualname__}"
+    return str(target.__name__)
+
+
+def products_csv(urls: list[str], per_row: int = IMAGES_PER_ROW) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
+    for row, start in enumerate(range(0, len(urls), per_row), start=1):
+        writer.writerow([row, f"Bench product {row}", ",".join(urls[start : start + per_row])])
+    return out.getvalue().encode()
+
+
+def _parse_time(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def run_pipeline(n: int, rounds: int, log: Log, *, workers: int = 2, poll_s: float = 0.5) -> dict[str, Any]:
+    images = jpegs(load_corpus())
+    mix = cycle(images, n)
+    names = [image.name for image in mix]
+    bound_rounds: list[dict[str, Any]] = []
+    pipeline_rounds: list[dict[str, Any]] = []
+    probe = Probe()
+    pool_paths = [str(image.path) for image in images]
+    with (
+        tempfile.TemporaryDirectory(prefix="ips-bench-pipeline-") as scratch,
+        ImageServerProcess(CORPUS) as server,
+        ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=bound.load, initargs=(pool_paths,)
+        ) as pool,
+    ):
+        list(pool.map(bound.compress, names[: workers * 2]))  # start and warm every pool worker
+        urls = [f"{server.url}/{name}" for name in names]
+        for number in range(rounds):
+            order = ("bound", "pipeline") if number % 2 == 0 else ("pipeline", "bound")
+            for kind in order:
+                if kind == "bound":
+                    result = _bound_round(pool, names, CpuMeter({"image_server": _pid(server)}))
+                    bound_rounds.append(result)
+                else:
+                    state = Path(scratch) / f"round-{number}"
+                    with _cloud(server, workers, state, probe) as (api, pids):
+                        session = requests.Session()
+                        session.headers["x-api-key"] = API_KEY
+                        # Connections, clients and first-use costs, as a warm Lambda container has them.
+                        _request(session, api, urls[: workers * 4], poll_s, CpuMeter(pids), probe)
+                        result = _request(session, api, urls, poll_s, CpuMeter(pids), probe)
+                    pipeline_rounds.append(result)
+                log(
+                    f"pipeline: round {number + 1}/{rounds} {kind:<8}: "
+                    f"{result['images_per_s']:6.2f} images/s ({result['seconds']:.1f}s)"
+                )
+    return _summarise(n, workers, mix, bound_rounds, pipeline_rounds, probe.installed)
+
+
+def _pid(server: ImageServerProcess) -> int:
+    return server.process.pid if server.process is not None else 0
+
+
+@contextmanager
+def _cloud(server: ImageServerProcess, workers: int, state: Path, probe: Probe) -> Iterator[tuple[str, dict[str, int]]]:
+    """A fresh local cloud, instrumented by `probe`; yields its URL and the pids whose CPU is counted."""
+    with local_cloud(server.origin, workers, state) as cloud:
+        handler = sys.modules[cloud.functions["process"].spec.module]
+        pids = {"image_server": _pid(server)}
+        pids.update({child.name: child.process.pid for child in cloud.children if child.process is not None})
+        with probe.installed_in(handler):
+            yield cloud.gateway.url, pids
+
+
+def _bound_round(pool: ProcessPoolExecutor, names: list[str], meter: CpuMeter) -> dict[str, Any]:
+    meter.start()
+    started = time.perf_counter()
+    results = list(pool.map(bound.compress, names, chunksize=1))
+    seconds = time.perf_counter() - started
+    cpu = meter.stop()
+    return {
+        "seconds": seconds,
+        "images_per_s": len(names) / seconds,
+        "compress_s": sum(wall for wall, _ in results),
+        "compress_cpu_s": sum(cpu_s for _, cpu_s in results),
+        "other_cpu_s": cpu,  # what else ran meanwhile (this process, the idle image server)
+    }
+
+
+def _request(
+    session: requests.Session, api: str, urls: list[str], poll_s: float, meter: CpuMeter, probe: Probe
+) -> dict[str, Any]:
+    body = products_csv(urls)
+    meter.start()
+    started_wall, started = time.time(), time.perf_counter()
+    answer = session.post(f"{api}/api/v1/upload", files={"file": ("bench.csv", body, "text/csv")}, timeout=120)
+    accept_s = time.perf_counter() - started
+    if answer.status_code != 202:
+        raise RuntimeError(f"upload answered {answer.status_code}: {answer.text[:500]}")
+    accepted = answer.json()
+    request_id = accepted["requestId"]
+    deadline = started + 600
+    polls = 0
+    while True:
+        status = session.get(f"{api}/api/v1/status/{request_id}", params={"limit": 1}, timeout=60).json()
+        polls += 1
+        if status["status"] in FINAL:
+            break
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"request {request_id} did not complete in 600s: {status['status']}")
+        time.sleep(poll_s)
+    observed_s = time.perf_counter() - started
+    cpu = meter.stop()
+    completed_at = _parse_time(status.get("completedAt"))
+    seconds = completed_at - started_wall if completed_at else observed_s
+    records = probe.of(request_id)
+    return {
+        "request_id": request_id,
+        "images": len(urls),
+        "status": status["status"],
+        "succeeded": status.get("succeeded"),
+        "failed": status.get("failed"),
+        "accept_s": accept_s,
+        "seconds": seconds,
+        "observed_s": observed_s,
+        "images_per_s": len(urls) / seconds,
+        "polls": polls,
+        "cpu_s": cpu,
+        "started_wall": started_wall,
+        "completed_wall": completed_at or started_wall + observed_s,
+        "records": records,
+    }
+
+
+def _summarise(
+    n: int,
+    workers: int,
+    mix: list[CorpusImage],
+    bound_rounds: list[dict[str, Any]],
+    pipeline_rounds: list[dict[str, Any]],
+    instrumented: list[str],
+) -> dict[str, Any]:
+    pipeline_ips = median(r["images_per_s"] for r in pipeline_rounds)
+    bound_ips = median(r["images_per_s"] for r in bound_rounds)
+    pipeline_ratio = ratio(pipeline_ips, bound_ips)
+    rounds = []
+    for result in pipeline_rounds:
+        rounds.append(_round_breakdown(result, workers))
+    latency = _latency(pipeline_rounds)
+    breakdown = {key: median(r[key] for r in rounds) for key in rounds[0] if key != "cpu_share"}
+    cpu_share = {key: median(r["cpu_share"][key] for r in rounds) for key in rounds[0]["cpu_share"]}
+    bound_compress_per_image = median(r["compress_s"] / n for r in bound_rounds)
+    return {
+        "images": n,
+        "distinct_images": len({image.name for image in mix}),
+        "megapixels": sum(image.pixels for image in mix) / 1e6,
+        "images_per_row": IMAGES_PER_ROW,
+        "workers": workers,
+        "rounds": len(pipeline_rounds),
+        "images_per_s": pipeline_ips,
+        "engine_bound_images_per_s": bound_ips,
+        "ratio_vs_engine_bound": pipeline_ratio,
+        "ratio_per_round": spread(
+            [p["images_per_s"] / b["images_per_s"] for p, b in zip(pipeline_rounds, bound_rounds, strict=True)]
+        ),
+        "pipeline_seconds": [r["seconds"] for r in pipeline_rounds],
+        "bound_seconds": [r["seconds"] for r in bound_rounds],
+        "statuses": [r["status"] for r in pipeline_rounds],
+        "latency": latency,
+        "breakdown": breakdown,
+        "cpu_share": cpu_share,
+        "bound_compress_ms_per_image": bound_compress_per_image * 1000,
+        "bound_other_cpu_s": {
+            key: median(r["other_cpu_s"][key] for r in bound_rounds) for key in bound_rounds[0]["other_cpu_s"]
+        },
+        "instrumented": instrumented,
+        "targets": [
+            {
+                "name": "pipeline vs engine bound",
+                "target": f">= {TARGET_VS_BOUND:.0%}",
+                "actual": pipeline_ratio,
+                "met": bool(pipeline_ratio is not None and pipeline_ratio >= TARGET_VS_BOUND),
+            }
+        ],
+    }
+
+
+def _latency(pipeline_rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    records = [record for result in pipeline_rounds for record in result["records"]]
+    if not records:
+        return {"per_image": False}
+    end_to_end = [record.ended - result["started_wall"] for result in pipeline_rounds for record in result["records"]]
+    service = [record.service_s for record in records]
+    return {
+        "per_image": True,
+        "service_p50_ms": percentile(service, 50) * 1000,
+        "service_p95_ms": percentile(service, 95) * 1000,
+        "end_to_end_p50_s": percentile(end_to_end, 50),
+        "end_to_end_p95_s": percentile(end_to_end, 95),
+        "request_s": median(r["seconds"] for r in pipeline_rounds),
+        "accept_s": median(r["accept_s"] for r in pipeline_rounds),
+    }
+
+
+def _stage_means(records: list[ImageRecord]) -> dict[str, float]:
+    """Mean wall milliseconds per image of each timed step of process_image, and of what is left."""
+    if not records:
+        return {}
+    labels = sorted({label for record in records for label in record.stages})
+    means = {label: 1000 * sum(r.stages.get(label, 0.0) for r in records) / len(records) for label in labels}
+    means["compress_image"] = 1000 * sum(r.compress_s for r in records) / len(records)
+    total = 1000 * sum(r.service_s for r in records) / len(records)
+    means["rest (untimed)"] = total - sum(means.values())
+    return means
+
+
+def _round_breakdown(result: dict[str, Any], workers: int) -> dict[str, Any]:
+    """Where one pipeline round's wall time and CPU went."""
+    records: list[ImageRecord] = result["records"]
+    seconds = result["seconds"]
+    started, completed = result["started_wall"], result["completed_wall"]
+    first_start = min((r.started for r in records), default=started)
+    last_end = max((r.ended for r in records), default=completed)
+    cpu = result["cpu_s"]
+    compress_cpu = sum(r.compress_cpu_s for r in records)
+    service_cpu = sum(r.service_cpu_s for r in records)
+    capacity = os.cpu_count() or 1
+    share = {
+        "engine (compress_image)": compress_cpu,
+        "process fn besides the engine (its thread)": service_cpu - compress_cpu,
+        "rest of the cloud process (gateway, runners, fetch threads, notify)": cpu["self"] - service_cpu,
+        **{name: value for name, value in cpu.items() if name != "self"},
+    }
+    share["idle"] = max(0.0, seconds * capacity - sum(share.values()))
+    return {
+        "accept_s": result["accept_s"],
+        "to_first_image_s": first_start - started,
+        "processing_window_s": last_end - first_start,
+        "after_last_image_s": completed - last_end,
+        "service_ms_mean": 1000 * sum(r.service_s for r in records) / max(1, len(records)),
+        "compress_ms_mean": 1000 * sum(r.compress_s for r in records) / max(1, len(records)),
+        "compress_cpu_ms_mean": 1000 * compress_cpu / max(1, len(records)),
+        **{f"stage_ms_mean: {label}": value for label, value in _stage_means(records).items()},
+        "worker_busy": sum(r.service_s for r in records) / max(1e-9, (last_end - first_start) * workers),
+        "cpu_share": {key: value / (seconds * capacity) for key, value in share.items()},
+    }

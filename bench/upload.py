@@ -1,0 +1,247 @@
+"""Upload benchmark: how the time to accept a CSV grows with its size.
+
+Direct path: POST /api/v1/upload (multipart, field `file`) of CSVs of 100, 1,000 and 10,000 rows (10,000 is the
+direct path's row cap), interleaved (each round uploads every size, in an order rotated per round); accept
+latency = until the 202 answer. This cloud runs with workers=0, so nothing consumes the queue: the accept path is
+measured alone, not mixed with the fan-out and processing of earlier rounds' uploads.
+
+Presigned path (when POST /api/v1/uploads answers 201): accept latency = the 201 answer + the multipart POST of
+the file to S3 (every `fields` entry first, the file last as `file`); then, from the start, the time until the
+status no longer says WAITING_FOR_UPLOAD (validated and fanned out in chunks), and until every product record
+exists (the chunks are expanded). This one runs on a cloud with workers=2, as the chunks are expanded by them.
+
+Every CSV row has one image URL on a local server that answers 404 at once, so whatever processing follows costs
+no compression."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.cloud import local_cloud
+from bench.peers import NotFoundServer
+from bench.stats import median, ratio, rotated, spread
+
+API_KEY = "local-dev-key"
+DIRECT_SIZES = (100, 1_000, 10_000)
+PRESIGNED_SIZES = (100, 100_000)
+TARGET_RATIO = 3.0
+
+Log = Callable[[str], None]
+
+
+def rows_csv(rows: int, url_base: str) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
+    for row in range(1, rows + 1):
+        writer.writerow([row, f"Bench product {row}", f"{url_base}/missing/{row}.jpg"])
+    return out.getvalue().encode()
+
+
+@contextmanager
+def _cloud(origin: str, workers: int, state: Path) -> Iterator[str]:
+    # No throttling in the way of back-to-back uploads and status polls (the usage plan is not what is measured).
+    with local_cloud(origin, workers, state, throttle_rate=1000, throttle_burst=1000) as cloud:
+        try:
+            yield cloud.gateway.url
+        finally:
+            _drop_queued_work(cloud)
+
+
+def _drop_queued_work(cloud: Any) -> None:
+    """Teardown: empty the images queue, so the workers stop after their current batch instead of working
+    through the measured uploads' remaining fan-out and 404s while the cloud shuts down."""
+    import boto3
+
+    if cloud.resources is not None:
+        try:
+            boto3.client("sqs").purge_queue(QueueUrl=cloud.resources.queue_url)
+        except Exception as exc:  # teardown only: the measurement is done
+            logging.getLogger(__name__).warning("could not purge the images queue: %s", exc)
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.headers["x-api-key"] = API_KEY
+    return session
+
+
+def run_upload(rounds: int, log: Log, *, presigned: bool = True, big_cap_s: float = 90) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ips-bench-upload-") as scratch, NotFoundServer() as missing:
+        bodies = {rows: rows_csv(rows, missing.url) for rows in DIRECT_SIZES}
+        with _cloud(missing.origin, 0, Path(scratch) / "direct") as api:
+            direct = _direct(api, bodies, rounds, log)
+        result: dict[str, Any] = {
+            "url_server": "a local server answering 404 at once",
+            "direct": direct,
+            "ratio_10k_vs_100": ratio(direct["10000"]["accept_s_median"], direct["100"]["accept_s_median"]),
+        }
+        if presigned:
+            with _cloud(missing.origin, 2, Path(scratch) / "presigned") as api:
+                result["presigned"] = _presigned(api, missing.url, rounds, log, big_cap_s)
+    result["targets"] = [
+        {
+            "name": "upload accept 10k rows vs 100",
+            "target": f"< {TARGET_RATIO:g}x",
+            "actual": result["ratio_10k_vs_100"],
+            "met": bool(result["ratio_10k_vs_100"] is not None and result["ratio_10k_vs_100"] < TARGET_RATIO),
+        }
+    ]
+    return result
+
+
+def _direct(api: str, bodies: dict[int, bytes], rounds: int, log: Log) -> dict[str, Any]:
+    session = _session()
+    # Warm-up: first-use costs (imports, clients, connections) are not the CSV's size.
+    _post_direct(session, api, bodies[DIRECT_SIZES[0]])
+    samples: dict[int, list[float]] = {rows: [] for rows in DIRECT_SIZES}
+    for number in range(rounds):
+        for rows in rotated(DIRECT_SIZES, number):
+            samples[rows].append(_post_direct(session, api, bodies[rows]))
+        log(
+            f"upload: direct round {number + 1}/{rounds}: "
+            + "  ".join(f"{rows} rows {samples[rows][-1] * 1000:.0f} ms" for rows in DIRECT_SIZES)
+        )
+    return {
+        str(rows): {
+            "rows": rows,
+            "csv_bytes": len(bodies[rows]),
+            "accept_s_median": median(samples[rows]),
+            "accept_s": spread(samples[rows]),
+        }
+        for rows in DIRECT_SIZES
+    }
+
+
+def _post_direct(session: requests.Session, api: str, body: bytes) -> float:
+    started = time.perf_counter()
+    answer = session.post(f"{api}/api/v1/upload", files={"file": ("bench.csv", body, "text/csv")}, timeout=120)
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 202:
+        raise RuntimeError(f"direct upload answered {answer.status_code}: {answer.text[:300]}")
+    return elapsed
+
+
+def _presigned(api: str, url_base: str, rounds: int, log: Log, big_cap_s: float) -> dict[str, Any]:
+    session = _session()
+    probe = session.post(f"{api}/api/v1/uploads", json={"filename": "probe.csv"}, timeout=30)
+    if probe.status_code != 201:
+        reason = f"POST /api/v1/uploads answered {probe.status_code}"
+        log(f"upload: presigned path not available ({reason})")
+        return {"available": False, "reason": reason}
+    result: dict[str, Any] = {"available": True}
+    small, big = PRESIGNED_SIZES
+    # Small uploads: several rounds, each waited for to the end (its 404s are processed) so none overlaps the next.
+    small_body = rows_csv(small, url_base)
+    _presigned_once(session, api, small_body, small, wait_for_completion=True)  # warm-up
+    runs = [_presigned_once(session, api, small_body, small, wait_for_completion=True) for _ in range(rounds)]
+    result[str(small)] = _presigned_summary(runs, small, len(small_body))
+    log(f"upload: presigned {small} rows: accept {result[str(small)]['accept_s_median'] * 1000:.0f} ms (median)")
+    # The big one once: its 100,000 images would take the processing far beyond the benchmark's budget, so the
+    # measurement ends when every product record exists.
+    big_body = rows_csv(big, url_base)
+    run = _presigned_once(session, api, big_body, big, wait_for_completion=False, cap_s=big_cap_s)
+    fanning_s = (run["products_s"] or run["waited_s"]) - (run["ingested_s"] or 0.0)
+    result[str(big)] = {
+        **_presigned_summary([run], big, len(big_body)),
+        "products_seen": run["products_seen"],
+        "waited_s": run["waited_s"],
+        "fan_out_products_per_s": (run["products_seen"] or 0) / fanning_s if fanning_s > 0 else None,
+    }
+    products = (
+        f"{run['products_s']:.1f}s" if run["products_s"] else f"{run['products_seen']} after {run['waited_s']:.0f}s"
+    )
+    log(
+        f"upload: presigned {big} rows: accept {run['accept_s'] * 1000:.0f} ms, ingested {run['ingested_s']:.1f}s, "
+        f"all products: {products}"
+    )
+    result["ratio_100k_vs_100_accept"] = ratio(
+        result[str(big)]["accept_s_median"], result[str(small)]["accept_s_median"]
+    )
+    return result
+
+
+def _presigned_summary(runs: list[dict[str, Any]], rows: int, size: int) -> dict[str, Any]:
+    summary: dict[str, Any] = {"rows": rows, "csv_bytes": size, "runs": len(runs)}
+    for key in ("accept_s", "slot_s", "s3_post_s", "ingested_s", "products_s", "completed_s"):
+        values = [run[key] for run in runs if run.get(key) is not None]
+        if values:
+            summary[f"{key}_median"] = median(values)
+    return summary
+
+
+def _presigned_once(
+    session: requests.Session, api: str, body: bytes, rows: int, *, wait_for_completion: bool, cap_s: float = 600
+) -> dict[str, Any]:
+    """One presigned upload; polls until it completes (`wait_for_completion`) or every product record exists,
+    for at most `cap_s` seconds from the start (then `products_s` is None and `products_seen` says how far)."""
+    started = time.perf_counter()
+    slot = session.post(f"{api}/api/v1/uploads", json={"filename": "bench.csv"}, timeout=60)
+    slot_s = time.perf_counter() - started
+    if slot.status_code != 201:
+        raise RuntimeError(f"POST /api/v1/uploads answered {slot.status_code}: {slot.text[:300]}")
+    created = slot.json()
+    upload = created["upload"]
+    fields = list(upload["fields"].items())
+    # S3 reads the form in order: every field first, the file last.
+    stored = requests.post(upload["url"], data=fields, files={"file": ("bench.csv", body, "text/csv")}, timeout=300)
+    accept_s = time.perf_counter() - started
+    if stored.status_code not in (200, 201, 204):
+        raise RuntimeError(f"the S3 POST answered {stored.status_code}: {stored.text[:300]}")
+    status_url = f"{api}{created['statusUrl']}"
+    request_id = created["requestId"]
+    run: dict[str, Any] = {
+        "slot_s": slot_s,
+        "s3_post_s": accept_s - slot_s,
+        "accept_s": accept_s,
+        "ingested_s": None,
+        "products_s": None,
+        "products_seen": None,
+        "completed_s": None,
+    }
+    counter = _product_counter(request_id)
+    while time.perf_counter() - started < cap_s:
+        status = session.get(status_url, params={"limit": 1}, timeout=60).json()
+        now = time.perf_counter() - started
+        if status["status"] == "FAILED":
+            raise RuntimeError(f"presigned request {request_id} FAILED: {status.get('error')}")
+        if run["ingested_s"] is None and status.get("detail") != "WAITING_FOR_UPLOAD":
+            run["ingested_s"] = now
+        if run["ingested_s"] is not None and run["products_s"] is None and counter is not None:
+            run["products_seen"] = counter()
+            if run["products_seen"] >= rows:
+                run["products_s"] = time.perf_counter() - started
+        if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS"):
+            run["completed_s"] = now
+            break
+        if not wait_for_completion and run["products_s"] is not None:
+            break
+        time.sleep(0.25)
+    if wait_for_completion and run["completed_s"] is None:
+        raise RuntimeError(f"presigned request {request_id} did not complete within {cap_s}s: {run}")
+    run["waited_s"] = time.perf_counter() - started
+    return run
+
+
+def _product_counter(request_id: str) -> Callable[[], int] | None:
+    """How many product records exist for the request. The status API pages products but does not count them,
+    so this reads the catalog's collection directly (bench only); None when that is not possible."""
+    try:
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], serverSelectionTimeoutMS=5000)
+        products = client[os.environ.get("MONGODB_DATABASE", "ips")]["products"]
+    except Exception:
+        return None
+    return lambda: products.count_documents({"requestId": request_id})
