@@ -1,11 +1,11 @@
-"""Build the dependencies layer offline (no Docker): pip downloads manylinux wheels for Lambda's platform.
+"""Build the dependencies layer without Docker: pip downloads manylinux wheels for Lambda's platform.
 
 Lambda runs python3.12 on x86_64 (Amazon Linux 2023, glibc 2.34), so only wheels for CPython 3.12 and a manylinux
 tag up to glibc 2.34 are accepted (`--only-binary=:all:`: nothing is compiled here). boto3 stays in the layer: the
 requirements pin it, and the functions then run the SDK the tests ran, not the runtime's.
 
-The result is cached under `.build/layers/dependencies/<key>/python`, the key a hash of the requirements and of
-the platform arguments, so a second synth reuses it. `python -m infra.layers` builds it (and prints where)."""
+The result is cached under `.build/layers/dependencies/<key>/python`, the key a hash of the requirements, of the
+platform arguments and of this file, so a second synth reuses it. `python -m infra.layers` builds it alone."""
 
 from __future__ import annotations
 
@@ -70,8 +70,10 @@ def pip_arguments(requirements: Path, target: Path) -> list[str]:
 
 
 def cache_key(requirements: Path, extra_pip_arguments: Sequence[str] = ()) -> str:
+    """The requirements, pip's arguments and this build recipe: a change to any of them builds a new layer."""
     digest = hashlib.sha256(requirements.read_bytes())
     digest.update(json.dumps([*pip_arguments(Path("r"), Path("t")), *extra_pip_arguments]).encode())
+    digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -110,6 +112,8 @@ def build_dependencies_layer(
     )
     shutil.rmtree(layer, ignore_errors=True)
     staging.rename(layer)
+    for stale in (other for other in cache.iterdir() if other != layer):  # earlier requirements' layers
+        shutil.rmtree(stale)
     return built
 
 
@@ -136,10 +140,15 @@ def _runs_on_lambda(tag: str) -> bool:
 
 
 def _strip(site: Path) -> None:
-    """pip's console scripts (bin/) and any bytecode caches are dead weight in a layer."""
+    """pip's console scripts (bin/) and any bytecode caches are dead weight in a layer. The scripts' RECORD entries
+    go too: their hashes cover a shebang naming this machine's interpreter, and the layer must be the same bytes
+    (the same asset hash) wherever it is built."""
     for cache in list(site.rglob("__pycache__")):
         shutil.rmtree(cache)
     shutil.rmtree(site / "bin", ignore_errors=True)
+    for record in site.glob("*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text("".join(line for line in lines if not line.startswith("../")))
 
 
 def _content_hash(site: Path) -> str:
