@@ -124,3 +124,40 @@ def test_the_stream_runner_sees_the_completion_after_a_cancelled_transaction(
     assert ledger.count(task(2), succeeded=True).completed
     runner.poll_once()
     assert [record["dynamodb"]["Keys"]["pk"]["S"] for record in seen] == ["req-1"]
+
+
+def test_a_cancelled_transaction_leaves_no_trace_in_the_emulator(aws_endpoint: str) -> None:
+    """The local emulator rolls a cancelled transaction back item by item (not by copying whole tables): the
+    counter, the markers and the stream must look as if the duplicate never came."""
+    from ips.adapters.dynamodb import DynamoLedger
+    from localcloud.provision import _requests_table
+
+    client = boto3.client("dynamodb", endpoint_url=aws_endpoint)
+    streams = boto3.client("dynamodbstreams", endpoint_url=aws_endpoint)
+    table = f"rollback-{threading.get_ident()}"
+    stream_arn = _requests_table(table, client)
+    ledger = DynamoLedger(client, table)
+    ledger.open("req-1", 2)
+    assert ledger.count(task(0), succeeded=True).counted
+    assert not ledger.count(task(0), succeeded=False).counted
+    assert ledger.counts("req-1") == Counts(total=2, succeeded=1, failed=0)
+    items = client.query(
+        TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "req-1"}}
+    )["Items"]
+    assert sorted(item["sk"]["S"] for item in items) == ["COUNTER", "IMAGE#2#0"]
+    assert ledger.count(task(1), succeeded=True).completed
+    [shard] = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    events = [
+        (record["eventName"], record["dynamodb"]["Keys"]["sk"]["S"])
+        for record in streams.get_records(ShardIterator=iterator)["Records"]
+    ]
+    assert events == [
+        ("INSERT", "COUNTER"),
+        ("INSERT", "IMAGE#2#0"),
+        ("MODIFY", "COUNTER"),
+        ("INSERT", "IMAGE#2#1"),
+        ("MODIFY", "COUNTER"),
+    ]

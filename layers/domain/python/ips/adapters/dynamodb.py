@@ -80,7 +80,9 @@ class DynamoLedger:
         )
 
     def count(self, task: ImageTask, succeeded: bool) -> CountResult:
-        last = self._remaining(task.request_id) == 1
+        # Most images are not the last: try the plain count first (one call); the counter's condition sends
+        # the last image to the completing variant.
+        last = False
         for attempt in range(self._attempts):
             try:
                 self._client.transact_write_items(TransactItems=self._count_items(task, succeeded, last=last))
@@ -90,7 +92,7 @@ class DynamoLedger:
                 if marker == "ConditionalCheckFailed":
                     return CountResult(counted=False, completed=False)
                 if counter == "ConditionalCheckFailed":
-                    # Another image was counted since we looked: re-read whether ours is the last one.
+                    # Our guess of whether this is the last image was wrong: read which variant applies.
                     last = self._remaining(task.request_id) == 1
                     continue
                 if "TransactionConflict" not in (marker, counter):
