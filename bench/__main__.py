@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(
-        "--presigned-cap", type=float, default=90, help="seconds to wait for the 100k-row fan-out (default 90)"
+        "--presigned-cap", type=float, default=45, help="seconds to watch the 100k-row fan-out (default 45)"
     )
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke run, not a measurement")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")

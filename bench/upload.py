@@ -50,18 +50,20 @@ def rows_csv(rows: int, url_base: str) -> bytes:
 
 
 @contextmanager
-def _cloud(origin: str, workers: int, state: Path) -> Iterator[str]:
+def _cloud(origin: str, workers: int, state: Path, log: Log) -> Iterator[tuple[str, Callable[[], None]]]:
+    """Yields the API's URL and a function that empties the images queue."""
     # No throttling in the way of back-to-back uploads and status polls (the usage plan is not what is measured).
     with local_cloud(origin, workers, state, throttle_rate=1000, throttle_burst=1000) as cloud:
         try:
-            yield cloud.gateway.url
+            yield cloud.gateway.url, lambda: _drop_queued_work(cloud)
         finally:
             _drop_queued_work(cloud)
+            log("upload: stopping the local cloud")
 
 
 def _drop_queued_work(cloud: Any) -> None:
-    """Teardown: empty the images queue, so the workers stop after their current batch instead of working
-    through the measured uploads' remaining fan-out and 404s while the cloud shuts down."""
+    """Empty the images queue once a measurement is done: the workers stop after their current batch instead
+    of working through its remaining fan-out and 404s (under the next measurement, or while the cloud stops)."""
     import boto3
 
     if cloud.resources is not None:
@@ -77,19 +79,28 @@ def _session() -> requests.Session:
     return session
 
 
-def run_upload(rounds: int, log: Log, *, presigned: bool = True, big_cap_s: float = 90) -> dict[str, Any]:
+def run_upload(rounds: int, log: Log, *, presigned: bool = True, big_cap_s: float = 45) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ips-bench-upload-") as scratch, NotFoundServer() as missing:
         bodies = {rows: rows_csv(rows, missing.url) for rows in DIRECT_SIZES}
-        with _cloud(missing.origin, 0, Path(scratch) / "direct") as api:
+        presigned_bodies = {rows: rows_csv(rows, missing.url) for rows in PRESIGNED_SIZES}
+        result: dict[str, Any] = {"url_server": "a local server answering 404 at once"}
+        # Accept latencies: no consumers (workers=0), so nothing but the accept path (and, for the presigned
+        # path, the S3-notified ingestion, which has its own runner) uses the machine.
+        with _cloud(missing.origin, 0, Path(scratch) / "accept", log) as (api, _):
             direct = _direct(api, bodies, rounds, log)
-        result: dict[str, Any] = {
-            "url_server": "a local server answering 404 at once",
-            "direct": direct,
-            "ratio_10k_vs_100": ratio(direct["10000"]["accept_s_median"], direct["100"]["accept_s_median"]),
-        }
-        if presigned:
-            with _cloud(missing.origin, 2, Path(scratch) / "presigned") as api:
-                result["presigned"] = _presigned(api, missing.url, rounds, log, big_cap_s)
+            result["direct"] = direct
+            result["ratio_10k_vs_100"] = ratio(direct["10000"]["accept_s_median"], direct["100"]["accept_s_median"])
+            if presigned:
+                result["presigned"] = _presigned_accept(api, presigned_bodies, rounds, log)
+        # Fan-out: the chunks are expanded into products and image tasks by the workers (workers=2).
+        if presigned and result["presigned"].get("available"):
+            with _cloud(missing.origin, 2, Path(scratch) / "fan-out", log) as (api, purge):
+                result["presigned"]["fan_out"] = _presigned_fan_out(
+                    api, presigned_bodies, rounds, log, big_cap_s, purge
+                )
+            accept = result["presigned"]
+            small, big = (str(rows) for rows in PRESIGNED_SIZES)
+            accept["ratio_100k_vs_100_accept"] = ratio(accept[big]["accept_s_median"], accept[small]["accept_s_median"])
     result["targets"] = [
         {
             "name": "upload accept 10k rows vs 100",
@@ -133,41 +144,58 @@ def _post_direct(session: requests.Session, api: str, body: bytes) -> float:
     return elapsed
 
 
-def _presigned(api: str, url_base: str, rounds: int, log: Log, big_cap_s: float) -> dict[str, Any]:
+def _presigned_accept(api: str, bodies: dict[int, bytes], rounds: int, log: Log) -> dict[str, Any]:
+    """Accept latency (201 + S3 POST) and time to ingested, for each size, interleaved, each waited for."""
     session = _session()
     probe = session.post(f"{api}/api/v1/uploads", json={"filename": "probe.csv"}, timeout=30)
     if probe.status_code != 201:
         reason = f"POST /api/v1/uploads answered {probe.status_code}"
         log(f"upload: presigned path not available ({reason})")
         return {"available": False, "reason": reason}
-    result: dict[str, Any] = {"available": True}
+    sizes = list(bodies)
+    _presigned_once(session, api, bodies[sizes[0]], sizes[0], until="ingested")  # warm-up
+    runs: dict[int, list[dict[str, Any]]] = {rows: [] for rows in sizes}
+    for number in range(rounds):
+        for rows in rotated(sizes, number):
+            runs[rows].append(_presigned_once(session, api, bodies[rows], rows, until="ingested"))
+        log(
+            f"upload: presigned round {number + 1}/{rounds}: "
+            + "  ".join(
+                f"{rows} rows accept {runs[rows][-1]['accept_s'] * 1000:.0f} ms, "
+                f"ingested {runs[rows][-1]['ingested_s']:.1f}s"
+                for rows in sizes
+            )
+        )
+    return {"available": True, **{str(rows): _presigned_summary(runs[rows], rows, len(bodies[rows])) for rows in sizes}}
+
+
+def _presigned_fan_out(
+    api: str, bodies: dict[int, bytes], rounds: int, log: Log, big_cap_s: float, purge: Callable[[], None]
+) -> dict[str, Any]:
+    """Time until every product record exists: small uploads several times (the queue emptied after each, so
+    their 404s are not processed under the next one), the big one once, watched for at most `big_cap_s`."""
+    session = _session()
     small, big = PRESIGNED_SIZES
-    # Small uploads: several rounds, each waited for to the end (its 404s are processed) so none overlaps the next.
-    small_body = rows_csv(small, url_base)
-    _presigned_once(session, api, small_body, small, wait_for_completion=True)  # warm-up
-    runs = [_presigned_once(session, api, small_body, small, wait_for_completion=True) for _ in range(rounds)]
-    result[str(small)] = _presigned_summary(runs, small, len(small_body))
-    log(f"upload: presigned {small} rows: accept {result[str(small)]['accept_s_median'] * 1000:.0f} ms (median)")
-    # The big one once: its 100,000 images would take the processing far beyond the benchmark's budget, so the
-    # measurement ends when every product record exists.
-    big_body = rows_csv(big, url_base)
-    run = _presigned_once(session, api, big_body, big, wait_for_completion=False, cap_s=big_cap_s)
+    runs = []
+    for number in range(rounds + 1):  # the first is a warm-up
+        run = _presigned_once(session, api, bodies[small], small, until="products", cap_s=120)
+        purge()
+        _settle(session, run["status_url"])
+        if number:
+            runs.append(run)
+    result: dict[str, Any] = {str(small): _presigned_summary(runs, small, len(bodies[small]))}
+    run = _presigned_once(session, api, bodies[big], big, until="products", cap_s=big_cap_s)
     fanning_s = (run["products_s"] or run["waited_s"]) - (run["ingested_s"] or 0.0)
     result[str(big)] = {
-        **_presigned_summary([run], big, len(big_body)),
+        **_presigned_summary([run], big, len(bodies[big])),
         "products_seen": run["products_seen"],
         "waited_s": run["waited_s"],
-        "fan_out_products_per_s": (run["products_seen"] or 0) / fanning_s if fanning_s > 0 else None,
+        "products_per_s": (run["products_seen"] or 0) / fanning_s if fanning_s > 0 else None,
     }
-    products = (
-        f"{run['products_s']:.1f}s" if run["products_s"] else f"{run['products_seen']} after {run['waited_s']:.0f}s"
-    )
+    done = f"{run['products_s']:.1f}s" if run["products_s"] else f"{run['products_seen']} after {run['waited_s']:.0f}s"
     log(
-        f"upload: presigned {big} rows: accept {run['accept_s'] * 1000:.0f} ms, ingested {run['ingested_s']:.1f}s, "
-        f"all products: {products}"
-    )
-    result["ratio_100k_vs_100_accept"] = ratio(
-        result[str(big)]["accept_s_median"], result[str(small)]["accept_s_median"]
+        f"upload: presigned fan-out: {small} rows all products in "
+        f"{result[str(small)].get('products_s_median', float('nan')):.1f}s (median); {big} rows: {done}"
     )
     return result
 
@@ -182,10 +210,11 @@ def _presigned_summary(runs: list[dict[str, Any]], rows: int, size: int) -> dict
 
 
 def _presigned_once(
-    session: requests.Session, api: str, body: bytes, rows: int, *, wait_for_completion: bool, cap_s: float = 600
+    session: requests.Session, api: str, body: bytes, rows: int, *, until: str, cap_s: float = 600
 ) -> dict[str, Any]:
-    """One presigned upload; polls until it completes (`wait_for_completion`) or every product record exists,
-    for at most `cap_s` seconds from the start (then `products_s` is None and `products_seen` says how far)."""
+    """One presigned upload; polls its status until `until` ("ingested": the file is validated and its chunks
+    queued; "products": every product record exists), for at most `cap_s` seconds from the start (then
+    `products_s` is None and `products_seen` says how far the fan-out got)."""
     started = time.perf_counter()
     slot = session.post(f"{api}/api/v1/uploads", json={"filename": "bench.csv"}, timeout=60)
     slot_s = time.perf_counter() - started
@@ -202,6 +231,7 @@ def _presigned_once(
     status_url = f"{api}{created['statusUrl']}"
     request_id = created["requestId"]
     run: dict[str, Any] = {
+        "status_url": status_url,
         "slot_s": slot_s,
         "s3_post_s": accept_s - slot_s,
         "accept_s": accept_s,
@@ -210,7 +240,7 @@ def _presigned_once(
         "products_seen": None,
         "completed_s": None,
     }
-    counter = _product_counter(request_id)
+    counter = _product_counter(request_id) if until == "products" else None
     while time.perf_counter() - started < cap_s:
         status = session.get(status_url, params={"limit": 1}, timeout=60).json()
         now = time.perf_counter() - started
@@ -224,14 +254,29 @@ def _presigned_once(
                 run["products_s"] = time.perf_counter() - started
         if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS"):
             run["completed_s"] = now
+            run["products_s"] = run["products_s"] or now
             break
-        if not wait_for_completion and run["products_s"] is not None:
+        if run["ingested_s"] is not None and (until == "ingested" or run["products_s"] is not None):
             break
-        time.sleep(0.25)
-    if wait_for_completion and run["completed_s"] is None:
-        raise RuntimeError(f"presigned request {request_id} did not complete within {cap_s}s: {run}")
+        time.sleep(0.1)
+    if until == "ingested" and run["ingested_s"] is None:
+        raise RuntimeError(f"presigned request {request_id} was not ingested within {cap_s}s: {run}")
     run["waited_s"] = time.perf_counter() - started
     return run
+
+
+def _settle(session: requests.Session, status_url: str, timeout_s: float = 60) -> None:
+    """Wait until the request's counts stop moving: the batches the workers had taken before the queue was
+    emptied are done, so the next measurement starts on idle workers."""
+    deadline = time.perf_counter() + timeout_s
+    last = None
+    while time.perf_counter() < deadline:
+        status = session.get(status_url, params={"limit": 1}, timeout=60).json()
+        done = (status.get("succeeded") or 0) + (status.get("failed") or 0)
+        if done == last:
+            return
+        last = done
+        time.sleep(1.0)
 
 
 def _product_counter(request_id: str) -> Callable[[], int] | None:
