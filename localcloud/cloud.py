@@ -39,7 +39,9 @@ class LocalCloudConfig:
     mongo_port: int | None = None  # a free port when None
     state_dir: Path = DEFAULT_STATE_DIR
     api_keys: list[str] = field(default_factory=lambda: ["local-dev-key"])  # "key" or "key:rate:burst"
-    workers: int = 2  # concurrent process-function invocations: one per core here
+    # Concurrent process-function invocations: twice the cores, so one invocation's waits on S3, DynamoDB and
+    # MongoDB overlap another's compression (as Lambda's concurrency does).
+    workers: int = 2 * (os.cpu_count() or 1)
     visibility_timeout_s: int | None = None  # the topology's when None; shorter makes local retries quicker
     throttle_rate: float | None = None  # the usage plan's when None
     throttle_burst: int | None = None
@@ -60,7 +62,7 @@ class LocalCloudConfig:
             mongo_port=optional_int("MONGO_PORT"),
             state_dir=Path(env.get("LOCAL_STATE_DIR", str(DEFAULT_STATE_DIR))),
             api_keys=[key.strip() for key in env.get("API_KEYS", "local-dev-key").split(",") if key.strip()],
-            workers=int(env.get("LOCAL_WORKERS", 2)),
+            workers=int(env.get("LOCAL_WORKERS", 2 * (os.cpu_count() or 1))),
             visibility_timeout_s=optional_int("LOCAL_VISIBILITY_TIMEOUT"),
             throttle_rate=optional_float("THROTTLE_RATE"),
             throttle_burst=optional_int("THROTTLE_BURST"),
