@@ -1,0 +1,174 @@
+"""The ingestion path against LocalStack and DynamoDB Local: what moto cannot show (S3 enforcing the presigned
+POST's policy, S3's own notification to SQS, SQS's own redrive) and the whole presigned path to COMPLETED."""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+
+import boto3
+import pytest
+
+from ips.model import Counts
+from ips_runtime.wiring import reset_shared_context, shared_context
+from tests.integration.test_api_handlers import HEADER, multipart
+from tests.integration.test_presigned_upload import post_to_s3, start_upload
+from tests.localstack.conftest import Endpoints, Stack, isolated
+
+MAX_RECEIVES = 3
+IMAGES = ("sk_rocket.jpg", "sk_coffee.png", "sk_chelsea.png", "sk_retina.jpg")
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30, step: Callable[[], bool] | None = None):
+    """Poll (running `step` each round, e.g. a runner's poll_once) until `condition` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worked = step() if step else False
+        result = condition()
+        if result:
+            return result
+        if not worked:
+            time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def keys(bucket: str, prefix: str = "") -> list[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_the_functions_reach_s3_and_sqs_on_localstack_and_dynamodb_on_dynamodb_local(
+    stack: Stack, routed: Endpoints
+) -> None:
+    backends = shared_context().backends
+    assert backends.uploads._client.meta.endpoint_url == routed.localstack
+    assert backends.processed._client.meta.endpoint_url == routed.localstack
+    assert backends.queue._client.meta.endpoint_url == routed.localstack
+    assert backends.ledger._client.meta.endpoint_url == routed.dynamodb
+    assert boto3.client("dynamodbstreams").meta.endpoint_url == routed.dynamodb
+    # Each server holds only its own services' resources.
+    assert stack.resources.table in boto3.client("dynamodb").list_tables()["TableNames"]
+    assert stack.resources.uploads_bucket in [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+    assert stack.resources.queue_url.startswith(routed.localstack)
+
+
+def test_a_presigned_post_over_the_size_range_is_refused_by_s3_itself(
+    stack: Stack, routed: Endpoints, monkeypatch: pytest.MonkeyPatch, image_server
+) -> None:
+    monkeypatch.setenv("PRESIGNED_CSV_MAX_BYTES", "200")
+    reset_shared_context()
+    pipeline = stack.pipeline
+    slot = start_upload(pipeline)
+    assert slot["maxBytes"] == 200 and slot["upload"]["url"].startswith(routed.localstack)
+    too_big = (HEADER + "".join(f"{n},P{n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 20))).encode()
+    assert len(too_big) > 200
+
+    refused = post_to_s3(slot, too_big)
+
+    assert refused.status_code == 400
+    error = ET.fromstring(refused.content)
+    assert error.findtext("Code") == "EntityTooLarge"
+    assert (error.findtext("MaxSizeAllowed"), error.findtext("ProposedSize")) == ("200", str(len(too_big)))
+    assert keys(stack.resources.uploads_bucket) == []
+    # No object, so no ObjectCreated event: ingestion never runs and the request still waits for its file.
+    s3_runner = pipeline.s3_runner()
+    for _ in range(5):
+        s3_runner.poll_once()
+    assert pipeline.functions["ingest"].invocations == 0
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["detail"]) == ("PENDING", "WAITING_FOR_UPLOAD")
+
+    # The same POST with a file inside the range goes through: the size alone was refused.
+    small = (HEADER + f"1,P1,{image_server.url}/sk_rocket.jpg\n").encode()
+    assert post_to_s3(slot, small).status_code == 204
+    assert keys(stack.resources.uploads_bucket) == [f"incoming/{slot['requestId']}.csv"]
+
+
+def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_completed(
+    stack: Stack, image_server, receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHUNK_ROWS", "4")
+    reset_shared_context()
+    pipeline, resources = stack.pipeline, stack.resources
+    rows = "".join(f"{n},Product {n},{image_server.url}/{IMAGES[n % len(IMAGES)]}\n" for n in range(1, 11))
+    slot = start_upload(pipeline, receiver.url)
+    request_id = slot["requestId"]
+    assert post_to_s3(slot, (HEADER + rows).encode()).status_code == 204
+
+    # S3 -> the events queue -> S3NotificationRunner -> ingest (the event as LocalStack's S3 wrote it).
+    wait_until(
+        lambda: pipeline.functions["ingest"].invocations, "the S3 notification", step=pipeline.s3_runner().poll_once
+    )
+    _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert (status["status"], status["detail"], status["totalProducts"], status["total"]) == ("PENDING", None, 10, 10)
+    assert pipeline.queued() == 3  # 10 rows in chunks of 4
+
+    # SqsRunner -> process: the chunks expand into image messages, then every image is fetched and stored.
+    pipeline.drain_queue(pipeline.sqs_runner())
+    counts = shared_context().backends.ledger.counts(request_id)
+    assert counts == Counts(total=10, succeeded=10, failed=0)
+
+    # StreamRunner on DynamoDB Local's stream -> notify: the output CSV, the final status, the webhook.
+    stream = pipeline.stream_runner()
+    status = wait_until(
+        lambda: (answer := pipeline.api("GET", f"/api/v1/status/{request_id}")[1])["status"] == "COMPLETED" and answer,
+        "the request to complete",
+        step=stream.poll_once,
+    )
+    assert (status["succeeded"], status["failed"]) == (10, 0)
+    assert [product["serialNumber"] for product in status["products"]] == [str(n) for n in range(1, 11)]
+    stored = keys(resources.processed_bucket, f"{request_id}/")
+    assert stored == sorted([f"{request_id}/{row}/0.jpg" for row in range(2, 12)] + [f"{request_id}/output.csv"])
+    s3 = boto3.client("s3")
+    jpeg = s3.get_object(Bucket=resources.processed_bucket, Key=f"{request_id}/2/0.jpg")["Body"].read()
+    assert jpeg[:3] == b"\xff\xd8\xff"
+    output = s3.get_object(Bucket=resources.processed_bucket, Key=f"{request_id}/output.csv")["Body"].read().decode()
+    assert output.splitlines()[0].endswith("Output Image Urls") and len(output.splitlines()) == 11
+    [delivery] = receiver.wait(1, timeout=15)
+    assert delivery["payload"]["data"]["status"] == "COMPLETED"
+    assert pipeline.queued() == 0 and pipeline.queued(resources.dead_letter_url) == 0
+    assert stream.failed_batches == []
+
+
+@pytest.mark.parametrize("poison", ["malformed-body", "chunk-of-a-missing-object"])
+def test_a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs(make_stack, image_server, poison: str) -> None:
+    # Retries come back after a second; SQS moves the message after MAX_RECEIVES receives.
+    stack = make_stack(isolated(visibility_timeout_s=1, max_receive_count=MAX_RECEIVES))
+    pipeline, resources = stack.pipeline, stack.resources
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=resources.queue_url, AttributeNames=["All"])
+    policy = json.loads(attributes["Attributes"]["RedrivePolicy"])
+    assert int(policy["maxReceiveCount"]) == MAX_RECEIVES and policy["deadLetterTargetArn"].endswith("-dlq")
+    request_id = None
+    if poison == "malformed-body":
+        body = "{not json"
+        boto3.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
+    else:
+        # A real upload whose CSV is gone before its chunk is expanded.
+        upload, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n")
+        code, accepted = pipeline.api("POST", "/api/v1/upload", body=upload, headers=headers)
+        assert code == 202, accepted
+        request_id = accepted["requestId"]
+        boto3.client("s3").delete_object(Bucket=resources.uploads_bucket, Key=f"{request_id}/input.csv")
+        body = None  # the chunk message the upload queued (receiving it here would count as a receive)
+
+    runner = pipeline.sqs_runner()
+    wait_until(lambda: pipeline.queued(resources.dead_letter_url) == 1, "the DLQ", step=runner.poll_once)
+
+    process = pipeline.functions["process"]
+    assert process.invocations == MAX_RECEIVES
+    assert pipeline.queued() == 0
+    [dead] = boto3.client("sqs").receive_message(QueueUrl=resources.dead_letter_url)["Messages"]
+    if body is None:
+        chunk = json.loads(dead["Body"])
+        assert (chunk["type"], chunk["requestId"], chunk["key"]) == ("chunk", request_id, f"{request_id}/input.csv")
+    else:
+        assert dead["Body"] == body
+    # Nothing counted, nothing stored.
+    assert keys(resources.processed_bucket) == []
+    if request_id is None:
+        assert boto3.client("dynamodb").scan(TableName=resources.table)["Count"] == 0
+    else:
+        assert shared_context().backends.ledger.counts(request_id) == Counts(total=1, succeeded=0, failed=0)
+        assert list(shared_context().backends.catalog.products(request_id)) == []
