@@ -50,8 +50,7 @@ LOCALSTACK_VENV := .venv-localstack
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(shell cat requirements-localstack.txt | sha1sum | cut -c1-12)
 
 $(LOCALSTACK_STAMP):
-	@python=""; for version in "" $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13\.[0-9]+$$'); do \
-	  candidate="python3.13"; [ -z "$$version" ] || candidate="env PYENV_VERSION=$$version python3.13"; \
+	@python=""; for candidate in python3.13 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13.*/bin/python3.13; do \
 	  if $$candidate -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then python="$$candidate"; break; fi; \
 	done; \
 	if [ -z "$$python" ]; then echo "Python 3.13 is required for LocalStack's venv" >&2; exit 1; fi; \
