@@ -38,7 +38,6 @@ UNROUTED = "http://127.0.0.1:9"
 class Endpoints:
     localstack: str  # S3 and SQS
     dynamodb: str  # DynamoDB and DynamoDB Streams
-    started: tuple[str, ...]  # the servers this session started itself
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +59,9 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
                 localstack_url = server.url
             else:
                 dynamodb_url = server.url
-        if "LOCALSTACK_ENDPOINT" in os.environ:
-            wait_for_localstack(localstack_url, None, timeout=30)
-        yield Endpoints(localstack_url, dynamodb_url, tuple(type(server).__name__ for server in servers))
+        if not any(isinstance(server, LocalStack) for server in servers):
+            wait_for_localstack(localstack_url, None, timeout=30)  # the user's: S3 and SQS must be up
+        yield Endpoints(localstack_url, dynamodb_url)
     finally:
         for server in servers:
             server.stop()
