@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ips.completion import notify
 from ips.intake import expand_chunk
 from ips.model import ChunkTask, ImageTask, parse_task
 from ips.processing import Prefetcher, process_image
@@ -27,14 +28,17 @@ def handle_record(record: SQSRecord) -> None:
     task = parse_task(record.body)
     logger.set_correlation_id(task.request_id)
     context = shared_context()
+    final_attempt = int(record.attributes.approximate_receive_count or 1) >= context.settings.max_receive_count
     if isinstance(task, ChunkTask):
-        queued = expand_chunk(task, context)
+        try:
+            queued = expand_chunk(task, context, final_attempt=final_attempt)
+        except Exception:
+            if final_attempt:
+                notify(task.request_id, context)  # the request just ended FAILED: its webhook says so
+            raise
         metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
         return
-    attempt = int(record.attributes.approximate_receive_count or 1)
-    result = process_image(
-        task, context, final_attempt=attempt >= context.settings.max_receive_count, prefetcher=_prefetcher.get()
-    )
+    result = process_image(task, context, final_attempt=final_attempt, prefetcher=_prefetcher.get())
     if result.counted:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
     else:

@@ -153,3 +153,19 @@ def test_mongodb_down_at_upload_time_answers_500_and_queues_nothing(
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
     assert (status, answer["code"]) == (500, "INTERNAL_ERROR")
     assert pipeline.queued() == 0
+
+
+def test_a_chunk_that_fails_for_good_ends_its_request_failed(pipeline: Pipeline, image_server, receiver) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    # The stored CSV is gone before the chunk is expanded: every delivery of the chunk fails.
+    boto3.client("s3").delete_object(Bucket=pipeline.resources.uploads_bucket, Key=f"{request_id}/input.csv")
+    runner = pipeline.sqs_runner()
+    deadline = time.monotonic() + 20
+    while pipeline.queued(pipeline.resources.dead_letter_url) == 0 and time.monotonic() < deadline:
+        if not runner.poll_once():
+            time.sleep(0.3)
+    _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 1  # the chunk, kept for inspection
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["status"] == "FAILED"

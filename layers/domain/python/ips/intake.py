@@ -174,8 +174,21 @@ def fan_out(request_id: str, key: str, plan: CsvPlan, context: Context) -> None:
         raise
 
 
-def expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = None) -> int:
-    """Worker side of the fan-out: the chunk's rows become product records, then image tasks. Idempotent."""
+def expand_chunk(task: ChunkTask, context: Context, *, final_attempt: bool = False) -> int:
+    """Worker side of the fan-out: the chunk's rows become product records, then image tasks. Idempotent.
+    A chunk that fails on its last delivery ends its request FAILED (and goes on to the dead-letter queue),
+    so the request is never left waiting for images that will not come."""
+    try:
+        return _expand_chunk(task, context)
+    except Exception as exc:
+        if final_attempt and context.backends.catalog.mark_failed(
+            task.request_id, "FAN_OUT_FAILED", f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}"
+        ):
+            logger.exception("a chunk failed for good; the request ends FAILED", extra={"request_id": task.request_id})
+        raise
+
+
+def _expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = None) -> int:
     backends = context.backends
     data = backends.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
     products = read_chunk(data, task.chunk, task.columns, limits or context.settings.presigned_csv_limits)
