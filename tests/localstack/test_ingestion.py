@@ -178,3 +178,6 @@ def test_a_message_that_keeps_failing_is_redriven_to_the_dlq_by_sqs(make_stack, 
     else:
         assert shared_context().backends.ledger.counts(request_id) == Counts(total=1, succeeded=0, failed=0)
         assert list(shared_context().backends.catalog.products(request_id)) == []
+        # ... and the request is not left waiting: its last delivery ended it FAILED.
+        _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+        assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
