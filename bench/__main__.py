@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=400, help="images per pipeline request, 200..2000 (400)")
     parser.add_argument("--pipeline-rounds", type=int, default=3, help="pipeline + bound rounds (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="local cloud workers = bound processes (2)")
+    parser.add_argument(
+        "--cloud-workers", type=int, default=None, help="local cloud invocations, if not --workers (the bound keeps it)"
+    )
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             "images": args.images,
             "pipeline_rounds": args.pipeline_rounds,
             "workers": args.workers,
+            "cloud_workers": args.cloud_workers or args.workers,
             "upload_rounds": args.upload_rounds,
             "presigned": not args.no_presigned,
             "quick": args.quick,
@@ -126,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             elif part == "pipeline":
                 from bench.pipeline import run_pipeline
 
-                results["pipeline"] = run_pipeline(args.images, args.pipeline_rounds, log, workers=args.workers)
+                results["pipeline"] = run_pipeline(
+                    args.images, args.pipeline_rounds, log, workers=args.workers, cloud_workers=args.cloud_workers
+                )
             else:
                 from bench.upload import run_upload
 

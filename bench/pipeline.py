@@ -99,7 +99,9 @@ class Probe:
         originals = [(target, name, target.__dict__[name]) for target, name, _ in patches]
         for target, name, wrapper in patches:
             setattr(target, name, wrapper)
-            self.installed.append(f"{_qualified(target)}.{name}")
+            label = f"{_qualified(target)}.{name}"
+            if label not in self.installed:
+                self.installed.append(label)
         try:
             yield self
         finally:
@@ -171,7 +173,11 @@ def _parse_time(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-def run_pipeline(n: int, rounds: int, log: Log, *, workers: int = 2, poll_s: float = 0.5) -> dict[str, Any]:
+def run_pipeline(
+    n: int, rounds: int, log: Log, *, workers: int = 2, cloud_workers: int | None = None, poll_s: float = 0.5
+) -> dict[str, Any]:
+    """`workers` bound processes; the local cloud runs `cloud_workers` concurrent invocations (default the same)."""
+    cloud_workers = cloud_workers or workers
     images = jpegs(load_corpus())
     mix = cycle(images, n)
     names = [image.name for image in mix]
@@ -196,7 +202,7 @@ def run_pipeline(n: int, rounds: int, log: Log, *, workers: int = 2, poll_s: flo
                     bound_rounds.append(result)
                 else:
                     state = Path(scratch) / f"round-{number}"
-                    with _cloud(server, workers, state, probe) as (api, pids):
+                    with _cloud(server, cloud_workers, state, probe) as (api, pids):
                         session = requests.Session()
                         session.headers["x-api-key"] = API_KEY
                         # Connections, clients and first-use costs, as a warm Lambda container has them.
@@ -207,7 +213,9 @@ def run_pipeline(n: int, rounds: int, log: Log, *, workers: int = 2, poll_s: flo
                     f"pipeline: round {number + 1}/{rounds} {kind:<8}: "
                     f"{result['images_per_s']:6.2f} images/s ({result['seconds']:.1f}s)"
                 )
-    return _summarise(n, workers, mix, bound_rounds, pipeline_rounds, probe.installed)
+    summary = _summarise(n, workers, mix, bound_rounds, pipeline_rounds, probe.installed)
+    summary["cloud_workers"] = cloud_workers
+    return summary
 
 
 def _pid(server: ImageServerProcess) -> int:

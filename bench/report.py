@@ -129,7 +129,7 @@ def pipeline_rows(pipeline: dict[str, Any]) -> list[list[str]]:
     latency = pipeline["latency"]
     rows = [
         [
-            f"pipeline images/s ({pipeline['images']} images, {pipeline['workers']} workers)",
+            f"pipeline images/s ({pipeline['images']} images, {_workers(pipeline)})",
             f"{pipeline['images_per_s']:.2f} vs bound {pipeline['engine_bound_images_per_s']:.2f} images/s",
             fmt_pct(pipeline["ratio_vs_engine_bound"]),
             target["target"],
@@ -160,6 +160,13 @@ def pipeline_rows(pipeline: dict[str, Any]) -> list[list[str]]:
     for label, value in pipeline["cpu_share"].items():
         rows.append([f"  CPU: {label}", fmt_pct(value), "", "-", "-"])
     return rows
+
+
+def _workers(pipeline: dict[str, Any]) -> str:
+    cloud = pipeline.get("cloud_workers", pipeline["workers"])
+    if cloud == pipeline["workers"]:
+        return f"{cloud} workers"
+    return f"{cloud} invocations vs {pipeline['workers']} bound processes"
 
 
 def upload_rows(upload: dict[str, Any]) -> list[list[str]]:
