@@ -16,7 +16,7 @@ help:
 	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
 	@echo "make lint    ruff check and format check"
-	@echo "make bench   benchmarks: engine vs sharp, pipeline vs engine, upload latency (~10 min)"
+	@echo "make bench   benchmarks: engine vs sharp, pipeline vs engine, upload latency (~7 min)"
 
 $(STAMP):
 	@python=""; for candidate in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \

@@ -1,14 +1,18 @@
 """Upload benchmark: how the time to accept a CSV grows with its size.
 
-Direct path: POST /api/v1/upload (multipart, field `file`) of CSVs of 100, 1,000 and 10,000 rows (10,000 is the
-direct path's row cap), interleaved (each round uploads every size, in an order rotated per round); accept
-latency = until the 202 answer. This cloud runs with workers=0, so nothing consumes the queue: the accept path is
-measured alone, not mixed with the fan-out and processing of earlier rounds' uploads.
+Accept latencies, on a local cloud with workers=0 (nothing consumes the queue, so the accept path is measured
+alone, not mixed with the fan-out and processing of earlier uploads), in rounds that upload every size in an
+order rotated per round:
+- direct path: POST /api/v1/upload (multipart, field `file`) of CSVs of 100, 1,000 and 10,000 rows (10,000 is
+  the direct path's row cap); latency until the 202;
+- presigned path (when POST /api/v1/uploads answers 201), 100 and 100,000 rows: the 201 answer + the multipart
+  POST of the file to S3 (every `fields` entry first, the file last as `file`); then, waited for before the next
+  upload, the time until the status no longer says WAITING_FOR_UPLOAD (validated, chunks queued: the ingestion
+  has its own runner, which workers=0 does not stop).
 
-Presigned path (when POST /api/v1/uploads answers 201): accept latency = the 201 answer + the multipart POST of
-the file to S3 (every `fields` entry first, the file last as `file`); then, from the start, the time until the
-status no longer says WAITING_FOR_UPLOAD (validated and fanned out in chunks), and until every product record
-exists (the chunks are expanded). This one runs on a cloud with workers=2, as the chunks are expanded by them.
+Fan-out, on a cloud with workers=2 (the workers expand the chunks): the time until every product record exists,
+for 100 rows (several times, the queue emptied and the workers settled after each) and for 100,000 rows once,
+watched for at most `big_cap_s` seconds (the local emulator's SQS makes a big fan-out quadratic).
 
 Every CSV row has one image URL on a local server that answers 404 at once, so whatever processing follows costs
 no compression."""
