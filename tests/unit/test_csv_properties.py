@@ -112,3 +112,16 @@ def test_output_cells_never_start_a_formula(rows) -> None:
     for record in list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))[1:]:
         for cell in record:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.from_regex(r"(?i:https?)://[A-Za-z0-9.-]{0,12}(:[0-9]{0,6})?([/?#][ -~]{0,20})?", fullmatch=True),
+        st.text(max_size=40).map(lambda tail: "http://" + tail),
+    )
+)
+def test_the_fast_url_check_agrees_with_the_full_one(url: str) -> None:
+    from ips.csv_input import full_url_problem, url_problem
+
+    assert (url_problem(url) is None) == (full_url_problem(url) is None)
