@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from standardwebhooks import Webhook
 
 
-class _Quiet:
+class Quiet:
+    """A request handler mixin that keeps the console clean."""
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-class ImageServer:
-    """Serves a folder over HTTP on 127.0.0.1 (the stand-in for the catalogue's image hosts)."""
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 serving in a background thread for the length of a `with` block."""
 
-    def __init__(self, folder: Path, port: int = 0) -> None:
-        handler = functools.partial(type("Files", (_Quiet, SimpleHTTPRequestHandler), {}), directory=str(folder))
+    def __init__(self, handler: Callable[..., BaseHTTPRequestHandler], port: int = 0) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
 
@@ -32,16 +34,25 @@ class ImageServer:
     def url(self) -> str:
         return f"http://{self.origin}"
 
-    def __enter__(self) -> ImageServer:
+    def __enter__(self) -> Self:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
 
 
-class WebhookReceiver:
+class ImageServer(LoopbackServer):
+    """Serves a folder over HTTP on 127.0.0.1 (the stand-in for the catalogue's image hosts)."""
+
+    def __init__(self, folder: Path, port: int = 0) -> None:
+        super().__init__(
+            functools.partial(type("Files", (Quiet, SimpleHTTPRequestHandler), {}), directory=str(folder)), port
+        )
+
+
+class WebhookReceiver(LoopbackServer):
     """Verifies each delivery with the `standardwebhooks` library, as a client's receiver would."""
 
     def __init__(self, secret: str, *, fail_first: int = 0, port: int = 0) -> None:
@@ -53,7 +64,7 @@ class WebhookReceiver:
         self._arrived = threading.Condition()
         receiver = self
 
-        class Handler(_Quiet, BaseHTTPRequestHandler):
+        class Handler(Quiet, BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status = receiver._receive(body, {key.lower(): value for key, value in self.headers.items()})
@@ -61,8 +72,7 @@ class WebhookReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        super().__init__(Handler, port)
 
     def _receive(self, body: bytes, headers: dict[str, str]) -> int:
         with self._arrived:
@@ -84,17 +94,5 @@ class WebhookReceiver:
             return list(self.deliveries)
 
     @property
-    def origin(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    @property
     def url(self) -> str:
         return f"http://{self.origin}/hooks/ips"
-
-    def __enter__(self) -> WebhookReceiver:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -6,10 +6,8 @@ Faults are injected at the ports: a wrapper around the real adapter (moto, Secan
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 import boto3
 import pytest
@@ -17,7 +15,7 @@ from botocore.exceptions import ClientError
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips_runtime.wiring import reset_shared_context, use_context
-from localcloud.peers import WebhookReceiver
+from localcloud.peers import LoopbackServer, Quiet, WebhookReceiver
 from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
 from tests.integration.resilience.conftest import MAX_RECEIVES, assert_consistent, settle, upload, with_fault
 from tests.integration.test_api_handlers import HEADER, multipart
@@ -95,32 +93,24 @@ def test_a_webhook_that_always_fails_is_given_up_after_its_budget_and_says_so(
     assert_consistent(pipeline, request_id, status)
 
 
-class _Unavailable(BaseHTTPRequestHandler):
+class _Unavailable(Quiet, BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(503)
         self.send_header("content-length", "0")
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 def test_an_image_that_fails_transiently_every_time_fails_with_its_reason_on_the_last_delivery(
     pipeline: Pipeline, image_server, receiver, monkeypatch, function_env
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    origin = f"127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin},{origin}")
-    reset_shared_context()
-    try:
+    with LoopbackServer(_Unavailable) as unavailable:
+        origin = unavailable.origin
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin},{origin}")
+        reset_shared_context()
         request_id = upload(
             pipeline, HEADER + f'1,Mug,"{image_server.url}/sk_rocket.jpg,http://{origin}/x.jpg"\n', receiver.url
         )
         status = settle(pipeline, request_id)
-    finally:
-        server.shutdown()
-        server.server_close()
     [error] = status["products"][0]["errors"]
     assert error["code"] == "HTTP_STATUS" and f"gave up after {MAX_RECEIVES} attempts" in error["message"]
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 1, 1)

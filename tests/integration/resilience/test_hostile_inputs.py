@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import io
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from PIL import Image
 
 from ips_runtime.wiring import reset_shared_context
+from localcloud.peers import LoopbackServer, Quiet
 from tests.integration.conftest import Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle
 from tests.integration.test_api_handlers import HEADER, multipart
@@ -68,11 +68,11 @@ def payloads(corpus: Path) -> dict[str, tuple[str, bytes]]:
     }
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     def __init__(self, corpus: Path) -> None:
         files = payloads(corpus)
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(Quiet, BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
@@ -99,23 +99,7 @@ class HostileServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-
-    @property
-    def origin(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> HostileServer:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
