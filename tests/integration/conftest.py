@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from moto import mock_aws
 from infra.topology import TOPOLOGY
 from ips.context import Context
 from localcloud.gateway import api_event, match_route
-from localcloud.lambda_host import LambdaContext, LocalFunction
+from localcloud.lambda_host import LocalFunction
 from localcloud.peers import WebhookReceiver
 from localcloud.provision import Resources, provision
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
@@ -140,11 +139,3 @@ def receiver(monkeypatch: pytest.MonkeyPatch, function_env: dict[str, str]) -> I
 @pytest.fixture
 def pipeline(aws: Resources, function_env: dict[str, str]) -> Pipeline:
     return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in TOPOLOGY.functions})
-
-
-def lambda_context(name: str = "test") -> LambdaContext:
-    return LambdaContext(name, 128, 30)
-
-
-def random_key() -> str:
-    return secrets.token_hex(8)

@@ -156,3 +156,9 @@ def test_a_fan_out_that_fails_ends_the_request_failed_not_pending(
     assert (status, result["status"]) == (200, "FAILED")
     assert result["error"]["code"] == "FAN_OUT_FAILED"
     assert result["outputCsvUrl"] is None
+
+
+def test_the_catalog_indexes_products_by_request_and_row(context, function_env) -> None:
+    # Status pages and the output CSV read a request's products in row order (100,000 of them, at most).
+    indexes = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]].products.index_information()
+    assert [("requestId", 1), ("row", 1)] in [index["key"] for index in indexes.values()]

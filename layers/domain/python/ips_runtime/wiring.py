@@ -78,6 +78,12 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
     s3 = boto3.client("s3", config=config)
     policy = outbound_policy_from_env(env)
     outbound = OutboundClient(policy)
+    catalog = MongoCatalog(
+        connect(_required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"), env.get("MONGODB_DATABASE", "ips"))
+    )
+    # Once per container; a no-op when the index exists. Product pages and the output CSV read by request, in
+    # row order: without it a 100,000-product request would be a collection scan per page.
+    catalog.ensure_indexes()
     return Context(
         settings=settings_from_env(env),
         backends=Backends(
@@ -85,12 +91,7 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
             queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
             ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
-            catalog=MongoCatalog(
-                connect(
-                    _required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"),
-                    env.get("MONGODB_DATABASE", "ips"),
-                )
-            ),
+            catalog=catalog,
             fetcher=outbound,
             webhooks=outbound,
             check_webhook_url=functools.partial(check_url, policy=policy),
