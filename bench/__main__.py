@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import RESULTS
+from bench import CORPUS, RESULTS
 from bench.report import collect_targets, render, write_json
 
 PARTS = ("engine", "pipeline", "upload")
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             "upload_rounds": args.upload_rounds,
             "presigned": not args.no_presigned,
             "quick": args.quick,
+            "corpus": str(CORPUS),
         },
         "machine": machine_info(),
     }

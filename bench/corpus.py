@@ -1,4 +1,4 @@
-"""The benchmark corpus: ../shared/corpus (real photographs, read in place, never copied), from its MANIFEST."""
+"""The benchmark corpus (bench.corpus_folder(): BENCH_CORPUS, ../shared/corpus or samples/images), from its MANIFEST."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def load_corpus(folder: Path = CORPUS) -> list[CorpusImage]:
     """Every image the manifest lists, in manifest order. Fails loudly when the corpus is missing or changed."""
     manifest = folder / "MANIFEST.tsv"
     if not manifest.exists():
-        raise FileNotFoundError(f"no corpus at {folder} (expected {manifest}); it lives in ../shared/corpus")
+        raise FileNotFoundError(f"no corpus at {folder} (expected {manifest}); set BENCH_CORPUS to a folder with one")
     images = []
     with manifest.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):

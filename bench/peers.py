@@ -1,6 +1,6 @@
 """The other side of the wire for the benchmarks, on 127.0.0.1.
 
-- The image server is localcloud.peers.ImageServer serving ../shared/corpus, run in a child process (it stands
+- The image server is localcloud.peers.ImageServer serving the benchmark corpus, run in a child process (it stands
   in for remote image hosts: in the cloud's own process it would compete for the GIL with the workers it
   serves; its CPU is still counted, separately).
 - The 404 server answers every request 404 at once (upload benchmarks: URLs whose fetch costs nothing).

@@ -16,7 +16,7 @@ from localcloud.peers import ImageServer, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = ROOT / "samples" / "products.csv"
-CORPUS = ROOT.parent / "shared" / "corpus"
+SAMPLE_IMAGES = ROOT / "samples" / "images"
 IMAGE_PORT = 8765  # the sample CSV's URLs point here
 OUTPUT_CSV = ROOT / ".local" / "demo" / "output.csv"
 EXPECTED_FAILURES = {"HTTP_STATUS", "NOT_AN_IMAGE", "ADDRESS_REFUSED"}
@@ -38,7 +38,7 @@ def run_demo(timeout: float = 300) -> int:
 
 def _run(timeout: float) -> None:
     config = LocalCloudConfig.from_env()
-    with ImageServer(CORPUS, port=IMAGE_PORT) as images:
+    with ImageServer(SAMPLE_IMAGES, port=IMAGE_PORT) as images:
         # The secret is the local cloud's (kept in its state folder); the receiver needs it before uploading.
         config.state_dir.mkdir(parents=True, exist_ok=True)
         secret = os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(config.state_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+SAMPLE_IMAGES = ROOT / "samples" / "images"  # shipped in the repository, see its MANIFEST.tsv
 
 # No test may reach a real AWS account: fake credentials before anything imports boto3.
 os.environ.update(
@@ -28,8 +28,9 @@ os.environ.update(
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    assert CORPUS.is_dir(), f"the shared corpus is missing at {CORPUS}"
-    return CORPUS
+    """The real sample photos the tests and the demo use (samples/images)."""
+    assert (SAMPLE_IMAGES / "MANIFEST.tsv").is_file(), f"the sample images are missing at {SAMPLE_IMAGES}"
+    return SAMPLE_IMAGES
 
 
 @pytest.fixture(scope="session")
