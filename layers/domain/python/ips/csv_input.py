@@ -8,7 +8,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from ips.errors import InvalidInput, Problem
@@ -130,6 +130,13 @@ class Columns:
     width: int
     urls_last: bool  # extra fields at the end of a row are more URLs (the common unquoted form)
 
+    def label(self, index: int) -> str:
+        """The column a field index falls in, named as the problems name it."""
+        names = {self.serial: SERIAL_COLUMN, self.name: NAME_COLUMN, self.urls: URLS_COLUMN}
+        if index in names:
+            return names[index]
+        return URLS_COLUMN if index >= self.width and self.urls_last else f"column {index + 1}"
+
     def to_dict(self) -> dict[str, int | bool]:
         return {
             "serial": self.serial,
@@ -171,6 +178,59 @@ class CsvPlan:
         return sum(chunk.images for chunk in self.chunks)
 
 
+class _RecordText:
+    """Passes lines to the csv reader and keeps the text of the record being read (the lines since the last
+    record ended), so a record the reader refuses can still be located."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self._parts: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._parts.append(line)
+        return line
+
+    @property
+    def record(self) -> str:
+        return "".join(self._parts)
+
+    def record_done(self) -> None:
+        self._parts.clear()
+
+
+def _overlong_field(text: str, limit: int) -> int | None:
+    """The index of the first field of a CSV record (excel dialect) longer than `limit` characters, or None."""
+    index, length, position, end = 0, 0, 0, len(text)
+    while position < end:
+        if text[position] == '"' and length == 0:  # a quoted field: up to the closing quote ("" is a quote)
+            position += 1
+            while position < end:
+                char = text[position]
+                position += 1
+                if char == '"':
+                    if position < end and text[position] == '"':
+                        position += 1
+                    else:
+                        break
+                length += 1
+                if length > limit:
+                    return index
+            continue
+        char = text[position]
+        position += 1
+        if char == ",":
+            index, length = index + 1, 0
+        elif char not in "\r\n":
+            length += 1
+            if length > limit:
+                return index
+    return None
+
+
 class ProductReader:
     """Validates records as they stream in. Iterating yields each good product; at the end it raises
     InvalidInput listing every problem found, so act on the products only once iteration has finished."""
@@ -178,11 +238,16 @@ class ProductReader:
     def __init__(self, lines: Iterable[str], limits: CsvLimits, problems: _Problems | None = None) -> None:
         self.limits = limits
         self.problems = problems or _Problems(limits.max_problems)
-        self._reader = csv.reader(lines)
+        self._lines = _RecordText(lines)
+        self._reader = csv.reader(self._lines)
         self.columns = self._read_header()
 
     def _read_header(self) -> Columns:
-        header = next(self._reader, None)
+        try:
+            header = next(self._reader, None)
+        except csv.Error as exc:
+            self._refuse_record(1, None, exc)
+        self._lines.record_done()
         if header is None or not any(cell.strip() for cell in header):
             self.problems.add(1, None, "MISSING_HEADER", _header_message())
         else:
@@ -196,7 +261,16 @@ class ProductReader:
         limits, problems, columns = self.limits, self.problems, self.columns
         first_row_of_serial: dict[str, int] = {}
         count = 0
-        for row, record in enumerate(self._reader, start=2):
+        row = 1
+        while True:
+            row += 1
+            try:
+                record = next(self._reader, None)
+            except csv.Error as exc:
+                self._refuse_record(row, columns, exc)
+            self._lines.record_done()
+            if record is None:
+                break
             if not any(cell.strip() for cell in record):
                 continue
             count += 1
@@ -215,6 +289,19 @@ class ProductReader:
         if count == 0 and not problems.items:
             problems.add(None, None, "NO_PRODUCTS", "The file has a header but no product rows.")
         problems.raise_if_any()
+
+    def _refuse_record(self, row: int, columns: Columns | None, exc: csv.Error) -> NoReturn:
+        """The csv module cannot read this record (a field over its 131,072-character limit): a problem with
+        the row and column, and validation stops (where the record ends is then unknown)."""
+        index = _overlong_field(self._lines.record, csv.field_size_limit())
+        if index is None:
+            self.problems.add(row, None, "CSV_SYNTAX", f"The record cannot be read as CSV: {exc}.")
+        else:
+            label = columns.label(index) if columns is not None else f"column {index + 1}"
+            self.problems.add(
+                row, label, "FIELD_TOO_LONG", f"Over {csv.field_size_limit()} characters; the file is read no further."
+            )
+        raise csv_invalid(self.problems.items, truncated=self.problems.truncated) from None
 
 
 def _open_reader(raw_lines: Iterable[bytes], limits: CsvLimits) -> tuple[ProductReader, _ByteLines]:

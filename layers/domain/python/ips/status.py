@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,13 @@ from ips.intake import expire_upload
 from ips.model import ImageStatus, RequestStatus
 
 MAX_PAGE = 1000
+_CURSOR = re.compile(r"row:(0|[1-9][0-9]{0,9})")
 WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
+
+
+# Rows are spreadsheet rows (at most a few hundred thousand); a bound far above that keeps a forged row inside
+# MongoDB's 64-bit integers.
+MAX_CURSOR_ROW = 2**31 - 1
 
 
 def encode_cursor(row: int) -> str:
@@ -21,13 +28,19 @@ def encode_cursor(row: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    """The row a cursor this API returned stands for; 400 CURSOR_INVALID for anything else.
+
+    Only the exact form `encode_cursor` writes is accepted (so `row:²`, `row:007`, a 44-digit row or padding
+    variants are refused, never turned into a 500 by int() or by MongoDB)."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, row = text.partition(":")
-        if kind == "row" and row.isdigit():
-            return int(row)
-    except (binascii.Error, UnicodeDecodeError):
-        pass
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    match = _CURSOR.fullmatch(text)
+    if match is not None:
+        row = int(match.group(1))
+        if row <= MAX_CURSOR_ROW and encode_cursor(row) == cursor:
+            return row
     raise InvalidInput(
         "CURSOR_INVALID",
         "The cursor is not one this API returned.",
