@@ -4,6 +4,7 @@ messages (the asynchronous fan-out). Failed records are retried alone."""
 from __future__ import annotations
 
 import contextvars
+import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,7 +21,10 @@ from ips_runtime.wiring import shared_context
 
 logger, metrics, tracer = observability("process")
 FETCH_WORKERS = 8  # downloads of one batch (up to 10 images) in flight at once
+# Kept back from the invocation's remaining time when decoding: encoding, storing, recording and counting.
+DECODE_RESERVE_S = 5.0
 _prefetcher: contextvars.ContextVar[Prefetcher | None] = contextvars.ContextVar("prefetcher", default=None)
+_decode_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("decode_deadline", default=None)
 
 
 @tracer.capture_method
@@ -38,7 +42,9 @@ def handle_record(record: SQSRecord) -> None:
             raise
         metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
         return
-    result = process_image(task, context, final_attempt=final_attempt, prefetcher=_prefetcher.get())
+    result = process_image(
+        task, context, final_attempt=final_attempt, prefetcher=_prefetcher.get(), deadline=_decode_deadline.get()
+    )
     if result.counted:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
     else:
@@ -55,10 +61,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     tasks = [parse_task(record["body"]) for record in event.get("Records", [])]
     prefetcher.start(task for task in tasks if isinstance(task, ImageTask))
     token = _prefetcher.set(prefetcher)
+    deadline = _decode_deadline.set(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DECODE_RESERVE_S)
     try:
         # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
         processor = BatchProcessor(event_type=EventType.SQS)
         return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
     finally:
         _prefetcher.reset(token)
+        _decode_deadline.reset(deadline)
         prefetcher.close()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ips.context import Context
-from ips.imaging import ImageRejected, compress_image
+from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask
 from ips.outbound import Fetched, FetchError
 from ips.ports import CountResult, Fetcher
@@ -43,15 +43,22 @@ class Prefetcher:
 
 
 def process_image(
-    task: ImageTask, context: Context, *, final_attempt: bool, prefetcher: Prefetcher | None = None
+    task: ImageTask,
+    context: Context,
+    *,
+    final_attempt: bool,
+    prefetcher: Prefetcher | None = None,
+    deadline: float | None = None,
 ) -> CountResult:
     """Bring the image to a terminal state and count it once.
 
-    Permanent problems (a refused address, a 404, not an image, too big) fail the image with their reason.
-    Transient ones raise RetryLater, except on the final delivery, where the image fails with the reason
-    instead of going to the dead-letter queue uncounted."""
+    Permanent problems (a refused address, a 404, not an image, too big, too costly to decode) fail the image
+    with their reason. Transient ones raise RetryLater, except on the final delivery, where the image fails
+    with the reason instead of going to the dead-letter queue uncounted. `deadline` (a `time.monotonic()`
+    instant) is when decoding must have finished for the invocation to end in time: running into it is
+    transient (a fresh invocation has more time), running out of the image's own CPU budget is not."""
     fetch = prefetcher.fetch if prefetcher is not None else lambda task: context.backends.fetcher.fetch(task.url)
-    outcome = _compress_and_store(task, context, fetch, final_attempt=final_attempt)
+    outcome = _compress_and_store(task, context, fetch, final_attempt=final_attempt, deadline=deadline)
     # The catalog keeps the first terminal state it is given, and the count follows what the catalog holds,
     # so a redelivery that ends differently cannot make the counters disagree with the product records.
     stored = context.backends.catalog.record_image(task, outcome)
@@ -59,17 +66,28 @@ def process_image(
 
 
 def _compress_and_store(
-    task: ImageTask, context: Context, fetch: Callable[[ImageTask], Fetched], *, final_attempt: bool
+    task: ImageTask,
+    context: Context,
+    fetch: Callable[[ImageTask], Fetched],
+    *,
+    final_attempt: bool,
+    deadline: float | None,
 ) -> ImageOutcome:
     settings, backends = context.settings, context.backends
     try:
         fetched = fetch(task)
-        image = compress_image(fetched.body, quality=settings.jpeg_quality, limits=settings.image_limits)
+        image = compress_image(
+            fetched.body, quality=settings.jpeg_quality, limits=settings.image_limits, deadline=deadline
+        )
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
             raise RetryLater(f"{exc.code}: {exc}") from exc
         reason = str(exc) if exc.permanent else f"{exc} (gave up after {settings.max_receive_count} attempts)"
         return ImageOutcome.failure(exc.code, reason)
+    except DecodeTimeUp as exc:
+        if exc.invocation_deadline and not final_attempt:
+            raise RetryLater(f"{exc.code}: {exc}") from exc
+        return ImageOutcome.failure(exc.code, str(exc))
     except ImageRejected as exc:
         return ImageOutcome.failure(exc.code, str(exc))
     except Exception as exc:  # a codec bug must not poison the queue: fail the image on its last delivery

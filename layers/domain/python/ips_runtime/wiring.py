@@ -58,6 +58,7 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
         image_limits=ImageLimits(
             max_bytes=int(number("IMAGE_MAX_BYTES", ImageLimits.max_bytes)),
             max_pixels=int(number("IMAGE_MAX_PIXELS", ImageLimits.max_pixels)),
+            max_decode_seconds=number("IMAGE_MAX_DECODE_SECONDS", ImageLimits.max_decode_seconds),
         ),
         max_receive_count=int(number("MAX_RECEIVE_COUNT", 5)),
         webhook_retry=RetryPolicy(
