@@ -86,6 +86,31 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class PayloadLimits:
+    """AWS's hard payload quotas, which every limit the API advertises must fit inside. The CDK stack deploys
+    under them and the local gateway enforces them as API Gateway and Lambda do."""
+
+    gateway_body_bytes: int = 10 * 1024 * 1024  # API Gateway REST: the request body (413 above it)
+    # Lambda's synchronous invocation: the event JSON in, the result JSON out (6 MiB; responses get 100 bytes
+    # more). API Gateway base64-encodes binary bodies into the event, so a body costs 4/3 of its size.
+    invoke_request_bytes: int = 6 * 1024 * 1024
+    invoke_response_bytes: int = 6 * 1024 * 1024 + 100
+    # Room kept for the rest of the proxy event around a body (headers and query twice, requestContext) and
+    # of the result around a response body (status, headers).
+    envelope_bytes: int = 64 * 1024
+
+    @property
+    def function_body_bytes(self) -> int:
+        """The largest binary request body whose proxy event fits a Lambda invocation."""
+        return (self.invoke_request_bytes - self.envelope_bytes) // 4 * 3
+
+    @property
+    def response_body_bytes(self) -> int:
+        """The most a response body may take once encoded into the result JSON (a JSON string in JSON)."""
+        return self.invoke_response_bytes - self.envelope_bytes
+
+
+@dataclass(frozen=True)
 class Topology:
     functions: tuple[Function, ...]
     routes: tuple[Route, ...]
@@ -97,7 +122,7 @@ class Topology:
     # API Gateway answers these itself (before any function); both runtimes give the same JSON bodies.
     gateway_responses: dict[str, GatewayResponse]
     binary_media_types: tuple[str, ...]
-    max_body_bytes: int  # API Gateway's payload limit
+    payload_limits: PayloadLimits = PayloadLimits()
     uploads_bucket: str = "ips-uploads"
     processed_bucket: str = "ips-processed"
     requests_table: str = "ips-requests"
@@ -106,7 +131,17 @@ class Topology:
 
     def function_environment(self) -> dict[str, str]:
         """Settings every function gets besides its resource names and secrets."""
-        return {**self.environment, "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count)}
+        return {
+            **self.environment,
+            "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count),
+            # Status pages stop adding products before their JSON would pass Lambda's response payload.
+            "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.response_body_bytes),
+        }
+
+    @property
+    def max_body_bytes(self) -> int:
+        """API Gateway's request body limit."""
+        return self.payload_limits.gateway_body_bytes
 
     def function(self, name: str) -> Function:
         return next(function for function in self.functions if function.name == name)
@@ -166,10 +201,12 @@ TOPOLOGY = Topology(
         "THROTTLED": GatewayResponse(429, "THROTTLED", "Too many requests; slow down and retry."),
         "QUOTA_EXCEEDED": GatewayResponse(429, "QUOTA_EXCEEDED", "The daily request quota is used up."),
         "MISSING_AUTHENTICATION_TOKEN": GatewayResponse(404, "NOT_FOUND", "No such route."),
-        "REQUEST_TOO_LARGE": GatewayResponse(413, "PAYLOAD_TOO_LARGE", "The request body is too large."),
+        # Also what API Gateway answers when the proxy event would pass Lambda's payload limit.
+        "REQUEST_TOO_LARGE": GatewayResponse(
+            413, "PAYLOAD_TOO_LARGE", "The request body is too large; send big CSVs with POST /api/v1/uploads."
+        ),
     },
     binary_media_types=("multipart/form-data", "text/csv", "application/octet-stream"),
-    max_body_bytes=10 * 1024 * 1024,
     environment={
         "POWERTOOLS_METRICS_NAMESPACE": "ImageProcessingSystem",
         "JPEG_QUALITY": "50",

@@ -2,7 +2,9 @@
 
 It matches routes, requires an API key from API_KEYS (each key its own tenant), throttles per key like the
 usage plan (token bucket: rate and burst; daily quota), refuses oversized bodies, turns each request into an
-API Gateway proxy event for the route's function, and answers with the function's result. It also serves the
+API Gateway proxy event for the route's function, and answers with the function's result. The payload limits
+are AWS's (the topology's `PayloadLimits`): a body over API Gateway's 10 MiB or an event over Lambda's 6 MiB
+is 413, a function result over Lambda's 6 MiB is 502, as in AWS. It also serves the
 OpenAPI document and Swagger UI, and the processed bucket's objects under /assets/ (CloudFront's role)."""
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ logger = logging.getLogger("localcloud.gateway")
 ASSETS_PREFIX = "/assets/"
 OPENAPI_PATH = "/api/v1/openapi.json"
 DOCS_PATH = "/api/v1/docs"
+API_GATEWAY_INTERNAL_ERROR = {"message": "Internal server error"}  # API Gateway's own body for a failed integration
 
 
 def api_key_id(key: str) -> str:
@@ -224,7 +227,15 @@ class Gateway:
             stage=self.topology.stage,
             binary_media_types=self.topology.binary_media_types,
         )
+        limits = self.topology.payload_limits
+        if len(json.dumps(event)) > limits.invoke_request_bytes:
+            # Lambda refuses the invocation (RequestEntityTooLargeException); API Gateway answers 413.
+            return self._gateway_response("REQUEST_TOO_LARGE")
         result = self.functions[route.function].invoke(event)
+        if len(json.dumps(result)) > limits.invoke_response_bytes:
+            # Lambda fails the invocation ("Response payload size exceeded"); API Gateway answers 502.
+            logger.error("%s answered %s %s with more than Lambda's response payload", route.function, method, path)
+            return 502, {"content-type": "application/json"}, json.dumps(API_GATEWAY_INTERNAL_ERROR).encode()
         response_headers = {key.lower(): str(value) for key, value in (result.get("headers") or {}).items()}
         for key, values in (result.get("multiValueHeaders") or {}).items():
             response_headers[key.lower()] = ", ".join(map(str, values))

@@ -32,6 +32,8 @@ class Settings:
     max_receive_count: int = 5  # the queue's redrive threshold: the last delivery gives up instead of retrying
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
     webhook_lease_seconds: int = 900
+    # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
+    status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
 
     def asset_url(self, key: str) -> str:
         return f"{self.asset_base_url.rstrip('/')}/{key}"

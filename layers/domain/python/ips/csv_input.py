@@ -26,7 +26,9 @@ _PLAIN_HTTP_URL = re.compile(r"(?i:https?)://[A-Za-z0-9.-]+(?::[0-9]{1,4})?(?:[/
 
 @dataclass(frozen=True)
 class CsvLimits:
-    max_bytes: int = 5 * 1024 * 1024
+    # The direct route: the CSV (plus its multipart envelope), base64-encoded by API Gateway into the proxy event,
+    # must fit Lambda's 6 MiB invocation payload (infra.topology.PayloadLimits.function_body_bytes: 4.45 MiB).
+    max_bytes: int = 4 * 1024 * 1024
     max_rows: int = 10_000
     max_urls_per_row: int = 50
     max_url_length: int = 2048

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from ips.context import Context
 from ips.errors import InvalidInput, Problem
 from ips.intake import expire_upload
 from ips.model import ImageStatus, RequestStatus
+from ips.ports import ProductRecord
 
 MAX_PAGE = 1000
 _CURSOR = re.compile(r"row:(0|[1-9][0-9]{0,9})")
@@ -51,7 +53,10 @@ def decode_cursor(cursor: str) -> int:
 def request_status(
     request_id: str, tenant: str, context: Context, *, limit: int = MAX_PAGE, cursor: str | None = None
 ) -> dict[str, Any] | None:
-    """The status document, or None when the request does not exist for this tenant (never say which)."""
+    """The status document, or None when the request does not exist for this tenant (never say which).
+
+    A page holds up to `limit` products, and fewer when more would pass `Settings.status_page_max_bytes`
+    (Lambda's response payload: 1,000 products of 50 URLs are about 8 MB of JSON); `nextCursor` goes on."""
     backends, settings = context.backends, context.settings
     record = backends.catalog.get(request_id)
     if record is None or record.tenant != tenant:
@@ -72,7 +77,7 @@ def request_status(
     page = list(backends.catalog.products(request_id, after_row, limit + 1))
     more = len(page) > limit
     page = page[:limit]
-    return {
+    document = {
         "requestId": request_id,
         "status": status.value,
         "detail": WAITING_FOR_UPLOAD if record.awaiting_upload else None,
@@ -83,33 +88,52 @@ def request_status(
         "createdAt": _iso(record.created_at),
         "completedAt": _iso(record.completed_at),
         "uploadExpiresAt": _iso(record.upload_expires_at) if record.awaiting_upload else None,
-        "products": [
-            {
-                "serialNumber": product.serial_number,
-                "productName": product.product_name,
-                "inputImageUrls": product.input_urls,
-                "outputImageUrls": [
-                    image.output_url if image and image.status is ImageStatus.SUCCEEDED else None
-                    for image in product.images
-                ],
-                "errors": [
-                    {
-                        "index": index,
-                        "url": product.input_urls[index],
-                        "code": image.error_code,
-                        "message": image.error_message,
-                    }
-                    for index, image in enumerate(product.images)
-                    if image and image.status is ImageStatus.FAILED
-                ],
-            }
-            for product in page
-        ],
-        "nextCursor": encode_cursor(page[-1].row) if more else None,
+        "products": [],
+        "nextCursor": encode_cursor(MAX_CURSOR_ROW),  # its size, for the budget; set below
         "outputCsvUrl": settings.asset_url(record.output_csv_key) if record.output_csv_key else None,
         "webhook": record.webhook,
         "error": record.error,
     }
+    used = _encoded_size(document)
+    products = document["products"]
+    for product in page:
+        entry = _product_entry(product)
+        size = _encoded_size(entry) + 1  # and its comma
+        if products and used + size > settings.status_page_max_bytes:
+            more = True
+            break
+        products.append(entry)
+        used += size
+    document["nextCursor"] = encode_cursor(page[len(products) - 1].row) if more else None
+    return document
+
+
+def _product_entry(product: ProductRecord) -> dict[str, Any]:
+    return {
+        "serialNumber": product.serial_number,
+        "productName": product.product_name,
+        "inputImageUrls": product.input_urls,
+        "outputImageUrls": [
+            image.output_url if image and image.status is ImageStatus.SUCCEEDED else None for image in product.images
+        ],
+        "errors": [
+            {
+                "index": index,
+                "url": product.input_urls[index],
+                "code": image.error_code,
+                "message": image.error_message,
+            }
+            for index, image in enumerate(product.images)
+            if image and image.status is ImageStatus.FAILED
+        ],
+    }
+
+
+def _encoded_size(value: Any) -> int:
+    """Bytes `value` takes in a Lambda result: JSON (ASCII-escaped, as the API serialises it) inside the JSON
+    string of the proxy result's body, where each quote and backslash gains a backslash."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return len(text) + text.count('"') + text.count("\\") + 2
 
 
 def _iso(moment: datetime | None) -> str | None:

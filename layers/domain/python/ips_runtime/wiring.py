@@ -61,6 +61,7 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
             max_decode_seconds=number("IMAGE_MAX_DECODE_SECONDS", ImageLimits.max_decode_seconds),
         ),
         max_receive_count=int(number("MAX_RECEIVE_COUNT", 5)),
+        status_page_max_bytes=int(number("STATUS_PAGE_MAX_BYTES", Settings.status_page_max_bytes)),
         webhook_retry=RetryPolicy(
             attempts=int(number("WEBHOOK_ATTEMPTS", RetryPolicy.attempts)),
             first_delay=number("WEBHOOK_FIRST_DELAY", RetryPolicy.first_delay),
