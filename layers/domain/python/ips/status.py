@@ -16,13 +16,11 @@ from ips.model import ImageStatus, RequestStatus
 from ips.ports import ProductRecord
 
 MAX_PAGE = 1000
-_CURSOR = re.compile(r"row:(0|[1-9][0-9]{0,9})")
 WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
-
-
 # Rows are spreadsheet rows (at most a few hundred thousand); a bound far above that keeps a forged row inside
 # MongoDB's 64-bit integers.
 MAX_CURSOR_ROW = 2**31 - 1
+_CURSOR = re.compile(r"row:(0|[1-9][0-9]{0,9})")  # what encode_cursor writes, up to 10 digits
 
 
 def encode_cursor(row: int) -> str:
