@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from ips.context import Context
 from ips.errors import InvalidInput, Problem
 from ips.intake import expire_upload
-from ips.model import ImageStatus, RequestStatus
+from ips.model import ImageOutcome, ImageStatus, RequestStatus
 
 MAX_PAGE = 1000
 WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
@@ -79,6 +79,9 @@ def request_status(
                     image.output_url if image and image.status is ImageStatus.SUCCEEDED else None
                     for image in product.images
                 ],
+                # Sizes of each stored image and of its source (null while pending or failed): what was saved.
+                "inputImageBytes": [image.input_bytes if _succeeded(image) else None for image in product.images],
+                "outputImageBytes": [image.output_bytes if _succeeded(image) else None for image in product.images],
                 "errors": [
                     {
                         "index": index,
@@ -97,6 +100,10 @@ def request_status(
         "webhook": record.webhook,
         "error": record.error,
     }
+
+
+def _succeeded(image: ImageOutcome | None) -> TypeGuard[ImageOutcome]:
+    return image is not None and image.status is ImageStatus.SUCCEEDED
 
 
 def _iso(moment: datetime | None) -> str | None:
