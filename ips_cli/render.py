@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
@@ -108,9 +109,12 @@ def summary(status: dict[str, Any]) -> None:
 
 def failures(products: Iterable[dict[str, Any]]) -> int:
     """A table of every failed image with its reason; how many there were."""
-    table = Table(title="Failed images", title_justify="left", show_lines=False)
-    for column in ("S. No.", "product", "image", "code", "reason"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="Failed images", title_justify="left", expand=True)
+    table.add_column("S. No.", no_wrap=True)
+    table.add_column("product", ratio=2, overflow="fold")
+    table.add_column("image", ratio=2, overflow="fold")
+    table.add_column("code", no_wrap=True)
+    table.add_column("reason", ratio=4, overflow="fold")
     count = 0
     for product in products:
         for error in product["errors"]:
@@ -118,13 +122,19 @@ def failures(products: Iterable[dict[str, Any]]) -> int:
             table.add_row(
                 escape(product["serialNumber"]),
                 escape(product["productName"]),
-                f"#{error['index'] + 1} {escape(error['url'])}",
+                f"#{error['index'] + 1} {escape(_short(error['url']))}",
                 escape(error["code"] or ""),
                 escape(error["message"] or ""),
             )
     if count:
         out.print(table)
     return count
+
+
+def _short(url: str) -> str:
+    """The URL's last path segment (or its host): enough to tell the images apart; --json has the full URLs."""
+    parts = urlsplit(url)
+    return parts.path.rstrip("/").rsplit("/", 1)[-1] or parts.netloc or url
 
 
 def problem_lines(problems: Iterable[Problem]) -> list[str]:
