@@ -16,8 +16,8 @@ from rich.text import Text
 
 from ips_cli.client import FINAL_STATUSES, ApiError, Problem, problems_of
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs; tables still fit the width
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class RateColumn(ProgressColumn):
