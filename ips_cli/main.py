@@ -6,9 +6,10 @@ the API refused or could not be reached, 2 wrong usage."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,7 +23,6 @@ DEFAULT_API_KEY = "local-dev-key"  # its development key
 class Exit(IntEnum):
     COMPLETED = 0
     FAILED = 1
-    USAGE = 2
     COMPLETED_WITH_ERRORS = 3
 
 
@@ -41,20 +41,14 @@ app = typer.Typer(
 )
 
 
-class Settings:
-    client: Client
-
-
-settings = Settings()
-
-
 @app.callback()
 def configure(
+    context: typer.Context,
     api_url: Annotated[str, typer.Option(envvar="IPS_API_URL", help="The API's base URL")] = DEFAULT_API_URL,
     api_key: Annotated[str, typer.Option(envvar="IPS_API_KEY", help="Your x-api-key")] = DEFAULT_API_KEY,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one HTTP answer", min=1)] = 60,
 ) -> None:
-    settings.client = Client(api_url, api_key, timeout=timeout)
+    context.obj = Client(api_url, api_key, timeout=timeout)  # every command's client
 
 
 Interval = Annotated[float, typer.Option(help="Seconds between status reads", min=0.1)]
@@ -63,6 +57,7 @@ WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", help="Give 
 
 @app.command()
 def upload(
+    context: typer.Context,
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The products CSV")],
     webhook: Annotated[str | None, typer.Option(help="Called once when the request completes")] = None,
     output_format: Annotated[
@@ -90,26 +85,31 @@ def upload(
         )
         if value is not None
     }
-    accepted = _guard(lambda: settings.client.upload(file, webhook, options))
+    client: Client = context.obj
+    accepted = _guard(lambda: client.upload(file, webhook, options))
     render.err.print(f"uploaded {file.name} ({file.stat().st_size:,} bytes, {accepted.route} route)")
     render.out.print(accepted.request_id)
     if wait or out is not None:
-        raise typer.Exit(_finish(accepted.request_id, out, interval, wait_timeout))
+        raise typer.Exit(_finish(client, accepted.request_id, out, interval, wait_timeout))
 
 
 @app.command("wait")
-def wait_command(request_id: str, interval: Interval = 1.0, wait_timeout: WaitTimeout = None) -> None:
+def wait_command(
+    context: typer.Context, request_id: str, interval: Interval = 1.0, wait_timeout: WaitTimeout = None
+) -> None:
     """Follow a request until it ends, then list its failures."""
-    raise typer.Exit(_finish(request_id, None, interval, wait_timeout))
+    raise typer.Exit(_finish(context.obj, request_id, None, interval, wait_timeout))
 
 
 @app.command()
 def status(
+    context: typer.Context,
     request_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole status document (every page)")] = False,
 ) -> None:
     """Show a request's status and its failed images."""
-    document = _guard(lambda: settings.client.status(request_id))
+    client: Client = context.obj
+    document = _guard(lambda: client.status(request_id))
     if as_json:
         render.out.print_json(json.dumps(document))
     else:
@@ -120,17 +120,18 @@ def status(
 
 @app.command()
 def download(
+    context: typer.Context,
     request_id: str,
     out: Annotated[Path | None, typer.Option(help="Where to write it (default: <requestId>.csv)")] = None,
 ) -> None:
     """Download a finished request's output CSV."""
     destination = out or Path(f"{request_id}.csv")
-    size = _guard(lambda: settings.client.download(request_id, destination))
+    client: Client = context.obj
+    size = _guard(lambda: client.download(request_id, destination))
     render.err.print(f"output CSV: {destination} ({size:,} bytes)")
 
 
-def _finish(request_id: str, out: Path | None, interval: float, wait_timeout: float | None) -> Exit:
-    client = settings.client
+def _finish(client: Client, request_id: str, out: Path | None, interval: float, wait_timeout: float | None) -> Exit:
     try:
         _guard(
             lambda: render.watch(
@@ -149,7 +150,7 @@ def _finish(request_id: str, out: Path | None, interval: float, wait_timeout: fl
     return EXIT_OF_STATUS[document["status"]]
 
 
-def _guard(action: Any) -> Any:
+def _guard[T](action: Callable[[], T]) -> T:
     """Run one API step; a refusal or an unreachable API ends the command with one clear line (exit 1)."""
     try:
         return action()
