@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements
 export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo up test test-fast test-localstack lint format synth layer bench clean
+.PHONY: help install demo up test test-fast test-localstack test-browser lint format synth layer bench clean
 
 help:
 	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
 	@echo "make test    run every test tier"
 	@echo "make test-localstack  the ingestion path against LocalStack and DynamoDB Local (installs them first)"
+	@echo "make test-browser  the upload page in headless chromium (installs Debian's chromium first)"
 	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
 	@echo "make lint    ruff check and format check"
@@ -29,7 +30,12 @@ $(STAMP):
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(STAMP)
+# The `ips` command, installed editable (it runs this clone's ips_cli/), again when pyproject.toml changes.
+$(VENV)/bin/ips: $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(STAMP) $(VENV)/bin/ips
 
 demo: install
 	$(PY) -m localcloud demo
@@ -65,6 +71,16 @@ tests/localstack/node_modules/.package-lock.json: tests/localstack/package.json 
 
 test-localstack: install $(LOCALSTACK_STAMP) tests/localstack/node_modules/.package-lock.json
 	$(PY) -m pytest tests/localstack
+
+# The browser tier: the upload page in Debian's chromium, driven by Selenium through the system chromedriver
+# (neither downloads a browser); installed with apt-get when missing. Screenshot: .local/test-output/browser.png.
+test-browser: install
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing chromium and chromium-driver with apt-get"; \
+	  sudo=""; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; \
+	fi
+	$(PY) -m pytest tests/browser
 
 lint: install
 	$(VENV)/bin/ruff check .

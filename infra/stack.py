@@ -1,7 +1,7 @@
 """One stack composing the system from the topology, one construct per concern.
 
 functions (layers, roles, logs) -> secrets, storage, pipeline, completion: each adds the environment variables that
-name its resources and the grants of infra/permissions.py on them -> api (routes) -> monitoring."""
+name its resources and the grants of infra/permissions.py on them -> api (routes) -> the upload page -> monitoring."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from infra.constructs.monitoring import Monitored, Monitoring
 from infra.constructs.pipeline import Pipeline
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
+from infra.constructs.web import WebPage
 from infra.layers import BuiltLayer
 from infra.permissions import function_access
 from infra.topology import TOPOLOGY, Topology
@@ -75,6 +76,15 @@ class ImageProcessingStack(Stack):
             stage_rate_limit=config.stage_throttle_rate,
             stage_burst_limit=config.stage_throttle_burst,
             log_retention=log_retention,
+            web_origin=storage.web_origin,
+        )
+        web_page = WebPage(
+            self,
+            "WebPage",
+            distribution=storage.assets,
+            access_logs=storage.access_logs,
+            api_url=api.stage.url_for_path("/"),
+            log_retention=log_retention,
         )
         dead_letters = {
             "ImagesDeadLetters": pipeline.images_dead_letters,
@@ -100,6 +110,7 @@ class ImageProcessingStack(Stack):
             ("DefaultApiKeyId", api.default_key.key_id, "aws apigateway get-api-key --include-value --api-key <id>"),
             ("DefaultUsagePlanId", api.default_plan.usage_plan_id, "Add client keys to this plan"),
             ("AssetBaseUrl", storage.asset_base_url, "Where output images and CSVs are served"),
+            ("WebPageUrl", web_page.url, "The upload page (enter an API key, drop a CSV)"),
             ("MongoDbUriSecretArn", secrets.mongodb_uri.secret_arn, "Put the Atlas URI here"),
             ("WebhookSecretArn", secrets.webhook_signing.secret_arn, "Give its value to webhook receivers"),
             ("AlarmTopicArn", monitoring.topic.topic_arn, "Subscribe to receive alarms"),

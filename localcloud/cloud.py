@@ -103,7 +103,6 @@ class LocalCloud:
                     topology,
                     images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
                 )
-            self.resources = provision(topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
             self.gateway = Gateway(
                 topology,
                 self.functions,
@@ -113,6 +112,11 @@ class LocalCloud:
                 port=config.gateway_port,
                 rate=config.throttle_rate,
                 burst=config.throttle_burst,
+            )
+            # The upload page is served by the gateway: its origin (by address or by name) may POST uploads.
+            web_origins = [self.gateway.url, f"http://localhost:{self.gateway.port}"]
+            self.resources = provision(
+                topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"), web_origins=web_origins
             )
             os.environ.update(self.function_environment())
             self.functions.update({spec.name: LocalFunction(spec) for spec in topology.functions})
@@ -131,6 +135,7 @@ class LocalCloud:
             **self.topology.function_environment(),
             **self.resources.environment(),
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
+            "WEB_ORIGIN": self.gateway.url,  # the upload page's origin: the API's CORS headers allow it
             "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(state),
             "POWERTOOLS_TRACE_DISABLED": "true",
             # Metrics are CloudWatch EMF lines on stdout in Lambda; locally they would only clutter the console.

@@ -1,11 +1,16 @@
-"""The main job, end to end on the local cloud: upload the sample CSV, watch it, verify the webhook, fetch
-every output, write the output CSV. Exits 0 only when every step checks out."""
+"""The main job, end to end on the local cloud, as a user runs it: `ips upload samples/products.csv --wait --out`
+(the sample has three bad URLs on purpose, so it must exit 3), then check what it did: the verified webhook,
+every output image, the output CSV it wrote. Exits 0 only when every step checks out."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
-import time
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import requests
@@ -20,6 +25,7 @@ SAMPLE_IMAGES = ROOT / "samples" / "images"
 IMAGE_PORT = 8765  # the sample CSV's URLs point here
 OUTPUT_CSV = ROOT / ".local" / "demo" / "output.csv"
 EXPECTED_FAILURES = {"HTTP_STATUS", "NOT_AN_IMAGE", "ADDRESS_REFUSED"}
+EXIT_COMPLETED_WITH_ERRORS = 3  # the ips command's exit code for a request that ended with failed images
 
 
 class DemoFailed(Exception):
@@ -52,45 +58,35 @@ def _run(timeout: float) -> None:
 
 
 def _job(api: str, key: str, receiver: WebhookReceiver, timeout: float) -> None:
-    session = requests.Session()
-    session.headers["x-api-key"] = key
-    print(f"\nPOST {api}/api/v1/upload  ({SAMPLE_CSV.relative_to(ROOT)})")
-    with SAMPLE_CSV.open("rb") as sample:
-        answer = session.post(
-            f"{api}/api/v1/upload",
-            files={"file": ("products.csv", sample, "text/csv")},
-            data={"webhookUrl": receiver.url},
-            timeout=30,
-        )
-    if answer.status_code != 202:
-        raise DemoFailed(f"upload answered {answer.status_code}: {answer.text}")
-    accepted = answer.json()
-    print(f"  202 {accepted}")
-    status = _watch(session, f"{api}{accepted['statusUrl']}", timeout)
+    # The main job is what a user types: the `ips` command, with the local cloud's URL and key.
+    environment = {**os.environ, "IPS_API_URL": api, "IPS_API_KEY": key}
+    upload = ["upload", str(SAMPLE_CSV.relative_to(ROOT)), "--webhook", receiver.url, "--wait"]
+    upload += ["--out", str(OUTPUT_CSV.relative_to(ROOT)), "--wait-timeout", str(int(timeout)), "--interval", "0.5"]
+    code, printed = _ips(upload, environment)
+    if code != EXIT_COMPLETED_WITH_ERRORS:
+        raise DemoFailed(f"ips upload exited {code}; expected {EXIT_COMPLETED_WITH_ERRORS} (completed with errors)")
+    request_id = printed.splitlines()[0].strip()
+    code, printed = _ips(["status", request_id, "--json"], environment, echo=False)
+    if code != EXIT_COMPLETED_WITH_ERRORS:
+        raise DemoFailed(f"ips status exited {code}")
+    status = json.loads(printed)
 
     deliveries = receiver.wait(1, timeout=60)
     if len(deliveries) != 1:
         raise DemoFailed(f"expected one verified webhook, got {len(deliveries)} (rejected: {receiver.rejected})")
     payload = deliveries[0]["payload"]
     print(f"\nwebhook verified with standardwebhooks: id={deliveries[0]['id']} data={payload['data']}")
-    if payload["data"]["status"] != status["status"] or payload["data"]["requestId"] != accepted["requestId"]:
+    if payload["data"]["status"] != status["status"] or payload["data"]["requestId"] != request_id:
         raise DemoFailed("the webhook disagrees with the status")
 
-    print(f"\nfinal status: {status['status']}  {status['succeeded']} succeeded, {status['failed']} failed")
-    failures = set()
-    for product in status["products"]:
-        for error in product["errors"]:
-            failures.add(error["code"])
-            print(
-                f"  failed  S.No {product['serialNumber']} image {error['index']}: {error['code']} {error['message']}"
-            )
+    failures = {error["code"] for product in status["products"] for error in product["errors"]}
     if status["status"] != "COMPLETED_WITH_ERRORS" or failures != EXPECTED_FAILURES:
         raise DemoFailed(f"expected COMPLETED_WITH_ERRORS with {EXPECTED_FAILURES}, got {status['status']} {failures}")
 
     fetched = 0
     for product in status["products"]:
         for url in filter(None, product["outputImageUrls"]):
-            image = session.get(url, timeout=30)
+            image = requests.get(url, timeout=30)
             with Image.open(io.BytesIO(image.content)) as decoded:
                 if image.status_code != 200 or decoded.format != "JPEG":
                     raise DemoFailed(f"{url} is not a JPEG ({image.status_code})")
@@ -99,28 +95,28 @@ def _job(api: str, key: str, receiver: WebhookReceiver, timeout: float) -> None:
         raise DemoFailed(f"fetched {fetched} outputs for {status['succeeded']} successes")
     print(f"fetched all {fetched} output images: every one is a JPEG")
 
-    output = session.get(status["outputCsvUrl"], timeout=30)
-    if output.status_code != 200:
-        raise DemoFailed(f"output CSV answered {output.status_code}")
-    OUTPUT_CSV.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT_CSV.write_bytes(output.content)
+    if not OUTPUT_CSV.exists():
+        raise DemoFailed(f"ips upload --out did not write {OUTPUT_CSV}")
+    rows = list(csv.reader(io.StringIO(OUTPUT_CSV.read_text(encoding="utf-8"))))
+    if rows[0][-1] != "Output Image Urls" or len(rows) != status["totalProducts"] + 1:
+        raise DemoFailed(f"{OUTPUT_CSV} is not the output CSV of {status['totalProducts']} products")
     print(f"output CSV: {OUTPUT_CSV}\n")
-    print(output.content.decode("utf-8"))
+    print(OUTPUT_CSV.read_text(encoding="utf-8"))
 
 
-def _watch(session: requests.Session, url: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        status = session.get(url, timeout=30).json()
-        progress = (status["status"], status["succeeded"], status["failed"])
-        if progress != last:
-            print(
-                f"  {status['status']:<22} {status['succeeded'] + status['failed']:>3}/{status['total']} done "
-                f"({status['succeeded']} ok, {status['failed']} failed)"
-            )
-            last = progress
-        if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"):
-            return status
-        time.sleep(0.5)
-    raise DemoFailed(f"the request did not complete within {timeout}s")
+def _ips(arguments: list[str], environment: dict[str, str], *, echo: bool = True) -> tuple[int, str]:
+    """Run the `ips` command as a user would (progress on stderr shows as it goes); its code and its stdout."""
+    print(f"\n$ ips {' '.join(arguments)}", flush=True)
+    command = shutil.which("ips", path=str(Path(sys.executable).parent)) or shutil.which("ips")
+    if command is None:
+        raise DemoFailed("the ips command is not installed (make install)")
+    with subprocess.Popen(  # noqa: S603 - our own command, fixed arguments
+        [command, *arguments], cwd=ROOT, env=environment, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if echo:
+                print(line, end="", flush=True)
+    return process.returncode, "".join(lines)

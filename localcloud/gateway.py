@@ -4,8 +4,10 @@ It matches routes, requires an API key from API_KEYS (each key its own tenant), 
 usage plan (token bucket: rate and burst; daily quota), refuses oversized bodies, turns each request into an
 API Gateway proxy event for the route's function, and answers with the function's result. The payload limits
 are AWS's (the topology's `PayloadLimits`): a body over API Gateway's 10 MiB or an event over Lambda's 6 MiB
-is 413, a function result over Lambda's 6 MiB is 502, as in AWS. It also serves the
-OpenAPI document and Swagger UI, and the processed bucket's objects under /assets/ (CloudFront's role)."""
+is 413, a function result over Lambda's 6 MiB is 502, as in AWS. It answers CORS preflights and puts CORS
+headers on its own errors for the web page's origin, as the deployed API does. It also serves the OpenAPI
+document and Swagger UI, and, in CloudFront's role, the processed bucket's objects under /assets/ and the upload
+page (web/) under /app/."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -34,6 +37,10 @@ ASSETS_PREFIX = "/assets/"
 OPENAPI_PATH = "/api/v1/openapi.json"
 DOCS_PATH = "/api/v1/docs"
 API_GATEWAY_INTERNAL_ERROR = {"message": "Internal server error"}  # API Gateway's own body for a failed integration
+APP_PREFIX = "/app/"
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+CORS_HEADERS = "content-type,x-api-key"
 
 
 def api_key_id(key: str) -> str:
@@ -149,6 +156,7 @@ class Gateway:
         port: int = 5000,
         rate: float | None = None,
         burst: int | None = None,
+        web_origin: str | None = None,
     ) -> None:
         plan = topology.usage_plan
         self.topology = topology
@@ -167,6 +175,8 @@ class Gateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        # The origin the API's CORS headers allow: the upload page's, by default this gateway's own (/app/).
+        self.web_origin = web_origin or self.url
 
     @property
     def port(self) -> int:
@@ -202,19 +212,26 @@ class Gateway:
             return 200, {"content-type": "text/html; charset=utf-8"}, swagger_page(self.spec()).encode()
         if method in ("GET", "HEAD") and path.startswith(ASSETS_PREFIX):
             return self._asset(path.removeprefix(ASSETS_PREFIX))
+        if method in ("GET", "HEAD") and path in ("/", APP_PREFIX.rstrip("/")):
+            return 302, {"location": APP_PREFIX}, b""
+        if method in ("GET", "HEAD") and path.startswith(APP_PREFIX):
+            return self._web_file(path.removeprefix(APP_PREFIX))
+        if method == "OPTIONS" and any(_route_pattern(route.path).match(path) for route in self.topology.routes):
+            # API Gateway's CORS preflight (a mock integration): no API key, no function.
+            return 204, self._cors_headers(headers, preflight=True), b""
         match = match_route(self.topology.routes, method, path)
         if match is None:
-            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN")
+            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", headers)
         route, path_parameters = match
         tenant = self.tenants.get(headers.get("x-api-key", ""))
         if tenant is None:
-            return self._gateway_response("INVALID_API_KEY")
+            return self._gateway_response("INVALID_API_KEY", headers)
         if not tenant.bucket.take():
-            return self._gateway_response("THROTTLED")
+            return self._gateway_response("THROTTLED", headers)
         if not self._within_quota(tenant):
-            return self._gateway_response("QUOTA_EXCEEDED")
+            return self._gateway_response("QUOTA_EXCEEDED", headers)
         if len(body) > self.topology.max_body_bytes:
-            return self._gateway_response("REQUEST_TOO_LARGE")
+            return self._gateway_response("REQUEST_TOO_LARGE", headers)
         event = api_event(
             route,
             path,
@@ -250,10 +267,38 @@ class Gateway:
         tenant.used_today += 1
         return tenant.used_today <= self.topology.usage_plan.quota_per_day
 
-    def _gateway_response(self, kind: str) -> tuple[int, dict[str, str], bytes]:
+    def _gateway_response(
+        self, kind: str, request_headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         response: GatewayResponse = self.topology.gateway_responses[kind]
         body = json.dumps({"code": response.code, "message": response.message, "errors": []}).encode()
-        return response.status, {"content-type": "application/json"}, body
+        headers = {"content-type": "application/json", **self._cors_headers(request_headers or {})}
+        return response.status, headers, body
+
+    def _cors_headers(self, request_headers: Mapping[str, str], *, preflight: bool = False) -> dict[str, str]:
+        """What the deployed API answers a browser at the page's origin (the gateway responses carry them too)."""
+        if not self.web_origin or request_headers.get("origin") != self.web_origin:
+            return {}
+        headers = {"access-control-allow-origin": self.web_origin, "vary": "origin"}
+        if preflight:
+            methods = sorted({route.method for route in self.topology.routes} | {"OPTIONS"})
+            headers |= {
+                "access-control-allow-methods": ",".join(methods),
+                "access-control-allow-headers": CORS_HEADERS,
+                "access-control-max-age": "600",
+            }
+        return headers
+
+    def _web_file(self, name: str) -> tuple[int, dict[str, str], bytes]:
+        """The upload page's static files, and its config.json (the API is this origin)."""
+        if name == "config.json":
+            return 200, {"content-type": "application/json", "cache-control": "no-store"}, b'{"apiUrl": ""}'
+        served = {path.name: path for path in WEB_DIR.iterdir() if path.suffix in WEB_TYPES}
+        found = served.get(name or "index.html")
+        if found is None:
+            body = json.dumps({"code": "NOT_FOUND", "message": "No such page."}).encode()
+            return 404, {"content-type": "application/json"}, body
+        return 200, {"content-type": WEB_TYPES[found.suffix], "cache-control": "no-cache"}, found.read_bytes()
 
     def _asset(self, key: str) -> tuple[int, dict[str, str], bytes]:
         found = self.read_asset(key) if key and ".." not in key.split("/") else None

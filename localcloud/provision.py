@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,12 @@ class Resources:
         }
 
 
-def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any) -> Resources:
+def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origins: Sequence[str] = ()) -> Resources:
     for bucket in (topology.uploads_bucket, topology.processed_bucket):
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
+    if web_origins:
+        s3.put_bucket_cors(Bucket=topology.uploads_bucket, CORSConfiguration=uploads_cors(web_origins))
     queue = topology.images_queue
     dead_letter_url = sqs.create_queue(
         QueueName=queue.dead_letter_name, Attributes={"MessageRetentionPeriod": str(14 * 86_400)}
@@ -65,6 +68,21 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any) -> Resources
         stream_arn=_requests_table(topology.requests_table, dynamodb),
         upload_events_url=upload_events_url,
     )
+
+
+def uploads_cors(web_origins: Sequence[str]) -> dict[str, Any]:
+    """The upload page POSTs files straight to the uploads bucket (the presigned POST): only from its origins.
+    One rule (the CDK stack's): moto refuses a preflight that any rule of several does not match."""
+    return {
+        "CORSRules": [
+            {
+                "AllowedOrigins": list(web_origins),
+                "AllowedMethods": ["POST"],
+                "AllowedHeaders": ["*"],
+                "MaxAgeSeconds": 600,
+            }
+        ]
+    }
 
 
 def _upload_notifications(topology: Topology, s3: Any, sqs: Any) -> str:

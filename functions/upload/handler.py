@@ -76,13 +76,16 @@ def upload(
     context = shared_context()
     body = raw_body(event)
     limit = context.settings.csv_limits.max_bytes
+    too_large = ApiError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        f"The CSV is over this route's {limit}-byte limit; send big files with POST {API_PREFIX}/uploads.",
+    )
     if len(body) > limit + 64 * 1024:  # room for the multipart envelope around a file at the limit
-        raise ApiError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            f"The CSV is over this route's {limit}-byte limit; send big files with POST {API_PREFIX}/uploads.",
-        )
+        raise too_large  # before parsing a body that cannot hold a CSV in range
     data, form_webhook = read_upload(event.headers.get("content-type", ""), body)
+    if len(data) > limit:
+        raise too_large  # the same answer for any CSV over the cap, so clients can switch to the presigned route
     accepted = accept_csv(data, tenant, form_webhook or webhookUrl, context)
     logger.set_correlation_id(accepted.request_id)
     logger.info("request accepted", extra={"products": accepted.total_products, "images": accepted.total_images})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -45,6 +45,7 @@ class Api(Construct):
         stage_rate_limit: float,
         stage_burst_limit: int,
         log_retention: logs.RetentionDays,
+        web_origin: str,
     ) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
@@ -89,12 +90,15 @@ class Api(Construct):
                 ),
                 Acknowledgment(id="AwsSolutions-COG4", reason="No Cognito users: machine clients with API keys."),
             )
+        self._allow_web_page(topology, web_origin)
         for kind, response in topology.gateway_responses.items():
             self.rest_api.add_gateway_response(
                 f"{kind.title().replace('_', '')}Response",
                 type=getattr(apigw.ResponseType, kind),
                 status_code=str(response.status),
                 templates={"application/json": gateway_response_body(response)},
+                # The page must read these errors too (a wrong key, throttling): CORS on API Gateway's own answers.
+                response_headers={"Access-Control-Allow-Origin": f"'{web_origin}'"},
             )
         plan = topology.usage_plan
         self.default_plan = self.rest_api.add_usage_plan(
@@ -121,6 +125,22 @@ class Api(Construct):
                 "documented one.",
             )
         )
+
+    def _allow_web_page(self, topology: Topology, web_origin: str) -> None:
+        """CORS preflights (OPTIONS, answered by API Gateway itself) on the routes, for the upload page's origin:
+        browsers send them before any call with an x-api-key header. The functions add the CORS headers to
+        their answers (WEB_ORIGIN)."""
+        methods: dict[str, set[str]] = {}
+        for route in topology.routes:
+            methods.setdefault(route.path, set()).add(route.method)
+        for path, allowed in methods.items():
+            # cdk-nag exempts OPTIONS methods from its authorization rules: nothing to acknowledge.
+            self.rest_api.root.resource_for_path(path).add_cors_preflight(
+                allow_origins=[web_origin],
+                allow_methods=sorted(allowed),
+                allow_headers=["content-type", "x-api-key"],
+                max_age=Duration.minutes(10),
+            )
 
 
 def path_parameters(path: str) -> list[str]:

@@ -87,6 +87,15 @@ class Storage(Construct):
             ),
         )
         self.asset_base_url = f"https://{self.assets.distribution_domain_name}"
+        # The upload page is served by the same distribution (infra/constructs/web.py): its origin may send the
+        # presigned POST straight to the uploads bucket, and no other.
+        self.web_origin = self.asset_base_url
+        self.uploads.add_cors_rule(
+            allowed_methods=[s3.HttpMethods.POST],
+            allowed_origins=[self.web_origin],
+            allowed_headers=["*"],
+            max_age=600,
+        )
 
     def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
         """Exactly GetObject/PutObject on the key patterns the function reads or writes."""
@@ -116,4 +125,5 @@ class Storage(Construct):
             "UPLOADS_BUCKET": self.uploads.bucket_name,
             "PROCESSED_BUCKET": self.processed.bucket_name,
             "ASSET_BASE_URL": self.asset_base_url,
+            "WEB_ORIGIN": self.web_origin,  # the API's CORS headers allow the upload page's origin
         }

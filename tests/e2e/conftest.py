@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-tests-signing-key-0123456789").decode()
 KEYS = ("tenant-a-key", "tenant-b-key", "burst-key")
 PRESIGNED_MAX_BYTES = 64 * 1024
+# The direct route's cap, lowered so a small file can be "big": over it, clients take the presigned route.
+DIRECT_MAX_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
         "OUTBOUND_ALLOWLIST": f"{image_server.origin},{webhook_receiver.origin}",
         "LOCAL_VISIBILITY_TIMEOUT": "5",
         "PRESIGNED_CSV_MAX_BYTES": str(PRESIGNED_MAX_BYTES),
+        "CSV_MAX_BYTES": str(DIRECT_MAX_BYTES),
     }
     for inherited in ("AWS_ENDPOINT_URL", "MONGODB_URI"):
         environment.pop(inherited, None)

@@ -4,6 +4,7 @@ narrower. Written out here by hand, independently of infra/permissions.py, so a 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -113,6 +114,9 @@ def grants(synthesized, function):
     return found
 
 
+CDK_BUCKET_DEPLOYMENT = "CustomCDKBucketDeployment"
+
+
 @pytest.mark.parametrize("function", [spec.name for spec in TOPOLOGY.functions])
 def test_each_function_gets_exactly_the_grants_it_uses(synthesized, function):
     found = grants(synthesized, function)
@@ -127,7 +131,9 @@ def test_every_topology_function_has_expectations():
 
 
 def test_no_wildcard_actions_and_star_resources_only_for_unscoped_actions(synthesized):
-    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+    for logical_id, policy in synthesized.of_type("AWS::IAM::Policy").items():
+        if logical_id.startswith(CDK_BUCKET_DEPLOYMENT):
+            continue  # CDK's own deploy-time copier of the upload page: checked below
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not [a for a in actions if "*" in a], actions
@@ -142,6 +148,21 @@ def test_the_stack_attaches_no_managed_policy_but_to_cdk_and_api_gateway_service
         if "ManagedPolicyArns" in role["Properties"]
     }
     assert sorted(managed) == sorted(
-        lid for lid in managed if lid.startswith(("BucketNotificationsHandler", "ApiRestApiCloudWatchRole"))
+        lid
+        for lid in managed
+        if lid.startswith(("BucketNotificationsHandler", "ApiRestApiCloudWatchRole", CDK_BUCKET_DEPLOYMENT))
     )
-    assert len(managed) == 2
+    assert len(managed) == 3
+
+
+def test_the_page_deployment_reaches_only_cdks_assets_and_the_site_bucket(synthesized):
+    (policy,) = [
+        p for lid, p in synthesized.of_type("AWS::IAM::Policy").items() if lid.startswith(CDK_BUCKET_DEPLOYMENT)
+    ]
+    resources = json.dumps([statement["Resource"] for statement in policy["Properties"]["PolicyDocument"]["Statement"]])
+    site = next(lid for lid in synthesized.of_type("AWS::S3::Bucket") if lid.startswith("WebPageSite"))
+    buckets = set(re.findall(r'"Fn::GetAtt": \["(\w+)", "Arn"\]', resources))
+    assert buckets == {site}
+    assert "cdk-hnb659fds-assets" in resources
+    for other in ("StorageUploads", "StorageProcessed", "StorageAccessLogs"):
+        assert other not in resources

@@ -30,7 +30,8 @@ def one(resources):
 
 def test_every_topology_function_is_deployed_as_declared(synthesized):
     functions = synthesized.of_type("AWS::Lambda::Function")
-    ours = {lid: f for lid, f in functions.items() if not lid.startswith("BucketNotificationsHandler")}
+    cdk_own = ("BucketNotificationsHandler", "CustomCDKBucketDeployment")  # CDK's deploy-time helpers
+    ours = {lid: f for lid, f in functions.items() if not lid.startswith(cdk_own)}
     assert len(ours) == len(TOPOLOGY.functions)
     for spec in TOPOLOGY.functions:
         properties = functions[synthesized.function_id(spec.name)]["Properties"]
@@ -160,7 +161,11 @@ def test_presigned_uploads_invoke_ingest_and_failures_are_kept(synthesized):
 
 
 def test_every_route_requires_an_api_key(synthesized):
-    methods = synthesized.of_type("AWS::ApiGateway::Method")
+    methods = {
+        lid: m
+        for lid, m in synthesized.of_type("AWS::ApiGateway::Method").items()
+        if m["Properties"]["HttpMethod"] != "OPTIONS"
+    }
     assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == sorted(r.method for r in TOPOLOGY.routes)
     validator, _ = one(synthesized.of_type("AWS::ApiGateway::RequestValidator"))
     for method in methods.values():
@@ -170,6 +175,51 @@ def test_every_route_requires_an_api_key(synthesized):
         assert properties["RequestValidatorId"] == ref(validator)
     status = next(m for m in methods.values() if m["Properties"]["HttpMethod"] == "GET")
     assert status["Properties"]["RequestParameters"] == {"method.request.path.requestId": True}
+
+
+def test_the_upload_pages_origin_gets_cors_preflights_and_readable_errors(synthesized):
+    distribution_id, _ = one(synthesized.of_type("AWS::CloudFront::Distribution"))
+    page_origin = {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]}
+    preflights = [
+        m["Properties"]
+        for m in synthesized.of_type("AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "OPTIONS"
+    ]
+    assert len(preflights) == len({route.path for route in TOPOLOGY.routes})
+    for preflight in preflights:
+        assert preflight["Integration"]["Type"] == "MOCK"  # answered by API Gateway: no function, no key
+        assert preflight.get("ApiKeyRequired", False) is False
+        (answer,) = preflight["Integration"]["IntegrationResponses"]
+        headers = answer["ResponseParameters"]
+        assert "x-api-key" in headers["method.response.header.Access-Control-Allow-Headers"]
+        origin = headers["method.response.header.Access-Control-Allow-Origin"]
+        assert origin == {"Fn::Join": ["", ["'https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}, "'"]]}
+    for response in synthesized.of_type("AWS::ApiGateway::GatewayResponse").values():
+        allowed = response["Properties"]["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        assert allowed == {"Fn::Join": ["", ["'https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}, "'"]]}
+    for spec in TOPOLOGY.functions:  # the functions add the CORS headers to their own answers
+        variables = synthesized.resources[synthesized.function_id(spec.name)]["Properties"]["Environment"]["Variables"]
+        assert variables["WEB_ORIGIN"] == page_origin
+    uploads = next(b for lid, b in synthesized.of_type("AWS::S3::Bucket").items() if lid.startswith("StorageUploads"))
+    (rule,) = uploads["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert (rule["AllowedMethods"], rule["AllowedOrigins"]) == (["POST"], [page_origin])
+
+
+def test_the_upload_page_is_deployed_behind_the_distribution(synthesized):
+    _, distribution = one(synthesized.of_type("AWS::CloudFront::Distribution"))
+    config = distribution["Properties"]["DistributionConfig"]
+    (page,) = config["CacheBehaviors"]
+    assert page["PathPattern"] == "app/*" and page["ViewerProtocolPolicy"] == "redirect-to-https"
+    origin = next(o for o in config["Origins"] if o["Id"] == page["TargetOriginId"])
+    assert origin["DomainName"]["Fn::GetAtt"][0].startswith("WebPageSite") and "OriginAccessControlId" in origin
+    (deployment,) = synthesized.of_type("Custom::CDKBucketDeployment").values()
+    properties = deployment["Properties"]
+    assert properties["DestinationBucketKeyPrefix"] == "app/"
+    assert properties["DestinationBucketName"]["Ref"].startswith("WebPageSite")
+    assert properties["SystemMetadata"] == {"cache-control": "no-cache"}
+    assert len(properties["SourceObjectKeys"]) == 2  # web/ and config.json
+    # config.json names the API's stage URL (a deploy-time value, substituted by the deployment).
+    assert "ApiRestApiDeploymentStage" in json.dumps(properties["SourceMarkers"])
 
 
 def test_usage_plan_throttles_and_limits_the_default_key(synthesized, template):
@@ -216,7 +266,7 @@ def test_api_accepts_binary_bodies_and_answers_its_own_errors_as_json(synthesize
 
 def test_buckets_are_encrypted_private_tls_only_logged_and_retained(synthesized):
     buckets = synthesized.of_type("AWS::S3::Bucket")
-    assert len(buckets) == 3  # uploads, processed, access logs
+    assert len(buckets) == 4  # uploads, processed, the upload page's site, access logs
     logs_bucket = next(lid for lid in buckets if lid.startswith("StorageAccessLogs"))
     for logical_id, bucket in buckets.items():
         properties = bucket["Properties"]
@@ -243,10 +293,12 @@ def test_buckets_are_encrypted_private_tls_only_logged_and_retained(synthesized)
 
 def test_processed_images_are_served_through_cloudfront_with_origin_access_control(synthesized):
     distribution_id, distribution = one(synthesized.of_type("AWS::CloudFront::Distribution"))
-    _, access_control = one(synthesized.of_type("AWS::CloudFront::OriginAccessControl"))
-    assert access_control["Properties"]["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    access_controls = synthesized.of_type("AWS::CloudFront::OriginAccessControl").values()
+    assert len(access_controls) == 2  # the processed bucket's and the upload page's
+    for access_control in access_controls:
+        assert access_control["Properties"]["OriginAccessControlConfig"]["SigningBehavior"] == "always"
     config = distribution["Properties"]["DistributionConfig"]
-    (origin,) = config["Origins"]
+    origin = next(o for o in config["Origins"] if o["Id"] == config["DefaultCacheBehavior"]["TargetOriginId"])
     assert origin["DomainName"]["Fn::GetAtt"][0].startswith("StorageProcessed")
     assert "OriginAccessControlId" in origin
     assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"

@@ -109,6 +109,19 @@ def test_wrong_content_type_is_415_and_oversized_body_is_413(pipeline: Pipeline,
     assert pipeline.queued() == 0
 
 
+def test_any_csv_over_the_cap_is_413_so_clients_switch_routes(pipeline: Pipeline, monkeypatch) -> None:
+    from ips_runtime.wiring import reset_shared_context
+
+    monkeypatch.setenv("CSV_MAX_BYTES", "1000")
+    reset_shared_context()
+    just_over = (HEADER + "1,Mug,https://a.example/1.jpg\n").encode() + b"#" * 1000  # inside the envelope room
+    for body, headers in (multipart(just_over), (just_over, {"content-type": "text/csv"})):
+        status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+        assert (status, answer["code"]) == (413, "PAYLOAD_TOO_LARGE")
+        assert "/api/v1/uploads" in answer["message"]
+    assert pipeline.queued() == 0
+
+
 def test_multipart_without_a_file_field(pipeline: Pipeline) -> None:
     prepared = requests.Request("POST", "http://unused.invalid/", files={"other": ("x.csv", b"a")}).prepare()
     status, answer = pipeline.api(

@@ -56,6 +56,14 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
         [True],
     ]
     assert outputs[0][0].endswith(f"/{request_id}/2/0.jpg")
+    # Each stored image's size and its source's, where it succeeded (what the upload page shows as saved).
+    sizes = [list(zip(p["inputImageBytes"], p["outputImageBytes"], strict=True)) for p in result["products"]]
+    assert [[before is not None for before, _ in product] for product in sizes] == [
+        [True, False],
+        [True, False, False],
+        [True],
+    ]
+    assert all(after > 0 and before > 0 for product in sizes for before, after in product if before is not None)
 
     processed = pipeline.resources.processed_bucket
     s3 = boto3.client("s3")

@@ -7,12 +7,12 @@ import binascii
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from ips.context import Context
 from ips.errors import InvalidInput, Problem
 from ips.intake import expire_upload
-from ips.model import ImageStatus, RequestStatus
+from ips.model import ImageOutcome, ImageStatus, RequestStatus
 from ips.ports import ProductRecord
 
 MAX_PAGE = 1000
@@ -114,6 +114,9 @@ def _product_entry(product: ProductRecord) -> dict[str, Any]:
         "outputImageUrls": [
             image.output_url if image and image.status is ImageStatus.SUCCEEDED else None for image in product.images
         ],
+        # Sizes of each stored image and of its source (null while pending or failed): what was saved.
+        "inputImageBytes": [image.input_bytes if _succeeded(image) else None for image in product.images],
+        "outputImageBytes": [image.output_bytes if _succeeded(image) else None for image in product.images],
         "errors": [
             {
                 "index": index,
@@ -132,6 +135,10 @@ def _encoded_size(value: Any) -> int:
     string of the proxy result's body, where each quote and backslash gains a backslash."""
     text = json.dumps(value, separators=(",", ":"), default=str)
     return len(text) + text.count('"') + text.count("\\") + 2
+
+
+def _succeeded(image: ImageOutcome | None) -> TypeGuard[ImageOutcome]:
+    return image is not None and image.status is ImageStatus.SUCCEEDED
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import os
 from email.parser import BytesParser
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -57,6 +58,8 @@ class ProductStatus(BaseModel):
     productName: str
     inputImageUrls: list[str]
     outputImageUrls: list[str | None] = Field(description="Same order as the inputs; null while pending or failed")
+    inputImageBytes: list[int | None] = Field(description="Each source image's size; null while pending or failed")
+    outputImageBytes: list[int | None] = Field(description="Each stored image's size; null while pending or failed")
     errors: list[ImageError]
 
 
@@ -139,8 +142,11 @@ def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
 
 
 def create_resolver(logger: Logger) -> APIGatewayRestResolver:
-    """A REST resolver whose every error is JSON with a stable `code`."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    """A REST resolver whose every error is JSON with a stable `code`, and whose answers carry CORS headers
+    for the upload page's origin (WEB_ORIGIN) so a browser there may read them."""
+    web_origin = os.environ.get("WEB_ORIGIN")
+    cors = CORSConfig(allow_origin=web_origin, max_age=600) if web_origin else None
+    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 
     @app.exception_handler(InvalidInput)
     def invalid_input(exc: InvalidInput) -> Response:

@@ -1,0 +1,1 @@
+"""`ips`: the command-line client of the Image Processing System (upload, wait, status, download)."""
