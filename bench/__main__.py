@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from bench import CORPUS, RESULTS
 from bench.report import collect_targets, render, write_json
 
-PARTS = ("engine", "pipeline", "upload")
+PARTS = ("engine", "pipeline", "upload", "reuse")
 
 
 def cpu_model() -> str:
@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cloud-workers", type=int, default=None, help="local cloud invocations, if not --workers (the bound keeps it)"
     )
+    parser.add_argument("--reuse-images", type=int, default=1000, help="catalogue size of the reuse part (1000)")
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(
@@ -82,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     if args.quick:
         args.engine_rounds, args.images, args.pipeline_rounds, args.upload_rounds = 1, 40, 1, 1
+        args.reuse_images = 40
         args.presigned_cap = 15
     return args
 
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "cloud_workers": args.cloud_workers or args.workers,
             "upload_rounds": args.upload_rounds,
+            "reuse_images": args.reuse_images,
             "presigned": not args.no_presigned,
             "quick": args.quick,
             "corpus": str(CORPUS),
@@ -134,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["pipeline"] = run_pipeline(
                     args.images, args.pipeline_rounds, log, workers=args.workers, cloud_workers=args.cloud_workers
                 )
+            elif part == "reuse":
+                from bench.reuse import run_reuse
+
+                results["reuse"] = run_reuse(args.reuse_images, log, workers=args.workers)
             else:
                 from bench.upload import run_upload
 

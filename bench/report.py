@@ -45,7 +45,7 @@ def collect_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every section's targets, each tagged with its section."""
     return [
         {"section": section, **target}
-        for section in ("engine", "pipeline", "upload")
+        for section in ("engine", "pipeline", "upload", "reuse")
         if isinstance(results.get(section), dict)
         for target in results[section].get("targets", [])
     ]
@@ -222,6 +222,12 @@ def upload_rows(upload: dict[str, Any]) -> list[list[str]]:
 HEADERS = ("figure", "measured", "ratio", "target", "")
 
 
+def _reuse_rows(reuse: dict[str, Any]) -> list[list[str]]:
+    from bench.reuse import reuse_rows
+
+    return reuse_rows(reuse)
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report as text."""
     machine = results["machine"]
@@ -239,6 +245,7 @@ def render(results: dict[str, Any]) -> str:
         ),
         ("pipeline", "Pipeline: local cloud end to end vs the engine-only bound (same workers)", pipeline_rows),
         ("upload", "Upload: accept latency against CSV size", upload_rows),
+        ("reuse", "Reuse: the same catalogue uploaded again by the same tenant", _reuse_rows),
     )
     for key, title, rows in sections:
         if isinstance(results.get(key), dict):

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from infra.topology import Topology
 from ips.completion import output_csv_key
 from ips.intake import incoming_key, input_csv_key
+from ips.options import OutputFormat
 
 # DynamoDB authorises TransactWriteItems per contained action (Put, Update), there is no action of its own.
 GET, PUT, UPDATE = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
-IMAGES = "*.jpg"  # processed images: {requestId}/{row}/{index}.jpg
+# processed images: {requestId}/{row}/{index}.{jpg,webp,avif}, by the request's output format
+IMAGES = tuple(f"*.{output.extension}" for output in OutputFormat)
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class FunctionAccess:
     reads_uploads: tuple[str, ...] = ()  # object key patterns (s3:GetObject, which also allows HeadObject)
     writes_uploads: tuple[str, ...] = ()  # s3:PutObject, also what a presigned POST is signed with
     writes_processed: tuple[str, ...] = ()
+    reads_processed: tuple[str, ...] = ()  # s3:GetObject: the source of a server-side copy (image reuse)
     sends_to_images_queue: bool = False  # sqs:SendMessage (SendMessageBatch is authorised by it)
     table_actions: tuple[str, ...] = ()
     reads_mongodb_uri: bool = True  # every function reads or writes the catalog
@@ -39,7 +42,8 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         # expand CSV chunks into image tasks, store images, count each once (Put marker + Update counter)
         "process": FunctionAccess(
             reads_uploads=(direct, presigned),
-            writes_processed=(IMAGES,),
+            writes_processed=IMAGES,
+            reads_processed=IMAGES,  # a reused image is copied from an earlier request's output
             sends_to_images_queue=True,
             table_actions=(GET, PUT, UPDATE),
         ),

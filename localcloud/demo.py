@@ -80,6 +80,11 @@ def _job(api: str, key: str, receiver: WebhookReceiver, timeout: float) -> None:
         raise DemoFailed("the webhook disagrees with the status")
 
     failures = {error["code"] for product in status["products"] for error in product["errors"]}
+    savings = status["savings"]
+    print(
+        f"savings: {savings['bytesIn']:,} bytes in -> {savings['bytesOut']:,} bytes out (ratio {savings['ratio']}), "
+        f"{status['reused']} reused from earlier requests"
+    )
     if status["status"] != "COMPLETED_WITH_ERRORS" or failures != EXPECTED_FAILURES:
         raise DemoFailed(f"expected COMPLETED_WITH_ERRORS with {EXPECTED_FAILURES}, got {status['status']} {failures}")
 

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ips.completion import notify
 from ips.intake import expand_chunk
 from ips.model import ChunkTask, ImageTask, parse_task
-from ips.processing import Prefetcher, process_image
+from ips.processing import Prefetcher, RetryLater, process_image
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
@@ -42,9 +42,15 @@ def handle_record(record: SQSRecord) -> None:
             raise
         metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
         return
-    result = process_image(
-        task, context, final_attempt=final_attempt, prefetcher=_prefetcher.get(), deadline=_decode_deadline.get()
-    )
+    try:
+        result = process_image(
+            task, context, final_attempt=final_attempt, prefetcher=_prefetcher.get(), deadline=_decode_deadline.get()
+        )
+    except RetryLater as exc:
+        if exc.delay_s is not None:  # the source host said when: come back then, not after the visibility timeout
+            context.backends.queue.delay(record.receipt_handle, exc.delay_s)
+            metrics.add_metric("DelayedBySource", MetricUnit.Count, 1)
+        raise
     if result.counted:
         metrics.add_metric("ImagesCounted", MetricUnit.Count, 1)
     else:
@@ -57,7 +63,7 @@ def handle_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    prefetcher = Prefetcher(shared_context().backends.fetcher, FETCH_WORKERS)
+    prefetcher = Prefetcher(shared_context(), FETCH_WORKERS)
     tasks = [parse_task(record["body"]) for record in event.get("Records", [])]
     prefetcher.start(task for task in tasks if isinstance(task, ImageTask))
     token = _prefetcher.set(prefetcher)

@@ -12,9 +12,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.intake import accept_csv, create_upload
+from ips.options import parse_options
 from ips_runtime.api import (
     API_PREFIX,
     MULTIPART,
+    OPTION_DESCRIPTIONS,
     ApiError,
     PresignedFields,
     UploadAccepted,
@@ -42,6 +44,7 @@ UPLOAD_BODY = {
                 "properties": {
                     "file": {"type": "string", "format": "binary", "description": "The products CSV"},
                     "webhookUrl": {"type": "string", "format": "uri"},
+                    **{name: {"type": "string", "description": text} for name, text in OPTION_DESCRIPTIONS.items()},
                 },
             }
         },
@@ -70,6 +73,11 @@ def upload(
     webhookUrl: Annotated[
         str | None, Query(description="Called once when the request completes (raw CSV bodies)")
     ] = None,
+    format: Annotated[str | None, Query(max_length=16, description=OPTION_DESCRIPTIONS["format"])] = None,
+    quality: Annotated[str | None, Query(max_length=16, description=OPTION_DESCRIPTIONS["quality"])] = None,
+    maxWidth: Annotated[str | None, Query(max_length=16, description=OPTION_DESCRIPTIONS["maxWidth"])] = None,
+    maxHeight: Annotated[str | None, Query(max_length=16, description=OPTION_DESCRIPTIONS["maxHeight"])] = None,
+    background: Annotated[str | None, Query(max_length=16, description=OPTION_DESCRIPTIONS["background"])] = None,
 ) -> Response[UploadAccepted]:
     event = app.current_event
     tenant = tenant_of(event)
@@ -83,10 +91,12 @@ def upload(
     )
     if len(body) > limit + 64 * 1024:  # room for the multipart envelope around a file at the limit
         raise too_large  # before parsing a body that cannot hold a CSV in range
-    data, form_webhook = read_upload(event.headers.get("content-type", ""), body)
+    data, form = read_upload(event.headers.get("content-type", ""), body)
     if len(data) > limit:
         raise too_large  # the same answer for any CSV over the cap, so clients can switch to the presigned route
-    accepted = accept_csv(data, tenant, form_webhook or webhookUrl, context)
+    query = {"format": format, "quality": quality, "maxWidth": maxWidth, "maxHeight": maxHeight}
+    options = parse_options({**query, "background": background, **form}, default_quality=context.settings.jpeg_quality)
+    accepted = accept_csv(data, tenant, form.get("webhookUrl") or webhookUrl, context, options)
     logger.set_correlation_id(accepted.request_id)
     logger.info("request accepted", extra={"products": accepted.total_products, "images": accepted.total_images})
     metrics.add_metric("RequestsAccepted", MetricUnit.Count, 1)
@@ -114,7 +124,9 @@ def upload(
 )
 @tracer.capture_method
 def start_upload(body: UploadSlotRequest) -> Response[UploadSlotResponse]:
-    slot = create_upload(tenant_of(app.current_event), body.webhookUrl, shared_context())
+    context = shared_context()
+    options = parse_options(body.model_dump(), default_quality=context.settings.jpeg_quality)
+    slot = create_upload(tenant_of(app.current_event), body.webhookUrl, context, options)
     logger.set_correlation_id(slot.request_id)
     logger.info("presigned upload created", extra={"filename": body.filename})
     metrics.add_metric("UploadsStarted", MetricUnit.Count, 1)

@@ -103,6 +103,7 @@ class Storage(Construct):
             ("s3:GetObject", self.uploads, access.reads_uploads),
             ("s3:PutObject", self.uploads, access.writes_uploads),
             ("s3:PutObject", self.processed, access.writes_processed),
+            ("s3:GetObject", self.processed, access.reads_processed),
         ):
             if not patterns:
                 continue

@@ -38,7 +38,10 @@ EXPECTED = {
     "process": {
         ("uploads", "*/input.csv"): {"s3:GetObject"},  # CSV chunks expanded into image tasks
         ("uploads", "incoming/*.csv"): {"s3:GetObject"},
-        ("processed", "*.jpg"): {"s3:PutObject"},
+        # images in every output format; read too, as the source of a reused image's server-side copy
+        ("processed", "*.jpg"): {"s3:PutObject", "s3:GetObject"},
+        ("processed", "*.webp"): {"s3:PutObject", "s3:GetObject"},
+        ("processed", "*.avif"): {"s3:PutObject", "s3:GetObject"},
         ("images", None): QUEUE_CONSUMER | {"sqs:SendMessage"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,

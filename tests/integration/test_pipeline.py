@@ -92,8 +92,18 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
         "succeeded": 3,
         "failed": 3,
         "outputCsvUrl": result["outputCsvUrl"],
+        "options": {"format": "jpeg", "quality": 50, "maxWidth": None, "maxHeight": None, "background": "#ffffff"},
+        "savings": result["savings"],
+        "reused": 0,
     }
     assert result["webhook"]["delivered"] is True
+    # The request's savings (summed in the counter as images are counted) are the sums of its images' records.
+    succeeded = [
+        image for product in result["products"] for image in product["images"] if image["status"] == "SUCCEEDED"
+    ]
+    assert len(succeeded) == 3 and all(image["outputFormat"] == "JPEG" and image["width"] > 0 for image in succeeded)
+    bytes_in, bytes_out = sum(i["inputBytes"] for i in succeeded), sum(i["outputBytes"] for i in succeeded)
+    assert result["savings"] == {"bytesIn": bytes_in, "bytesOut": bytes_out, "ratio": round(bytes_out / bytes_in, 4)}
 
 
 def duplicate_every_message(pipeline: Pipeline) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ips.context import Context
 from ips.csv_output import OutputRow, render_output_csv
-from ips.model import ImageStatus, RequestStatus
+from ips.model import NO_SAVINGS, ImageStatus, RequestStatus
 from ips.ports import RequestRecord
 from ips.webhook import WebhookSigner, deliver, encode_event
 
@@ -58,6 +58,9 @@ def webhook_data(record: RequestRecord, context: Context) -> dict[str, Any]:
         "total": record.total_images,
         "succeeded": record.succeeded or 0,
         "failed": record.failed or 0,
+        "options": record.options.to_document(),
+        "savings": (record.savings or NO_SAVINGS).to_public(),
+        "reused": (record.savings or NO_SAVINGS).reused,
     }
     if record.output_csv_key:
         data["outputCsvUrl"] = context.settings.asset_url(record.output_csv_key)

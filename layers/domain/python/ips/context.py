@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.ports import BlobStore, Catalog, Fetcher, Ledger, TaskQueue, UploadStore
+from ips.ports import BlobStore, Catalog, Fetcher, Ledger, ReuseIndex, TaskQueue, UploadStore
 from ips.webhook import RetryPolicy, WebhookPoster
 
 
@@ -34,6 +34,7 @@ class Settings:
     webhook_lease_seconds: int = 900
     # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
     status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
+    output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them
 
     def asset_url(self, key: str) -> str:
         return f"{self.asset_base_url.rstrip('/')}/{key}"
@@ -50,6 +51,7 @@ class Backends:
     webhooks: WebhookPoster
     check_webhook_url: Callable[[str], None]  # raises ips.outbound.FetchError for a URL we must not call
     clock: Callable[[], datetime] = utc_now
+    reuse: ReuseIndex | None = None  # None: every image is fetched and compressed afresh
 
 
 @dataclass(frozen=True)

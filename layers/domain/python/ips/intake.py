@@ -15,6 +15,7 @@ from ips.context import Context
 from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
 from ips.errors import InvalidInput, Problem
 from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips.options import DEFAULT_OPTIONS, ImageOptions
 from ips.outbound import FetchError
 from ips.ports import PresignedPost, RequestRecord
 
@@ -71,7 +72,9 @@ def validate_webhook_url(url: str, context: Context) -> None:
         )
 
 
-def accept_csv(data: bytes, tenant: str, webhook_url: str | None, context: Context) -> Accepted:
+def accept_csv(
+    data: bytes, tenant: str, webhook_url: str | None, context: Context, options: ImageOptions = DEFAULT_OPTIONS
+) -> Accepted:
     """The direct path. Raises InvalidInput (nothing stored, nothing enqueued) or returns the accepted request."""
     if webhook_url:
         validate_webhook_url(webhook_url, context)
@@ -90,13 +93,16 @@ def accept_csv(data: bytes, tenant: str, webhook_url: str | None, context: Conte
             total_images=plan.total_images,
             webhook_url=webhook_url or None,
             input_key=key,
+            options=options,
         )
     )
-    fan_out(request_id, key, plan, context)
+    fan_out(request_id, key, plan, context, tenant=tenant, options=options)
     return Accepted(request_id, RequestStatus.PENDING, plan.total_products, plan.total_images)
 
 
-def create_upload(tenant: str, webhook_url: str | None, context: Context) -> UploadSlot:
+def create_upload(
+    tenant: str, webhook_url: str | None, context: Context, options: ImageOptions = DEFAULT_OPTIONS
+) -> UploadSlot:
     """The presigned path, step one: a request waiting for its file, and a POST the client sends it with."""
     if webhook_url:
         validate_webhook_url(webhook_url, context)
@@ -113,6 +119,7 @@ def create_upload(tenant: str, webhook_url: str | None, context: Context) -> Upl
             total_images=0,
             webhook_url=webhook_url or None,
             upload_expires_at=now + timedelta(seconds=settings.upload_expiry_s),
+            options=options,
         )
     )
     max_bytes = settings.presigned_csv_limits.max_bytes
@@ -149,7 +156,7 @@ def ingest_upload(key: str, context: Context) -> RequestStatus | None:
         backends.catalog.mark_failed(request_id, exc.code, exc.message, exc.problems, truncated=exc.truncated)
         return RequestStatus.FAILED
     if backends.catalog.upload_arrived(request_id, key, plan.total_products, plan.total_images):
-        fan_out(request_id, key, plan, context)
+        fan_out(request_id, key, plan, context, tenant=record.tenant, options=record.options)
     return RequestStatus.PENDING
 
 
@@ -162,12 +169,22 @@ def expire_upload(record: RequestRecord, now: datetime, context: Context) -> boo
     )
 
 
-def fan_out(request_id: str, key: str, plan: CsvPlan, context: Context) -> None:
+def fan_out(
+    request_id: str,
+    key: str,
+    plan: CsvPlan,
+    context: Context,
+    *,
+    tenant: str = "",
+    options: ImageOptions = DEFAULT_OPTIONS,
+) -> None:
     """Open the counter and queue one message per chunk. Repeating it (a retried ingestion) is harmless."""
     backends = context.backends
     try:
         backends.ledger.open(request_id, plan.total_images)
-        backends.queue.send([ChunkTask(request_id, key, plan.columns, chunk).to_message() for chunk in plan.chunks])
+        backends.queue.send(
+            [ChunkTask(request_id, key, plan.columns, chunk, tenant, options).to_message() for chunk in plan.chunks]
+        )
     except Exception as exc:
         # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
         backends.catalog.mark_failed(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}")
@@ -193,14 +210,16 @@ def _expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = 
     data = backends.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
     products = read_chunk(data, task.chunk, task.columns, limits or context.settings.presigned_csv_limits)
     backends.catalog.add_products(task.request_id, products)
-    tasks = image_tasks(task.request_id, products)
+    tasks = image_tasks(task.request_id, products, tenant=task.tenant, options=task.options)
     backends.queue.send([image.to_message() for image in tasks])
     return len(tasks)
 
 
-def image_tasks(request_id: str, products: Iterable[ProductRow]) -> list[ImageTask]:
+def image_tasks(
+    request_id: str, products: Iterable[ProductRow], *, tenant: str = "", options: ImageOptions = DEFAULT_OPTIONS
+) -> list[ImageTask]:
     return [
-        ImageTask(request_id, product.row, index, url)
+        ImageTask(request_id, product.row, index, url, tenant, options)
         for product in products
         for index, url in enumerate(product.image_urls)
     ]

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from ips.csv_input import Chunk, Columns
+from ips.options import DEFAULT_OPTIONS, ImageOptions
 
 
 class RequestStatus(StrEnum):
@@ -36,16 +37,36 @@ class ImageTask:
     row: int
     index: int  # position of the URL within its product, from 0
     url: str
+    tenant: str = ""  # whose request: the reuse index is per tenant
+    options: ImageOptions = DEFAULT_OPTIONS
 
     @property
     def output_key(self) -> str:
         # Deterministic, so a retried or duplicated message overwrites instead of adding.
-        return f"{self.request_id}/{self.row}/{self.index}.jpg"
+        return f"{self.request_id}/{self.row}/{self.index}.{self.options.format.extension}"
 
     def to_message(self) -> str:
         return json.dumps(
-            {"requestId": self.request_id, "row": self.row, "index": self.index, "url": self.url},
+            {
+                "requestId": self.request_id,
+                "row": self.row,
+                "index": self.index,
+                "url": self.url,
+                "tenant": self.tenant,
+                "options": self.options.to_document(),
+            },
             separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> ImageTask:
+        return cls(
+            str(data["requestId"]),
+            int(data["row"]),
+            int(data["index"]),
+            str(data["url"]),
+            str(data.get("tenant", "")),
+            ImageOptions.from_document(data.get("options")),
         )
 
 
@@ -57,6 +78,8 @@ class ChunkTask:
     key: str  # the CSV in the uploads bucket
     columns: Columns
     chunk: Chunk
+    tenant: str = ""  # passed on to the chunk's image tasks, with the options
+    options: ImageOptions = DEFAULT_OPTIONS
 
     def to_message(self) -> str:
         chunk = self.chunk
@@ -67,13 +90,22 @@ class ChunkTask:
                 "key": self.key,
                 "columns": self.columns.to_dict(),
                 "chunk": [chunk.start, chunk.end, chunk.first_row, chunk.products, chunk.images],
+                "tenant": self.tenant,
+                "options": self.options.to_document(),
             },
             separators=(",", ":"),
         )
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> ChunkTask:
-        return cls(str(data["requestId"]), str(data["key"]), Columns.from_dict(data["columns"]), Chunk(*data["chunk"]))
+        return cls(
+            str(data["requestId"]),
+            str(data["key"]),
+            Columns.from_dict(data["columns"]),
+            Chunk(*data["chunk"]),
+            str(data.get("tenant", "")),
+            ImageOptions.from_document(data.get("options")),
+        )
 
 
 def parse_task(body: str) -> ImageTask | ChunkTask:
@@ -81,7 +113,7 @@ def parse_task(body: str) -> ImageTask | ChunkTask:
     data = json.loads(body)
     if data.get("type") == "chunk":
         return ChunkTask.from_data(data)
-    return ImageTask(str(data["requestId"]), int(data["row"]), int(data["index"]), str(data["url"]))
+    return ImageTask.from_data(data)
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,8 @@ class ImageOutcome:
     width: int | None = None
     height: int | None = None
     kept_original: bool | None = None
+    output_format: str | None = None
+    reused: bool | None = None  # True when the output was reused from an earlier request (ips.reuse)
 
     @property
     def succeeded(self) -> bool:
@@ -117,10 +151,33 @@ class ImageOutcome:
 
 
 @dataclass(frozen=True)
+class Savings:
+    """Sums over a request's succeeded images (kept beside the counts, in the same counter)."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    reused: int = 0
+
+    @classmethod
+    def of(cls, outcome: ImageOutcome) -> Savings:
+        if not outcome.succeeded:
+            return NO_SAVINGS
+        return cls(outcome.input_bytes or 0, outcome.output_bytes or 0, 1 if outcome.reused else 0)
+
+    def to_public(self) -> dict[str, Any]:
+        ratio = round(self.bytes_out / self.bytes_in, 4) if self.bytes_in else None
+        return {"bytesIn": self.bytes_in, "bytesOut": self.bytes_out, "ratio": ratio}
+
+
+NO_SAVINGS = Savings()
+
+
+@dataclass(frozen=True)
 class Counts:
     total: int
     succeeded: int
     failed: int
+    savings: Savings = NO_SAVINGS
 
     @property
     def done(self) -> int:

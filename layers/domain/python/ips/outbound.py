@@ -36,7 +36,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -47,6 +47,11 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
+
+from ips.polite import retry_after_seconds
+
+if TYPE_CHECKING:
+    from ips.ports import SourceValidators
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]  # host, port -> IP address strings
@@ -67,7 +72,10 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 _MAX_URL_LENGTH = 8192
 _CHUNK = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024  # a POST answer smaller than this is read so the connection can be kept alive
-_USER_AGENT = "ips-outbound/1"
+# Named, with a contact URL: some hosts refuse anonymous agents, and an operator who sees our traffic can reach us.
+DEFAULT_USER_AGENT = "ImageProcessingSystem/1.0"
+DEFAULT_CONTACT_URL = "https://ips.invalid/fetching"
+_THROTTLING = frozenset({429, 503})  # statuses whose Retry-After says when to come back
 
 
 # ---------------------------------------------------------------------------------------------- public types
@@ -81,6 +89,7 @@ class OutboundPolicy:
     read_timeout: float = 10.0  # per socket read
     total_timeout: float = 30.0  # whole fetch or post, including trickling headers and bodies
     max_bytes: int = 25 * 1024 * 1024
+    user_agent: str = f"{DEFAULT_USER_AGENT} (+{DEFAULT_CONTACT_URL})"
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -96,7 +105,8 @@ class OutboundPolicy:
         """OUTBOUND_ALLOWLIST="127.0.0.1:8080,localhost:9000,[::1]:8443" (host:port, comma separated).
 
         Optional, defaults as above: OUTBOUND_MAX_REDIRECTS, OUTBOUND_CONNECT_TIMEOUT, OUTBOUND_READ_TIMEOUT,
-        OUTBOUND_TOTAL_TIMEOUT (seconds), OUTBOUND_MAX_BYTES. A malformed value raises ValueError."""
+        OUTBOUND_TOTAL_TIMEOUT (seconds), OUTBOUND_MAX_BYTES; FETCH_USER_AGENT and FETCH_CONTACT_URL make the
+        User-Agent "<agent> (+<contact>)". A malformed value raises ValueError."""
         items = (item.strip() for item in environ.get("OUTBOUND_ALLOWLIST", "").split(","))
         allowlist = frozenset(_parse_origin(item) for item in items if item)
         numbers: dict[str, Any] = {}
@@ -113,18 +123,21 @@ class OutboundPolicy:
                     numbers[field] = kind(value)
                 except ValueError:
                     raise ValueError(f"{name}={value!r} is not a valid {kind.__name__}") from None
-        return cls(allowlist=allowlist, **numbers)
+        agent = environ.get("FETCH_USER_AGENT", "").strip() or DEFAULT_USER_AGENT
+        contact = environ.get("FETCH_CONTACT_URL", "").strip() or DEFAULT_CONTACT_URL
+        return cls(allowlist=allowlist, user_agent=f"{agent} (+{contact})", **numbers)
 
 
 class FetchError(Exception):
     """A refused or failed outbound request. ``str(exc)`` is the message; ``code`` is one of the constants
     above; ``permanent`` says whether trying again later could help."""
 
-    def __init__(self, code: str, message: str, *, permanent: bool) -> None:
+    def __init__(self, code: str, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.permanent = permanent
+        self.retry_after = retry_after  # seconds the server asked us to wait (429 / 503 Retry-After)
 
     def __repr__(self) -> str:
         return f"FetchError({self.code!r}, {self.message!r}, permanent={self.permanent})"
@@ -135,7 +148,13 @@ class Fetched:
     body: bytes
     content_type: str | None
     final_url: str
-    status: int
+    status: int  # 200..299, or 304 for a conditional GET whose resource did not change (then body is empty)
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
 
 
 # ------------------------------------------------------------------------------------------ address checks
@@ -640,7 +659,7 @@ class OutboundClient:
         session.max_redirects = 0
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # strangers' cookies: none kept
         session.headers.clear()
-        session.headers.update({"User-Agent": _USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"})
+        session.headers.update({"User-Agent": policy.user_agent, "Accept": "*/*", "Accept-Encoding": "identity"})
         session.adapters.clear()
         adapter = _GuardedAdapter(self._guard)
         session.mount("http://", adapter)
@@ -656,13 +675,14 @@ class OutboundClient:
     def close(self) -> None:
         self._session.close()
 
-    def fetch(self, url: str) -> Fetched:
+    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
         """GET, following up to max_redirects redirects (each hop re-validated), within max_bytes and
-        total_timeout. Only a 2xx final answer is returned; anything else raises FetchError."""
+        total_timeout. Only a 2xx final answer is returned, or a 304 when `validators` made it conditional;
+        anything else raises FetchError (429 / 503 with the Retry-After delay)."""
         deadline = _Deadline(self.policy.total_timeout)
         token = _ACTIVE_DEADLINE.set(deadline)
         try:
-            return self._fetch(url, deadline)
+            return self._fetch(url, deadline, _conditional_headers(validators))
         finally:
             deadline.finish()
             _ACTIVE_DEADLINE.reset(token)
@@ -685,11 +705,11 @@ class OutboundClient:
             deadline.finish()
             _ACTIVE_DEADLINE.reset(token)
 
-    def _fetch(self, url: str, deadline: _Deadline) -> Fetched:
+    def _fetch(self, url: str, deadline: _Deadline, headers: dict[str, str]) -> Fetched:
         current, redirects = url, 0
         while True:
             target = _validate_url(current)
-            response = self._send("GET", target, deadline)
+            response = self._send("GET", target, deadline, headers=headers)
             try:
                 status = response.status_code
                 location = response.headers.get("location")
@@ -700,13 +720,18 @@ class OutboundClient:
                     redirects += 1
                     current = urljoin(target.url, _decode_header(location))
                     continue
+                etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
+                if status == 304 and headers:
+                    return Fetched(b"", response.headers.get("content-type"), target.url, status, etag, modified)
                 if not 200 <= status < 300:
                     permanent = status < 500 and status not in _RETRYABLE_4XX
-                    raise FetchError(HTTP_STATUS, f"HTTP {status} from {target.origin}", permanent=permanent)
+                    delay = retry_after_seconds(response.headers.get("retry-after")) if status in _THROTTLING else None
+                    message = f"HTTP {status} from {target.origin}"
+                    raise FetchError(HTTP_STATUS, message, permanent=permanent, retry_after=delay)
                 body = self._read_body(response, target, deadline)
                 if deadline.finish():  # the watchdog fired: what we read may be cut short
                     raise _timeout(target, self.policy)
-                return Fetched(body, response.headers.get("content-type"), target.url, status)
+                return Fetched(body, response.headers.get("content-type"), target.url, status, etag, modified)
             finally:
                 # A no-op once the body is fully read (the connection is already back in the pool);
                 # otherwise the connection is closed rather than reused.
@@ -750,6 +775,15 @@ class OutboundClient:
                 raise
             raise error from exc
         return b"".join(chunks)
+
+
+def _conditional_headers(validators: SourceValidators | None) -> dict[str, str]:
+    headers = {}
+    if validators is not None and validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators is not None and validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
+    return headers
 
 
 def _drain_quietly(response: requests.Response) -> None:

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 
 from ips.csv_input import ProductRow
 from ips.errors import Problem
-from ips.model import Counts, ImageOutcome, ImageTask, RequestStatus
+from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
+from ips.options import DEFAULT_OPTIONS, ImageOptions
 from ips.outbound import Fetched
 
 
@@ -18,6 +19,9 @@ class BlobStore(Protocol):
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def copy(self, source_key: str, key: str, content_type: str) -> bool:
+        """Copy an object within the bucket (server-side); False when the source does not exist."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,49 @@ class UploadStore(BlobStore, Protocol):
 
 class TaskQueue(Protocol):
     def send(self, bodies: Sequence[str]) -> None: ...
+    def delay(self, receipt_handle: str, seconds: float) -> None:
+        """Make a received message visible again only after `seconds` (a source host asked us to wait)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceValidators:
+    """What a source's server said identifies this version of it (for a conditional GET next time)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.etag or self.last_modified)
 
 
 class Fetcher(Protocol):
-    def fetch(self, url: str) -> Fetched: ...
+    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
+        """GET the URL; with validators, conditionally (a 304 answer comes back as a Fetched with no body)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReuseEntry:
+    tenant: str
+    options_key: str  # ImageOptions.fingerprint(): equal options make equal outputs
+    url: str
+    content_sha256: str
+    validators: SourceValidators
+    output_key: str
+    outcome: ImageOutcome  # the succeeded outcome whose output is at output_key
+    expires_at: datetime
+
+
+class ReuseIndex(Protocol):
+    """Per tenant: the newest output for each (options, source URL), also found by the source's content hash.
+    Every lookup names the tenant; no tenant ever sees another's entries."""
+
+    def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None: ...
+    def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None: ...
+    def remember(self, entry: ReuseEntry) -> None:
+        """Insert or replace the entry for its (tenant, options, URL)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +99,10 @@ class Ledger(Protocol):
         """Create the counter; False when it already exists (a repeated fan-out)."""
         ...
 
-    def count(self, task: ImageTask, succeeded: bool) -> CountResult: ...
+    def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
+        """Count the image once; its bytes in/out (and whether it was reused) are summed in the same write."""
+        ...
+
     def counts(self, request_id: str) -> Counts | None: ...
 
 
@@ -77,6 +123,8 @@ class RequestRecord:
     output_csv_key: str | None = None
     webhook: dict[str, Any] | None = None
     error: dict[str, Any] | None = None  # why a FAILED request failed: code, message, problems
+    options: ImageOptions = DEFAULT_OPTIONS
+    savings: Savings | None = None  # set when the request completes (from the counter)
 
     @property
     def awaiting_upload(self) -> bool:

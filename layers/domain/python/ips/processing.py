@@ -5,36 +5,62 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from ips.context import Context
 from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
-from ips.model import ImageOutcome, ImageStatus, ImageTask
+from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
 from ips.outbound import Fetched, FetchError
-from ips.ports import CountResult, Fetcher
+from ips.polite import interleave_hosts
+from ips.ports import CountResult, ReuseEntry, SourceValidators
+from ips.reuse import content_hash, match_content, previous_entry, remember, reuse_output
 
 logger = logging.getLogger(__name__)
 
 
 class RetryLater(Exception):
-    """A transient failure: the message goes back to the queue and is delivered again."""
+    """A transient failure: the message goes back to the queue and is delivered again; after `delay_s` seconds
+    when the source said when (Retry-After), else after the queue's visibility timeout."""
+
+    def __init__(self, message: str, delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+@dataclass(frozen=True)
+class Source:
+    """A task's source: what the reuse index knew of it, and what the fetch brought."""
+
+    previous: ReuseEntry | None
+    fetched: Fetched
+
+
+def fetch_source(task: ImageTask, context: Context) -> Source:
+    """Fetch the task's source; conditionally when this tenant had it processed with these options before."""
+    previous = previous_entry(task, context)
+    fetcher = context.backends.fetcher
+    if previous is not None and previous.validators:
+        return Source(previous, fetcher.fetch(task.url, previous.validators))
+    return Source(previous, fetcher.fetch(task.url))
 
 
 class Prefetcher:
     """Starts a batch's downloads at once, so they overlap each other and the compression of earlier images
     (a batch is otherwise processed one record after another)."""
 
-    def __init__(self, fetcher: Fetcher, workers: int) -> None:
-        self._fetcher = fetcher
+    def __init__(self, context: Context, workers: int) -> None:
+        self._context = context
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
-        self._pending: dict[ImageTask, Future[Fetched]] = {}
+        self._pending: dict[ImageTask, Future[Source]] = {}
 
     def start(self, tasks: Iterable[ImageTask]) -> None:
-        for task in tasks:
-            self._pending.setdefault(task, self._pool.submit(self._fetcher.fetch, task.url))
+        # Hosts interleaved: one host's images waiting for its fetch slots never hold up every other host's.
+        for task in interleave_hosts(tasks, lambda task: task.url):
+            self._pending.setdefault(task, self._pool.submit(fetch_source, task, self._context))
 
-    def fetch(self, task: ImageTask) -> Fetched:
+    def fetch(self, task: ImageTask) -> Source:
         future = self._pending.pop(task, None)
-        return future.result() if future is not None else self._fetcher.fetch(task.url)
+        return future.result() if future is not None else fetch_source(task, self._context)
 
     def close(self) -> None:
         for future in self._pending.values():
@@ -57,31 +83,43 @@ def process_image(
     with the reason instead of going to the dead-letter queue uncounted. `deadline` (a `time.monotonic()`
     instant) is when decoding must have finished for the invocation to end in time: running into it is
     transient (a fresh invocation has more time), running out of the image's own CPU budget is not."""
-    fetch = prefetcher.fetch if prefetcher is not None else lambda task: context.backends.fetcher.fetch(task.url)
+    fetch = prefetcher.fetch if prefetcher is not None else lambda task: fetch_source(task, context)
     outcome = _compress_and_store(task, context, fetch, final_attempt=final_attempt, deadline=deadline)
     # The catalog keeps the first terminal state it is given, and the count follows what the catalog holds,
     # so a redelivery that ends differently cannot make the counters disagree with the product records.
     stored = context.backends.catalog.record_image(task, outcome)
-    return context.backends.ledger.count(task, succeeded=stored.status is ImageStatus.SUCCEEDED)
+    return context.backends.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
 
 
 def _compress_and_store(
     task: ImageTask,
     context: Context,
-    fetch: Callable[[ImageTask], Fetched],
+    fetch: Callable[[ImageTask], Source],
     *,
     final_attempt: bool,
     deadline: float | None,
 ) -> ImageOutcome:
     settings, backends = context.settings, context.backends
     try:
-        fetched = fetch(task)
-        image = compress_image(
-            fetched.body, quality=settings.jpeg_quality, limits=settings.image_limits, deadline=deadline
-        )
+        source = fetch(task)
+        if source.fetched.not_modified and source.previous is not None:
+            # Unchanged since last time (304): reuse the output, no download, no compression.
+            if (reused := reuse_output(task, source.previous, context)) is not None:
+                remember(task, reused, source.previous.content_sha256, source.previous.validators, context)
+                return reused
+            source = Source(None, backends.fetcher.fetch(task.url))  # its output is gone: fetch it whole
+        fetched = source.fetched
+        digest = content_hash(fetched.body)
+        validators = SourceValidators(fetched.etag, fetched.last_modified)
+        # Bytes this tenant already processed with these options: reuse the output, skip the compression.
+        match = match_content(task, source.previous, digest, context)
+        if match is not None and (reused := reuse_output(task, match, context)) is not None:
+            remember(task, reused, digest, validators, context)
+            return reused
+        image = compress_image(fetched.body, limits=settings.image_limits, deadline=deadline, options=task.options)
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
-            raise RetryLater(f"{exc.code}: {exc}") from exc
+            raise RetryLater(f"{exc.code}: {exc}", exc.retry_after) from exc
         reason = str(exc) if exc.permanent else f"{exc} (gave up after {settings.max_receive_count} attempts)"
         return ImageOutcome.failure(exc.code, reason)
     except DecodeTimeUp as exc:
@@ -95,8 +133,8 @@ def _compress_and_store(
             raise
         logger.exception("image processing crashed on the final attempt", extra={"url": task.url})
         return ImageOutcome.failure("INTERNAL_ERROR", f"processing failed: {type(exc).__name__}")
-    backends.processed.put(task.output_key, image.data, "image/jpeg")
-    return ImageOutcome(
+    backends.processed.put(task.output_key, image.data, task.options.format.content_type)
+    outcome = ImageOutcome(
         ImageStatus.SUCCEEDED,
         output_url=settings.asset_url(task.output_key),
         input_format=image.input_format,
@@ -105,4 +143,7 @@ def _compress_and_store(
         width=image.width,
         height=image.height,
         kept_original=image.kept_original,
+        output_format=image.output_format,
     )
+    remember(task, outcome, digest, validators, context)
+    return outcome

@@ -12,7 +12,7 @@ from typing import Any, TypeGuard
 from ips.context import Context
 from ips.errors import InvalidInput, Problem
 from ips.intake import expire_upload
-from ips.model import ImageOutcome, ImageStatus, RequestStatus
+from ips.model import NO_SAVINGS, ImageOutcome, ImageStatus, RequestStatus
 from ips.ports import ProductRecord
 
 MAX_PAGE = 1000
@@ -65,10 +65,11 @@ def request_status(
         # receiver must not slow the status answer.)
         record = backends.catalog.get(request_id) or record
     total, succeeded, failed = record.total_images, record.succeeded or 0, record.failed or 0
-    status = record.status
+    status, savings = record.status, record.savings or NO_SAVINGS
     if not status.is_final:
         counts = backends.ledger.counts(request_id)
         succeeded, failed = (counts.succeeded, counts.failed) if counts else (0, 0)
+        savings = counts.savings if counts else NO_SAVINGS
         # The last image can be counted a moment before the completion step has written the output CSV:
         # the request stays PROCESSING until its output exists.
         status = RequestStatus.PROCESSING if succeeded + failed else RequestStatus.PENDING
@@ -86,6 +87,9 @@ def request_status(
         "createdAt": _iso(record.created_at),
         "completedAt": _iso(record.completed_at),
         "uploadExpiresAt": _iso(record.upload_expires_at) if record.awaiting_upload else None,
+        "options": record.options.to_document(),
+        "savings": savings.to_public(),
+        "reused": savings.reused,
         "products": [],
         "nextCursor": encode_cursor(MAX_CURSOR_ROW),  # its size, for the budget; set below
         "outputCsvUrl": settings.asset_url(record.output_csv_key) if record.output_csv_key else None,
@@ -127,6 +131,7 @@ def _product_entry(product: ProductRecord) -> dict[str, Any]:
             for index, image in enumerate(product.images)
             if image and image.status is ImageStatus.FAILED
         ],
+        "images": [image_detail(image) for image in product.images],
     }
 
 
@@ -139,6 +144,24 @@ def _encoded_size(value: Any) -> int:
 
 def _succeeded(image: ImageOutcome | None) -> TypeGuard[ImageOutcome]:
     return image is not None and image.status is ImageStatus.SUCCEEDED
+
+
+def image_detail(image: ImageOutcome | None) -> dict[str, Any] | None:
+    """One image's record: what came in and what went out (null while pending)."""
+    if image is None:
+        return None
+    if not image.succeeded:
+        return {"status": image.status.value}
+    return {
+        "status": image.status.value,
+        "inputFormat": image.input_format,
+        "inputBytes": image.input_bytes,
+        "outputFormat": image.output_format or "JPEG",
+        "outputBytes": image.output_bytes,
+        "width": image.width,
+        "height": image.height,
+        "reused": bool(image.reused),
+    }
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from ips.errors import InvalidInput
 from ips.model import RequestStatus
+from ips.options import ImageOptions
 
 API_PREFIX = "/api/v1"
 
@@ -53,6 +54,17 @@ class ImageError(BaseModel):
     message: str | None
 
 
+class ImageDetail(BaseModel):
+    status: str = Field(description="SUCCEEDED or FAILED (the reason is in `errors`)")
+    inputFormat: str | None = None
+    inputBytes: int | None = None
+    outputFormat: str | None = None
+    outputBytes: int | None = None
+    width: int | None = Field(default=None, description="Output dimensions")
+    height: int | None = None
+    reused: bool | None = Field(default=None, description="The output of an earlier request, reused unchanged")
+
+
 class ProductStatus(BaseModel):
     serialNumber: str
     productName: str
@@ -61,6 +73,15 @@ class ProductStatus(BaseModel):
     inputImageBytes: list[int | None] = Field(description="Each source image's size; null while pending or failed")
     outputImageBytes: list[int | None] = Field(description="Each stored image's size; null while pending or failed")
     errors: list[ImageError]
+    images: list[ImageDetail | None] = Field(
+        default_factory=list, description="Same order as the inputs; null while pending"
+    )
+
+
+class Savings(BaseModel):
+    bytesIn: int = Field(description="Source bytes of the succeeded images")
+    bytesOut: int = Field(description="Output bytes of the succeeded images")
+    ratio: float | None = Field(description="bytesOut / bytesIn; null before any image succeeded")
 
 
 class WebhookDelivery(BaseModel):
@@ -90,9 +111,25 @@ class UploadSlotResponse(BaseModel):
     statusUrl: str
 
 
+# Options are typed loosely here and validated by ips.options.parse_options, so a bad one is a 400
+# OPTION_INVALID naming the field, the same on both upload routes.
+OPTION_DESCRIPTIONS = {
+    "format": "Output format: jpeg (default), webp or avif",
+    "quality": "Encoder quality, 1 to 95 (default 50)",
+    "maxWidth": "Fit inside this width, keeping the aspect ratio; never enlarges",
+    "maxHeight": "Fit inside this height, keeping the aspect ratio; never enlarges",
+    "background": "#rrggbb used when flattening transparency into a JPEG (default #ffffff)",
+}
+
+
 class UploadSlotRequest(BaseModel):
     webhookUrl: str | None = Field(default=None, max_length=2048)
     filename: str | None = Field(default=None, max_length=256, description="Kept for your reference only")
+    format: str | None = Field(default=None, max_length=16, description=OPTION_DESCRIPTIONS["format"])
+    quality: int | str | None = Field(default=None, description=OPTION_DESCRIPTIONS["quality"])
+    maxWidth: int | str | None = Field(default=None, description=OPTION_DESCRIPTIONS["maxWidth"])
+    maxHeight: int | str | None = Field(default=None, description=OPTION_DESCRIPTIONS["maxHeight"])
+    background: str | None = Field(default=None, max_length=16, description=OPTION_DESCRIPTIONS["background"])
 
 
 class StatusResponse(BaseModel):
@@ -106,6 +143,9 @@ class StatusResponse(BaseModel):
     createdAt: str
     completedAt: str | None
     uploadExpiresAt: str | None
+    options: ImageOptions = Field(description="The request's output options")
+    savings: Savings = Field(description="Over the succeeded images so far")
+    reused: int = Field(description="Succeeded images whose output was reused from an earlier request")
     products: list[ProductStatus] = Field(description="One page of products, in row order")
     nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
     outputCsvUrl: str | None
@@ -219,11 +259,12 @@ CSV_CONTENT_TYPES = ("text/csv", "application/csv", "text/plain", "application/o
 MULTIPART = "multipart/form-data"
 
 
-def read_upload(content_type: str, body: bytes) -> tuple[bytes, str | None]:
-    """The CSV bytes and the form's webhookUrl, from a multipart form (field `file`) or a raw CSV body."""
+def read_upload(content_type: str, body: bytes) -> tuple[bytes, dict[str, str]]:
+    """The CSV bytes and the form's other fields (webhookUrl, the options), from a multipart form (field
+    `file`) or a raw CSV body (no fields)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type in CSV_CONTENT_TYPES:
-        return body, None
+        return body, {}
     if media_type != MULTIPART:
         raise ApiError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -233,8 +274,8 @@ def read_upload(content_type: str, body: bytes) -> tuple[bytes, str | None]:
     fields = _multipart_fields(content_type, body)
     if "file" not in fields:
         raise ApiError(HTTPStatus.BAD_REQUEST, "FILE_MISSING", "The form has no 'file' field.")
-    webhook = fields.get("webhookUrl")
-    return fields["file"], webhook.decode("utf-8", "replace").strip() if webhook else None
+    data = fields.pop("file")
+    return data, {name: value.decode("utf-8", "replace").strip() for name, value in fields.items()}
 
 
 def _multipart_fields(content_type: str, body: bytes) -> dict[str, bytes]:

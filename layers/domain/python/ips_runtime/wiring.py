@@ -16,10 +16,12 @@ from botocore.config import Config
 from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsTaskQueue
 from ips.adapters.dynamodb import DynamoLedger
 from ips.adapters.mongo import MongoCatalog, connect
+from ips.adapters.mongo_reuse import MongoReuseIndex
 from ips.context import Backends, Context, Settings
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
 from ips.outbound import OutboundClient, OutboundPolicy, check_url
+from ips.polite import DEFAULT_PER_HOST, HostLimiter, PoliteFetcher
 from ips.webhook import RetryPolicy
 
 
@@ -66,6 +68,7 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
             attempts=int(number("WEBHOOK_ATTEMPTS", RetryPolicy.attempts)),
             first_delay=number("WEBHOOK_FIRST_DELAY", RetryPolicy.first_delay),
         ),
+        output_retention_days=number("OUTPUT_RETENTION_DAYS", 14),
     )
 
 
@@ -80,12 +83,14 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
     s3 = boto3.client("s3", config=config)
     policy = outbound_policy_from_env(env)
     outbound = OutboundClient(policy)
-    catalog = MongoCatalog(
-        connect(_required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"), env.get("MONGODB_DATABASE", "ips"))
-    )
+    database = connect(_required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"), env.get("MONGODB_DATABASE", "ips"))
+    catalog = MongoCatalog(database)
     # Once per container; a no-op when the index exists. Product pages and the output CSV read by request, in
     # row order: without it a 100,000-product request would be a collection scan per page.
     catalog.ensure_indexes()
+    reuse = MongoReuseIndex(database) if env.get("IMAGE_REUSE", "on").lower() not in ("off", "false", "0") else None
+    if reuse is not None:
+        reuse.ensure_indexes()
     return Context(
         settings=settings_from_env(env),
         backends=Backends(
@@ -94,9 +99,11 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
             queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
             ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
             catalog=catalog,
-            fetcher=outbound,
+            # Capped per source host for this process (every invocation a worker runs shares the limiter).
+            fetcher=PoliteFetcher(outbound, HostLimiter(int(env.get("FETCH_PER_HOST", DEFAULT_PER_HOST)))),
             webhooks=outbound,
             check_webhook_url=functools.partial(check_url, policy=policy),
+            reuse=reuse,
         ),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +20,21 @@ class S3BlobStore:
 
     def get(self, key: str) -> bytes:
         return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def copy(self, source_key: str, key: str, content_type: str) -> bool:
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": source_key},
+                ContentType=content_type,
+                MetadataDirective="REPLACE",
+            )
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
 
 class S3UploadStore(S3BlobStore):
@@ -62,6 +78,11 @@ class SqsTaskQueue:
         self._client = client
         self.queue_url = queue_url
         self._attempts = attempts
+
+    def delay(self, receipt_handle: str, seconds: float) -> None:
+        self._client.change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, math.ceil(seconds))
+        )
 
     def send(self, bodies: Sequence[str]) -> None:
         for start in range(0, len(bodies), self.BATCH):

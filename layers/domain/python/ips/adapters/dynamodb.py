@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ips.model import Counts, ImageTask
+from ips.model import NO_SAVINGS, Counts, ImageTask, Savings
 from ips.ports import CountResult
 
 COUNTER_SK = "COUNTER"
@@ -79,13 +79,13 @@ class DynamoLedger:
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def count(self, task: ImageTask, succeeded: bool) -> CountResult:
+    def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
         # Most images are not the last: try the plain count first (one call); the counter's condition sends
         # the last image to the completing variant.
         last = False
         for attempt in range(self._attempts):
             try:
-                self._client.transact_write_items(TransactItems=self._count_items(task, succeeded, last=last))
+                self._client.transact_write_items(TransactItems=self._count_items(task, succeeded, savings, last=last))
                 return CountResult(counted=True, completed=last)
             except self._client.exceptions.TransactionCanceledException as exc:
                 marker, counter = (reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
@@ -100,12 +100,15 @@ class DynamoLedger:
             time.sleep(random.uniform(0, 0.05 * 2**attempt))
         raise LedgerError(f"could not count image {task.output_key} after {self._attempts} attempts")
 
-    def _count_items(self, task: ImageTask, succeeded: bool, *, last: bool) -> list[dict[str, Any]]:
+    def _count_items(self, task: ImageTask, succeeded: bool, savings: Savings, *, last: bool) -> list[dict[str, Any]]:
         update = "SET remaining = remaining - :one, succeeded = succeeded + :s, failed = failed + :f"
         values = {
             ":one": {"N": "1"},
             ":s": {"N": "1" if succeeded else "0"},
             ":f": {"N": "0" if succeeded else "1"},
+            ":in": {"N": str(savings.bytes_in)},
+            ":out": {"N": str(savings.bytes_out)},
+            ":reused": {"N": str(savings.reused)},
         }
         if last:
             update += ", #status = :complete"
@@ -113,6 +116,8 @@ class DynamoLedger:
             condition = "remaining = :one"
         else:
             condition = "remaining > :one"
+        # The request's savings move with its counts, in the same write: reading them costs nothing extra.
+        update += " ADD bytesIn :in, bytesOut :out, reused :reused"
         return [
             {
                 "Put": {
@@ -150,4 +155,5 @@ class DynamoLedger:
         item = self._counter(request_id)
         if item is None:
             return None
-        return Counts(int(item["total"]["N"]), int(item["succeeded"]["N"]), int(item["failed"]["N"]))
+        savings = Savings(*(int(item.get(name, {"N": "0"})["N"]) for name in ("bytesIn", "bytesOut", "reused")))
+        return Counts(int(item["total"]["N"]), int(item["succeeded"]["N"]), int(item["failed"]["N"]), savings)

@@ -13,7 +13,8 @@ from pymongo.errors import BulkWriteError
 
 from ips.csv_input import ProductRow
 from ips.errors import Problem
-from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
+from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, Savings
+from ips.options import ImageOptions
 from ips.ports import ProductRecord, RequestRecord
 
 _INSERT_BATCH = 1000
@@ -50,6 +51,7 @@ class MongoCatalog:
                 "webhookUrl": record.webhook_url,
                 "inputKey": record.input_key,
                 "uploadExpiresAt": record.upload_expires_at,
+                "options": record.options.to_document(),
             }
         )
 
@@ -132,6 +134,7 @@ class MongoCatalog:
                     "succeeded": counts.succeeded,
                     "failed": counts.failed,
                     "outputCsvKey": output_csv_key,
+                    "savings": asdict(counts.savings),
                 },
                 "$min": {"completedAt": at},  # a re-run keeps the first completion time
             },
@@ -191,4 +194,6 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         output_csv_key=document.get("outputCsvKey"),
         webhook=document.get("webhook"),
         error=document.get("error"),
+        options=ImageOptions.from_document(document.get("options")),
+        savings=Savings(**document["savings"]) if document.get("savings") else None,
     )

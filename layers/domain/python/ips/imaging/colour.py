@@ -37,7 +37,7 @@ def orientation(image: Image.Image) -> int:
 _WHITE: Final = (255, 255, 255)
 
 
-def to_srgb(image: Image.Image, fmt: str) -> tuple[Image.Image, bool]:
+def to_srgb(image: Image.Image, fmt: str, matte: tuple[int, int, int] | None = _WHITE) -> tuple[Image.Image, bool]:
     """8-bit RGB in sRGB, or 8-bit L; returns the image and whether any pixel changed.
 
     The decoded image itself is returned (no copy) when it is already RGB or L without a profile to apply.
@@ -51,7 +51,7 @@ def to_srgb(image: Image.Image, fmt: str) -> tuple[Image.Image, bool]:
             # (R = (255 - C) * (255 - K) / 255, ...) is the usual fallback for untagged CMYK.
             converted = _apply_profile(image, profile, "CMYK") if profile is not None and space == "CMYK" else None
             return (image.convert("RGB") if converted is None else converted), True
-        pixels = _to_rgb_or_l(image)
+        pixels = _to_rgb_or_l(image, matte)
         changed = pixels is not image
         # In place: `pixels` is either the decoded image or a fresh conversion, both ours to overwrite.
         if pixels.mode == "RGB" and profile is not None and space == "RGB":
@@ -67,30 +67,30 @@ def to_srgb(image: Image.Image, fmt: str) -> tuple[Image.Image, bool]:
     return pixels, changed
 
 
-def _to_rgb_or_l(image: Image.Image) -> Image.Image:
+def _to_rgb_or_l(image: Image.Image, matte: tuple[int, int, int] | None) -> Image.Image:
     mode = image.mode
     has_transparency = image.info.get("transparency") is not None
     if mode in ("RGB", "L") and not has_transparency:
         return image
     if mode in ("RGBA", "LA"):
-        return _flatten(image)
+        return _flatten(image, matte)
     if mode in ("RGBa", "PA"):
-        return _flatten(image.convert("RGBA"))
+        return _flatten(image.convert("RGBA"), matte)
     if mode == "La":
-        return _flatten(image.convert("LA"))
+        return _flatten(image.convert("LA"), matte)
     if mode == "P":
         palette_alpha = image.palette is not None and "A" in image.palette.mode
         if has_transparency or palette_alpha:
-            return _flatten(image.convert("RGBA"))
+            return _flatten(image.convert("RGBA"), matte)
         return image.convert("RGB")
     if mode in ("RGB", "L", "1") and has_transparency:  # a transparent colour key (PNG tRNS)
-        return _flatten(image.convert("RGBA" if mode == "RGB" else "LA"))
+        return _flatten(image.convert("RGBA" if mode == "RGB" else "LA"), matte)
     if mode.startswith("I;16"):
         grey = _sixteen_bit_to_l(image)
         if has_transparency:
             alpha = image.convert("LA").getchannel("A")  # Pillow clips the grey here but the alpha is exact
             grey.putalpha(alpha)
-            return _flatten(grey)
+            return _flatten(grey, matte)
         return grey
     if mode == "1":
         return image.convert("L")
@@ -102,13 +102,18 @@ def _to_rgb_or_l(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # YCbCr, HSV, RGBX; anything Pillow cannot convert raises ValueError
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite RGBA / LA onto white (a transparent pixel's stored colour is often black)."""
-    if image.mode == "LA":
-        base = Image.new("L", image.size, 255)
+def _flatten(image: Image.Image, matte: tuple[int, int, int] | None) -> Image.Image:
+    """Composite RGBA / LA onto the matte (a transparent pixel's stored colour is often black); with no matte
+    (an output format with alpha) the image is returned as it is."""
+    if matte is None:
+        return image
+    if image.mode == "LA" and matte[0] == matte[1] == matte[2]:
+        base = Image.new("L", image.size, matte[0])
         base.paste(image.getchannel("L"), mask=image.getchannel("A"))
         return base
-    base = Image.new("RGB", image.size, _WHITE)
+    if image.mode == "LA":
+        image = image.convert("RGBA")  # grey with a coloured matte: the result has colour
+    base = Image.new("RGB", image.size, matte)
     base.paste(image, mask=image)  # RGBA source and mask: Pillow blends by the alpha band without converting
     return base
 

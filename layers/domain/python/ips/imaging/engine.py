@@ -16,7 +16,8 @@ Pure domain code (Pillow only). The one entry point is `compress_image`:
    input, and again after decoding (TOO_COMPLEX, raised as `DecodeTimeUp`);
 5. apply the EXIF orientation, bring the pixels to 8-bit sRGB (RGB) or grey (L) (`colour`);
 6. encode a baseline JPEG at `quality` with optimised Huffman tables and no metadata at all (no EXIF, no GPS,
-   no ICC, no XMP, no comment);
+   no ICC, no XMP, no comment), or, as a request's options say (`ips.encoding`), fit it inside a box and
+   encode WebP / AVIF (alpha kept) or JPEG with another matte;
 7. for an input JPEG whose pixels needed no change, keep the input instead when, with its metadata segments
    removed losslessly, it is smaller than the re-encoded one (`kept_original=True`).
 
@@ -40,10 +41,12 @@ from typing import Final
 # surface than the allow-list suggests).
 from PIL import Image, MpoImagePlugin, TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
+from ips.encoding import encode, fit
 from ips.imaging.colour import TRANSPOSE, orientation, to_srgb
 from ips.imaging.containers import check_complete, survey
 from ips.imaging.model import CompressedImage, DecodeTimeUp, ImageLimits, ImageRejected
 from ips.imaging.sniffing import classify_unidentified, describe, webp_canvas
+from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
 
 # MPO (multi-picture JPEG from phones and 3D cameras) has no opener of its own: the JPEG one returns an
 # MpoImageFile when the file carries an MPF index, so "JPEG" admits both.
@@ -61,15 +64,23 @@ _DEFAULT_LIMITS: Final = ImageLimits()
 
 
 def compress_image(
-    data: bytes, *, quality: int = 50, limits: ImageLimits = _DEFAULT_LIMITS, deadline: float | None = None
+    data: bytes,
+    *,
+    quality: int = 50,
+    limits: ImageLimits = _DEFAULT_LIMITS,
+    deadline: float | None = None,
+    options: ImageOptions | None = None,
 ) -> CompressedImage:
-    """Compress one image to JPEG at `quality`; raise ImageRejected for input that can never succeed.
+    """Compress one image to JPEG at `quality`, or as `options` say (ips.encoding: format, quality, fit-inside
+    size, matte); raise ImageRejected for input that can never succeed.
 
     `deadline` (a `time.monotonic()` instant) is when the caller needs an answer by: decoding past it raises
     DecodeTimeUp with `invocation_deadline=True`. Deterministic: the same bytes, quality and limits give the
     same output bytes."""
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be 1..100, not {quality}")
+    if options is None:
+        if not 1 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be 1..100, not {quality}")
+        options = DEFAULT_OPTIONS.model_copy(update={"quality": quality})
     data = bytes(data)
     if len(data) > limits.max_bytes:
         raise ImageRejected("TOO_LARGE", f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
@@ -88,22 +99,36 @@ def compress_image(
     _load(image, fmt)
     source.check()
 
-    pixels, changed = to_srgb(image, fmt)
+    pixels, changed = to_srgb(image, fmt, None if options.format.keeps_alpha else options.matte)
     method = TRANSPOSE.get(orientation(image))
     if method is not None:
         pixels, changed = pixels.transpose(method), True
+    pixels, resized = fit(pixels, options)
     source.check()
-    encoded = _encode(pixels, quality)
+    encoded = encode(pixels, options)
+    same_output = options.format is OutputFormat.JPEG and not resized
 
     # Keep-original: an untouched RGB/grey JPEG that re-encodes larger is stored as it came, minus every
     # metadata segment. Stripping is lossless, and metadata privacy (GPS in EXIF, XMP, comments) beats the few
     # bytes a re-encode would have saved or cost. Anything whose pixels we changed (orientation, colour space,
     # CMYK) is always re-encoded: the original would not look like our output.
-    if jpeg is not None and jpeg.keepable and fmt == "JPEG" and not changed and pixels.mode in ("RGB", "L"):
-        stripped = jpeg.stripped(data)
+    # Only for same-format, same-size output: a resized or WebP/AVIF output is what the client asked for.
+    keepable = same_output and jpeg is not None and jpeg.keepable and fmt == "JPEG"
+    if keepable and not changed and pixels.mode in ("RGB", "L"):
+        stripped = jpeg.stripped(data)  # type: ignore[union-attr]
         if len(encoded) > len(stripped):
             return CompressedImage(stripped, fmt, len(data), len(stripped), width, height, kept_original=True)
-    return CompressedImage(encoded, fmt, len(data), len(encoded), pixels.width, pixels.height, kept_original=False)
+    output_format = options.format.pillow_name
+    return CompressedImage(
+        encoded,
+        fmt,
+        len(data),
+        len(encoded),
+        pixels.width,
+        pixels.height,
+        kept_original=False,
+        output_format=output_format,
+    )
 
 
 # --- opening and decoding -------------------------------------------------------------------------------
@@ -178,14 +203,3 @@ def _load(image: Image.Image, fmt: str) -> None:
         raise
     except Exception as exc:
         raise ImageRejected("CORRUPT_IMAGE", f"{fmt} data cannot be decoded: {describe(exc)}") from None
-
-
-# --- encoding -----------------------------------------------------------------------------------------------
-
-
-def _encode(image: Image.Image, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    # Pillow 13 writes no EXIF, ICC or XMP unless asked, but it does copy image.info["comment"] (from a JPEG
-    # COM or a GIF comment) into a COM segment by default: every metadata kind is switched off explicitly.
-    image.save(buffer, "JPEG", quality=quality, optimize=True, exif=b"", icc_profile=None, xmp=None, comment=b"")
-    return buffer.getvalue()

@@ -29,13 +29,14 @@ class ImageLimits:
 
 @dataclass(frozen=True)
 class CompressedImage:
-    data: bytes  # JPEG bytes to store
+    data: bytes  # the encoded output to store
     input_format: str  # detected from content: "JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"
     input_bytes: int
     output_bytes: int
     width: int  # output dimensions (after EXIF orientation)
     height: int
     kept_original: bool  # True when the (metadata-stripped) input JPEG was kept because re-encoding was larger
+    output_format: str = "JPEG"  # "JPEG", "WEBP" or "AVIF"
 
 
 class ImageRejected(Exception):

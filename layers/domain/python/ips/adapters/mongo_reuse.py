@@ -1,0 +1,70 @@
+"""The reuse index on MongoDB: one document per (tenant, options, source URL), expired by a TTL index.
+
+The TTL monitor deletes lazily (once a minute on MongoDB, maybe never on a test server), so every lookup also
+filters on `expiresAt` itself: an entry past its time is never used, whether or not it is deleted yet."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.database import Database
+
+from ips.model import ImageOutcome
+from ips.ports import ReuseEntry, SourceValidators
+
+
+def entry_id(tenant: str, options_key: str, url: str) -> str:
+    # Hashed: URLs can be longer than an index key should be; the tenant is part of every key.
+    return hashlib.sha256(f"{tenant}\0{options_key}\0{url}".encode()).hexdigest()
+
+
+class MongoReuseIndex:
+    def __init__(self, database: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._entries = database["reuse"]
+        self._clock = clock
+
+    def ensure_indexes(self) -> None:
+        self._entries.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
+        self._entries.create_index([("tenant", ASCENDING), ("optionsKey", ASCENDING), ("contentSha256", ASCENDING)])
+
+    def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
+        return self._find({"_id": entry_id(tenant, options_key, url), "tenant": tenant})
+
+    def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None:
+        return self._find({"tenant": tenant, "optionsKey": options_key, "contentSha256": content_sha256})
+
+    def remember(self, entry: ReuseEntry) -> None:
+        self._entries.replace_one(
+            {"_id": entry_id(entry.tenant, entry.options_key, entry.url)},
+            {
+                "tenant": entry.tenant,
+                "optionsKey": entry.options_key,
+                "url": entry.url,
+                "contentSha256": entry.content_sha256,
+                "etag": entry.validators.etag,
+                "lastModified": entry.validators.last_modified,
+                "outputKey": entry.output_key,
+                "outcome": entry.outcome.to_document(),
+                "expiresAt": entry.expires_at,
+            },
+            upsert=True,
+        )
+
+    def _find(self, query: dict[str, Any]) -> ReuseEntry | None:
+        document = self._entries.find_one({**query, "expiresAt": {"$gt": self._clock()}})
+        if document is None:
+            return None
+        return ReuseEntry(
+            tenant=document["tenant"],
+            options_key=document["optionsKey"],
+            url=document["url"],
+            content_sha256=document["contentSha256"],
+            validators=SourceValidators(document.get("etag"), document.get("lastModified")),
+            output_key=document["outputKey"],
+            outcome=ImageOutcome.from_document(document["outcome"]),
+            expires_at=document["expiresAt"],
+        )

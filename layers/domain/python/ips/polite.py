@@ -1,0 +1,93 @@
+"""Polite fetching: a catalogue puts thousands of URLs on one seller's CDN, so fetches are capped per source host
+(per worker process), and a host that asks us to slow down (429 / 503 with Retry-After) gets its images'
+messages delayed by what it asked, not failed and not retried at once."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # annotations only: the HTTP client imports this module for retry_after_seconds
+    from ips.outbound import Fetched
+    from ips.ports import Fetcher, SourceValidators
+
+DEFAULT_PER_HOST = 4
+MAX_DELAY_S = 12 * 3600  # SQS's visibility timeout limit
+
+
+def host_of(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
+    except ValueError:
+        return ""
+
+
+class HostLimiter:
+    """At most `per_host` fetches in flight per source host, shared by every fetch of this process."""
+
+    def __init__(self, per_host: int = DEFAULT_PER_HOST) -> None:
+        if per_host < 1:
+            raise ValueError("per_host must be at least 1")
+        self.per_host = per_host
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, url: str) -> threading.BoundedSemaphore:
+        host = host_of(url)
+        with self._lock:
+            if host not in self._slots:
+                self._slots[host] = threading.BoundedSemaphore(self.per_host)
+            return self._slots[host]
+
+
+class PoliteFetcher:
+    """A Fetcher that waits for a slot of the source's host before fetching."""
+
+    def __init__(self, fetcher: Fetcher, limiter: HostLimiter) -> None:
+        self._fetcher = fetcher
+        self.limiter = limiter
+
+    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
+        with self.limiter.slot(url):
+            if validators:
+                return self._fetcher.fetch(url, validators)  # type: ignore[call-arg]
+            return self._fetcher.fetch(url)
+
+
+def interleave_hosts[T](items: Iterable[T], url: Callable[[T], str]) -> list[T]:
+    """Round-robin over hosts, so one host's many images (waiting for its slots) are never ahead of every other
+    host's few in a batch's prefetch."""
+    queues: dict[str, deque[T]] = defaultdict(deque)
+    for item in items:
+        queues[host_of(url(item))].append(item)
+    ordered: list[T] = []
+    while queues:
+        for host in list(queues):
+            ordered.append(queues[host].popleft())
+            if not queues[host]:
+                del queues[host]
+    return ordered
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds from now (delta-seconds or an HTTP-date), capped at MAX_DELAY_S; None when
+    absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(min(int(text), MAX_DELAY_S))
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    return float(min(max(seconds, 0.0), MAX_DELAY_S))

@@ -1,0 +1,86 @@
+"""Reuse of unchanged images, per tenant: a catalogue re-sent every day mostly names images already done.
+
+For each (tenant, options, source URL) the index remembers the last output and what identified its source: the
+server's validators (ETag, Last-Modified) and the SHA-256 of the source bytes. A new task for the same source
+and options is fetched conditionally; a 304 reuses the output without downloading or compressing. Otherwise
+bytes that hash to a source this tenant already processed with these options (under any URL) reuse that output
+without compressing.
+
+A reused output is copied (S3 server-side, no bytes through the function) to the new request's own key rather
+than referenced: each request's outputs stay its own (their keys, their retention, their deletion), so one
+request expiring or being deleted never breaks another's URLs, and no URL shows another request's id. The copy
+becomes the index's newest output, so the entry's expiry follows the newest copy's retention."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+from datetime import timedelta
+
+from ips.context import Context
+from ips.model import ImageOutcome, ImageStatus, ImageTask
+from ips.ports import ReuseEntry, SourceValidators
+
+logger = logging.getLogger(__name__)
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def previous_entry(task: ImageTask, context: Context) -> ReuseEntry | None:
+    index = context.backends.reuse
+    if index is None or not task.tenant:
+        return None
+    entry = index.find_by_url(task.tenant, task.options.fingerprint(), task.url)
+    return entry if entry is not None and entry.expires_at > context.backends.clock() else None
+
+
+def reuse_output(task: ImageTask, entry: ReuseEntry, context: Context) -> ImageOutcome | None:
+    """Copy the entry's output to this task's key; None when it is gone (expired early, deleted)."""
+    backends = context.backends
+    if entry.output_key != task.output_key and not backends.processed.copy(
+        entry.output_key, task.output_key, task.options.format.content_type
+    ):
+        return None
+    # The same key is this task's own earlier attempt (a redelivery): its output, not a reuse.
+    reused = True if entry.output_key != task.output_key else None
+    return replace(entry.outcome, output_url=context.settings.asset_url(task.output_key), reused=reused)
+
+
+def match_content(task: ImageTask, previous: ReuseEntry | None, digest: str, context: Context) -> ReuseEntry | None:
+    """The output of bytes identical to these, processed by this tenant with these options, if any."""
+    if previous is not None and previous.content_sha256 == digest:
+        return previous
+    index = context.backends.reuse
+    if index is None or not task.tenant:
+        return None
+    entry = index.find_by_content(task.tenant, task.options.fingerprint(), digest)
+    return entry if entry is not None and entry.expires_at > context.backends.clock() else None
+
+
+def remember(
+    task: ImageTask, outcome: ImageOutcome, digest: str, validators: SourceValidators, context: Context
+) -> None:
+    """Record this task's output as the newest for its source. Best effort: reuse is an optimisation."""
+    index = context.backends.reuse
+    if index is None or not task.tenant or outcome.status is not ImageStatus.SUCCEEDED:
+        return
+    stored = replace(outcome, output_url=None, reused=None)
+    # A day short of the outputs' retention, so an entry never names an output the lifecycle already removed.
+    lifetime = timedelta(days=max(context.settings.output_retention_days - 1, 0.5))
+    entry = ReuseEntry(
+        tenant=task.tenant,
+        options_key=task.options.fingerprint(),
+        url=task.url,
+        content_sha256=digest,
+        validators=validators,
+        output_key=task.output_key,
+        outcome=stored,
+        expires_at=context.backends.clock() + lifetime,
+    )
+    try:
+        index.remember(entry)
+    except Exception:  # the image is done; only a later reuse of it is lost
+        logger.warning("could not record the image for reuse", exc_info=True, extra={"request_id": task.request_id})

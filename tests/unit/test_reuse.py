@@ -1,0 +1,122 @@
+"""Reuse of unchanged images, per tenant, over in-memory ports: what is reused, what is not, and how it counts."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+
+import ips.processing
+from ips.model import ImageTask
+from ips.options import ImageOptions, OutputFormat
+from ips.processing import process_image
+from tests.unit.fakes import Fakes, MemoryFetcher
+
+URL = "http://images.invalid/a.png"
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fakes() -> Fakes:
+    return Fakes(MemoryFetcher({URL: png((200, 10, 10)), "http://images.invalid/copy.png": png((200, 10, 10))}))
+
+
+@pytest.fixture
+def compressions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    calls: list[bytes] = []
+    real = ips.processing.compress_image
+
+    def counting(data: bytes, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(data)
+        return real(data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ips.processing, "compress_image", counting)
+    return calls
+
+
+def run(fakes: Fakes, request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object) -> None:
+    task = ImageTask(request_id, 2, 0, url, tenant, ImageOptions(**options))
+    process_image(task, fakes.context(), final_attempt=False)
+
+
+def outcome(fakes: Fakes, request_id: str):  # type: ignore[no-untyped-def]
+    return fakes.catalog.images[(request_id, 2, 0)]
+
+
+def test_the_same_source_again_is_copied_not_compressed(fakes: Fakes, compressions: list[bytes]) -> None:
+    run(fakes, "req-1")
+    run(fakes, "req-2")
+    first, second = outcome(fakes, "req-1"), outcome(fakes, "req-2")
+    assert len(compressions) == 1
+    assert first.reused is None and second.reused is True
+    assert second.output_url == "http://assets.invalid/req-2/2/0.jpg"  # its own output, a copy
+    assert fakes.processed.objects["req-2/2/0.jpg"] == fakes.processed.objects["req-1/2/0.jpg"]
+    assert (second.input_bytes, second.output_bytes, second.width) == (first.input_bytes, first.output_bytes, 32)
+    assert fakes.ledger.counted[("req-2", 2, 0)].reused == 1
+    assert fakes.ledger.counted[("req-2", 2, 0)].bytes_out == first.output_bytes
+
+
+def test_an_unchanged_source_answers_304_and_nothing_is_downloaded(fakes: Fakes, compressions: list[bytes]) -> None:
+    calls: list[object] = []
+    fetch = fakes.fetcher.fetch
+    fakes.fetcher.fetch = lambda url, validators=None: calls.append(validators) or fetch(url, validators)  # type: ignore[method-assign]
+    run(fakes, "req-1")
+    run(fakes, "req-2")
+    first_validators, second_validators = calls
+    assert first_validators is None and second_validators.etag  # type: ignore[union-attr]
+    assert len(compressions) == 1 and outcome(fakes, "req-2").reused
+
+
+def test_identical_bytes_under_another_url_are_reused(fakes: Fakes, compressions: list[bytes]) -> None:
+    run(fakes, "req-1")
+    run(fakes, "req-2", url="http://images.invalid/copy.png")
+    assert len(compressions) == 1 and outcome(fakes, "req-2").reused
+
+
+def test_another_tenant_never_reuses(fakes: Fakes, compressions: list[bytes]) -> None:
+    run(fakes, "req-1", tenant="tenant-a")
+    run(fakes, "req-2", tenant="tenant-b")
+    assert len(compressions) == 2 and not outcome(fakes, "req-2").reused
+    assert fakes.processed.copies == 0
+
+
+def test_other_options_are_another_output(fakes: Fakes, compressions: list[bytes]) -> None:
+    run(fakes, "req-1")
+    run(fakes, "req-2", quality=80)
+    run(fakes, "req-3", format=OutputFormat.WEBP)
+    assert len(compressions) == 3
+    assert "req-3/2/0.webp" in fakes.processed.objects
+
+
+def test_changed_bytes_are_compressed_again(fakes: Fakes, compressions: list[bytes]) -> None:
+    run(fakes, "req-1")
+    fakes.fetcher.bodies[URL] = png((10, 200, 10))
+    run(fakes, "req-2")
+    assert len(compressions) == 2 and not outcome(fakes, "req-2").reused
+
+
+def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compressions: list[bytes]) -> None:
+    run(fakes, "req-1")
+    fakes.now += timedelta(days=14)  # past the entry's expiry (a day short of the outputs' retention)
+    run(fakes, "req-2")
+    assert len(compressions) == 2
+    del fakes.processed.objects["req-2/2/0.jpg"]  # the output went before its entry did
+    run(fakes, "req-3")
+    assert len(compressions) == 3 and not outcome(fakes, "req-3").reused
+
+
+def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, compressions: list[bytes]) -> None:
+    task = ImageTask("req-1", 2, 0, URL, "tenant-a")
+    context = fakes.context()
+    ips.processing._compress_and_store(
+        task, context, lambda t: ips.processing.fetch_source(t, context), final_attempt=False
+    )
+    process_image(task, context, final_attempt=False)
+    assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None
