@@ -116,7 +116,7 @@ def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, comp
     task = ImageTask("req-1", 2, 0, URL, "tenant-a")
     context = fakes.context()
     ips.processing._compress_and_store(
-        task, context, lambda t: ips.processing.fetch_source(t, context), final_attempt=False
+        task, context, lambda t: ips.processing.fetch_source(t, context), final_attempt=False, deadline=None
     )
     process_image(task, context, final_attempt=False)
     assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None
