@@ -158,8 +158,8 @@ class LocalCloud:
         server.start()
 
     def _start_functions(self, topology: Topology) -> None:
-        """A pool of execution environments per function, warmed in parallel: one each, and as many as there are
-        queue workers for the queue's function."""
+        """A pool of execution environments per function, one of each warmed (in parallel) before the gateway
+        listens; more start as invocations need them."""
         config = self.config
         queue_function = topology.queue_source.function
         for spec in topology.functions:
@@ -173,10 +173,7 @@ class LocalCloud:
                 setup=config.environment_setup,
                 stdout_path=config.function_stdout,
             )
-        warming = [
-            threading.Thread(target=pool.warm, args=(config.workers if name == queue_function else 1,))
-            for name, pool in self.functions.items()
-        ]
+        warming = [threading.Thread(target=pool.warm, args=(1,)) for pool in self.functions.values()]
         for thread in warming:
             thread.start()
         for thread in warming:

@@ -34,9 +34,24 @@ from infra.topology import Function
 
 logger = logging.getLogger("localcloud.lambda")
 Handler = Callable[[dict[str, Any], Any], Any]
-# What every environment imports anyway: loaded once by the fork server, so a new environment starts in a
-# fraction of a second instead of importing them again.
-PRELOAD = ("boto3", "botocore.session", "pymongo", "PIL.Image", "pydantic", "aws_lambda_powertools")
+# What the handlers import (libraries, the domain, the runtime glue; never the handler modules, which read the
+# environment when imported): loaded once by the fork server, so a new environment does not import them again.
+PRELOAD = (
+    "boto3",
+    "botocore.session",
+    "pymongo",
+    "PIL.Image",
+    "pydantic",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.utilities.batch",
+    "ips_runtime.api",
+    "ips_runtime.wiring",
+    "ips.completion",
+    "ips.intake",
+    "ips.processing",
+    "ips.status",
+)
 
 
 @dataclass

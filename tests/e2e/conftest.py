@@ -73,7 +73,8 @@ def start_local_cloud(environment: dict[str, str], log: Path) -> subprocess.Pope
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for_port(int(environment["GATEWAY_PORT"]), process, timeout=90)
+        # It listens once its functions are warm: on a loaded 2-core machine that can take a minute or more.
+        wait_for_port(int(environment["GATEWAY_PORT"]), process, timeout=240)
     except BaseException:
         stop_local_cloud(process, log)
         raise
