@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements
 export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo up test test-fast test-localstack test-browser lint format synth layer bench clean
+.PHONY: help install demo up test test-fast test-localstack test-browser lint format synth layer bench clean clean-state
 
 help:
 	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
 	@echo "make test    run every test tier"
 	@echo "make test-localstack  the ingestion path against LocalStack and DynamoDB Local (installs them first)"
 	@echo "make test-browser  the upload page in headless chromium (installs Debian's chromium first)"
-	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops)"
+	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops; state kept in .local/state)"
+	@echo "make clean-state  forget the local cloud's state (S3, SQS, DynamoDB, MongoDB, the webhook secret)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
 	@echo "make lint    ruff check and format check"
 	@echo "make bench   benchmarks: engine vs sharp, pipeline vs engine, upload latency (~7 min)"
@@ -116,3 +117,7 @@ bench: install $(BENCH_STAMP) bench/node_modules/.package-lock.json
 
 clean:
 	rm -rf $(VENV) cdk.out .local .pytest_cache .ruff_cache
+
+# What `make up` keeps across restarts (LOCAL_STATE_DIR, .local/state by default).
+clean-state:
+	rm -rf $${LOCAL_STATE_DIR:-.local/state}

@@ -24,7 +24,8 @@ def forget_shared_context() -> None:
 def local_cloud(allowlist: str, workers: int, state: Path, **options: Any) -> Iterator[Any]:
     """Start LocalCloud with OUTBOUND_ALLOWLIST=`allowlist`; yields the running LocalCloud.
 
-    The functions' stdout (powertools' metric lines) goes to a log file in the state folder."""
+    The functions' stdout (powertools' metric lines, from every execution environment) goes to a log file in the
+    state folder."""
     from localcloud.cloud import LocalCloud, LocalCloudConfig
     from localcloud.servers import free_port
 
@@ -32,12 +33,19 @@ def local_cloud(allowlist: str, workers: int, state: Path, **options: Any) -> It
     os.environ["OUTBOUND_ALLOWLIST"] = allowlist
     forget_shared_context()
     state.mkdir(parents=True, exist_ok=True)
+    stdout = state / "functions-stdout.log"
     config = LocalCloudConfig(
-        gateway_port=free_port(), aws_port=free_port(), state_dir=state, workers=workers, **options
+        gateway_port=free_port(),
+        aws_port=free_port(),
+        state_dir=state,
+        workers=workers,
+        function_stdout=stdout,
+        persist_aws=False,  # fresh state each phase: snapshots would only add to what is measured
+        **options,
     )
     try:
         with (
-            open(state / "functions-stdout.log", "w", encoding="utf-8") as sink,
+            open(stdout, "a", encoding="utf-8") as sink,
             redirect_stdout(sink),
             LocalCloud(config) as cloud,
         ):

@@ -9,15 +9,18 @@ The bound is what the same number of workers can do with the engine alone: a poo
 calling compress_image on the same N images' bytes (held in memory). Rounds alternate which of the two runs
 first; the ratio is the median pipeline throughput over the median bound throughput.
 
-For where the time goes, the run wraps (in this process only, no code changed) the process function's
-`process_image` and the engine call inside it, and reads the CPU time of every process involved."""
+For where the time goes, the run wraps (no code changed) the process function's `process_image`, the engine call
+and the I/O steps inside it: each execution environment (a child process) installs the wrappers when it starts
+(`install_probe`, the local cloud's environment set-up hook) and appends one JSON line per image to a file in
+the round's probe folder, which this process reads. It also reads the CPU time of every process involved."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -68,16 +71,42 @@ STAGES = (
 )
 
 
+PROBE_DIR_VARIABLE = "IPS_BENCH_PROBE_DIR"
+FUNCTION_PID_PREFIX = "function "  # CPU meter names of the functions' execution environments
+
+
+def install_probe(handler_module: Any) -> None:
+    """The local cloud's environment set-up hook (in each execution environment): time every image, for good."""
+    folder = Path(os.environ[PROBE_DIR_VARIABLE])
+    probe = Probe(sink=folder / f"{os.getpid()}.jsonl")
+    probe.install(handler_module)
+    (folder / "installed.json").write_text(json.dumps(probe.installed))
+
+
+def read_probe(folder: Path) -> tuple[list[ImageRecord], list[str]]:
+    """What every environment's probe wrote: the image records and the steps it could wrap."""
+    records = [
+        ImageRecord(**json.loads(line))
+        for path in sorted(folder.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line
+    ]
+    installed = folder / "installed.json"
+    return records, json.loads(installed.read_text()) if installed.exists() else []
+
+
 @dataclass
 class Probe:
     """Wraps process_image (in the process function's module) and compress_image (in ips.processing)."""
 
     records: list[ImageRecord] = field(default_factory=list)
     installed: list[str] = field(default_factory=list)
+    sink: Path | None = None  # where each record is appended as a JSON line
     _current: threading.local = field(default_factory=threading.local)
+    _sink_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @contextmanager
-    def installed_in(self, handler_module: Any) -> Iterator[Probe]:
+    def install(self, handler_module: Any) -> None:
+        """Put the wrappers in, for the life of the environment."""
         import importlib
 
         import ips.processing
@@ -96,17 +125,17 @@ class Probe:
                 patches.append((target, name, self._wrap_stage(getattr(target, name), label)))
             except (ImportError, AttributeError):
                 continue  # the code moved on: that step is simply not broken out
-        originals = [(target, name, target.__dict__[name]) for target, name, _ in patches]
         for target, name, wrapper in patches:
             setattr(target, name, wrapper)
             label = f"{_qualified(target)}.{name}"
             if label not in self.installed:
                 self.installed.append(label)
-        try:
-            yield self
-        finally:
-            for target, name, original in originals:
-                setattr(target, name, original)
+
+    def _keep(self, record: ImageRecord) -> None:
+        self.records.append(record)
+        if self.sink is not None:
+            with self._sink_lock, self.sink.open("a") as sink:
+                sink.write(json.dumps(dataclasses.asdict(record)) + "\n")
 
     def _wrap_stage(self, original: Callable[..., Any], label: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -133,7 +162,7 @@ class Probe:
                 record.service_cpu_s = time.thread_time() - cpu
                 record.ended = time.time()
                 self._current.record = None
-                self.records.append(record)
+                self._keep(record)
 
         return process_image
 
@@ -149,9 +178,6 @@ class Probe:
                     record.compress_cpu_s += time.thread_time() - cpu
 
         return compress_image
-
-    def of(self, request_id: str) -> list[ImageRecord]:
-        return [record for record in self.records if record.request_id == request_id]
 
 
 def _qualified(target: Any) -> str:
@@ -183,7 +209,7 @@ def run_pipeline(
     names = [image.name for image in mix]
     bound_rounds: list[dict[str, Any]] = []
     pipeline_rounds: list[dict[str, Any]] = []
-    probe = Probe()
+    installed: list[str] = []
     pool_paths = [str(image.path) for image in images]
     with (
         tempfile.TemporaryDirectory(prefix="ips-bench-pipeline-") as scratch,
@@ -202,18 +228,19 @@ def run_pipeline(
                     bound_rounds.append(result)
                 else:
                     state = Path(scratch) / f"round-{number}"
-                    with _cloud(server, cloud_workers, state, probe) as (api, pids):
+                    with _cloud(server, cloud_workers, state) as (api, pids, probe):
                         session = requests.Session()
                         session.headers["x-api-key"] = API_KEY
                         # Connections, clients and first-use costs, as a warm Lambda container has them.
                         _request(session, api, urls[: workers * 4], poll_s, CpuMeter(pids), probe)
                         result = _request(session, api, urls, poll_s, CpuMeter(pids), probe)
+                        installed = read_probe(probe)[1]
                     pipeline_rounds.append(result)
                 log(
                     f"pipeline: round {number + 1}/{rounds} {kind:<8}: "
                     f"{result['images_per_s']:6.2f} images/s ({result['seconds']:.1f}s)"
                 )
-    summary = _summarise(n, workers, mix, bound_rounds, pipeline_rounds, probe.installed)
+    summary = _summarise(n, workers, mix, bound_rounds, pipeline_rounds, installed)
     summary["cloud_workers"] = cloud_workers
     return summary
 
@@ -223,14 +250,22 @@ def _pid(server: ImageServerProcess) -> int:
 
 
 @contextmanager
-def _cloud(server: ImageServerProcess, workers: int, state: Path, probe: Probe) -> Iterator[tuple[str, dict[str, int]]]:
-    """A fresh local cloud, instrumented by `probe`; yields its URL and the pids whose CPU is counted."""
-    with local_cloud(server.origin, workers, state) as cloud:
-        handler = sys.modules[cloud.functions["process"].spec.module]
-        pids = {"image_server": _pid(server)}
-        pids.update({child.name: child.process.pid for child in cloud.children if child.process is not None})
-        with probe.installed_in(handler):
-            yield cloud.gateway.url, pids
+def _cloud(server: ImageServerProcess, workers: int, state: Path) -> Iterator[tuple[str, dict[str, int], Path]]:
+    """A fresh local cloud whose execution environments time every image (`install_probe`); yields its URL, the
+    pids whose CPU is counted (its servers and every function's environments) and the probe folder."""
+    probe = state / "probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    os.environ[PROBE_DIR_VARIABLE] = str(probe)
+    try:
+        with local_cloud(server.origin, workers, state, environment_setup=f"{__name__}:install_probe") as cloud:
+            cloud.functions["process"].warm(workers)  # all of them now, so that their CPU is counted from the start
+            pids = {"image_server": _pid(server)}
+            pids.update({child.name: child.process.pid for child in cloud.children if child.process is not None})
+            for name, function in cloud.functions.items():
+                pids.update({f"{FUNCTION_PID_PREFIX}{name}#{n}": pid for n, pid in enumerate(function.pids())})
+            yield cloud.gateway.url, pids, probe
+    finally:
+        os.environ.pop(PROBE_DIR_VARIABLE, None)
 
 
 def _bound_round(pool: ProcessPoolExecutor, names: list[str], meter: CpuMeter) -> dict[str, Any]:
@@ -249,7 +284,7 @@ def _bound_round(pool: ProcessPoolExecutor, names: list[str], meter: CpuMeter) -
 
 
 def _request(
-    session: requests.Session, api: str, urls: list[str], poll_s: float, meter: CpuMeter, probe: Probe
+    session: requests.Session, api: str, urls: list[str], poll_s: float, meter: CpuMeter, probe: Path
 ) -> dict[str, Any]:
     body = products_csv(urls)
     meter.start()
@@ -274,7 +309,7 @@ def _request(
     cpu = meter.stop()
     completed_at = _parse_time(status.get("completedAt"))
     seconds = completed_at - started_wall if completed_at else observed_s
-    records = probe.of(request_id)
+    records = [record for record in read_probe(probe)[0] if record.request_id == request_id]
     return {
         "request_id": request_id,
         "images": len(urls),
@@ -386,11 +421,19 @@ def _round_breakdown(result: dict[str, Any], workers: int) -> dict[str, Any]:
     compress_cpu = sum(r.compress_cpu_s for r in records)
     service_cpu = sum(r.service_cpu_s for r in records)
     capacity = os.cpu_count() or 1
+    functions: dict[str, float] = {}
+    for name, value in cpu.items():
+        if name.startswith(FUNCTION_PID_PREFIX):
+            function = name.removeprefix(FUNCTION_PID_PREFIX).split("#")[0]
+            functions[function] = functions.get(function, 0.0) + value
+    process_cpu = functions.pop("process", 0.0)
     share = {
         "engine (compress_image)": compress_cpu,
-        "process fn besides the engine (its thread)": service_cpu - compress_cpu,
-        "rest of the cloud process (gateway, runners, fetch threads, notify)": cpu["self"] - service_cpu,
-        **{name: value for name, value in cpu.items() if name != "self"},
+        "process fn besides the engine (in process_image)": service_cpu - compress_cpu,
+        "process fn environments besides process_image (batches, SQS, prefetch)": process_cpu - service_cpu,
+        **{f"{function} fn environments": value for function, value in functions.items()},
+        "the cloud process (gateway, runners)": cpu["self"],
+        **{name: value for name, value in cpu.items() if name != "self" and not name.startswith(FUNCTION_PID_PREFIX)},
     }
     share["idle"] = max(0.0, seconds * capacity - sum(share.values()))
     return {

@@ -76,8 +76,9 @@ class DeploymentConfig:
             raise ValueError("uploadRetentionDays must be at least 1")
         if self.stage is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,128}", self.stage):
             raise ValueError(f"stage must be letters, digits or underscores, not {self.stage!r}")
-        if self.process_concurrency is not None and self.process_concurrency < 2:
-            raise ValueError("processConcurrency must be at least 2 (the SQS event source's minimum)")
+        if self.process_concurrency is not None and not 2 <= self.process_concurrency <= 1000:
+            # The SQS event source's MaximumConcurrency range; 1,000 is also the default account concurrency.
+            raise ValueError("processConcurrency must be from 2 (the SQS event source's minimum) to 1000")
 
     @property
     def log_retention(self) -> RetentionDays:

@@ -9,21 +9,31 @@
   open stream iterator. Here a transaction snapshots only the items it touches and the stream's length, and a
   cancellation puts those items back and drops the stream records the partial writes added.
 
-Run as `python -m localcloud.aws_emulator --port 4566` (binds 127.0.0.1 only)."""
+- SQS: see localcloud.emulator_sqs (per-message costs independent of the queue's length).
+- With --state-dir, S3, SQS and DynamoDB survive restarts (localcloud.emulator_state).
+
+Run as `python -m localcloud.aws_emulator --port 4566 [--state-dir DIR]` (binds 127.0.0.1 only). It ignores
+SIGINT (Ctrl-C reaches the whole process group; the local cloud stops it last, with SIGTERM, after its
+functions) and takes a last snapshot on SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import signal
 import threading
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
+
+from localcloud import emulator_sqs
+from localcloud.emulator_state import PersistentState
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _moto_transact_write_items = DynamoDBBackend.transact_write_items
@@ -78,18 +88,30 @@ class AtomicDynamoDB:
         return self.app(environ, start_response)
 
 
+def _stop(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt  # ends werkzeug's serve_forever; the last snapshot follows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument("--state-dir", type=Path, help="keep S3, SQS and DynamoDB here across restarts")
     args = parser.parse_args(argv)
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
-    run_simple(
-        "127.0.0.1",
-        args.port,
-        AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    emulator_sqs.install()
+    app: WsgiApp = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+    state = PersistentState(app, args.state_dir) if args.state_dir else None
+    if state is not None:
+        state.load()
+        state.start()
+        app = state
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        run_simple("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    finally:
+        if state is not None:
+            state.stop()
 
 
 if __name__ == "__main__":

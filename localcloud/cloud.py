@@ -6,6 +6,7 @@ import base64
 import logging
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import boto3
 
 from infra.topology import TOPOLOGY, Topology
 from localcloud.gateway import ASSETS_PREFIX, Gateway
-from localcloud.lambda_host import LocalFunction
+from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
@@ -42,11 +43,19 @@ class LocalCloudConfig:
     # Concurrent process-function invocations: twice the cores, so one invocation's waits on S3, DynamoDB and
     # MongoDB overlap another's compression (as Lambda's concurrency does).
     workers: int = 2 * (os.cpu_count() or 1)
+    # Execution environments (processes) each other function may have at once: concurrent API calls beyond it
+    # wait for one to be free.
+    environments: int = 4
     visibility_timeout_s: int | None = None  # the topology's when None; shorter makes local retries quicker
     throttle_rate: float | None = None  # the usage plan's when None
     throttle_burst: int | None = None
     aws_endpoint_url: str | None = None  # use an emulator that is already running
     mongodb_uri: str | None = None  # use a MongoDB that is already running
+    # "module:function" each execution environment calls with its handler module once imported (the bench's
+    # step timing), and where the functions' stdout goes (inherited when None).
+    environment_setup: str | None = None
+    persist_aws: bool = True  # keep S3, SQS and DynamoDB in the state folder across restarts
+    function_stdout: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> LocalCloudConfig:
@@ -63,6 +72,7 @@ class LocalCloudConfig:
             state_dir=Path(env.get("LOCAL_STATE_DIR", str(DEFAULT_STATE_DIR))),
             api_keys=[key.strip() for key in env.get("API_KEYS", "local-dev-key").split(",") if key.strip()],
             workers=int(env.get("LOCAL_WORKERS", 2 * (os.cpu_count() or 1))),
+            environments=int(env.get("LOCAL_ENVIRONMENTS", 4)),
             visibility_timeout_s=optional_int("LOCAL_VISIBILITY_TIMEOUT"),
             throttle_rate=optional_float("THROTTLE_RATE"),
             throttle_burst=optional_int("THROTTLE_BURST"),
@@ -78,7 +88,7 @@ class LocalCloud:
         self.gateway: Gateway | None = None
         self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner] = []
         self.resources: Resources | None = None
-        self.functions: dict[str, LocalFunction] = {}
+        self.functions: dict[str, FunctionPool] = {}
 
     def start(self) -> LocalCloud:
         config = self.config
@@ -88,7 +98,7 @@ class LocalCloud:
             aws_url = config.aws_endpoint_url
             if aws_url is None:
                 port = config.aws_port or free_port()
-                self._start_child(aws_emulator(port, logs))
+                self._start_child(aws_emulator(port, logs, config.state_dir / "aws" if config.persist_aws else None))
                 aws_url = f"http://127.0.0.1:{port}"
             mongo_uri = config.mongodb_uri
             if mongo_uri is None:
@@ -119,7 +129,7 @@ class LocalCloud:
                 topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"), web_origins=web_origins
             )
             os.environ.update(self.function_environment())
-            self.functions.update({spec.name: LocalFunction(spec) for spec in topology.functions})
+            self._start_functions(topology)
             self._start_runners(topology)
             self.gateway.start()
         except BaseException:
@@ -147,9 +157,34 @@ class LocalCloud:
         self.children.append(server)
         server.start()
 
+    def _start_functions(self, topology: Topology) -> None:
+        """A pool of execution environments per function, one of each warmed (in parallel) before the gateway
+        listens; more start as invocations need them."""
+        config = self.config
+        queue_function = topology.queue_source.function
+        for spec in topology.functions:
+            most = config.workers if spec.name == queue_function else config.environments
+            if spec.reserved_concurrency is not None:
+                most = min(most, spec.reserved_concurrency)
+            self.functions[spec.name] = FunctionPool(
+                spec,
+                os.environ,
+                max_environments=most,
+                setup=config.environment_setup,
+                stdout_path=config.function_stdout,
+            )
+        warming = [threading.Thread(target=pool.warm, args=(1,)) for pool in self.functions.values()]
+        for thread in warming:
+            thread.start()
+        for thread in warming:
+            thread.join()
+
     def _start_runners(self, topology: Topology) -> None:
         assert self.resources is not None
-        self.runners = list(event_runners(topology, self.resources, self.functions, workers=self.config.workers))
+        state = self.config.state_dir if self.config.persist_aws else None
+        self.runners = list(
+            event_runners(topology, self.resources, self.functions, workers=self.config.workers, state_dir=state)
+        )
         for runner in self.runners:
             runner.start()
 
@@ -167,6 +202,8 @@ class LocalCloud:
             self.gateway.stop()
         for runner in self.runners:
             runner.stop()
+        for function in self.functions.values():
+            function.stop()
         for child in reversed(self.children):
             child.stop()
 

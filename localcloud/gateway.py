@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from infra.topology import GatewayResponse, Route, Topology
-from localcloud.lambda_host import LocalFunction
+from localcloud.lambda_host import Invocable
 from localcloud.openapi import swagger_page
 
 logger = logging.getLogger("localcloud.gateway")
@@ -148,7 +148,7 @@ class Gateway:
     def __init__(
         self,
         topology: Topology,
-        functions: Mapping[str, LocalFunction],
+        functions: Mapping[str, Invocable],
         api_keys: list[str],
         read_asset: Callable[[str], tuple[bytes, str] | None],
         openapi: Callable[[], dict[str, Any]],
@@ -172,8 +172,15 @@ class Gateway:
         self.read_asset = read_asset
         self.openapi = openapi
         self._spec: dict[str, Any] | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        # Bound now (its port names the asset URLs the functions are given), listening only once started: a
+        # client that connects earlier is refused, not left waiting while the functions warm up.
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class(), bind_and_activate=False)
         self._server.daemon_threads = True
+        try:
+            self._server.server_bind()
+        except BaseException:
+            self._server.server_close()
+            raise
         self._thread: threading.Thread | None = None
         # The origin the API's CORS headers allow: the upload page's, by default this gateway's own (/app/).
         self.web_origin = web_origin or self.url
@@ -187,11 +194,13 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self._server.server_activate()
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()
 
     def spec(self) -> dict[str, Any]:

@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from infra.topology import Topology
-from localcloud.lambda_host import LocalFunction
+from localcloud.lambda_host import Invocable
 from localcloud.provision import Resources
 
 logger = logging.getLogger("localcloud.runners")
@@ -104,7 +105,7 @@ class SqsRunner(_Loop):
         sqs: Any,
         queue_url: str,
         queue_arn: str,
-        function: LocalFunction,
+        function: Invocable,
         *,
         batch_size: int,
         workers: int,
@@ -162,7 +163,7 @@ class SqsRunner(_Loop):
 class S3NotificationRunner(_Loop):
     """Invokes a function with the S3 events that moto put on a queue, as S3 would invoke it directly."""
 
-    def __init__(self, sqs: Any, queue_url: str, function: LocalFunction) -> None:
+    def __init__(self, sqs: Any, queue_url: str, function: Invocable) -> None:
         super().__init__(f"s3-{function.spec.name}", 1)
         self.sqs, self.queue_url, self.function = sqs, queue_url, function
 
@@ -187,16 +188,22 @@ class StreamRunner(_Loop):
         self,
         streams: Any,
         stream_arn: str,
-        function: LocalFunction,
+        function: Invocable,
         *,
         filter_pattern: Mapping[str, Any],
         batch_size: int,
         retry_attempts: int,
+        position_path: Path | None = None,
     ) -> None:
         super().__init__(f"stream-{function.spec.name}", 1)
         self.streams, self.stream_arn, self.function = streams, stream_arn, function
         self.filter_pattern, self.batch_size, self.retry_attempts = filter_pattern, batch_size, retry_attempts
-        self._last_sequence: dict[str, str] = {}  # per shard: the last record handed on
+        # Per shard: the last record handed on. Kept in a file when given, as Lambda keeps a mapping's position:
+        # a restarted local cloud goes on from there instead of delivering the whole stream again.
+        self._position_path = position_path
+        self._last_sequence: dict[str, str] = {}
+        if position_path is not None and position_path.exists():
+            self._last_sequence = json.loads(position_path.read_text()).get(stream_arn, {})
         self.failed_batches: list[dict[str, Any]] = []  # the on-failure destination
 
     def _iterator(self, shard_id: str) -> str:
@@ -224,8 +231,16 @@ class StreamRunner(_Loop):
             selected = [record for record in records if matches(self.filter_pattern, record)]
             for start in range(0, len(selected), self.batch_size):
                 self._deliver(selected[start : start + self.batch_size])
+            self._save_position()
             progressed = True
         return progressed
+
+    def _save_position(self) -> None:
+        if self._position_path is None:
+            return
+        partial = self._position_path.with_suffix(".partial")
+        partial.write_text(json.dumps({self.stream_arn: self._last_sequence}))
+        partial.replace(self._position_path)
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
         for _attempt in range(self.retry_attempts + 1):
@@ -268,12 +283,14 @@ def _plain(value: Any) -> Any:
 def event_runners(
     topology: Topology,
     resources: Resources,
-    functions: Mapping[str, LocalFunction],
+    functions: Mapping[str, Invocable],
     *,
     workers: int,
     wait_seconds: int = 1,
+    state_dir: Path | None = None,
 ) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner]:
-    """The topology's event sources: the images queue, the requests table's stream, the uploads bucket."""
+    """The topology's event sources: the images queue, the requests table's stream, the uploads bucket.
+    With `state_dir`, the stream's position is kept there across restarts."""
     queue_source, stream_source = topology.queue_source, topology.stream_source
     return (
         SqsRunner(
@@ -292,6 +309,7 @@ def event_runners(
             filter_pattern=stream_source.filter_pattern,
             batch_size=stream_source.batch_size,
             retry_attempts=stream_source.retry_attempts,
+            position_path=state_dir / "stream-position.json" if state_dir is not None else None,
         ),
         S3NotificationRunner(
             boto3.client("sqs"), resources.upload_events_url, functions[topology.upload_notification.function]

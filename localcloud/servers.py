@@ -40,8 +40,9 @@ def _executable(name: str) -> str:
 class ChildServer:
     """A server process bound to loopback, stopped with its owner."""
 
-    def __init__(self, name: str, command: list[str], port: int, log_path: Path) -> None:
+    def __init__(self, name: str, command: list[str], port: int, log_path: Path, stop_timeout_s: float = 10) -> None:
         self.name, self.command, self.port, self.log_path = name, command, port, log_path
+        self.stop_timeout_s = stop_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -61,19 +62,22 @@ class ChildServer:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=self.stop_timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
 
-def aws_emulator(port: int, log_dir: Path) -> ChildServer:
-    """moto's server with atomic DynamoDB writes (localcloud.aws_emulator)."""
+def aws_emulator(port: int, log_dir: Path, state_dir: Path | None = None) -> ChildServer:
+    """moto's server with atomic DynamoDB writes and fast SQS (localcloud.aws_emulator), its state kept in
+    `state_dir` across restarts when given."""
+    persist = ["--state-dir", str(state_dir)] if state_dir is not None else []
     return ChildServer(
         "aws-emulator",
-        [sys.executable, "-m", "localcloud.aws_emulator", "--port", str(port)],
+        [sys.executable, "-m", "localcloud.aws_emulator", "--port", str(port), *persist],
         port,
         log_dir / "aws.log",
+        stop_timeout_s=120,  # room for the last snapshot
     )
 
 

@@ -18,6 +18,8 @@ from localcloud.servers import free_port, wait_for_port
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-tests-signing-key-0123456789").decode()
 KEYS = ("tenant-a-key", "tenant-b-key", "burst-key")
+# Two tenants whose usage plans are too generous to throttle: the concurrency tests need every call to reach a function.
+UNTHROTTLED_KEYS = ("crowd-a-key", "crowd-b-key")
 PRESIGNED_MAX_BYTES = 64 * 1024
 # The direct route's cap, lowered so a small file can be "big": over it, clients take the presigned route.
 DIRECT_MAX_BYTES = 16 * 1024
@@ -37,10 +39,8 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-@pytest.fixture(scope="session")
-def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    state = tmp_path_factory.mktemp("localcloud")
-    gateway_port, aws_port = free_port(), free_port()
+def cloud_environment(state: Path, gateway_port: int, aws_port: int, image_server, webhook_receiver) -> dict[str, str]:
+    """What `make up` is started with in these tests: free ports, a state folder of its own, fast retries."""
     environment = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'layers' / 'domain' / 'python'}{os.pathsep}{ROOT}",
@@ -48,7 +48,7 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
         "AWS_PORT": str(aws_port),
         "LOCAL_STATE_DIR": str(state),
         # The burst key has a usage plan of its own (1 request/s, burst 5) so throttling is certain, not timing.
-        "API_KEYS": f"{KEYS[0]},{KEYS[1]},{KEYS[2]}:1:5",
+        "API_KEYS": f"{KEYS[0]},{KEYS[1]},{KEYS[2]}:1:5," + ",".join(f"{key}:10000:10000" for key in UNTHROTTLED_KEYS),
         "THROTTLE_RATE": "20",
         "THROTTLE_BURST": "20",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -59,8 +59,12 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
     }
     for inherited in ("AWS_ENDPOINT_URL", "MONGODB_URI"):
         environment.pop(inherited, None)
-    log = state / "localcloud.log"
-    with log.open("wb") as output:
+    return environment
+
+
+def start_local_cloud(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m localcloud up` as a child process, once its gateway listens."""
+    with log.open("ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "localcloud", "up"],
             cwd=ROOT,
@@ -69,13 +73,33 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for_port(gateway_port, process, timeout=90)
+        # It listens once its functions are warm: on a loaded 2-core machine that can take a minute or more.
+        wait_for_port(int(environment["GATEWAY_PORT"]), process, timeout=240)
+    except BaseException:
+        stop_local_cloud(process, log)
+        raise
+    return process
+
+
+def stop_local_cloud(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, as a user's Ctrl-C or a service manager stops it; it must exit cleanly."""
+    process.terminate()
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.returncode not in (0, -15):
+        print(log.read_text(errors="replace")[-5000:])
+
+
+@pytest.fixture(scope="session")
+def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    state = tmp_path_factory.mktemp("localcloud")
+    gateway_port, aws_port = free_port(), free_port()
+    log = state / "localcloud.log"
+    process = start_local_cloud(cloud_environment(state, gateway_port, aws_port, image_server, webhook_receiver), log)
+    try:
         yield Cloud(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{aws_port}", webhook_receiver, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15):
-            print(log.read_text(errors="replace")[-5000:])
+        stop_local_cloud(process, log)

@@ -45,12 +45,22 @@ def test_context_wins_over_the_environment_and_values_are_typed():
         ({"uploadRetentionDays": "0"}, "uploadRetentionDays"),
         ({"stage": "v1/prod"}, "stage"),
         ({"processConcurrency": "1"}, "processConcurrency"),
+        ({"processConcurrency": "1001"}, "processConcurrency"),
         ({"throttleRate": "fast"}, "throttleRate"),
     ],
 )
 def test_bad_values_are_refused_by_name(values, problem):
     with pytest.raises(ValueError, match=problem):
         DeploymentConfig.from_context(context_of(values), environ={})
+
+
+@pytest.mark.parametrize("concurrency", [20, 100, 300])
+def test_process_concurrency_is_a_deploy_parameter(concurrency):
+    """docs/performance.md sizes a 1,000,000-image catalogue at these three."""
+    topology = DeploymentConfig.from_context(context_of({"processConcurrency": str(concurrency)}), environ={}).apply(
+        TOPOLOGY
+    )
+    assert topology.function(topology.queue_source.function).reserved_concurrency == concurrency
 
 
 def test_parameters_reach_the_template(synth):

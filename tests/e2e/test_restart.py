@@ -1,0 +1,66 @@
+"""Stopping and starting `make up` loses no accepted request: S3, SQS and DynamoDB are kept in the state folder
+(with MongoDB), so a request stopped half-way ends after the restart and what was stored is still served."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from localcloud.servers import free_port
+from tests.e2e.conftest import KEYS, Cloud, cloud_environment, start_local_cloud, stop_local_cloud
+from tests.e2e.test_local_cloud import HEADER, upload, wait_for_final
+
+FINAL = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED")
+
+
+def test_a_request_stopped_half_way_ends_after_a_restart(
+    image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path_factory.mktemp("restarted")
+    log = state / "localcloud.log"
+    # The same ports both times: stored output URLs name the gateway's.
+    gateway_port, aws_port = free_port(), free_port()
+    environment = cloud_environment(state, gateway_port, aws_port, image_server, webhook_receiver)
+    cloud = Cloud(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{aws_port}", webhook_receiver, log)
+
+    process = start_local_cloud(environment, log)
+    try:
+        done = upload(cloud, HEADER + f"1,Before,{image_server.url}/sk_coffee.png\n").json()
+        before = wait_for_final(cloud, done["statusUrl"])
+        rows = "".join(f"{n},Item {n},{image_server.url}/d_1mp_life.jpg\n" for n in range(1, 31))
+        accepted = upload(cloud, HEADER + rows, webhook=webhook_receiver.url).json()
+        halfway = requests.get(f"{cloud.url}{accepted['statusUrl']}", headers={"x-api-key": KEYS[0]}, timeout=30)
+        assert halfway.json()["status"] not in FINAL  # stopped mid-request, not after it
+    finally:
+        stop_local_cloud(process, log)
+    assert process.returncode in (0, -15)
+
+    process = start_local_cloud(environment, log)
+    try:
+        result = wait_for_final(cloud, accepted["statusUrl"], timeout=300)
+        assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED", 30, 0)
+        assert [d["payload"]["data"]["status"] for d in _deliveries(webhook_receiver, accepted["requestId"])] == [
+            "COMPLETED"
+        ]
+        # What was stored before the restart is still served.
+        again = requests.get(f"{cloud.url}{done['statusUrl']}", headers={"x-api-key": KEYS[0]}, timeout=30).json()
+        assert again["status"] == before["status"] == "COMPLETED"
+        output = requests.get(again["products"][0]["outputImageUrls"][0], timeout=30)
+        assert output.status_code == 200
+        with Image.open(io.BytesIO(output.content)) as image:
+            assert image.format == "JPEG"
+    finally:
+        stop_local_cloud(process, log)
+
+
+def _deliveries(receiver, request_id: str, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [d for d in receiver.deliveries if d["payload"]["data"]["requestId"] == request_id]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
