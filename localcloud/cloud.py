@@ -17,7 +17,7 @@ from localcloud.gateway import ASSETS_PREFIX, Gateway
 from localcloud.lambda_host import LocalFunction
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
-from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
+from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, TimerRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 
 logger = logging.getLogger("localcloud")
@@ -47,6 +47,7 @@ class LocalCloudConfig:
     throttle_burst: int | None = None
     aws_endpoint_url: str | None = None  # use an emulator that is already running
     mongodb_uri: str | None = None  # use a MongoDB that is already running
+    reconcile_interval_s: float | None = None  # the topology's schedule when None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> LocalCloudConfig:
@@ -68,6 +69,7 @@ class LocalCloudConfig:
             throttle_burst=optional_int("THROTTLE_BURST"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             mongodb_uri=env.get("MONGODB_URI") or None,
+            reconcile_interval_s=optional_float("LOCAL_RECONCILE_SECONDS"),
         )
 
 
@@ -76,7 +78,7 @@ class LocalCloud:
         self.config, self.topology = config, topology
         self.children: list[ChildServer] = []
         self.gateway: Gateway | None = None
-        self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner] = []
+        self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner | TimerRunner] = []
         self.resources: Resources | None = None
         self.functions: dict[str, LocalFunction] = {}
 
@@ -149,7 +151,15 @@ class LocalCloud:
 
     def _start_runners(self, topology: Topology) -> None:
         assert self.resources is not None
-        self.runners = list(event_runners(topology, self.resources, self.functions, workers=self.config.workers))
+        self.runners = list(
+            event_runners(
+                topology,
+                self.resources,
+                self.functions,
+                workers=self.config.workers,
+                reconcile_interval_s=self.config.reconcile_interval_s,
+            )
+        )
         for runner in self.runners:
             runner.start()
 

@@ -656,10 +656,12 @@ class OutboundClient:
     def close(self) -> None:
         self._session.close()
 
-    def fetch(self, url: str) -> Fetched:
+    def fetch(self, url: str, timeout: float | None = None) -> Fetched:
         """GET, following up to max_redirects redirects (each hop re-validated), within max_bytes and
-        total_timeout. Only a 2xx final answer is returned; anything else raises FetchError."""
-        deadline = _Deadline(self.policy.total_timeout)
+        total_timeout (or `timeout`, when shorter: what the caller's invocation has left). Only a 2xx final
+        answer is returned; anything else raises FetchError."""
+        limit = self.policy.total_timeout if timeout is None else max(0.001, min(timeout, self.policy.total_timeout))
+        deadline = _Deadline(limit)
         token = _ACTIVE_DEADLINE.set(deadline)
         try:
             return self._fetch(url, deadline)

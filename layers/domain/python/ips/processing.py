@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ips.context import Context
 from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask
-from ips.outbound import Fetched, FetchError
+from ips.outbound import TIMEOUT, Fetched, FetchError
 from ips.ports import CountResult, Fetcher
 
 logger = logging.getLogger(__name__)
@@ -21,20 +21,30 @@ class RetryLater(Exception):
 
 class Prefetcher:
     """Starts a batch's downloads at once, so they overlap each other and the compression of earlier images
-    (a batch is otherwise processed one record after another)."""
+    (a batch is otherwise processed one record after another). Each fetch gets what the invocation has left
+    (`budget`, seconds) as its time limit, so a batch of slow sources cannot run past the function timeout."""
 
-    def __init__(self, fetcher: Fetcher, workers: int) -> None:
+    def __init__(self, fetcher: Fetcher, workers: int, budget: Callable[[], float] | None = None) -> None:
         self._fetcher = fetcher
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
+        self._budget = budget
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
         self._pending: dict[ImageTask, Future[Fetched]] = {}
 
     def start(self, tasks: Iterable[ImageTask]) -> None:
         for task in tasks:
-            self._pending.setdefault(task, self._pool.submit(self._fetcher.fetch, task.url))
+            self._pending.setdefault(task, self._pool.submit(self._fetch, task.url))
 
     def fetch(self, task: ImageTask) -> Fetched:
         future = self._pending.pop(task, None)
-        return future.result() if future is not None else self._fetcher.fetch(task.url)
+        return future.result() if future is not None else self._fetch(task.url)
+
+    def _fetch(self, url: str) -> Fetched:
+        if self._budget is None:
+            return self._fetcher.fetch(url)
+        left = self._budget()
+        if left <= 0:
+            raise FetchError(TIMEOUT, "no time left in this invocation to fetch the image", permanent=False)
+        return self._fetcher.fetch(url, timeout=left)
 
     def close(self) -> None:
         for future in self._pending.values():

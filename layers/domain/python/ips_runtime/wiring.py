@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 import boto3
 from botocore.config import Config
 
-from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsTaskQueue
+from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsDeadLetterQueue, SqsTaskQueue
 from ips.adapters.dynamodb import DynamoLedger
 from ips.adapters.mongo import MongoCatalog, connect
 from ips.context import Backends, Context, Settings
@@ -66,6 +66,12 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
             attempts=int(number("WEBHOOK_ATTEMPTS", RetryPolicy.attempts)),
             first_delay=number("WEBHOOK_FIRST_DELAY", RetryPolicy.first_delay),
         ),
+        webhook_lease_seconds=int(number("WEBHOOK_LEASE_SECONDS", Settings.webhook_lease_seconds)),
+        deadline_base_s=number("REQUEST_DEADLINE_SECONDS", Settings.deadline_base_s),
+        deadline_per_image_s=number("REQUEST_DEADLINE_PER_IMAGE_SECONDS", Settings.deadline_per_image_s),
+        stall_after_s=number("STALL_AFTER_SECONDS", Settings.stall_after_s),
+        upload_grace_s=number("UPLOAD_GRACE_SECONDS", Settings.upload_grace_s),
+        webhook_resend_window_s=number("WEBHOOK_RESEND_WINDOW_SECONDS", Settings.webhook_resend_window_s),
     )
 
 
@@ -86,17 +92,22 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
     # Once per container; a no-op when the index exists. Product pages and the output CSV read by request, in
     # row order: without it a 100,000-product request would be a collection scan per page.
     catalog.ensure_indexes()
+    sqs = boto3.client("sqs", config=config)
     return Context(
         settings=settings_from_env(env),
         backends=Backends(
             uploads=S3UploadStore(s3, env["UPLOADS_BUCKET"]),
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
-            queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
+            queue=SqsTaskQueue(sqs, env["IMAGES_QUEUE_URL"]),
             ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
             catalog=catalog,
             fetcher=outbound,
             webhooks=outbound,
             check_webhook_url=functools.partial(check_url, policy=policy),
+            # Only the reconciler's environment names them (and only its role may read them).
+            dead_letters=tuple(
+                SqsDeadLetterQueue(sqs, url) for url in env.get("DEAD_LETTER_QUEUE_URLS", "").split(",") if url
+            ),
         ),
     )
 

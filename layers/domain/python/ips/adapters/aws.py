@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ips.ports import PresignedPost
+from ips.ports import DeadLetter, PresignedPost
 
 
 class S3BlobStore:
@@ -81,3 +81,29 @@ class SqsTaskQueue:
                 return
             time.sleep(0.1 * 2**attempt)
         raise RuntimeError(f"SQS kept failing {len(pending)} message(s) after {self._attempts} attempts")
+
+
+class SqsDeadLetterQueue:
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self.queue_url = queue_url
+
+    def receive(self, max_messages: int) -> list[DeadLetter]:
+        messages = self._client.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(10, max_messages),
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        return [
+            DeadLetter(
+                message["MessageId"],
+                message["Body"],
+                message["ReceiptHandle"],
+                int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+            )
+            for message in messages
+        ]
+
+    def delete(self, letter: DeadLetter) -> None:
+        self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=letter.receipt)

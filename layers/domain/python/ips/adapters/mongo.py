@@ -37,6 +37,8 @@ class MongoCatalog:
 
     def ensure_indexes(self) -> None:
         self._products.create_index([("requestId", ASCENDING), ("row", ASCENDING)])
+        # The reconciler's rounds: open requests, and ended ones by completion time (webhooks to resend).
+        self._requests.create_index([("status", ASCENDING), ("completedAt", ASCENDING)])
 
     def create(self, record: RequestRecord) -> None:
         self._requests.insert_one(
@@ -50,6 +52,7 @@ class MongoCatalog:
                 "webhookUrl": record.webhook_url,
                 "inputKey": record.input_key,
                 "uploadExpiresAt": record.upload_expires_at,
+                "deadlineAt": record.deadline_at,
             }
         )
 
@@ -57,7 +60,9 @@ class MongoCatalog:
         document = self._requests.find_one({"_id": request_id})
         return None if document is None else _request_record(document)
 
-    def upload_arrived(self, request_id: str, input_key: str, total_products: int, total_images: int) -> bool:
+    def upload_arrived(
+        self, request_id: str, input_key: str, total_products: int, total_images: int, deadline_at: datetime
+    ) -> bool:
         result = self._requests.update_one(
             {"_id": request_id, "uploadExpiresAt": {"$ne": None}, "status": _OPEN},
             {
@@ -66,6 +71,7 @@ class MongoCatalog:
                     "totalProducts": total_products,
                     "totalImages": total_images,
                     "uploadExpiresAt": None,
+                    "deadlineAt": deadline_at,
                 }
             },
         )
@@ -123,19 +129,20 @@ class MongoCatalog:
 
     def finalise(
         self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime
-    ) -> None:
-        self._requests.update_one(
-            {"_id": request_id},
+    ) -> bool:
+        result = self._requests.update_one(
+            {"_id": request_id, "status": _OPEN},
             {
                 "$set": {
                     "status": status.value,
                     "succeeded": counts.succeeded,
                     "failed": counts.failed,
                     "outputCsvKey": output_csv_key,
-                },
-                "$min": {"completedAt": at},  # a re-run keeps the first completion time
+                    "completedAt": at,
+                }
             },
         )
+        return result.modified_count == 1
 
     def mark_failed(
         self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
@@ -163,7 +170,7 @@ class MongoCatalog:
         result = self._requests.update_one(
             {
                 "_id": request_id,
-                "webhook.delivered": {"$exists": False},
+                "webhook.delivered": {"$ne": True},
                 "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
             },
             {"$set": {"webhookClaimUntil": now + timedelta(seconds=lease_seconds)}},
@@ -172,6 +179,21 @@ class MongoCatalog:
 
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
         self._requests.update_one({"_id": request_id}, {"$set": {"webhook": delivery, "webhookClaimUntil": None}})
+
+    def open_requests(self) -> Iterator[RequestRecord]:
+        for document in self._requests.find({"status": _OPEN}):
+            yield _request_record(document)
+
+    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
+        query = {
+            "status": {"$in": [status.value for status in RequestStatus if status.is_final]},
+            "completedAt": {"$gte": ended_after, "$lt": ended_before},
+            "webhookUrl": {"$ne": None},
+            "webhook.delivered": {"$ne": True},
+            "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
+        }
+        for document in self._requests.find(query, {"_id": True}):
+            yield document["_id"]
 
 
 def _request_record(document: dict[str, Any]) -> RequestRecord:
@@ -191,4 +213,5 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         output_csv_key=document.get("outputCsvKey"),
         webhook=document.get("webhook"),
         error=document.get("error"),
+        deadline_at=document.get("deadlineAt"),
     )
