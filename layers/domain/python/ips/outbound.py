@@ -381,6 +381,7 @@ class _Deadline:
     which makes any blocked read (plain or TLS, headers or body) return at once."""
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         # dup()s of the sockets in use: shutting down a dup shuts down the connection, even under TLS
@@ -707,7 +708,7 @@ class OutboundClient:
                     raise FetchError(HTTP_STATUS, f"HTTP {status} from {target.origin}", permanent=permanent)
                 body = self._read_body(response, target, deadline)
                 if deadline.finish():  # the watchdog fired: what we read may be cut short
-                    raise _timeout(target, self.policy)
+                    raise _timeout(target, self.policy, limit=deadline.seconds)
                 return Fetched(body, response.headers.get("content-type"), target.url, status)
             finally:
                 # A no-op once the body is fully read (the connection is already back in the pool);
@@ -717,7 +718,7 @@ class OutboundClient:
     def _send(self, method: str, target: _Target, deadline: _Deadline, **kwargs: Any) -> requests.Response:
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise _timeout(target, self.policy)
+            raise _timeout(target, self.policy, limit=deadline.seconds)
         timeout = (min(self.policy.connect_timeout, remaining), min(self.policy.read_timeout, remaining))
         try:
             return self._session.request(
@@ -780,9 +781,10 @@ def _decode_header(value: str) -> str:
         return value
 
 
-def _timeout(target: _Target, policy: OutboundPolicy, *, whole: bool = True) -> FetchError:
+def _timeout(target: _Target, policy: OutboundPolicy, *, whole: bool = True, limit: float | None = None) -> FetchError:
     if whole:
-        message = f"{target.origin} did not finish within the {policy.total_timeout:g} s total timeout"
+        seconds = policy.total_timeout if limit is None else limit
+        message = f"{target.origin} did not finish within the {seconds:g} s total timeout"
     else:
         message = f"{target.origin} did not connect or answer in time ({_timeouts(policy)})"
     return FetchError(TIMEOUT, message, permanent=False)
@@ -795,7 +797,7 @@ def _timeouts(policy: OutboundPolicy) -> str:
 def _translate(exc: Exception, target: _Target, deadline: _Deadline, policy: OutboundPolicy) -> FetchError | None:
     """The FetchError for a network-level failure, or None for anything else (a bug: let it propagate)."""
     if deadline.expired:
-        return _timeout(target, policy)
+        return _timeout(target, policy, limit=deadline.seconds)
     if isinstance(exc, rexc.InvalidURL | rexc.MissingSchema | rexc.InvalidSchema | rexc.URLRequired):
         return _invalid(f"URL refused by the HTTP client: {exc}")
     if isinstance(exc, rexc.ConnectionError) and not isinstance(exc, rexc.Timeout):

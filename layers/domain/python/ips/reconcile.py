@@ -102,13 +102,13 @@ def _settle_dead_letter(letter: DeadLetter, context: Context, report: RoundRepor
         fail_request(
             task.request_id,
             DEAD_LETTERED,
-            f"Rows {task.chunk.first_row}+ could not be expanded: the work was dead-lettered "
-            f"after {letter.receive_count} deliveries.",
+            f"Rows {task.chunk.first_row}+ could not be read: every delivery of the work failed, and it was "
+            "dead-lettered.",
             context,
         )
         report.dead_chunks += 1
         return
-    reason = f"The image could not be processed: dead-lettered after {letter.receive_count} deliveries."
+    reason = "The image could not be processed: every delivery of its work failed, and it was dead-lettered."
     try:
         _fail_image(task, DEAD_LETTERED, reason, context)
     except LookupError:
