@@ -170,9 +170,11 @@ def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, re
     assert (status["status"], status["error"]["code"], status["outputCsvUrl"]) == ("FAILED", "FAN_OUT_FAILED", None)
     deliveries = receiver.wait(1, timeout=10)
     time.sleep(0.3)
-    assert [d["payload"]["data"]["status"] for d in receiver.deliveries] == ["FAILED"] == [
-        d["payload"]["data"]["status"] for d in deliveries
-    ]
+    assert (
+        [d["payload"]["data"]["status"] for d in receiver.deliveries]
+        == ["FAILED"]
+        == [d["payload"]["data"]["status"] for d in deliveries]
+    )
 
 
 def test_a_live_claim_held_by_another_fails_the_retry_and_an_expired_one_is_resent(
@@ -214,4 +216,3 @@ def test_a_webhook_receiver_that_fails_for_a_while_gets_exactly_one_delivery(
         assert [d["id"] for d in flaky.wait(1, timeout=10)] == [f"msg_{request_id}"]
         assert pipeline.reconcile()["webhooks_resent"] == 0
         assert len(flaky.deliveries) == 1
-
