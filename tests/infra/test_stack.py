@@ -94,7 +94,7 @@ def test_images_queue_feeds_process_with_partial_batch_responses(synthesized, te
     assert images[0]["VisibilityTimeout"] >= 6 * process.timeout_s
     assert images[0]["VisibilityTimeout"] == queue.visibility_timeout_s
     assert images[0]["RedrivePolicy"]["maxReceiveCount"] == queue.max_receive_count
-    dead_letters = images[0]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert images[0]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
     for properties in (q["Properties"] for q in queues.values()):
         assert properties["SqsManagedSseEnabled"] is True
         # Every queue keeps its messages for SQS's maximum: work waits out an outage instead of vanishing.
