@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ips.context import Context
-from ips.csv_output import OutputRow, render_output_csv
+from ips.csv_output import OutputRow, stream_output_csv
 from ips.model import ImageStatus, RequestStatus
 from ips.ports import RequestRecord
 from ips.webhook import WebhookSigner, deliver, encode_event
@@ -67,7 +67,7 @@ def complete_request(request_id: str, context: Context) -> RequestStatus | None:
         for product in backends.catalog.products(request_id)
     )
     key = output_csv_key(request_id)
-    backends.processed.put(key, render_output_csv(rows), "text/csv; charset=utf-8")
+    backends.processed.put_stream(key, stream_output_csv(rows), "text/csv; charset=utf-8")
     status = RequestStatus.COMPLETED if counts.failed == 0 else RequestStatus.COMPLETED_WITH_ERRORS
     if not backends.catalog.finalise(request_id, status, counts, key, backends.clock()):
         status = (backends.catalog.get(request_id) or record).status  # it had ended already: keep that end

@@ -18,6 +18,9 @@ class BlobStore(Protocol):
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def put_stream(self, key: str, pieces: Iterable[bytes], content_type: str) -> None:
+        """Store an object of any size from pieces, holding about one part at a time (multipart upload)."""
+        ...
 
 
 @dataclass(frozen=True)
