@@ -45,7 +45,9 @@ def test_a_million_image_output_csv_streams_in_constant_memory(store: S3BlobStor
     head = client.head_object(Bucket=store.bucket, Key="r/output.csv")
     assert head["ContentLength"] > peak and "-" in head["ETag"]  # a multipart object, bigger than what was held
     tail = client.get_object(Bucket=store.bucket, Key="r/output.csv", Range="bytes=-200")["Body"].read().decode()
-    assert tail.endswith(f"{IMAGES},Product {IMAGES},https://img.invalid/{IMAGES}.jpg,https://cdn.invalid/r/{IMAGES}.jpg\r\n")
+    assert tail.endswith(
+        f"{IMAGES},Product {IMAGES},https://img.invalid/{IMAGES}.jpg,https://cdn.invalid/r/{IMAGES}.jpg\r\n"
+    )
 
 
 def test_a_small_output_csv_is_one_put_and_reads_back_whole(store: S3BlobStore) -> None:
