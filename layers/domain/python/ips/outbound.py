@@ -545,7 +545,10 @@ class _GuardedConnectionMixin(_WatchMixin):
         super().request(*args, **kwargs)  # type: ignore[misc]
 
     def close(self) -> None:
-        self._unwatch()
+        # Not unwatched here: http.client closes the connection as soon as it reads the headers of a response
+        # that ends with the connection (HTTP/1.0, `Connection: close`), while the body is still read from the
+        # same socket. The deadline's finish() releases the watch handle when the fetch is over.
+        self._watch_handle = self._watched_by = None
         super().close()  # type: ignore[misc]
 
 
