@@ -154,8 +154,7 @@ def _end_past_deadline(record: RequestRecord, context: Context, report: RoundRep
     slots = 0
     for task, outcome in _images(record, context):
         slots += 1
-        if outcome is None:
-            _fail_image(task, DEADLINE_EXCEEDED, message, context)
+        if outcome is None and _each(_fail_image, task, DEADLINE_EXCEEDED, message, context):
             report.images_failed_at_deadline += 1
     counts = backends.ledger.counts(request_id)
     if counts is None or slots < record.total_images:
@@ -168,9 +167,19 @@ def _end_past_deadline(record: RequestRecord, context: Context, report: RoundRep
         # Terminal in MongoDB but not counted (a crash between the two steps): count them now, once each.
         for task, outcome in _images(record, context):
             if outcome is not None:
-                backends.ledger.count(task, succeeded=outcome.succeeded)
+                _each(backends.ledger.count, task, succeeded=outcome.succeeded)
     if (backends.ledger.counts(request_id) or counts).complete:
         complete_request(request_id, context)  # a no-op when the stream's notify got there first
+
+
+def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
+    """One image's step; a failure is logged and left to the next round, so every round makes progress."""
+    try:
+        step(*args, **kwargs)
+    except Exception:
+        logger.exception("a reconciler step failed; the next round retries it")
+        return False
+    return True
 
 
 def _images(record: RequestRecord, context: Context) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
