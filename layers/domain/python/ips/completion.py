@@ -90,6 +90,12 @@ def webhook_data(record: RequestRecord, context: Context) -> dict[str, Any]:
     return data
 
 
+def webhook_signer(record: RequestRecord, context: Context) -> WebhookSigner | None:
+    """How this request's webhook is signed: the one place to change it (a secret per tenant, say)."""
+    secret = context.settings.webhook_secret
+    return WebhookSigner(secret) if secret else None
+
+
 def notify(request_id: str, context: Context) -> bool:
     """Send the ended request's webhook, once. True when this call delivered it. Raises WebhookBusy while
     another holder's claim is live, so the caller's try fails and is retried."""
@@ -97,7 +103,8 @@ def notify(request_id: str, context: Context) -> bool:
     record = backends.catalog.get(request_id)
     if record is None or not record.status.is_final or not record.webhook_url:
         return False
-    if not settings.webhook_secret:
+    signer = webhook_signer(record, context)
+    if signer is None:
         logger.error("a webhook is due but WEBHOOK_SECRET is not set", extra={"request_id": request_id})
         return False
     now = backends.clock()
@@ -110,7 +117,7 @@ def notify(request_id: str, context: Context) -> bool:
     body = encode_event(WEBHOOK_EVENT, webhook_data(record, context), int(now.timestamp()))
     delivery = deliver(
         backends.webhooks,
-        WebhookSigner(settings.webhook_secret),
+        signer,
         record.webhook_url,
         webhook_message_id(request_id),
         body,
