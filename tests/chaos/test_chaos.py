@@ -71,8 +71,10 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver, tmp_path_factory) -> Iterator[dict[str, str]]:
-    state = tmp_path_factory.mktemp("chaos")
+def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver) -> Iterator[dict[str, str]]:
+    # Kept after the run (its log above all), named by the seed that reproduces it.
+    state = ROOT / ".local" / f"chaos-{seed}"
+    state.mkdir(parents=True, exist_ok=True)
     ports = {"gateway": free_port(), "aws": free_port(), "mongo": free_port()}
     environment = {
         **os.environ,
@@ -110,6 +112,7 @@ def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver, tmp_path_
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    print(f"chaos: the local cloud's state and log are in {state}")
     try:
         wait_for_port(ports["gateway"], process, timeout=120)
         yield {
