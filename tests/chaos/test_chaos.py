@@ -51,6 +51,11 @@ def setting(name: str, default: int | float) -> Any:
     return type(default)(os.environ.get(name, default))
 
 
+def deadline_s() -> int:
+    """Each request's deadline: generous for the size, so reaching it says the pipeline lost or stalled work."""
+    return 300 + setting("CHAOS_IMAGES", 2000) // 4
+
+
 @pytest.fixture(scope="module")
 def seed() -> int:
     value = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
@@ -93,7 +98,7 @@ def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver) -> Iterat
         "LOCAL_VISIBILITY_TIMEOUT": "6",  # slow sources outlast it sometimes: overlapping redeliveries
         "LOCAL_RECONCILE_SECONDS": str(RECONCILE_S),
         "STALL_AFTER_SECONDS": "45",
-        "REQUEST_DEADLINE_SECONDS": str(300 + setting("CHAOS_IMAGES", 2000) // 4),
+        "REQUEST_DEADLINE_SECONDS": str(deadline_s()),
         "WEBHOOK_ATTEMPTS": "2",
         "WEBHOOK_FIRST_DELAY": "0.2",
         "IPS_CONTEXT_HOOK": "tests.chaos.faults:inject",
@@ -189,7 +194,8 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
         if number == 1:
             poison(cloud["aws"])  # malformed messages mixed into the first requests' batches
 
-    statuses = wait_for_the_end(cloud, accepted, timeout=120 + images * 0.6)
+    # Every request must end by its deadline (the reconciler ends what is left then): wait a little past it.
+    statuses = wait_for_the_end(cloud, accepted, timeout=deadline_s() + 4 * RECONCILE_S + 60)
     deliveries = wait_for_webhooks(receiver, accepted, timeout=120)
     elapsed = time.monotonic() - started
     print(f"chaos: {images} images, {count} requests, {len(TENANTS)} tenants ended in {elapsed:.0f} s")
