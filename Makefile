@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/requirements
 export PYTHONPATH := $(CURDIR)/layers/domain/python:$(CURDIR)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo up test test-fast test-localstack test-browser lint format synth layer bench clean clean-state
+.PHONY: help install demo up test test-fast test-localstack test-browser chaos lint format synth layer bench clean clean-state
 
 help:
 	@echo "make demo    bring the local cloud up and run the main job (exit 0 on success)"
 	@echo "make test    run every test tier"
 	@echo "make test-localstack  the ingestion path against LocalStack and DynamoDB Local (installs them first)"
 	@echo "make test-browser  the upload page in headless chromium (installs Debian's chromium first)"
+	@echo "make chaos   many requests through the local cloud with faults at every port (CHAOS_IMAGES, CHAOS_SEED)"
 	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops; state kept in .local/state)"
 	@echo "make clean-state  forget the local cloud's state (S3, SQS, DynamoDB, MongoDB, the webhook secret)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
@@ -82,6 +83,11 @@ test-browser: install
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; \
 	fi
 	$(PY) -m pytest tests/browser
+
+# The chaos suite: CHAOS_IMAGES (default 2000) over CHAOS_REQUESTS (10) requests of 3 tenants, faults at every
+# port; the seed it prints (CHAOS_SEED) reproduces the run's faults and sources.
+chaos: install
+	$(PY) -m pytest tests/chaos -q -s --timeout=3600
 
 lint: install
 	$(VENV)/bin/ruff check .

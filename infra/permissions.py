@@ -28,6 +28,8 @@ class FunctionAccess:
     table_actions: tuple[str, ...] = ()
     reads_mongodb_uri: bool = True  # every function reads or writes the catalog
     reads_webhook_secret: bool = False  # only where webhooks are signed
+    lists_uploads: bool = False  # s3:ListBucket: HeadObject of a missing key answers 404, not 403
+    drains_dead_letters: bool = False  # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues
 
 
 def function_access(topology: Topology) -> dict[str, FunctionAccess]:
@@ -35,8 +37,11 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
     direct = input_csv_key("*")  # {requestId}/input.csv: the direct upload's CSV
     presigned = incoming_key("*")  # incoming/{requestId}.csv: where clients POST the presigned upload
     access = {
-        # validate, store the CSV (or sign the POST that stores it), open the counter, fan out
-        "upload": FunctionAccess(writes_uploads=(direct, presigned), sends_to_images_queue=True, table_actions=(PUT,)),
+        # validate, store the CSV (or sign the POST that stores it), open the counter, fan out (or hand a failed
+        # fan-out to notify: the counter's OPEN -> FAILED flip)
+        "upload": FunctionAccess(
+            writes_uploads=(direct, presigned), sends_to_images_queue=True, table_actions=(PUT, UPDATE)
+        ),
         # the counter (consistent read) beside the catalog's record
         "status": FunctionAccess(table_actions=(GET,)),
         # expand CSV chunks into image tasks, store images, count each once (Put marker + Update counter)
@@ -51,10 +56,19 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         "notify": FunctionAccess(
             writes_processed=(output_csv_key("*"),), table_actions=(GET,), reads_webhook_secret=True
         ),
-        # the presigned path: read and plan the uploaded CSV, open the counter, fan out; refused uploads are
-        # finished at once (their webhook is signed here)
-        "ingest": FunctionAccess(
-            reads_uploads=(presigned,), sends_to_images_queue=True, table_actions=(PUT,), reads_webhook_secret=True
+        # the presigned path: read and plan the uploaded CSV, open the counter, fan out; a refused upload is
+        # handed to notify (the counter's OPEN -> FAILED flip), which sends its webhook
+        "ingest": FunctionAccess(reads_uploads=(presigned,), sends_to_images_queue=True, table_actions=(PUT, UPDATE)),
+        # drain the DLQs, fail images and count them, end requests, re-plan a CSV to re-queue lost chunks, check
+        # whether an expired upload's file is there, finish a lost completion and resend undelivered webhooks
+        "reconcile": FunctionAccess(
+            reads_uploads=(direct, presigned),
+            lists_uploads=True,
+            writes_processed=(output_csv_key("*"),),
+            sends_to_images_queue=True,
+            table_actions=(GET, PUT, UPDATE),
+            reads_webhook_secret=True,
+            drains_dead_letters=True,
         ),
     }
     missing = [spec.name for spec in topology.functions if spec.name not in access]

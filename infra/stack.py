@@ -16,6 +16,7 @@ from infra.constructs.completion import Completion
 from infra.constructs.functions import Functions
 from infra.constructs.monitoring import Monitored, Monitoring
 from infra.constructs.pipeline import Pipeline
+from infra.constructs.reconciler import Reconciler
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.web import WebPage
@@ -68,6 +69,8 @@ class ImageProcessingStack(Stack):
         notification = topology.upload_notification
         pipeline.connect_uploads(storage.uploads, functions[notification.function], notification)
         completion.connect(functions[topology.stream_source.function], topology.stream_source)
+        schedule = topology.reconcile_schedule
+        Reconciler(self, "Reconciler", function=functions[schedule.function], schedule=schedule)
         api = Api(
             self,
             "Api",

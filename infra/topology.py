@@ -44,7 +44,7 @@ class Queue:
     dead_letter_name: str
     visibility_timeout_s: int
     max_receive_count: int
-    retention_days: int = 4
+    retention_days: int = 14  # SQS's maximum: work waits out a long outage instead of vanishing
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,14 @@ class BucketNotification:
 
     function: str
     prefix: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`function` invoked every `rate_minutes` (an EventBridge rate schedule; a timer runner locally)."""
+
+    function: str
+    rate_minutes: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Topology:
     queue_source: QueueSource
     stream_source: StreamSource
     upload_notification: BucketNotification
+    reconcile_schedule: Schedule
     usage_plan: UsagePlan
     # API Gateway answers these itself (before any function); both runtimes give the same JSON bodies.
     gateway_responses: dict[str, GatewayResponse]
@@ -148,6 +157,9 @@ class Topology:
 
 
 PROCESS_TIMEOUT_S = 60
+NOTIFY_TIMEOUT_S = 300
+# A webhook claim outlives one delivery with all its retries and ends before the notify function's timeout.
+WEBHOOK_LEASE_S = 240
 
 TOPOLOGY = Topology(
     functions=(
@@ -178,7 +190,13 @@ TOPOLOGY = Topology(
             "notify",
             "functions/notify",
             "Write the output CSV, finalise, send the webhook",
-            timeout_s=300,  # room for the webhook's retries with backoff
+            timeout_s=NOTIFY_TIMEOUT_S,  # room for the webhook's retries with backoff
+        ),
+        Function(
+            "reconcile",
+            "functions/reconcile",
+            "Make every request end: drain DLQs, enforce deadlines, re-queue stalled work, resend webhooks",
+            timeout_s=300,
         ),
     ),
     routes=(
@@ -195,6 +213,7 @@ TOPOLOGY = Topology(
     queue_source=QueueSource(queue="ips-images", function="process", batch_size=10, max_batching_window_s=1),
     stream_source=StreamSource(function="notify", batch_size=10, filter_pattern=COMPLETION_FILTER, retry_attempts=5),
     upload_notification=BucketNotification(function="ingest", prefix="incoming/"),
+    reconcile_schedule=Schedule(function="reconcile", rate_minutes=5),
     usage_plan=UsagePlan(rate_per_second=20, burst=40, quota_per_day=100_000),
     gateway_responses={
         "INVALID_API_KEY": GatewayResponse(403, "INVALID_API_KEY", "A valid x-api-key header is required."),
@@ -210,5 +229,6 @@ TOPOLOGY = Topology(
     environment={
         "POWERTOOLS_METRICS_NAMESPACE": "ImageProcessingSystem",
         "JPEG_QUALITY": "50",
+        "WEBHOOK_LEASE_SECONDS": str(WEBHOOK_LEASE_S),
     },
 )

@@ -18,7 +18,7 @@ from localcloud.gateway import ASSETS_PREFIX, Gateway
 from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
-from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
+from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, TimerRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 
 logger = logging.getLogger("localcloud")
@@ -56,6 +56,7 @@ class LocalCloudConfig:
     environment_setup: str | None = None
     persist_aws: bool = True  # keep S3, SQS and DynamoDB in the state folder across restarts
     function_stdout: Path | None = None
+    reconcile_interval_s: float | None = None  # the topology's schedule when None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> LocalCloudConfig:
@@ -78,6 +79,7 @@ class LocalCloudConfig:
             throttle_burst=optional_int("THROTTLE_BURST"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             mongodb_uri=env.get("MONGODB_URI") or None,
+            reconcile_interval_s=optional_float("LOCAL_RECONCILE_SECONDS"),
         )
 
 
@@ -86,7 +88,7 @@ class LocalCloud:
         self.config, self.topology = config, topology
         self.children: list[ChildServer] = []
         self.gateway: Gateway | None = None
-        self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner] = []
+        self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner | TimerRunner] = []
         self.resources: Resources | None = None
         self.functions: dict[str, FunctionPool] = {}
 
@@ -183,7 +185,14 @@ class LocalCloud:
         assert self.resources is not None
         state = self.config.state_dir if self.config.persist_aws else None
         self.runners = list(
-            event_runners(topology, self.resources, self.functions, workers=self.config.workers, state_dir=state)
+            event_runners(
+                topology,
+                self.resources,
+                self.functions,
+                workers=self.config.workers,
+                state_dir=state,
+                reconcile_interval_s=self.config.reconcile_interval_s,
+            )
         )
         for runner in self.runners:
             runner.start()

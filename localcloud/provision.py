@@ -30,6 +30,7 @@ class Resources:
             "PROCESSED_BUCKET": self.processed_bucket,
             "IMAGES_QUEUE_URL": self.queue_url,
             "REQUESTS_TABLE": self.table,
+            "DEAD_LETTER_QUEUE_URLS": self.dead_letter_url,
         }
 
 
@@ -41,7 +42,7 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origi
         s3.put_bucket_cors(Bucket=topology.uploads_bucket, CORSConfiguration=uploads_cors(web_origins))
     queue = topology.images_queue
     dead_letter_url = sqs.create_queue(
-        QueueName=queue.dead_letter_name, Attributes={"MessageRetentionPeriod": str(14 * 86_400)}
+        QueueName=queue.dead_letter_name, Attributes={"MessageRetentionPeriod": str(queue.retention_days * 86_400)}
     )["QueueUrl"]
     dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"

@@ -3,7 +3,8 @@
 SqsRunner: long-polls the queue, hands batches to the function, deletes what succeeded, leaves the reported
 failures to come back after the visibility timeout (the queue's redrive policy moves them to the DLQ).
 StreamRunner: reads the table's stream, keeps the records matching the mapping's filter pattern, and retries
-a failed batch from the first failed record, as Lambda does with ReportBatchItemFailures."""
+a failed batch from the first failed record, as Lambda does with ReportBatchItemFailures.
+TimerRunner: invokes a function on a fixed rate with a scheduled event, as an EventBridge rate rule does."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -260,6 +262,36 @@ class StreamRunner(_Loop):
         self.failed_batches.append({"records": batch})
 
 
+class TimerRunner(_Loop):
+    def __init__(self, function: Invocable, *, interval_s: float) -> None:
+        super().__init__(f"timer-{function.spec.name}", 1)
+        self.function, self.interval_s = function, interval_s
+        self._next = time.monotonic() + interval_s
+
+    def poll_once(self) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.interval_s
+        self.fire()
+        return True
+
+    def fire(self) -> Any:
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resources": [],
+            "detail": {},
+        }
+        try:
+            return self.function.invoke(event)
+        except Exception:
+            logger.exception("%s: invocation failed; the next tick runs it again", self.name)
+            return None
+
+
 def stream_event_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     """A GetRecords record as Lambda's DynamoDB stream event carries it."""
     data = dict(record["dynamodb"])
@@ -288,9 +320,12 @@ def event_runners(
     workers: int,
     wait_seconds: int = 1,
     state_dir: Path | None = None,
-) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner]:
-    """The topology's event sources: the images queue, the requests table's stream, the uploads bucket.
-    With `state_dir`, the stream's position is kept there across restarts."""
+    reconcile_interval_s: float | None = None,
+) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner, TimerRunner]:
+    """The topology's event sources: the images queue, the requests table's stream, the uploads bucket, the
+    reconciler's schedule (its rate, unless `reconcile_interval_s` says otherwise). With `state_dir`, the
+    stream's position is kept there across restarts."""
+    schedule = topology.reconcile_schedule
     queue_source, stream_source = topology.queue_source, topology.stream_source
     return (
         SqsRunner(
@@ -313,5 +348,9 @@ def event_runners(
         ),
         S3NotificationRunner(
             boto3.client("sqs"), resources.upload_events_url, functions[topology.upload_notification.function]
+        ),
+        TimerRunner(
+            functions[schedule.function],
+            interval_s=reconcile_interval_s if reconcile_interval_s is not None else schedule.rate_minutes * 60,
         ),
     )

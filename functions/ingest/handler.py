@@ -1,5 +1,5 @@
 """S3 ObjectCreated on the uploads bucket's incoming/ prefix -> validate the CSV as a stream and fan it out,
-or end the request FAILED with every problem (and send its webhook)."""
+or end the request FAILED with every problem (its webhook goes out through the notify function)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.completion import notify
-from ips.intake import ingest_upload, request_id_of_incoming
+from ips.intake import ingest_upload
 from ips.model import RequestStatus
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
@@ -32,7 +31,6 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         outcomes.append({"key": key, "status": status.value if status else None})
         if status is RequestStatus.FAILED:
             metrics.add_metric("UploadsRefused", MetricUnit.Count, 1)
-            notify(str(request_id_of_incoming(key)), app_context)
         elif status is RequestStatus.PENDING:
             metrics.add_metric("UploadsIngested", MetricUnit.Count, 1)
     logger.info("ingestion finished", extra={"outcomes": outcomes})

@@ -1,5 +1,7 @@
 """SQS images queue -> fetch, compress, store and count each image, or expand a chunk of CSV rows into image
-messages (the asynchronous fan-out). Failed records are retried alone."""
+messages (the asynchronous fan-out). Each record is parsed and handled on its own: a malformed message, or one
+for a request that does not exist, is logged with its message ID, counted, and removed without touching the
+rest of the batch; failed records are retried alone."""
 
 from __future__ import annotations
 
@@ -9,37 +11,60 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.completion import notify
+from ips.context import Context
 from ips.intake import expand_chunk
-from ips.model import ChunkTask, ImageTask, parse_task
+from ips.messages import MalformedMessage, parse_task
+from ips.model import ChunkTask, ImageTask
 from ips.processing import Prefetcher, RetryLater, process_image
 from ips_runtime.observability import observability
 from ips_runtime.wiring import shared_context
 
 logger, metrics, tracer = observability("process")
-FETCH_WORKERS = 8  # downloads of one batch (up to 10 images) in flight at once
+# Kept back from each fetch's share of the invocation: compressing, storing, recording and counting the image.
+FINISH_RESERVE_S = 8.0
 # Kept back from the invocation's remaining time when decoding: encoding, storing, recording and counting.
 DECODE_RESERVE_S = 5.0
 _prefetcher: contextvars.ContextVar[Prefetcher | None] = contextvars.ContextVar("prefetcher", default=None)
 _decode_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("decode_deadline", default=None)
+_known: contextvars.ContextVar[dict[str, bool]] = contextvars.ContextVar("known_requests")
+
+
+def _is_known(request_id: str, context: Context) -> bool:
+    """One catalog read per request per batch (a batch usually holds one or two requests)."""
+    known = _known.get()
+    if request_id not in known:
+        known[request_id] = context.backends.catalog.get(request_id) is not None
+    return known[request_id]
+
+
+def _removed(record: SqsRecordModel, metric: str, message: str, **extra: Any) -> None:
+    logger.error(message, extra={"message_id": record.messageId, "receive_count": _receives(record), **extra})
+    metrics.add_metric(metric, MetricUnit.Count, 1)
+
+
+def _receives(record: SqsRecordModel) -> int:
+    return int(record.attributes.ApproximateReceiveCount or 1)
 
 
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> None:
-    task = parse_task(record.body)
+def handle_record(record: SqsRecordModel) -> None:
+    try:
+        task = parse_task(record.body)
+    except MalformedMessage as exc:
+        # Retrying cannot mend it, and the rest of the batch must go on: log it (with a bounded excerpt) and drop it.
+        _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
+        return
     logger.set_correlation_id(task.request_id)
     context = shared_context()
-    final_attempt = int(record.attributes.approximate_receive_count or 1) >= context.settings.max_receive_count
+    if not _is_known(task.request_id, context):
+        _removed(record, "UnknownRequestMessages", "message for an unknown request removed")
+        return
+    final_attempt = _receives(record) >= context.settings.max_receive_count
     if isinstance(task, ChunkTask):
-        try:
-            queued = expand_chunk(task, context, final_attempt=final_attempt)
-        except Exception:
-            if final_attempt:
-                notify(task.request_id, context)  # the request just ended FAILED: its webhook says so
-            raise
+        queued = expand_chunk(task, context, final_attempt=final_attempt)
         metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
         return
     try:
@@ -48,7 +73,7 @@ def handle_record(record: SQSRecord) -> None:
         )
     except RetryLater as exc:
         if exc.delay_s is not None:  # the source host said when: come back then, not after the visibility timeout
-            context.backends.queue.delay(record.receipt_handle, exc.delay_s)
+            context.backends.queue.delay(record.receiptHandle, exc.delay_s)
             metrics.add_metric("DelayedBySource", MetricUnit.Count, 1)
         raise
     if result.counted:
@@ -59,20 +84,39 @@ def handle_record(record: SQSRecord) -> None:
         logger.info("last image counted: request complete")
 
 
+def _image_tasks(records: list[dict[str, Any]]) -> list[ImageTask]:
+    """The batch's image tasks, for prefetching; a body that does not parse is left to its record handler."""
+    tasks = []
+    for record in records:
+        try:
+            task = parse_task(str(record.get("body", "")))
+        except MalformedMessage:
+            continue
+        if isinstance(task, ImageTask):
+            tasks.append(task)
+    return tasks
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    prefetcher = Prefetcher(shared_context(), FETCH_WORKERS)
-    tasks = [parse_task(record["body"]) for record in event.get("Records", [])]
-    prefetcher.start(task for task in tasks if isinstance(task, ImageTask))
-    token = _prefetcher.set(prefetcher)
-    deadline = _decode_deadline.set(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DECODE_RESERVE_S)
+    tasks = _image_tasks(event.get("Records", []))
+
+    def budget() -> float:
+        return context.get_remaining_time_in_millis() / 1000 - FINISH_RESERVE_S
+
+    # As many downloads in flight as the batch has images: a slow source delays only its own record.
+    prefetcher = Prefetcher(shared_context(), len(tasks), budget)
+    prefetcher.start(tasks)
+    decode_deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DECODE_RESERVE_S
+    tokens = (_prefetcher.set(prefetcher), _known.set({}), _decode_deadline.set(decode_deadline))
     try:
         # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
-        processor = BatchProcessor(event_type=EventType.SQS)
+        processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
         return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
     finally:
-        _prefetcher.reset(token)
-        _decode_deadline.reset(deadline)
+        _prefetcher.reset(tokens[0])
+        _known.reset(tokens[1])
+        _decode_deadline.reset(tokens[2])
         prefetcher.close()

@@ -1,7 +1,8 @@
 """Alarms (to an SNS topic, optionally e-mailed) and one dashboard.
 
 Alarms: anything in a dead-letter queue, function errors and throttles, the API's 5xx and 4xx rates, the age of
-the oldest image task, and how far the notify function lags behind the table's stream."""
+the oldest image task, how far the notify function lags behind the table's stream, and requests the reconciler
+found past their deadline."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class Monitoring(Construct):
         self._function_alarms(monitored.functions)
         self._api_alarms(monitored.api, monitored.stage)
         self._queue_alarms(monitored)
+        self._reconciler_alarms(monitored)
         self.dashboard = self._dashboard(monitored)
 
     def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> None:
@@ -120,6 +122,21 @@ class Monitoring(Construct):
             notify.metric("IteratorAge", period=PERIOD, statistic="Maximum"),
             STREAM_LAG.to_milliseconds(),
             "Completions are read late from the table's stream (notify failing or retrying).",
+        )
+
+    def _reconciler_alarms(self, monitored: Monitored) -> None:
+        topology = monitored.topology
+        self._alarm(
+            "RequestsPastDeadline",
+            cloudwatch.Metric(
+                namespace=topology.environment["POWERTOOLS_METRICS_NAMESPACE"],
+                metric_name="RequestsPastDeadline",
+                dimensions_map={"service": topology.reconcile_schedule.function},
+                period=PERIOD,
+                statistic="Sum",
+            ),
+            1,
+            "Requests reached their deadline and were ended by the reconciler: work is being lost or is too slow.",
         )
 
     def _dashboard(self, monitored: Monitored) -> cloudwatch.Dashboard:

@@ -96,6 +96,14 @@ class Pipeline(Construct):
             function.add_to_role_policy(
                 iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.images.queue_arn])
             )
+        if access.drains_dead_letters:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                    resources=[self.images_dead_letters.queue_arn],
+                )
+            )
+            function.add_environment("DEAD_LETTER_QUEUE_URLS", self.images_dead_letters.queue_url)
 
     def environment(self) -> dict[str, str]:
         return {"IMAGES_QUEUE_URL": self.images.queue_url}

@@ -98,7 +98,9 @@ class Storage(Construct):
         )
 
     def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
-        """Exactly GetObject/PutObject on the key patterns the function reads or writes."""
+        """Exactly GetObject/PutObject on the key patterns the function reads or writes (and ListBucket on the
+        uploads bucket where asked)."""
+        self.grant_listing(function, access)
         for action, bucket, patterns in (
             ("s3:GetObject", self.uploads, access.reads_uploads),
             ("s3:PutObject", self.uploads, access.writes_uploads),
@@ -119,6 +121,12 @@ class Storage(Construct):
                     )
                     for key in patterns
                 )
+            )
+
+    def grant_listing(self, function: lambda_.Function, access: FunctionAccess) -> None:
+        if access.lists_uploads:
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.uploads.bucket_arn])
             )
 
     def environment(self) -> dict[str, str]:

@@ -31,7 +31,7 @@ EXPECTED = {
         ("uploads", "*/input.csv"): {"s3:PutObject"},
         ("uploads", "incoming/*.csv"): {"s3:PutObject"},  # the presigned POST is signed with this grant
         ("images", None): {"sqs:SendMessage"},
-        ("table", None): {"dynamodb:PutItem"},
+        ("table", None): {"dynamodb:PutItem", "dynamodb:UpdateItem"},  # a failed fan-out: OPEN -> FAILED
         ("mongodb", None): SECRET,
     },
     "status": {("table", None): {"dynamodb:GetItem"}, ("mongodb", None): SECRET},
@@ -46,13 +46,23 @@ EXPECTED = {
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
     },
-    "ingest": {
+    "ingest": {  # no webhook secret: a refused upload reaches notify through the counter's OPEN -> FAILED
         ("uploads", "incoming/*.csv"): {"s3:GetObject"},
         ("images", None): {"sqs:SendMessage"},
-        ("table", None): {"dynamodb:PutItem"},
+        ("table", None): {"dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
-        ("webhook", None): SECRET,
         ("ingest-failures", None): DESTINATION,
+    },
+    "reconcile": {
+        ("uploads", "*/input.csv"): {"s3:GetObject"},  # re-plan a CSV to re-queue its lost chunks
+        ("uploads", "incoming/*.csv"): {"s3:GetObject"},  # is an expired upload's file there?
+        ("uploads", None): {"s3:ListBucket"},  # ... which HeadObject answers with 404, not 403, only with this
+        ("processed", "*/output.csv"): {"s3:PutObject"},  # a completion the stream lost
+        ("images", None): {"sqs:SendMessage"},  # stalled work re-queued
+        ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        ("mongodb", None): SECRET,
+        ("webhook", None): SECRET,  # resends undelivered webhooks through the same notify code
     },
     "notify": {
         ("processed", "*/output.csv"): {"s3:PutObject"},
@@ -70,6 +80,7 @@ KINDS = {
     "StorageUploads": "uploads",
     "StorageProcessed": "processed",
     "PipelineImagesAB": "images",
+    "PipelineImagesDeadLetters": "images-dlq",
     "PipelineIngestFailures": "ingest-failures",
     "CompletionCompletionFailures": "completion-failures",
     "CompletionRequests": "table",

@@ -59,7 +59,7 @@ def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
         # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed.
         assert "MONGODB_URI" not in variables and "WEBHOOK_SECRET" not in variables
         assert "MONGODB_URI_SECRET_ARN" in variables
-        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "ingest"))
+        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "reconcile"))
 
 
 def test_secrets_are_generated_or_referenced_never_written_in_the_template(synthesized):
@@ -94,10 +94,11 @@ def test_images_queue_feeds_process_with_partial_batch_responses(synthesized, te
     assert images[0]["VisibilityTimeout"] >= 6 * process.timeout_s
     assert images[0]["VisibilityTimeout"] == queue.visibility_timeout_s
     assert images[0]["RedrivePolicy"]["maxReceiveCount"] == queue.max_receive_count
-    dead_letters = images[0]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
-    assert queues[dead_letters]["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
+    assert images[0]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
     for properties in (q["Properties"] for q in queues.values()):
         assert properties["SqsManagedSseEnabled"] is True
+        # Every queue keeps its messages for SQS's maximum: work waits out an outage instead of vanishing.
+        assert properties["MessageRetentionPeriod"] == 14 * 86_400
 
 
 def test_process_has_memory_for_the_largest_allowed_image():
@@ -126,6 +127,31 @@ def test_stream_reaches_notify_only_through_the_completion_filter(synthesized):
     failures = properties["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
     assert synthesized.resources[failures]["Type"] == "AWS::SQS::Queue"
     assert properties["EventSourceArn"]["Fn::GetAtt"][1] == "StreamArn"
+
+
+def test_the_reconciler_runs_on_its_rate_schedule(synthesized):
+    schedule = TOPOLOGY.reconcile_schedule
+    _, rule = one(synthesized.of_type("AWS::Events::Rule"))
+    properties = rule["Properties"]
+    assert properties["ScheduleExpression"] == f"rate({schedule.rate_minutes} minutes)"
+    [target] = properties["Targets"]
+    assert target["Arn"] == arn_of(synthesized.function_id(schedule.function))
+    permissions = [
+        p["Properties"]
+        for p in synthesized.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert [p["FunctionName"] for p in permissions] == [arn_of(synthesized.function_id(schedule.function))]
+
+
+def test_a_webhook_claim_outlives_a_delivery_and_ends_before_the_notify_timeout():
+    from ips.webhook import RetryPolicy
+
+    lease = int(TOPOLOGY.environment["WEBHOOK_LEASE_SECONDS"])
+    notify = TOPOLOGY.function(TOPOLOGY.stream_source.function)
+    retry = RetryPolicy()
+    delivery = sum(retry.delays()) + retry.attempts * 30  # the outbound total timeout per attempt
+    assert delivery < lease < notify.timeout_s
 
 
 def test_requests_table_is_on_demand_recoverable_expiring_and_streamed(synthesized):
@@ -337,6 +363,9 @@ def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synt
     (age,) = watched("AWS/SQS", "ApproximateAgeOfOldestMessage")
     queue = TOPOLOGY.images_queue
     assert age["Threshold"] == queue.visibility_timeout_s * queue.max_receive_count
+    (past_deadline,) = watched("ImageProcessingSystem", "RequestsPastDeadline")
+    assert past_deadline["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
+    assert past_deadline["Threshold"] == 1
     (lag,) = watched("AWS/Lambda", "IteratorAge")
     assert lag["Dimensions"][0]["Value"] == ref(synthesized.function_id(TOPOLOGY.stream_source.function))
     assert len(synthesized.of_type("AWS::CloudWatch::Dashboard")) == 1

@@ -110,6 +110,10 @@ class Pipeline:
     def s3_runner(self) -> S3NotificationRunner:
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[2]
 
+    def reconcile(self) -> dict[str, Any]:
+        """One reconciler round, as its schedule would run it."""
+        return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[3].fire()
+
     def drain_queue(self, runner: SqsRunner | None = None, max_polls: int = 200) -> None:
         runner = runner or self.sqs_runner()
         for _ in range(max_polls):

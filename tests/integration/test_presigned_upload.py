@@ -76,6 +76,9 @@ def test_an_invalid_csv_through_s3_ends_failed_with_rows_and_the_webhook(pipelin
         (3, "Product Name", "EMPTY_PRODUCT_NAME"),
     ]
     assert pipeline.queued() == 0
+    # Ingest signs nothing: the counter's OPEN -> FAILED flip brings the request to notify, the webhook's owner.
+    assert receiver.deliveries == []
+    assert pipeline.stream_runner().poll_once()
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["status"] == "FAILED"
     assert delivery["payload"]["data"]["error"]["code"] == "CSV_INVALID"
@@ -114,15 +117,43 @@ def test_a_file_over_the_size_cap_is_refused_even_where_s3_does_not_enforce_it(
     assert pipeline.queued() == 0
 
 
-def test_an_upload_that_never_comes_expires(pipeline: Pipeline, monkeypatch) -> None:
+def test_an_upload_that_never_comes_is_ended_by_the_reconciler_with_its_webhook(
+    pipeline: Pipeline, receiver, monkeypatch
+) -> None:
     monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "0")
+    monkeypatch.setenv("UPLOAD_GRACE_SECONDS", "0")
+    from ips_runtime.wiring import reset_shared_context
+
+    reset_shared_context()
+    slot = start_upload(pipeline, receiver.url)
+    report = pipeline.reconcile()
+    assert report["uploads_expired"] == 1
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "UPLOAD_EXPIRED")
+    assert status["detail"] is None
+    assert pipeline.stream_runner().poll_once()
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["error"]["code"] == "UPLOAD_EXPIRED"
+    assert pipeline.reconcile()["uploads_expired"] == 0  # once
+
+
+def test_a_file_s3_accepted_in_time_is_not_dropped_by_the_expiry(pipeline: Pipeline, image_server, monkeypatch) -> None:
+    """Reading the status (or a reconciler round) after the expiry while the ingestion has not run yet must not
+    end a request whose file S3 accepted in time."""
+    monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "1")
+    monkeypatch.setenv("UPLOAD_GRACE_SECONDS", "0")
     from ips_runtime.wiring import reset_shared_context
 
     reset_shared_context()
     slot = start_upload(pipeline)
+    assert post_to_s3(slot, (HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n").encode()).status_code in (200, 204)
+    __import__("time").sleep(1.1)
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
-    assert (status["status"], status["error"]["code"]) == ("FAILED", "UPLOAD_EXPIRED")
-    assert status["detail"] is None
+    assert status["status"] == "PENDING"
+    assert pipeline.reconcile()["uploads_expired"] == 0
+    assert pipeline.s3_runner().poll_once()
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["total"], status["detail"]) == ("PENDING", 1, None)
 
 
 def test_status_pages_through_products_with_an_opaque_cursor(pipeline: Pipeline, image_server) -> None:

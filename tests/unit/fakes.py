@@ -59,7 +59,7 @@ class MemoryFetcher:
         self.bodies = bodies
         self.requests: list[str] = []
 
-    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
+    def fetch(self, url: str, validators: SourceValidators | None = None, timeout: float | None = None) -> Fetched:
         self.requests.append(url)
         if url not in self.bodies:
             raise FetchError("HTTP_STATUS", f"HTTP 404 from {url}", permanent=True)

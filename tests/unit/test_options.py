@@ -9,7 +9,8 @@ from PIL import Image
 
 from ips.errors import InvalidInput
 from ips.imaging import compress_image
-from ips.model import ImageTask, parse_task
+from ips.messages import parse_task
+from ips.model import ImageTask
 from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat, parse_options
 
 

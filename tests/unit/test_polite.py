@@ -20,7 +20,7 @@ class GatedFetcher:
         self.peak: dict[str, int] = {}
         self.started = threading.Semaphore(0)
 
-    def fetch(self, url: str) -> Fetched:
+    def fetch(self, url: str, validators: object = None, timeout: float | None = None) -> Fetched:
         host = url.split("/")[2]
         with self.lock:
             self.in_flight[host] = self.in_flight.get(host, 0) + 1

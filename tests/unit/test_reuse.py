@@ -66,7 +66,7 @@ def test_the_same_source_again_is_copied_not_compressed(fakes: Fakes, compressio
 def test_an_unchanged_source_answers_304_and_nothing_is_downloaded(fakes: Fakes, compressions: list[bytes]) -> None:
     calls: list[object] = []
     fetch = fakes.fetcher.fetch
-    fakes.fetcher.fetch = lambda url, validators=None: calls.append(validators) or fetch(url, validators)  # type: ignore[method-assign]
+    fakes.fetcher.fetch = lambda url, validators=None, timeout=None: calls.append(validators) or fetch(url, validators)  # type: ignore[method-assign]
     run(fakes, "req-1")
     run(fakes, "req-2")
     first_validators, second_validators = calls

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pymongo.errors import ServerSelectionTimeoutError
 
+from ips.model import ImageTask
 from ips_runtime.wiring import reset_shared_context, use_context
 from localcloud.peers import LoopbackServer, Quiet, WebhookReceiver
 from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
@@ -118,18 +119,34 @@ def test_an_image_that_fails_transiently_every_time_fails_with_its_reason_on_the
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
 
-def test_a_poison_message_ends_in_the_dead_letter_queue(pipeline: Pipeline) -> None:
-    sqs = boto3.client("sqs")
-    sqs.send_message(QueueUrl=pipeline.resources.queue_url, MessageBody="{not json")
+def test_a_batch_mixing_malformed_and_unknown_messages_with_valid_ones_processes_every_valid_one(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    """Each record on its own: the poison is logged and removed at once, the valid images of the same batch are
+    processed and counted (before, the batch raised JSONDecodeError and every record went back to the queue)."""
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    sqs, queue_url = boto3.client("sqs"), pipeline.resources.queue_url
+    pipeline.sqs_runner().poll_once()  # the chunk: its 4 image messages are now queued
+    poison = [
+        "{not json",
+        "[]",
+        '{"requestId": "r", "row": "two", "index": 0, "url": "http://x"}',
+        ImageTask("no-such-request", 2, 0, f"{image_server.url}/sk_rocket.jpg").to_message(),
+    ]
+    for body in poison:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    messages: list[dict] = []
+    while len(messages) < 8:
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])
+        messages += received.get("Messages", [])
     runner = pipeline.sqs_runner()
-    deadline = time.monotonic() + 20
-    while pipeline.queued(pipeline.resources.dead_letter_url) == 0 and time.monotonic() < deadline:
-        if not runner.poll_once():
-            time.sleep(0.3)
-    assert pipeline.queued(pipeline.resources.dead_letter_url) == 1
-    assert pipeline.queued() == 0
-    [dead] = sqs.receive_message(QueueUrl=pipeline.resources.dead_letter_url)["Messages"]
-    assert dead["Body"] == "{not json"
+    runner.deliver(messages)  # one batch: 4 valid images, 4 poison messages
+    assert pipeline.queued() == 0, "every record of the batch was settled: processed, or removed"
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+    assert len(receiver.wait(1, timeout=10)) == 1
 
 
 def test_mongodb_down_at_upload_time_answers_500_and_queues_nothing(
@@ -157,5 +174,8 @@ def test_a_chunk_that_fails_for_good_ends_its_request_failed(pipeline: Pipeline,
     _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 1  # the chunk, kept for inspection
+    # The process function sends no webhook itself: the counter's OPEN -> FAILED flip brings it to notify.
+    assert receiver.deliveries == []
+    assert pipeline.stream_runner().poll_once()
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["status"] == "FAILED"

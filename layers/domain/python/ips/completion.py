@@ -1,5 +1,9 @@
 """Finish a request: once its last image is counted, the output CSV and final status; for every request that
-ends (completed or failed), one signed webhook."""
+ends (completed or failed), one signed webhook.
+
+The notify path owns the webhook: `notify` is the only code that signs and sends it. Whatever ends a request
+FAILED elsewhere (a refused or expired upload, a failed fan-out) calls `fail_request`, which flips the ledger's
+counter so the same stream filter brings the request to the notify function."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ips.context import Context
-from ips.csv_output import OutputRow, render_output_csv
+from ips.csv_output import OutputRow, stream_output_csv
 from ips.model import NO_SAVINGS, ImageStatus, RequestStatus
 from ips.ports import RequestRecord
 from ips.webhook import WebhookSigner, deliver, encode_event
@@ -26,10 +30,29 @@ def webhook_message_id(request_id: str) -> str:
     return f"msg_{request_id}"
 
 
+class WebhookBusy(RuntimeError):
+    """Another holder's claim on the webhook is live: fail this try so it is tried again (the holder may die)."""
+
+
+def fail_request(request_id: str, code: str, message: str, context: Context, **details: Any) -> bool:
+    """End a request FAILED, once, and hand it to the notify path. True when this call ended it."""
+    backends = context.backends
+    ended = backends.catalog.mark_failed(request_id, code, message, **details)
+    # Also when the catalog had it FAILED already: a crash between the two steps is mended by the next call.
+    record = backends.catalog.get(request_id)
+    if record is not None and record.status is RequestStatus.FAILED:
+        backends.ledger.fail(request_id)
+    return ended
+
+
 def complete_request(request_id: str, context: Context) -> RequestStatus | None:
-    """Idempotent: running it again rewrites the same CSV and status, and never sends a second webhook."""
+    """Idempotent: a request's final state is set once and never overwritten, and a second run sends no second
+    webhook. A request that ended FAILED only has its webhook sent."""
     backends = context.backends
     record = backends.catalog.get(request_id)
+    if record is not None and record.status is RequestStatus.FAILED:
+        notify(request_id, context)
+        return record.status
     counts = backends.ledger.counts(request_id)
     if record is None or counts is None or not counts.complete:
         logger.warning("completion for an unknown or unfinished request", extra={"request_id": request_id})
@@ -44,9 +67,10 @@ def complete_request(request_id: str, context: Context) -> RequestStatus | None:
         for product in backends.catalog.products(request_id)
     )
     key = output_csv_key(request_id)
-    backends.processed.put(key, render_output_csv(rows), "text/csv; charset=utf-8")
+    backends.processed.put_stream(key, stream_output_csv(rows), "text/csv; charset=utf-8")
     status = RequestStatus.COMPLETED if counts.failed == 0 else RequestStatus.COMPLETED_WITH_ERRORS
-    backends.catalog.finalise(request_id, status, counts, key, backends.clock())
+    if not backends.catalog.finalise(request_id, status, counts, key, backends.clock()):
+        status = (backends.catalog.get(request_id) or record).status  # it had ended already: keep that end
     notify(request_id, context)
     return status
 
@@ -69,23 +93,34 @@ def webhook_data(record: RequestRecord, context: Context) -> dict[str, Any]:
     return data
 
 
+def webhook_signer(record: RequestRecord, context: Context) -> WebhookSigner | None:
+    """How this request's webhook is signed: the one place to change it (a secret per tenant, say)."""
+    secret = context.settings.webhook_secret
+    return WebhookSigner(secret) if secret else None
+
+
 def notify(request_id: str, context: Context) -> bool:
-    """Send the ended request's webhook, once. True when this call delivered it."""
+    """Send the ended request's webhook, once. True when this call delivered it. Raises WebhookBusy while
+    another holder's claim is live, so the caller's try fails and is retried."""
     backends, settings = context.backends, context.settings
     record = backends.catalog.get(request_id)
     if record is None or not record.status.is_final or not record.webhook_url:
         return False
-    if not settings.webhook_secret:
+    signer = webhook_signer(record, context)
+    if signer is None:
         logger.error("a webhook is due but WEBHOOK_SECRET is not set", extra={"request_id": request_id})
         return False
     now = backends.clock()
     if not backends.catalog.claim_webhook(request_id, settings.webhook_lease_seconds, now):
-        logger.info("webhook already sent or being sent", extra={"request_id": request_id})
-        return False
+        current = backends.catalog.get(request_id)
+        if current is not None and current.webhook and current.webhook.get("delivered"):
+            logger.info("webhook already delivered", extra={"request_id": request_id})
+            return False
+        raise WebhookBusy(f"the webhook of {request_id} is being sent by another holder")
     body = encode_event(WEBHOOK_EVENT, webhook_data(record, context), int(now.timestamp()))
     delivery = deliver(
         backends.webhooks,
-        WebhookSigner(settings.webhook_secret),
+        signer,
         record.webhook_url,
         webhook_message_id(request_id),
         body,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.ports import BlobStore, Catalog, Fetcher, Ledger, ReuseIndex, TaskQueue, UploadStore
+from ips.ports import BlobStore, Catalog, DeadLetterQueue, Fetcher, Ledger, ReuseIndex, TaskQueue, UploadStore
 from ips.webhook import RetryPolicy, WebhookPoster
 
 
@@ -31,10 +31,21 @@ class Settings:
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold: the last delivery gives up instead of retrying
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
-    webhook_lease_seconds: int = 900
+    # Longer than one delivery with all its retries, shorter than the notify function's timeout: a holder that
+    # died mid-send is replaced by the next try after it (a stream retry, or the reconciler).
+    webhook_lease_seconds: int = 240
+    # Every request ends by created (or uploaded) + base + per image x images; the reconciler enforces it.
+    deadline_base_s: float = 3 * 3600
+    deadline_per_image_s: float = 0.05
+    stall_after_s: float = 900  # no image counted for this long: the reconciler re-queues the pending ones
+    upload_grace_s: float = 300  # after a presigned upload expires: S3 may still be delivering its event
+    webhook_resend_window_s: float = 86_400  # undelivered webhooks are retried by the reconciler for this long
     # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
     status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
     output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them
+
+    def deadline(self, start: datetime, total_images: int) -> datetime:
+        return start + timedelta(seconds=self.deadline_base_s + self.deadline_per_image_s * total_images)
 
     def asset_url(self, key: str) -> str:
         return f"{self.asset_base_url.rstrip('/')}/{key}"
@@ -52,6 +63,7 @@ class Backends:
     check_webhook_url: Callable[[str], None]  # raises ips.outbound.FetchError for a URL we must not call
     clock: Callable[[], datetime] = utc_now
     reuse: ReuseIndex | None = None  # None: every image is fetched and compressed afresh
+    dead_letters: tuple[DeadLetterQueue, ...] = ()  # what the reconciler drains (only it is given them)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ips.csv_input import NAME_COLUMN, SERIAL_COLUMN, URLS_COLUMN
@@ -27,6 +27,11 @@ def neutralise(cell: str) -> str:
 
 
 def render_output_csv(rows: Iterable[OutputRow]) -> bytes:
+    return b"".join(stream_output_csv(rows))
+
+
+def stream_output_csv(rows: Iterable[OutputRow], piece_bytes: int = 1 << 16) -> Iterator[bytes]:
+    """The output CSV in pieces of about `piece_bytes`: a million rows are never held at once."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([SERIAL_COLUMN, NAME_COLUMN, URLS_COLUMN, OUTPUT_URLS_COLUMN])
@@ -39,4 +44,8 @@ def render_output_csv(rows: Iterable[OutputRow]) -> bytes:
                 neutralise(",".join(url or "" for url in row.output_urls)),
             ]
         )
-    return buffer.getvalue().encode("utf-8")
+        if buffer.tell() >= piece_bytes:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ips.completion import fail_request
 from ips.context import Context
 from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
 from ips.errors import InvalidInput, Problem
@@ -83,17 +84,19 @@ def accept_csv(
     backends = context.backends
     key = input_csv_key(request_id)
     backends.uploads.put(key, data, CSV_CONTENT_TYPE)
+    now = backends.clock()
     backends.catalog.create(
         RequestRecord(
             request_id=request_id,
             tenant=tenant,
             status=RequestStatus.PENDING,
-            created_at=backends.clock(),
+            created_at=now,
             total_products=plan.total_products,
             total_images=plan.total_images,
             webhook_url=webhook_url or None,
             input_key=key,
             options=options,
+            deadline_at=context.settings.deadline(now, plan.total_images),
         )
     )
     fan_out(request_id, key, plan, context, tenant=tenant, options=options)
@@ -120,6 +123,8 @@ def create_upload(
             webhook_url=webhook_url or None,
             upload_expires_at=now + timedelta(seconds=settings.upload_expiry_s),
             options=options,
+            # Replaced by one sized to the file when it arrives.
+            deadline_at=settings.deadline(now + timedelta(seconds=settings.upload_expiry_s), 0),
         )
     )
     max_bytes = settings.presigned_csv_limits.max_bytes
@@ -153,19 +158,28 @@ def ingest_upload(key: str, context: Context) -> RequestStatus | None:
             )
         plan = plan_csv(byte_lines(backends.uploads.stream(key)), limits, settings.chunk_rows)
     except InvalidInput as exc:
-        backends.catalog.mark_failed(request_id, exc.code, exc.message, exc.problems, truncated=exc.truncated)
+        fail_request(request_id, exc.code, exc.message, context, problems=exc.problems, truncated=exc.truncated)
         return RequestStatus.FAILED
-    if backends.catalog.upload_arrived(request_id, key, plan.total_products, plan.total_images):
+    deadline = settings.deadline(backends.clock(), plan.total_images)
+    if backends.catalog.upload_arrived(request_id, key, plan.total_products, plan.total_images, deadline):
         fan_out(request_id, key, plan, context, tenant=record.tenant, options=record.options)
     return RequestStatus.PENDING
 
 
 def expire_upload(record: RequestRecord, now: datetime, context: Context) -> bool:
-    """End a request whose presigned upload never came. True when this call ended it."""
-    if not record.awaiting_upload or record.upload_expires_at is None or now <= record.upload_expires_at:
+    """End a request whose presigned upload never came (with its webhook). True when this call ended it.
+
+    Only after a grace period past the expiry, and only when no file is there: S3 accepts a POST signed before
+    the expiry, and its ingestion may still be running."""
+    expires = record.upload_expires_at
+    if not record.awaiting_upload or expires is None:
         return False
-    return context.backends.catalog.mark_failed(
-        record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired."
+    if now <= expires + timedelta(seconds=context.settings.upload_grace_s):
+        return False
+    if context.backends.uploads.size(incoming_key(record.request_id)) is not None:
+        return False
+    return fail_request(
+        record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired.", context
     )
 
 
@@ -187,7 +201,7 @@ def fan_out(
         )
     except Exception as exc:
         # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
-        backends.catalog.mark_failed(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}")
+        fail_request(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}", context)
         raise
 
 
@@ -198,8 +212,11 @@ def expand_chunk(task: ChunkTask, context: Context, *, final_attempt: bool = Fal
     try:
         return _expand_chunk(task, context)
     except Exception as exc:
-        if final_attempt and context.backends.catalog.mark_failed(
-            task.request_id, "FAN_OUT_FAILED", f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}"
+        if final_attempt and fail_request(
+            task.request_id,
+            "FAN_OUT_FAILED",
+            f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}",
+            context,
         ):
             logger.exception("a chunk failed for good; the request ends FAILED", extra={"request_id": task.request_id})
         raise

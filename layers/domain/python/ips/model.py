@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -58,17 +58,6 @@ class ImageTask:
             separators=(",", ":"),
         )
 
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> ImageTask:
-        return cls(
-            str(data["requestId"]),
-            int(data["row"]),
-            int(data["index"]),
-            str(data["url"]),
-            str(data.get("tenant", "")),
-            ImageOptions.from_document(data.get("options")),
-        )
-
 
 @dataclass(frozen=True)
 class ChunkTask:
@@ -95,25 +84,6 @@ class ChunkTask:
             },
             separators=(",", ":"),
         )
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> ChunkTask:
-        return cls(
-            str(data["requestId"]),
-            str(data["key"]),
-            Columns.from_dict(data["columns"]),
-            Chunk(*data["chunk"]),
-            str(data.get("tenant", "")),
-            ImageOptions.from_document(data.get("options")),
-        )
-
-
-def parse_task(body: str) -> ImageTask | ChunkTask:
-    """A message of the images queue: an image to process, or a chunk of rows to fan out."""
-    data = json.loads(body)
-    if data.get("type") == "chunk":
-        return ChunkTask.from_data(data)
-    return ImageTask.from_data(data)
 
 
 @dataclass(frozen=True)
@@ -178,6 +148,9 @@ class Counts:
     succeeded: int
     failed: int
     savings: Savings = NO_SAVINGS
+    progress_at: float | None = field(
+        default=None, compare=False
+    )  # epoch seconds of the last count (or of opening the counter)
 
     @property
     def done(self) -> int:

@@ -400,6 +400,7 @@ class _Deadline:
     which makes any blocked read (plain or TLS, headers or body) return at once."""
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         # dup()s of the sockets in use: shutting down a dup shuts down the connection, even under TLS
@@ -563,7 +564,10 @@ class _GuardedConnectionMixin(_WatchMixin):
         super().request(*args, **kwargs)  # type: ignore[misc]
 
     def close(self) -> None:
-        self._unwatch()
+        # Not unwatched here: http.client closes the connection as soon as it reads the headers of a response
+        # that ends with the connection (HTTP/1.0, `Connection: close`), while the body is still read from the
+        # same socket. The deadline's finish() releases the watch handle when the fetch is over.
+        self._watch_handle = self._watched_by = None
         super().close()  # type: ignore[misc]
 
 
@@ -675,11 +679,13 @@ class OutboundClient:
     def close(self) -> None:
         self._session.close()
 
-    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
+    def fetch(self, url: str, validators: SourceValidators | None = None, timeout: float | None = None) -> Fetched:
         """GET, following up to max_redirects redirects (each hop re-validated), within max_bytes and
-        total_timeout. Only a 2xx final answer is returned, or a 304 when `validators` made it conditional;
-        anything else raises FetchError (429 / 503 with the Retry-After delay)."""
-        deadline = _Deadline(self.policy.total_timeout)
+        total_timeout (or `timeout`, when shorter: what the caller's invocation has left). Only a 2xx final
+        answer is returned, or a 304 when `validators` made it conditional; anything else raises FetchError
+        (429 / 503 with the Retry-After delay)."""
+        limit = self.policy.total_timeout if timeout is None else max(0.001, min(timeout, self.policy.total_timeout))
+        deadline = _Deadline(limit)
         token = _ACTIVE_DEADLINE.set(deadline)
         try:
             return self._fetch(url, deadline, _conditional_headers(validators))
@@ -730,7 +736,7 @@ class OutboundClient:
                     raise FetchError(HTTP_STATUS, message, permanent=permanent, retry_after=delay)
                 body = self._read_body(response, target, deadline)
                 if deadline.finish():  # the watchdog fired: what we read may be cut short
-                    raise _timeout(target, self.policy)
+                    raise _timeout(target, self.policy, limit=deadline.seconds)
                 return Fetched(body, response.headers.get("content-type"), target.url, status, etag, modified)
             finally:
                 # A no-op once the body is fully read (the connection is already back in the pool);
@@ -740,7 +746,7 @@ class OutboundClient:
     def _send(self, method: str, target: _Target, deadline: _Deadline, **kwargs: Any) -> requests.Response:
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise _timeout(target, self.policy)
+            raise _timeout(target, self.policy, limit=deadline.seconds)
         timeout = (min(self.policy.connect_timeout, remaining), min(self.policy.read_timeout, remaining))
         try:
             return self._session.request(
@@ -812,9 +818,10 @@ def _decode_header(value: str) -> str:
         return value
 
 
-def _timeout(target: _Target, policy: OutboundPolicy, *, whole: bool = True) -> FetchError:
+def _timeout(target: _Target, policy: OutboundPolicy, *, whole: bool = True, limit: float | None = None) -> FetchError:
     if whole:
-        message = f"{target.origin} did not finish within the {policy.total_timeout:g} s total timeout"
+        seconds = policy.total_timeout if limit is None else limit
+        message = f"{target.origin} did not finish within the {seconds:g} s total timeout"
     else:
         message = f"{target.origin} did not connect or answer in time ({_timeouts(policy)})"
     return FetchError(TIMEOUT, message, permanent=False)
@@ -827,7 +834,7 @@ def _timeouts(policy: OutboundPolicy) -> str:
 def _translate(exc: Exception, target: _Target, deadline: _Deadline, policy: OutboundPolicy) -> FetchError | None:
     """The FetchError for a network-level failure, or None for anything else (a bug: let it propagate)."""
     if deadline.expired:
-        return _timeout(target, policy)
+        return _timeout(target, policy, limit=deadline.seconds)
     if isinstance(exc, rexc.InvalidURL | rexc.MissingSchema | rexc.InvalidSchema | rexc.URLRequired):
         return _invalid(f"URL refused by the HTTP client: {exc}")
     if isinstance(exc, rexc.ConnectionError) and not isinstance(exc, rexc.Timeout):

@@ -53,11 +53,9 @@ class PoliteFetcher:
         self._fetcher = fetcher
         self.limiter = limiter
 
-    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
+    def fetch(self, url: str, validators: SourceValidators | None = None, timeout: float | None = None) -> Fetched:
         with self.limiter.slot(url):
-            if validators:
-                return self._fetcher.fetch(url, validators)  # type: ignore[call-arg]
-            return self._fetcher.fetch(url)
+            return self._fetcher.fetch(url, validators, timeout=timeout)
 
 
 def interleave_hosts[T](items: Iterable[T], url: Callable[[T], str]) -> list[T]:

@@ -21,6 +21,9 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def copy(self, source_key: str, key: str, content_type: str) -> bool:
         """Copy an object within the bucket (server-side); False when the source does not exist."""
+
+    def put_stream(self, key: str, pieces: Iterable[bytes], content_type: str) -> None:
+        """Store an object of any size from pieces, holding about one part at a time (multipart upload)."""
         ...
 
 
@@ -57,9 +60,25 @@ class SourceValidators:
         return bool(self.etag or self.last_modified)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    body: str
+    receipt: str
+    receive_count: int  # deliveries before it was dead-lettered
+
+
+class DeadLetterQueue(Protocol):
+    """A dead-letter queue, drained by the reconciler: each message is settled, then deleted."""
+
+    def receive(self, max_messages: int) -> list[DeadLetter]: ...
+    def delete(self, letter: DeadLetter) -> None: ...
+
+
 class Fetcher(Protocol):
-    def fetch(self, url: str, validators: SourceValidators | None = None) -> Fetched:
-        """GET the URL; with validators, conditionally (a 304 answer comes back as a Fetched with no body)."""
+    def fetch(self, url: str, validators: SourceValidators | None = None, timeout: float | None = None) -> Fetched:
+        """GET the URL; with validators, conditionally (a 304 answer comes back as a Fetched with no body).
+        `timeout` (seconds) shortens the fetcher's own whole-fetch limit, never lengthens it."""
         ...
 
 
@@ -104,6 +123,13 @@ class Ledger(Protocol):
         ...
 
     def counts(self, request_id: str) -> Counts | None: ...
+    def fail(self, request_id: str) -> bool:
+        """Hand a request that ended FAILED to the notify path (the same stream filter as completion)."""
+        ...
+
+    def touch(self, request_id: str) -> None:
+        """Mark the request as moving (work was re-queued), so it is not taken for stalled again at once."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -125,6 +151,7 @@ class RequestRecord:
     error: dict[str, Any] | None = None  # why a FAILED request failed: code, message, problems
     options: ImageOptions = DEFAULT_OPTIONS
     savings: Savings | None = None  # set when the request completes (from the counter)
+    deadline_at: datetime | None = None  # by then it has ended, whatever failed (the reconciler sees to it)
 
     @property
     def awaiting_upload(self) -> bool:
@@ -145,7 +172,9 @@ class Catalog(Protocol):
 
     def create(self, record: RequestRecord) -> None: ...
     def get(self, request_id: str) -> RequestRecord | None: ...
-    def upload_arrived(self, request_id: str, input_key: str, total_products: int, total_images: int) -> bool:
+    def upload_arrived(
+        self, request_id: str, input_key: str, total_products: int, total_images: int, deadline_at: datetime
+    ) -> bool:
         """Record that an awaited upload was accepted; False if it was not awaited any more."""
         ...
 
@@ -160,7 +189,10 @@ class Catalog(Protocol):
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]: ...
     def finalise(
         self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime
-    ) -> None: ...
+    ) -> bool:
+        """Set the final status unless the request already ended (a final state is never overwritten)."""
+        ...
+
     def mark_failed(
         self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
     ) -> bool:
@@ -168,7 +200,15 @@ class Catalog(Protocol):
         ...
 
     def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
-        """Take the right to send the request's webhook, once; an expired claim (a crashed sender) is retaken."""
+        """Take the right to send the request's webhook until it is delivered; False while another holder's
+        claim is live or once it was delivered. An expired claim (a crashed sender) is retaken."""
         ...
 
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None: ...
+    def open_requests(self) -> Iterator[RequestRecord]:
+        """Requests that have not ended (the reconciler's round)."""
+        ...
+
+    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
+        """Ended requests with a webhook URL, not delivered and not claimed by a live holder."""
+        ...

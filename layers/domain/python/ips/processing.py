@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ips.context import Context
 from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
-from ips.outbound import Fetched, FetchError
+from ips.outbound import TIMEOUT, Fetched, FetchError
 from ips.polite import interleave_hosts
 from ips.ports import CountResult, ReuseEntry, SourceValidators
 from ips.reuse import content_hash, match_content, previous_entry, remember, reuse_output
@@ -35,32 +35,41 @@ class Source:
     fetched: Fetched
 
 
-def fetch_source(task: ImageTask, context: Context) -> Source:
-    """Fetch the task's source; conditionally when this tenant had it processed with these options before."""
+def fetch_source(task: ImageTask, context: Context, timeout: float | None = None) -> Source:
+    """Fetch the task's source; conditionally when this tenant had it processed with these options before.
+    `timeout` (what the invocation has left) shortens the fetcher's own limit."""
     previous = previous_entry(task, context)
-    fetcher = context.backends.fetcher
-    if previous is not None and previous.validators:
-        return Source(previous, fetcher.fetch(task.url, previous.validators))
-    return Source(previous, fetcher.fetch(task.url))
+    validators = previous.validators if previous is not None and previous.validators else None
+    return Source(previous, context.backends.fetcher.fetch(task.url, validators, timeout=timeout))
 
 
 class Prefetcher:
     """Starts a batch's downloads at once, so they overlap each other and the compression of earlier images
-    (a batch is otherwise processed one record after another)."""
+    (a batch is otherwise processed one record after another). Each fetch gets what the invocation has left
+    (`budget`, seconds) as its time limit, so a batch of slow sources cannot run past the function timeout."""
 
-    def __init__(self, context: Context, workers: int) -> None:
+    def __init__(self, context: Context, workers: int, budget: Callable[[], float] | None = None) -> None:
         self._context = context
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
+        self._budget = budget
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
         self._pending: dict[ImageTask, Future[Source]] = {}
 
     def start(self, tasks: Iterable[ImageTask]) -> None:
         # Hosts interleaved: one host's images waiting for its fetch slots never hold up every other host's.
         for task in interleave_hosts(tasks, lambda task: task.url):
-            self._pending.setdefault(task, self._pool.submit(fetch_source, task, self._context))
+            self._pending.setdefault(task, self._pool.submit(self._fetch, task))
 
     def fetch(self, task: ImageTask) -> Source:
         future = self._pending.pop(task, None)
-        return future.result() if future is not None else fetch_source(task, self._context)
+        return future.result() if future is not None else self._fetch(task)
+
+    def _fetch(self, task: ImageTask) -> Source:
+        if self._budget is None:
+            return fetch_source(task, self._context)
+        left = self._budget()
+        if left <= 0:
+            raise FetchError(TIMEOUT, "no time left in this invocation to fetch the image", permanent=False)
+        return fetch_source(task, self._context, timeout=left)
 
     def close(self) -> None:
         for future in self._pending.values():

@@ -11,7 +11,6 @@ from typing import Any, TypeGuard
 
 from ips.context import Context
 from ips.errors import InvalidInput, Problem
-from ips.intake import expire_upload
 from ips.model import NO_SAVINGS, ImageOutcome, ImageStatus, RequestStatus
 from ips.ports import ProductRecord
 
@@ -60,10 +59,6 @@ def request_status(
     if record is None or record.tenant != tenant:
         return None
     after_row = decode_cursor(cursor) if cursor else 0
-    if expire_upload(record, backends.clock(), context):
-        # Ended here, lazily, on the first look after the deadline. (No webhook from this read path: a slow
-        # receiver must not slow the status answer.)
-        record = backends.catalog.get(request_id) or record
     total, succeeded, failed = record.total_images, record.succeeded or 0, record.failed or 0
     status, savings = record.status, record.savings or NO_SAVINGS
     if not status.is_final:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import os
 from collections.abc import Iterator, Mapping
 
 import boto3
 from botocore.config import Config
 
-from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsTaskQueue
+from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsDeadLetterQueue, SqsTaskQueue
 from ips.adapters.dynamodb import DynamoLedger
 from ips.adapters.mongo import MongoCatalog, connect
 from ips.adapters.mongo_reuse import MongoReuseIndex
@@ -69,6 +70,12 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
             first_delay=number("WEBHOOK_FIRST_DELAY", RetryPolicy.first_delay),
         ),
         output_retention_days=number("OUTPUT_RETENTION_DAYS", 14),
+        webhook_lease_seconds=int(number("WEBHOOK_LEASE_SECONDS", Settings.webhook_lease_seconds)),
+        deadline_base_s=number("REQUEST_DEADLINE_SECONDS", Settings.deadline_base_s),
+        deadline_per_image_s=number("REQUEST_DEADLINE_PER_IMAGE_SECONDS", Settings.deadline_per_image_s),
+        stall_after_s=number("STALL_AFTER_SECONDS", Settings.stall_after_s),
+        upload_grace_s=number("UPLOAD_GRACE_SECONDS", Settings.upload_grace_s),
+        webhook_resend_window_s=number("WEBHOOK_RESEND_WINDOW_SECONDS", Settings.webhook_resend_window_s),
     )
 
 
@@ -91,12 +98,13 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
     reuse = MongoReuseIndex(database) if env.get("IMAGE_REUSE", "on").lower() not in ("off", "false", "0") else None
     if reuse is not None:
         reuse.ensure_indexes()
+    sqs = boto3.client("sqs", config=config)
     return Context(
         settings=settings_from_env(env),
         backends=Backends(
             uploads=S3UploadStore(s3, env["UPLOADS_BUCKET"]),
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
-            queue=SqsTaskQueue(boto3.client("sqs", config=config), env["IMAGES_QUEUE_URL"]),
+            queue=SqsTaskQueue(sqs, env["IMAGES_QUEUE_URL"]),
             ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
             catalog=catalog,
             # Capped per source host for this process (every invocation a worker runs shares the limiter).
@@ -104,6 +112,10 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
             webhooks=outbound,
             check_webhook_url=functools.partial(check_url, policy=policy),
             reuse=reuse,
+            # Only the reconciler's environment names them (and only its role may read them).
+            dead_letters=tuple(
+                SqsDeadLetterQueue(sqs, url) for url in env.get("DEAD_LETTER_QUEUE_URLS", "").split(",") if url
+            ),
         ),
     )
 
@@ -119,7 +131,14 @@ _installed: list[Context] = []
 
 @functools.cache
 def _context_from_env() -> Context:
-    return context_from_env()
+    context = context_from_env()
+    # Local cloud only (never set in AWS): `module:function` given the context, returning the one to use. The
+    # chaos suite injects faults at every port this way, in whatever process runs the functions.
+    hook = os.environ.get("IPS_CONTEXT_HOOK")
+    if hook:
+        module, _, name = hook.partition(":")
+        context = getattr(importlib.import_module(module), name)(context)
+    return context
 
 
 def shared_context() -> Context:

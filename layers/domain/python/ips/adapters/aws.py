@@ -7,10 +7,12 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ips.ports import PresignedPost
+from ips.ports import DeadLetter, PresignedPost
 
 
 class S3BlobStore:
+    PART_BYTES = 8 * 1024 * 1024  # S3's parts are at least 5 MiB (but the last)
+
     def __init__(self, client: Any, bucket: str) -> None:
         self._client = client
         self.bucket = bucket
@@ -35,6 +37,39 @@ class S3BlobStore:
                 return False
             raise
         return True
+
+    def put_stream(self, key: str, pieces: Iterable[bytes], content_type: str) -> None:
+        """One PutObject when it all fits in a part; else a multipart upload, one part buffered at a time (and
+        aborted on failure, so no half-written parts are left to pay for)."""
+        part = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            for piece in pieces:
+                part += piece
+                if len(part) >= self.PART_BYTES:
+                    if upload_id is None:
+                        upload_id = self._client.create_multipart_upload(
+                            Bucket=self.bucket, Key=key, ContentType=content_type
+                        )["UploadId"]
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(part)))
+                    part.clear()
+            if upload_id is None:
+                self.put(key, bytes(part), content_type)
+                return
+            if part or not parts:
+                parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(part)))
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            if upload_id is not None:
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        answer = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)
+        return {"PartNumber": number, "ETag": answer["ETag"]}
 
 
 class S3UploadStore(S3BlobStore):
@@ -102,3 +137,29 @@ class SqsTaskQueue:
                 return
             time.sleep(0.1 * 2**attempt)
         raise RuntimeError(f"SQS kept failing {len(pending)} message(s) after {self._attempts} attempts")
+
+
+class SqsDeadLetterQueue:
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self.queue_url = queue_url
+
+    def receive(self, max_messages: int) -> list[DeadLetter]:
+        messages = self._client.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(10, max_messages),
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        return [
+            DeadLetter(
+                message["MessageId"],
+                message["Body"],
+                message["ReceiptHandle"],
+                int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+            )
+            for message in messages
+        ]
+
+    def delete(self, letter: DeadLetter) -> None:
+        self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=letter.receipt)

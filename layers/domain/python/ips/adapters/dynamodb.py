@@ -3,11 +3,14 @@
 One item per request (sk COUNTER) plus one marker per counted image (sk IMAGE#row#index). A transaction puts
 the marker (only if absent) and moves the counter together, so a redelivered message counts nothing. The
 update that counts the last image also flips `status` from OPEN to COMPLETE; stream filters cannot compare two
-attributes, so that flip is what the completion function's filter matches (COMPLETION_FILTER).
+attributes, so that flip is what the completion function's filter matches (COMPLETION_FILTER). A request that
+ends FAILED (a refused upload, a failed fan-out, an expired upload) flips OPEN to FAILED, through the same
+filter: the notify function is the one place a webhook is signed and sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -17,7 +20,7 @@ from ips.model import NO_SAVINGS, Counts, ImageTask, Savings
 from ips.ports import CountResult
 
 COUNTER_SK = "COUNTER"
-OPEN, COMPLETE = "OPEN", "COMPLETE"
+OPEN, COMPLETE, FAILED = "OPEN", "COMPLETE", "FAILED"
 TTL_ATTRIBUTE = "expiresAt"
 
 # Lambda event filter for the table's stream (NEW_AND_OLD_IMAGES): only the update that completes a request.
@@ -26,7 +29,7 @@ COMPLETION_FILTER: dict[str, Any] = {
     "dynamodb": {
         "Keys": {"sk": {"S": [COUNTER_SK]}},
         "OldImage": {"status": {"S": [OPEN]}},
-        "NewImage": {"status": {"S": [COMPLETE]}},
+        "NewImage": {"status": {"S": [COMPLETE, FAILED]}},
     },
 }
 
@@ -74,10 +77,39 @@ class DynamoLedger:
                 "remaining": {"N": str(total)},
                 "succeeded": {"N": "0"},
                 "failed": {"N": "0"},
+                "progressAt": {"N": str(int(self._clock()))},
                 TTL_ATTRIBUTE: self._expires(),
             },
             ConditionExpression="attribute_not_exists(pk)",
         )
+
+    def fail(self, request_id: str) -> bool:
+        """Flip the counter OPEN -> FAILED (creating it first, empty, when the request never had one), so the
+        completion filter hands the request to the notify function. False when it had already ended."""
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._put_counter(request_id, 0)
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._key(request_id),
+                UpdateExpression="SET #status = :failed",
+                ConditionExpression="#status = :open",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":failed": {"S": FAILED}, ":open": {"S": OPEN}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def touch(self, request_id: str) -> None:
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._key(request_id),
+                UpdateExpression="SET progressAt = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+            )
 
     def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
         # Most images are not the last: try the plain count first (one call); the counter's condition sends
@@ -101,8 +133,10 @@ class DynamoLedger:
         raise LedgerError(f"could not count image {task.output_key} after {self._attempts} attempts")
 
     def _count_items(self, task: ImageTask, succeeded: bool, savings: Savings, *, last: bool) -> list[dict[str, Any]]:
-        update = "SET remaining = remaining - :one, succeeded = succeeded + :s, failed = failed + :f"
+        # progressAt: when the request last moved, which is how the reconciler tells a stalled request.
+        update = "SET remaining = remaining - :one, succeeded = succeeded + :s, failed = failed + :f, progressAt = :now"
         values = {
+            ":now": {"N": str(int(self._clock()))},
             ":one": {"N": "1"},
             ":s": {"N": "1" if succeeded else "0"},
             ":f": {"N": "0" if succeeded else "1"},
@@ -156,4 +190,11 @@ class DynamoLedger:
         if item is None:
             return None
         savings = Savings(*(int(item.get(name, {"N": "0"})["N"]) for name in ("bytesIn", "bytesOut", "reused")))
-        return Counts(int(item["total"]["N"]), int(item["succeeded"]["N"]), int(item["failed"]["N"]), savings)
+        progress = item.get("progressAt")
+        return Counts(
+            int(item["total"]["N"]),
+            int(item["succeeded"]["N"]),
+            int(item["failed"]["N"]),
+            savings,
+            progress_at=float(progress["N"]) if progress else None,
+        )

@@ -38,6 +38,8 @@ class MongoCatalog:
 
     def ensure_indexes(self) -> None:
         self._products.create_index([("requestId", ASCENDING), ("row", ASCENDING)])
+        # The reconciler's rounds: open requests, and ended ones by completion time (webhooks to resend).
+        self._requests.create_index([("status", ASCENDING), ("completedAt", ASCENDING)])
 
     def create(self, record: RequestRecord) -> None:
         self._requests.insert_one(
@@ -52,6 +54,7 @@ class MongoCatalog:
                 "inputKey": record.input_key,
                 "uploadExpiresAt": record.upload_expires_at,
                 "options": record.options.to_document(),
+                "deadlineAt": record.deadline_at,
             }
         )
 
@@ -59,7 +62,9 @@ class MongoCatalog:
         document = self._requests.find_one({"_id": request_id})
         return None if document is None else _request_record(document)
 
-    def upload_arrived(self, request_id: str, input_key: str, total_products: int, total_images: int) -> bool:
+    def upload_arrived(
+        self, request_id: str, input_key: str, total_products: int, total_images: int, deadline_at: datetime
+    ) -> bool:
         result = self._requests.update_one(
             {"_id": request_id, "uploadExpiresAt": {"$ne": None}, "status": _OPEN},
             {
@@ -68,6 +73,7 @@ class MongoCatalog:
                     "totalProducts": total_products,
                     "totalImages": total_images,
                     "uploadExpiresAt": None,
+                    "deadlineAt": deadline_at,
                 }
             },
         )
@@ -125,9 +131,9 @@ class MongoCatalog:
 
     def finalise(
         self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime
-    ) -> None:
-        self._requests.update_one(
-            {"_id": request_id},
+    ) -> bool:
+        result = self._requests.update_one(
+            {"_id": request_id, "status": _OPEN},
             {
                 "$set": {
                     "status": status.value,
@@ -135,10 +141,11 @@ class MongoCatalog:
                     "failed": counts.failed,
                     "outputCsvKey": output_csv_key,
                     "savings": asdict(counts.savings),
-                },
-                "$min": {"completedAt": at},  # a re-run keeps the first completion time
+                    "completedAt": at,
+                }
             },
         )
+        return result.modified_count == 1
 
     def mark_failed(
         self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
@@ -166,7 +173,7 @@ class MongoCatalog:
         result = self._requests.update_one(
             {
                 "_id": request_id,
-                "webhook.delivered": {"$exists": False},
+                "webhook.delivered": {"$ne": True},
                 "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
             },
             {"$set": {"webhookClaimUntil": now + timedelta(seconds=lease_seconds)}},
@@ -175,6 +182,21 @@ class MongoCatalog:
 
     def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
         self._requests.update_one({"_id": request_id}, {"$set": {"webhook": delivery, "webhookClaimUntil": None}})
+
+    def open_requests(self) -> Iterator[RequestRecord]:
+        for document in self._requests.find({"status": _OPEN}):
+            yield _request_record(document)
+
+    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
+        query = {
+            "status": {"$in": [status.value for status in RequestStatus if status.is_final]},
+            "completedAt": {"$gte": ended_after, "$lt": ended_before},
+            "webhookUrl": {"$ne": None},
+            "webhook.delivered": {"$ne": True},
+            "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
+        }
+        for document in self._requests.find(query, {"_id": True}):
+            yield document["_id"]
 
 
 def _request_record(document: dict[str, Any]) -> RequestRecord:
@@ -196,4 +218,5 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         error=document.get("error"),
         options=ImageOptions.from_document(document.get("options")),
         savings=Savings(**document["savings"]) if document.get("savings") else None,
+        deadline_at=document.get("deadlineAt"),
     )

@@ -1,0 +1,38 @@
+"""Scheduled (EventBridge rate schedule; a timer runner locally) -> one reconciler round: drain the dead-letter
+queues, end expired uploads and requests past their deadline, re-queue stalled work, resend undelivered
+webhooks. Idempotent, and safe beside the pipeline and beside another round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.reconcile import reconcile
+from ips_runtime.observability import observability
+from ips_runtime.wiring import shared_context
+
+logger, metrics, tracer = observability("reconcile")
+RESERVE_S = 30.0  # stop starting new work this long before the function's timeout
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    report = reconcile(shared_context(), lambda: context.get_remaining_time_in_millis() / 1000 - RESERVE_S)
+    summary = report.as_dict()
+    for name, metric in (
+        ("dead_images", "DeadLetteredImages"),
+        ("dead_chunks", "DeadLetteredChunks"),
+        ("dead_dropped", "DeadLettersDropped"),
+        ("uploads_expired", "UploadsExpired"),
+        ("past_deadline", "RequestsPastDeadline"),
+        ("images_failed_at_deadline", "ImagesFailedAtDeadline"),
+        ("stalled", "RequestsStalled"),
+        ("webhooks_resent", "WebhooksResent"),
+    ):
+        metrics.add_metric(metric, MetricUnit.Count, int(summary[name]))
+    logger.info("reconciler round finished", extra=summary)
+    return summary

@@ -1,0 +1,236 @@
+"""The reconciler: a scheduled round that makes sure every request ends, whatever was lost or failed.
+
+MongoDB's per-image state is the truth; queues carry work, not truth. Each round:
+- drains the dead-letter queues: a dead image fails with DEAD_LETTERED through the same exactly-once count;
+  a dead chunk ends its request FAILED; a message that is not a task is logged and dropped;
+- ends presigned uploads that expired (UPLOAD_EXPIRED) and requests past their deadline: every image not yet
+  terminal fails with DEADLINE_EXCEEDED, so the request completes through the normal path (CSV, webhook);
+- re-queues the pending images (and lost chunks) of a request that has not moved for the stall window;
+- completes a request whose last image was counted but whose completion was lost;
+- resends webhooks that are not delivered and not claimed by a live holder.
+
+Every step is conditional or idempotent (first terminal state wins, counts are once per image, final states are
+set once), so a round may run twice, or beside the pipeline, or beside another round."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+
+from ips.completion import WebhookBusy, complete_request, fail_request, notify
+from ips.context import Context
+from ips.csv_input import byte_lines, plan_csv
+from ips.intake import expire_upload
+from ips.messages import MalformedMessage, parse_task
+from ips.model import ChunkTask, ImageOutcome, ImageTask
+from ips.ports import DeadLetter, DeadLetterQueue, RequestRecord
+
+logger = logging.getLogger(__name__)
+DEAD_LETTERED = "DEAD_LETTERED"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+MAX_DEAD_LETTERS = 2000  # per queue per round; the rest waits for the next round
+
+
+@dataclass
+class RoundReport:
+    dead_images: int = 0
+    dead_chunks: int = 0
+    dead_dropped: int = 0  # not a task, or for no known request
+    uploads_expired: int = 0
+    past_deadline: int = 0
+    images_failed_at_deadline: int = 0
+    stalled: int = 0
+    requeued: int = 0
+    completions_resumed: int = 0
+    webhooks_resent: int = 0
+    out_of_time: bool = False
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def reconcile(context: Context, time_left: Callable[[], float] = lambda: float("inf")) -> RoundReport:
+    """One round. `time_left` (seconds) lets it stop before its invocation does; the next round goes on."""
+    report = RoundReport()
+    for queue in context.backends.dead_letters:
+        drain_dead_letters(queue, context, report, time_left)
+    now = context.backends.clock()
+    for record in context.backends.catalog.open_requests():
+        if time_left() <= 0:
+            report.out_of_time = True
+            return report
+        try:
+            _reconcile_request(record, now, context, report)
+        except Exception:  # one broken request must not stop the round for the others
+            logger.exception("reconciling a request failed", extra={"request_id": record.request_id})
+    _resend_webhooks(now, context, report, time_left)
+    return report
+
+
+def drain_dead_letters(
+    queue: DeadLetterQueue, context: Context, report: RoundReport, time_left: Callable[[], float]
+) -> None:
+    for _ in range(0, MAX_DEAD_LETTERS, 10):
+        letters = queue.receive(10)
+        if not letters:
+            return
+        for letter in letters:
+            _settle_dead_letter(letter, context, report)
+            queue.delete(letter)  # only once settled: a crash before this settles it again, idempotently
+        if time_left() <= 0:
+            report.out_of_time = True
+            return
+
+
+def _settle_dead_letter(letter: DeadLetter, context: Context, report: RoundReport) -> None:
+    backends = context.backends
+    extra = {"message_id": letter.message_id, "receive_count": letter.receive_count}
+    try:
+        task = parse_task(letter.body)
+    except MalformedMessage as exc:
+        logger.error("dead letter that is no task dropped", extra={**extra, "problem": str(exc)})
+        report.dead_dropped += 1
+        return
+    if backends.catalog.get(task.request_id) is None:
+        logger.error("dead letter for an unknown request dropped", extra={**extra, "request_id": task.request_id})
+        report.dead_dropped += 1
+        return
+    if isinstance(task, ChunkTask):
+        fail_request(
+            task.request_id,
+            DEAD_LETTERED,
+            f"Rows {task.chunk.first_row}+ could not be read: every delivery of the work failed, and it was "
+            "dead-lettered.",
+            context,
+        )
+        report.dead_chunks += 1
+        return
+    reason = "The image could not be processed: every delivery of its work failed, and it was dead-lettered."
+    try:
+        _fail_image(task, DEAD_LETTERED, reason, context)
+    except LookupError:
+        logger.error("dead letter for an unknown image dropped", extra={**extra, "request_id": task.request_id})
+        report.dead_dropped += 1
+        return
+    report.dead_images += 1
+
+
+def _fail_image(task: ImageTask, code: str, message: str, context: Context) -> None:
+    """The same exactly-once path as processing: the first terminal state wins, then it is counted once."""
+    stored = context.backends.catalog.record_image(task, ImageOutcome.failure(code, message))
+    context.backends.ledger.count(task, succeeded=stored.succeeded)
+
+
+def _reconcile_request(record: RequestRecord, now: datetime, context: Context, report: RoundReport) -> None:
+    if record.awaiting_upload:
+        if expire_upload(record, now, context):
+            report.uploads_expired += 1
+        return
+    if record.deadline_at is not None and now > record.deadline_at:
+        report.past_deadline += 1
+        _end_past_deadline(record, context, report)
+        return
+    counts = context.backends.ledger.counts(record.request_id)
+    if counts is None or counts.progress_at is None:
+        return
+    if now.timestamp() - counts.progress_at < context.settings.stall_after_s:
+        return
+    if counts.complete:
+        # The last count happened, but its completion never ran through (the stream's retries ran out).
+        complete_request(record.request_id, context)
+        report.completions_resumed += 1
+        return
+    report.stalled += 1
+    report.requeued += _requeue(record, context)
+    context.backends.ledger.touch(record.request_id)
+
+
+def _end_past_deadline(record: RequestRecord, context: Context, report: RoundReport) -> None:
+    request_id, backends = record.request_id, context.backends
+    message = "The request passed its deadline before this image was processed."
+    slots = 0
+    for task, outcome in _images(record, context):
+        slots += 1
+        if outcome is None and _each(_fail_image, task, DEADLINE_EXCEEDED, message, context):
+            report.images_failed_at_deadline += 1
+    counts = backends.ledger.counts(request_id)
+    if counts is None or slots < record.total_images:
+        # Rows that never became products (or no counter at all): no image path can end it.
+        fail_request(
+            request_id, DEADLINE_EXCEEDED, "The request passed its deadline before all its rows were read.", context
+        )
+        return
+    if not counts.complete:
+        # Terminal in MongoDB but not counted (a crash between the two steps): count them now, once each.
+        for task, outcome in _images(record, context):
+            if outcome is not None:
+                _each(backends.ledger.count, task, succeeded=outcome.succeeded)
+    if (backends.ledger.counts(request_id) or counts).complete:
+        complete_request(request_id, context)  # a no-op when the stream's notify got there first
+
+
+def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
+    """One image's step; a failure is logged and left to the next round, so every round makes progress."""
+    try:
+        step(*args, **kwargs)
+    except Exception:
+        logger.exception("a reconciler step failed; the next round retries it")
+        return False
+    return True
+
+
+def _images(record: RequestRecord, context: Context) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
+    for product in context.backends.catalog.products(record.request_id):
+        for index, outcome in enumerate(product.images):
+            yield ImageTask(record.request_id, product.row, index, product.input_urls[index]), outcome
+
+
+def _requeue(record: RequestRecord, context: Context) -> int:
+    """Send again what is not done: every pending image, and the chunks whose rows never became products."""
+    backends = context.backends
+    pending, rows = [], []
+    for task, outcome in _images(record, context):
+        if task.index == 0:
+            rows.append(task.row)
+        if outcome is None:
+            pending.append(task.to_message())
+    lost_chunks = _lost_chunks(record, rows, context) if len(rows) < record.total_products else []
+    backends.queue.send(lost_chunks + pending)
+    logger.warning(
+        "stalled request re-queued",
+        extra={"request_id": record.request_id, "images": len(pending), "chunks": len(lost_chunks)},
+    )
+    return len(pending) + len(lost_chunks)
+
+
+def _lost_chunks(record: RequestRecord, rows: list[int], context: Context) -> list[str]:
+    if not record.input_key:
+        return []
+    settings, backends = context.settings, context.backends
+    plan = plan_csv(
+        byte_lines(backends.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_rows
+    )
+    present = sorted(rows)
+    lost = []
+    for number, chunk in enumerate(plan.chunks):
+        end = plan.chunks[number + 1].first_row if number + 1 < len(plan.chunks) else float("inf")
+        at = bisect.bisect_left(present, chunk.first_row)
+        if at == len(present) or present[at] >= end:
+            lost.append(ChunkTask(record.request_id, record.input_key, plan.columns, chunk).to_message())
+    return lost
+
+
+def _resend_webhooks(now: datetime, context: Context, report: RoundReport, time_left: Callable[[], float]) -> None:
+    window = timedelta(seconds=context.settings.webhook_resend_window_s)
+    for request_id in list(context.backends.catalog.undelivered_webhooks(now - window, now, now)):
+        if time_left() <= 0:
+            report.out_of_time = True
+            return
+        try:
+            if notify(request_id, context):
+                report.webhooks_resent += 1
+        except WebhookBusy:
+            pass  # taken by a live holder since the query: theirs to send

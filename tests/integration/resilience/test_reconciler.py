@@ -1,0 +1,218 @@
+"""The reconciler makes every request end, whatever was lost: dead letters, lost queue messages, lost
+completions, passed deadlines, crashed or failed webhook senders. Each test loses something the pipeline alone
+never recovers (it stays PROCESSING, or its webhook is never sent), then runs a round as the schedule would."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import boto3
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import ServerSelectionTimeoutError
+
+from ips.completion import WebhookBusy, complete_request, notify
+from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips_runtime.wiring import reset_shared_context, shared_context, use_context
+from localcloud.peers import WebhookReceiver
+from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.resilience.conftest import assert_consistent, settle, upload, with_fault
+from tests.integration.resilience.test_faults import mixed_csv
+
+
+def purge(pipeline: Pipeline) -> None:
+    """Work lost from the queue: a restarted local cloud, messages past retention, a broken redrive."""
+    sqs = boto3.client("sqs")
+    while True:
+        messages = sqs.receive_message(QueueUrl=pipeline.resources.queue_url, MaxNumberOfMessages=10).get("Messages")
+        if not messages:
+            return
+        for message in messages:
+            sqs.delete_message(QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def status_of(pipeline: Pipeline, request_id: str) -> dict:
+    return pipeline.api("GET", f"/api/v1/status/{request_id}")[1]
+
+
+def run_to_dead_letters(pipeline: Pipeline, timeout: float = 30) -> None:
+    runner = pipeline.sqs_runner()
+    deadline = time.monotonic() + timeout
+    while pipeline.queued() and time.monotonic() < deadline:
+        if not runner.poll_once():
+            time.sleep(0.3)
+    assert pipeline.queued() == 0
+
+
+def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_completes(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.sqs_runner().poll_once()  # the chunk
+    # MongoDB refuses every write of the images, past their last delivery: the safety net of the process
+    # function (fetch and compress only) does not cover it, and the images go to the DLQ uncounted.
+    context, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    with use_context(context):
+        run_to_dead_letters(pipeline)
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 4
+    assert status_of(pipeline, request_id)["status"] == "PENDING"  # stuck, before the reconciler
+
+    report = pipeline.reconcile()
+    assert report["dead_images"] == 4
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 4)
+    assert {e["code"] for p in status["products"] for e in p["errors"]} == {"DEAD_LETTERED"}
+    assert all("dead-lettered" in e["message"] for p in status["products"] for e in p["errors"])
+    assert_consistent(pipeline, request_id, status, orphans_allowed=True)
+    assert len(receiver.wait(1, timeout=10)) == 1
+    assert pipeline.reconcile()["dead_images"] == 0
+
+
+def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline: Pipeline, image_server, receiver):
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    purge(pipeline)
+    # What a timeout or an out-of-memory kill on the chunk's last delivery leaves: the chunk in the DLQ, the
+    # request still open.
+    record = shared_context().backends.catalog.get(request_id)
+    assert record is not None and record.input_key
+    from ips.csv_input import byte_lines, plan_csv
+
+    plan = plan_csv(byte_lines([mixed_csv(image_server.url).encode()]))
+    boto3.client("sqs").send_message(
+        QueueUrl=pipeline.resources.dead_letter_url,
+        MessageBody=ChunkTask(request_id, record.input_key, plan.columns, plan.chunks[0]).to_message(),
+    )
+    assert pipeline.reconcile()["dead_chunks"] == 1
+    status = status_of(pipeline, request_id)
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "DEAD_LETTERED")
+    assert "Rows 2+" in status["error"]["message"]
+    assert pipeline.stream_runner().poll_once()
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["error"]["code"] == "DEAD_LETTERED"
+
+
+def test_dead_letters_that_are_no_task_or_for_no_request_are_dropped(pipeline: Pipeline) -> None:
+    sqs = boto3.client("sqs")
+    for body in ("{not json", ImageTask("no-such-request", 2, 0, "http://127.0.0.1:9/x.jpg").to_message()):
+        sqs.send_message(QueueUrl=pipeline.resources.dead_letter_url, MessageBody=body)
+    assert pipeline.reconcile()["dead_dropped"] == 2
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+
+
+@pytest.mark.parametrize("lost", ["images", "chunk"])
+def test_a_stalled_request_has_its_pending_work_requeued(
+    pipeline: Pipeline, image_server, receiver, monkeypatch, lost: str
+) -> None:
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_shared_context()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    if lost == "images":
+        pipeline.sqs_runner().poll_once()  # the chunk is expanded, then its image messages are lost
+    purge(pipeline)
+    report = pipeline.reconcile()
+    assert (report["stalled"], report["requeued"]) == (1, 4 if lost == "images" else 1)
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_a_request_past_its_deadline_fails_what_is_pending_and_completes_through_the_normal_path(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    monkeypatch.setenv("REQUEST_DEADLINE_SECONDS", "0")
+    monkeypatch.setenv("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0")
+    reset_shared_context()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.sqs_runner().poll_once()
+    purge(pipeline)  # the images will never come
+    report = pipeline.reconcile()
+    assert (report["past_deadline"], report["images_failed_at_deadline"]) == (1, 4)
+    assert pipeline.stream_runner().poll_once()  # the last count completed it: output CSV, final status, webhook
+    status = status_of(pipeline, request_id)
+    assert (status["status"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 4)
+    assert {e["code"] for p in status["products"] for e in p["errors"]} == {"DEADLINE_EXCEEDED"}
+    assert status["outputCsvUrl"]
+    assert_consistent(pipeline, request_id, status)
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["failed"] == 4
+
+
+def test_a_request_past_its_deadline_with_rows_never_read_ends_failed(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    monkeypatch.setenv("REQUEST_DEADLINE_SECONDS", "0")
+    monkeypatch.setenv("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0")
+    reset_shared_context()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    purge(pipeline)  # the chunk is lost
+    pipeline.reconcile()
+    status = status_of(pipeline, request_id)
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "DEADLINE_EXCEEDED")
+    assert pipeline.stream_runner().poll_once()
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, receiver) -> None:
+    """A FAILED request whose images then all finish stays FAILED: its failure webhook already went out."""
+    from ips.completion import fail_request
+
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.sqs_runner().poll_once()
+    context = shared_context()
+    assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", context)
+    pipeline.drain_queue()  # every image is processed and counted; the last count flips the counter
+    pipeline.stream_runner().poll_once()
+    complete_request(request_id, context)  # and a late completion changes nothing
+    status = status_of(pipeline, request_id)
+    assert (status["status"], status["error"]["code"], status["outputCsvUrl"]) == ("FAILED", "FAN_OUT_FAILED", None)
+    deliveries = receiver.wait(1, timeout=10)
+    time.sleep(0.3)
+    assert (
+        [d["payload"]["data"]["status"] for d in receiver.deliveries]
+        == ["FAILED"]
+        == [d["payload"]["data"]["status"] for d in deliveries]
+    )
+
+
+def test_a_live_claim_held_by_another_fails_the_retry_and_an_expired_one_is_resent(
+    pipeline: Pipeline, image_server, receiver, function_env
+) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    context = shared_context()
+    # Another notify took the claim and then died mid-send (no delivery recorded).
+    clock = context.backends.clock
+    assert context.backends.catalog.claim_webhook(request_id, 600, clock())
+    pipeline.drain_queue()
+    stream = pipeline.stream_runner()
+    stream.poll_once()  # the completion's notify finds the live claim: its try fails, to be retried
+    assert stream.failed_batches, "the stream record was reported failed, not quietly done"
+    with pytest.raises(WebhookBusy):
+        notify(request_id, context)
+    assert receiver.deliveries == []
+    assert pipeline.reconcile()["webhooks_resent"] == 0  # still live: not the reconciler's either
+    # The claim expires: the reconciler's next round sends it, once.
+    database = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]]
+    database["requests"].update_one({"_id": request_id}, {"$set": {"webhookClaimUntil": clock() - timedelta(1)}})
+    assert pipeline.reconcile()["webhooks_resent"] == 1
+    assert [d["id"] for d in receiver.wait(1, timeout=10)] == [f"msg_{request_id}"]
+    assert pipeline.reconcile()["webhooks_resent"] == 0
+    assert status_of(pipeline, request_id)["status"] == RequestStatus.COMPLETED_WITH_ERRORS.value
+
+
+def test_a_webhook_receiver_that_fails_for_a_while_gets_exactly_one_delivery(
+    pipeline: Pipeline, image_server, monkeypatch, function_env
+) -> None:
+    with WebhookReceiver(WEBHOOK_SECRET, fail_first=2) as flaky:
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
+        monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
+        reset_shared_context()
+        request_id = upload(pipeline, mixed_csv(image_server.url), flaky.url)
+        status = settle(pipeline, request_id)
+        assert status["webhook"]["delivered"] is False and flaky.deliveries == []
+        assert pipeline.reconcile()["webhooks_resent"] == 1
+        assert [d["id"] for d in flaky.wait(1, timeout=10)] == [f"msg_{request_id}"]
+        assert pipeline.reconcile()["webhooks_resent"] == 0
+        assert len(flaky.deliveries) == 1

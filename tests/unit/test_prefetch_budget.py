@@ -1,0 +1,84 @@
+"""Fetches get what the invocation has left: a batch of slow sources cannot run past the function's timeout.
+Against a real trickling server on 127.0.0.1 and the real outbound client."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+
+from ips.model import ImageTask
+from ips.outbound import TIMEOUT, FetchError, OutboundClient, OutboundPolicy
+from ips.processing import Prefetcher
+from localcloud.peers import LoopbackServer, Quiet
+from tests.unit.fakes import Fakes
+
+STOP = threading.Event()
+
+
+class Trickle(Quiet, BaseHTTPRequestHandler):
+    """HTTP/1.0 (the handler's default): the response ends with the connection, which http.client closes right
+    after the headers; the whole-fetch deadline must still cut the body short (it did not: a trickling
+    HTTP/1.0 source held a fetch for as long as it liked)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "1000")
+        self.end_headers()
+        for _ in range(1000):  # a byte every 0.2 s: each read is quick, the whole never ends in time
+            if STOP.wait(0.2):
+                return
+            self.wfile.write(b"x")
+            self.wfile.flush()
+
+
+@pytest.fixture
+def trickling() -> Iterator[LoopbackServer]:
+    STOP.clear()
+    with LoopbackServer(Trickle) as server:
+        try:
+            yield server
+        finally:
+            STOP.set()  # before the server closes: it waits for its handlers
+
+
+def client_for(server: LoopbackServer) -> OutboundClient:
+    host, port = server.origin.split(":")
+    # The policy alone would wait 60 s for the whole body.
+    return OutboundClient(OutboundPolicy(allowlist=frozenset({(host, int(port))}), total_timeout=60))
+
+
+def test_a_fetch_is_limited_to_what_the_invocation_has_left(trickling: LoopbackServer) -> None:
+    context = Fakes(client_for(trickling)).context()  # type: ignore[arg-type]
+    prefetcher = Prefetcher(context, 2, budget=lambda: 1.0)
+    tasks = [ImageTask("r", 2, index, f"{trickling.url}/{index}.jpg") for index in range(2)]
+    prefetcher.start(tasks)
+    try:
+        for task in tasks:
+            with pytest.raises(FetchError) as caught:
+                prefetcher.fetch(task)
+            assert caught.value.code == TIMEOUT and not caught.value.permanent
+            assert "within the 1 s total timeout" in str(caught.value)
+    finally:
+        prefetcher.close()
+
+
+def test_no_time_left_means_no_fetch_starts(trickling: LoopbackServer) -> None:
+    prefetcher = Prefetcher(Fakes(client_for(trickling)).context(), 1, budget=lambda: -0.5)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(FetchError, match="no time left") as caught:
+            prefetcher.fetch(ImageTask("r", 2, 0, f"{trickling.url}/0.jpg"))
+        assert caught.value.code == TIMEOUT and not caught.value.permanent  # retried by the queue, not failed
+    finally:
+        prefetcher.close()
+
+
+def test_the_process_function_fetches_a_whole_batch_at_once() -> None:
+    """One download in flight per image of the batch (it was 8 for batches of 10: two rounds of slow sources)."""
+    from functions.process import handler
+
+    records = [{"body": ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg").to_message()} for n in range(10)]
+    records.append({"body": "{not json"})
+    assert len(handler._image_tasks(records)) == 10
