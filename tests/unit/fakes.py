@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ips.context import Backends, Context, Settings
+from ips.fetching import Fetched, FetchError
 from ips.model import NO_SAVINGS, ImageOutcome, ImageTask, Savings
-from ips.outbound import Fetched, FetchError
 from ips.ports import CountResult, ReuseEntry, SourceValidators
 
 

@@ -1,4 +1,4 @@
-"""ips.outbound: SSRF-safe fetch and webhook POST.
+"""ips.adapters.outbound: SSRF-safe fetch and webhook POST.
 
 Every byte these tests send goes to ThreadingHTTPServer instances they start on 127.0.0.1. An autouse fixture
 enforces that: socket.connect refuses (with AssertionError) anything but a loopback address and records what
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ips import outbound
-from ips.outbound import Fetched, FetchError, OutboundClient, OutboundPolicy, check_url, is_public_address
+from ips.adapters.outbound import OutboundClient, OutboundPolicy, Resolver, addresses, check_url, is_public_address
+from ips.fetching import Fetched, FetchError
 
 # ------------------------------------------------------------------------------------------ local servers
 
@@ -228,7 +228,7 @@ def server(make_server: Callable[..., LocalServer]) -> LocalServer:
 def make_client() -> Iterator[Callable[..., OutboundClient]]:
     clients: list[OutboundClient] = []
 
-    def make(*allowed: LocalServer, resolver: outbound.Resolver | None = None, **policy: object) -> OutboundClient:
+    def make(*allowed: LocalServer, resolver: Resolver | None = None, **policy: object) -> OutboundClient:
         extra: set[tuple[str, int]] = policy.pop("allowlist", set())  # type: ignore[assignment]
         allowlist = frozenset({s.origin for s in allowed} | extra)
         clients.append(OutboundClient(OutboundPolicy(allowlist, **policy), resolver=resolver))  # type: ignore[arg-type]
@@ -239,7 +239,7 @@ def make_client() -> Iterator[Callable[..., OutboundClient]]:
         client.close()
 
 
-def fixed(answers: dict[str, list[str]]) -> outbound.Resolver:
+def fixed(answers: dict[str, list[str]]) -> Resolver:
     def resolve(host: str, port: int) -> list[str]:
         if host not in answers:
             raise socket.gaierror(socket.EAI_NONAME, host)
@@ -408,8 +408,8 @@ def test_allowlisted_name_skips_only_the_address_check(server, make_client, dial
 def test_connection_goes_to_the_address_that_was_checked(server, make_client, dialled, monkeypatch):
     """DNS rebinding: the name is resolved once per connection, and that checked answer is what is dialled.
     127.0.0.1 stands in for a public address (never dial a real one from a test); 127.0.0.2 is "private"."""
-    real = outbound.is_public_address
-    monkeypatch.setattr(outbound, "is_public_address", lambda ip: str(ip) == "127.0.0.1" or real(ip))
+    real = addresses.is_public_address
+    monkeypatch.setattr(addresses, "is_public_address", lambda ip: str(ip) == "127.0.0.1" or real(ip))
     calls: list[tuple[str, int]] = []
 
     def rebinding(host: str, port: int) -> list[str]:
@@ -427,8 +427,8 @@ def test_connection_goes_to_the_address_that_was_checked(server, make_client, di
 
 
 def test_earlier_check_url_is_not_trusted_at_connect_time(server, make_client, dialled, monkeypatch):
-    real = outbound.is_public_address
-    monkeypatch.setattr(outbound, "is_public_address", lambda ip: str(ip) == "127.0.0.1" or real(ip))
+    real = addresses.is_public_address
+    monkeypatch.setattr(addresses, "is_public_address", lambda ip: str(ip) == "127.0.0.1" or real(ip))
     answers = iter([["127.0.0.1"], ["127.0.0.2"]])
 
     def rebinding(host: str, port: int) -> list[str]:

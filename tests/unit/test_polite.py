@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from ips.outbound import Fetched
+from ips.fetching import Fetched
 from ips.polite import MAX_DELAY_S, HostLimiter, PoliteFetcher, interleave_hosts, retry_after_seconds
 
 

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from ips.adapters.outbound import OutboundClient, OutboundPolicy
+from ips.fetching import TIMEOUT, FetchError
 from ips.model import ImageTask
-from ips.outbound import TIMEOUT, FetchError, OutboundClient, OutboundPolicy
 from ips.processing import Prefetcher
 from localcloud.peers import LoopbackServer, Quiet
 from tests.unit.fakes import Fakes

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from ips.outbound import FetchError
+from ips.fetching import FetchError
 from ips.webhook import RetryPolicy, WebhookSigner, deliver, encode_event
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

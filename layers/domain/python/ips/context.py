@@ -60,7 +60,7 @@ class Backends:
     catalog: Catalog
     fetcher: Fetcher
     webhooks: WebhookPoster
-    check_webhook_url: Callable[[str], None]  # raises ips.outbound.FetchError for a URL we must not call
+    check_webhook_url: Callable[[str], None]  # raises ips.fetching.FetchError for a URL we must not call
     clock: Callable[[], datetime] = utc_now
     reuse: ReuseIndex | None = None  # None: every image is fetched and compressed afresh
     dead_letters: tuple[DeadLetterQueue, ...] = ()  # what the reconciler drains (only it is given them)

@@ -15,9 +15,9 @@ from ips.completion import fail_request
 from ips.context import Context
 from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
 from ips.errors import InvalidInput, Problem
+from ips.fetching import FetchError
 from ips.model import ChunkTask, ImageTask, RequestStatus
 from ips.options import DEFAULT_OPTIONS, ImageOptions
-from ips.outbound import FetchError
 from ips.ports import PresignedPost, RequestRecord
 
 logger = logging.getLogger(__name__)

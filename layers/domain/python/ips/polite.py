@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # annotations only: the HTTP client imports this module for retry_after_seconds
-    from ips.outbound import Fetched
+    from ips.fetching import Fetched
     from ips.ports import Fetcher, SourceValidators
 
 DEFAULT_PER_HOST = 4

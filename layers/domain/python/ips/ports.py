@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 from ips.csv_input import ProductRow
 from ips.errors import Problem
+from ips.fetching import Fetched
 from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.options import DEFAULT_OPTIONS, ImageOptions
-from ips.outbound import Fetched
 
 
 class BlobStore(Protocol):

@@ -8,9 +8,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ips.context import Context
+from ips.fetching import TIMEOUT, Fetched, FetchError
 from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
-from ips.outbound import TIMEOUT, Fetched, FetchError
 from ips.polite import interleave_hosts
 from ips.ports import CountResult, ReuseEntry, SourceValidators
 from ips.reuse import content_hash, match_content, previous_entry, remember, reuse_output

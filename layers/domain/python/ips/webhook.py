@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ips.outbound import FetchError
+from ips.fetching import FetchError
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the secret format's prefix, not a secret
 

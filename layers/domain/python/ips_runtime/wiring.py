@@ -18,10 +18,10 @@ from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsDeadLetterQueue, Sqs
 from ips.adapters.dynamodb import DynamoLedger
 from ips.adapters.mongo import MongoCatalog, connect
 from ips.adapters.mongo_reuse import MongoReuseIndex
+from ips.adapters.outbound import OutboundClient, OutboundPolicy, check_url
 from ips.context import Backends, Context, Settings
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.outbound import OutboundClient, OutboundPolicy, check_url
 from ips.polite import DEFAULT_PER_HOST, HostLimiter, PoliteFetcher
 from ips.webhook import RetryPolicy
 
