@@ -39,6 +39,14 @@ def test_connect_opens_the_socket_through_new_conn() -> None:
         assert "self._new_conn()" in inspect.getsource(cls.connect), cls.__name__
 
 
+def test_every_header_of_a_request_goes_through_putheader() -> None:
+    # Trace headers are dropped in putheader: a request path that wrote headers another way would leak them.
+    assert parameters(HTTPConnection.putheader) == ["self", "header", "values"]
+    source = inspect.getsource(HTTPConnection.request)
+    assert "self.putheader(header, value)" in source
+    assert "self.endheaders()" in source
+
+
 def test_a_connection_has_the_attributes_the_guarded_dialler_reads() -> None:
     connection = HTTPConnection("public.test.", 8080, timeout=3.0, source_address=None)
     assert connection._dns_host == "public.test."  # the name as looked up (trailing dot kept)

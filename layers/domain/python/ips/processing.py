@@ -13,6 +13,7 @@ from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
 from ips.polite import interleave_hosts
 from ips.ports import CountResult, ReuseEntry, SourceValidators
+from ips.redaction import redact_url
 from ips.reuse import content_hash, match_content, previous_entry, remember, reuse_output
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _compress_and_store(
     except Exception as exc:  # a codec bug must not poison the queue: fail the image on its last delivery
         if not final_attempt:
             raise
-        logger.exception("image processing crashed on the final attempt", extra={"url": task.url})
+        logger.exception("image processing crashed on the final attempt", extra={"url": redact_url(task.url)})
         return ImageOutcome.failure("INTERNAL_ERROR", f"processing failed: {type(exc).__name__}")
     backends.processed.put(task.output_key, image.data, task.options.format.content_type)
     outcome = ImageOutcome(

@@ -1,5 +1,7 @@
 """urllib3 and requests, made to dial only checked addresses under the request's deadline.
 
+They also drop trace headers (TRACE_HEADERS) in ``putheader``, whatever added them.
+
 These classes override urllib3 where it has no public hook: ``HTTPConnection._new_conn`` (the TCP step),
 ``HTTPConnectionPool._put_conn`` and ``PoolManager._new_pool``, and read ``HTTPConnection._dns_host``.
 urllib3 is pinned (layers/requirements.txt) and tests/unit/test_outbound_urllib3_internals.py fails loudly when
@@ -22,6 +24,10 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from ips.adapters.outbound.addresses import Guard
 from ips.adapters.outbound.deadline import ACTIVE_DEADLINE, Deadline
 from ips.fetching import ADDRESS_REFUSED, FetchError
+
+# Trace context is for our own services. Whatever instrumentation adds it (X-Ray's patches of requests or
+# http.client, OpenTelemetry), it never goes to a stranger's server: image hosts and webhook receivers.
+TRACE_HEADERS = frozenset({"x-amzn-trace-id", "traceparent", "tracestate"})
 
 
 def _open_checked_socket(conn: HTTPConnection, guard: Guard) -> socket.socket:
@@ -118,6 +124,12 @@ class _GuardedConnectionMixin(_WatchMixin):
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._rewatch()
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def putheader(self, header: str | bytes, *values: Any) -> None:
+        """Every header goes out through here (http.client and urllib3 alike): trace headers stop here."""
+        name = header.decode("latin-1") if isinstance(header, bytes) else header
+        if name.strip().lower() not in TRACE_HEADERS:
+            super().putheader(header, *values)  # type: ignore[misc]
 
     def close(self) -> None:
         # Not unwatched here: http.client closes the connection as soon as it reads the headers of a response
