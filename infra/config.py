@@ -6,6 +6,7 @@ override it for one deployment (`DeploymentConfig.apply`). The rest is AWS-only 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -49,8 +50,12 @@ class DeploymentConfig:
     quota_per_day: int | None = None
     stage_throttle_rate: float = 100.0  # all keys together
     stage_throttle_burst: int = 200
+    image_quota_per_day: int | None = None  # every key's images a day (ips.quotas' default when None)
+    images_in_flight: int | None = None  # every key's images in flight
+    tenant_image_quotas: str | None = None  # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}}
     process_concurrency: int | None = None  # reserved for the process function; size it to MongoDB's connections
-    upload_retention_days: int = 30  # uploaded CSVs expire (the output CSV and images stay)
+    upload_retention_days: int | None = None  # input and output CSVs expire; the topology's (30) when None
+    processed_retention_days: int | None = None  # processed images expire; the topology's (365) when None
     log_retention_days: int = 30
     alarm_email: str | None = None  # subscribed to the alarm topic when given
 
@@ -72,13 +77,36 @@ class DeploymentConfig:
     def validate(self) -> None:
         if self.log_retention_days not in LOG_RETENTION:
             raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION)}, not {self.log_retention_days}")
-        if self.upload_retention_days < 1:
-            raise ValueError("uploadRetentionDays must be at least 1")
+        for name, days in (
+            ("uploadRetentionDays", self.upload_retention_days),
+            ("processedRetentionDays", self.processed_retention_days),
+        ):
+            if days is not None and days < 1:
+                raise ValueError(f"{name} must be at least 1")
         if self.stage is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,128}", self.stage):
             raise ValueError(f"stage must be letters, digits or underscores, not {self.stage!r}")
+        if self.tenant_image_quotas is not None:
+            try:
+                quotas = json.loads(self.tenant_image_quotas)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"tenantImageQuotas must be JSON: {exc}") from exc
+            if not isinstance(quotas, dict) or not all(isinstance(limits, dict) for limits in quotas.values()):
+                raise ValueError('tenantImageQuotas must be {"<api key id>": {"perDay": n, "inFlight": m}}')
         if self.process_concurrency is not None and not 2 <= self.process_concurrency <= 1000:
             # The SQS event source's MaximumConcurrency range; 1,000 is also the default account concurrency.
             raise ValueError("processConcurrency must be from 2 (the SQS event source's minimum) to 1000")
+
+    def quota_environment(self) -> dict[str, str]:
+        """The functions' image-quota variables (ips_runtime.wiring.image_quotas_from_env), where set."""
+        return {
+            name: str(value)
+            for name, value in (
+                ("IMAGE_QUOTA_PER_DAY", self.image_quota_per_day),
+                ("IMAGES_IN_FLIGHT", self.images_in_flight),
+                ("TENANT_IMAGE_QUOTAS", self.tenant_image_quotas),
+            )
+            if value is not None
+        }
 
     @property
     def log_retention(self) -> RetentionDays:
@@ -91,6 +119,12 @@ class DeploymentConfig:
         return replace(
             topology,
             stage=self.stage or topology.stage,
+            uploads_retention_days=topology.uploads_retention_days
+            if self.upload_retention_days is None
+            else self.upload_retention_days,
+            processed_retention_days=topology.processed_retention_days
+            if self.processed_retention_days is None
+            else self.processed_retention_days,
             usage_plan=UsagePlan(
                 rate_per_second=plan.rate_per_second if self.throttle_rate is None else self.throttle_rate,
                 burst=plan.burst if self.throttle_burst is None else self.throttle_burst,

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from infra.topology import Topology
 from ips.completion import output_csv_key
-from ips.intake import incoming_key, input_csv_key
+from ips.intake import incoming_key, input_csv_key, pinned_input_key
 from ips.options import OutputFormat
 
 # DynamoDB authorises TransactWriteItems per contained action (Put, Update), there is no action of its own.
 GET, PUT, UPDATE = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
-# processed images: {requestId}/{row}/{index}.{jpg,webp,avif}, by the request's output format
+# processed images: {requestId}/{row}/{index}-{tag}.{jpg,webp,avif}, by the request's output format; the only
+# objects of the processed bucket
 IMAGES = tuple(f"*.{output.extension}" for output in OutputFormat)
 
 
@@ -35,36 +36,51 @@ class FunctionAccess:
 def function_access(topology: Topology) -> dict[str, FunctionAccess]:
     """Per function of the topology; a function without an entry is an error (grants are never guessed)."""
     direct = input_csv_key("*")  # {requestId}/input.csv: the direct upload's CSV
+    output = output_csv_key("*")  # {requestId}/output.csv: private, read through presigned GETs signed here
     presigned = incoming_key("*")  # incoming/{requestId}.csv: where clients POST the presigned upload
+    pinned = pinned_input_key("*", "*")  # {requestId}/input-{etag}.csv: the ingested version, copied out of reach
     access = {
         # validate, store the CSV (or sign the POST that stores it), open the counter, fan out (or hand a failed
         # fan-out to notify: the counter's OPEN -> FAILED flip)
+        # (and reserve the request's images against the key's quotas: Update the tenant's counters, Put the marker;
+        # a refused store releases them: Get the marker, Update)
         "upload": FunctionAccess(
-            writes_uploads=(direct, presigned), sends_to_images_queue=True, table_actions=(PUT, UPDATE)
+            writes_uploads=(direct, presigned), sends_to_images_queue=True, table_actions=(GET, PUT, UPDATE)
         ),
         # the counter (consistent read) beside the catalog's record
-        "status": FunctionAccess(table_actions=(GET,)),
+        # (and the output CSV's presigned GET: signed with this role, so it needs the read)
+        "status": FunctionAccess(reads_uploads=(output,), table_actions=(GET,)),
         # expand CSV chunks into image tasks, store images, count each once (Put marker + Update counter)
         "process": FunctionAccess(
-            reads_uploads=(direct, presigned),
+            reads_uploads=(direct, pinned),
             writes_processed=IMAGES,
             reads_processed=IMAGES,  # a reused image is copied from an earlier request's output
             sends_to_images_queue=True,
             table_actions=(GET, PUT, UPDATE),
         ),
-        # the output CSV and the signed webhook
+        # the tenant's webhook secret, derived from the master; its generation is in the catalog (MongoDB)
+        "secret": FunctionAccess(reads_webhook_secret=True),
+        # the output CSV (and its presigned GET in the webhook) and the signed webhook; the request's images
+        # leave flight (Get the reservation marker, Update it and the tenant's counter)
         "notify": FunctionAccess(
-            writes_processed=(output_csv_key("*"),), table_actions=(GET,), reads_webhook_secret=True
+            reads_uploads=(output,), writes_uploads=(output,), table_actions=(GET, UPDATE), reads_webhook_secret=True
         ),
-        # the presigned path: read and plan the uploaded CSV, open the counter, fan out; a refused upload is
-        # handed to notify (the counter's OPEN -> FAILED flip), which sends its webhook
-        "ingest": FunctionAccess(reads_uploads=(presigned,), sends_to_images_queue=True, table_actions=(PUT, UPDATE)),
-        # drain the DLQs, fail images and count them, end requests, re-plan a CSV to re-queue lost chunks, check
-        # whether an expired upload's file is there, finish a lost completion and resend undelivered webhooks
+        # the presigned path: pin the uploaded CSV (CopyObject: read the source, write the copy), read and plan
+        # the copy, reserve its images (ips.quotas), open the counter, fan out; a refused upload is handed to
+        # notify (the counter's OPEN -> FAILED flip), which sends its webhook
+        "ingest": FunctionAccess(
+            reads_uploads=(presigned, pinned),
+            writes_uploads=(pinned,),
+            sends_to_images_queue=True,
+            table_actions=(GET, PUT, UPDATE),
+        ),
+        # drain the DLQs, fail images and count them, end requests, re-plan a CSV (direct, or the pinned copy) to
+        # re-queue lost chunks, check whether an expired upload's file is there, finish a lost completion (the
+        # private output CSV) and resend undelivered webhooks (signing the CSV's presigned GET, releasing images)
         "reconcile": FunctionAccess(
-            reads_uploads=(direct, presigned),
+            reads_uploads=(direct, presigned, pinned, output),
             lists_uploads=True,
-            writes_processed=(output_csv_key("*"),),
+            writes_uploads=(output,),
             sends_to_images_queue=True,
             table_actions=(GET, PUT, UPDATE),
             reads_webhook_secret=True,

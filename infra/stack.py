@@ -43,7 +43,12 @@ class ImageProcessingStack(Stack):
         log_retention = config.log_retention
 
         secrets = Secrets(self, "Secrets", mongodb_secret=config.mongodb_secret)
-        storage = Storage(self, "Storage", upload_retention_days=config.upload_retention_days)
+        storage = Storage(
+            self,
+            "Storage",
+            upload_retention_days=topology.uploads_retention_days,
+            processed_retention_days=topology.processed_retention_days,
+        )
         pipeline = Pipeline(self, "Pipeline", queue=topology.images_queue)
         completion = Completion(self, "Completion")
         functions = Functions(
@@ -57,6 +62,7 @@ class ImageProcessingStack(Stack):
                 **pipeline.environment(),
                 **completion.environment(),
                 "MONGODB_DATABASE": config.mongodb_database,
+                **config.quota_environment(),
             },
             log_retention=log_retention,
         )
@@ -112,10 +118,10 @@ class ImageProcessingStack(Stack):
             ("ApiUrl", api.stage.url_for_path("/"), "Base URL: append the routes (e.g. api/v1/upload)"),
             ("DefaultApiKeyId", api.default_key.key_id, "aws apigateway get-api-key --include-value --api-key <id>"),
             ("DefaultUsagePlanId", api.default_plan.usage_plan_id, "Add client keys to this plan"),
-            ("AssetBaseUrl", storage.asset_base_url, "Where output images and CSVs are served"),
+            ("AssetBaseUrl", storage.asset_base_url, "Where output images are served"),
             ("WebPageUrl", web_page.url, "The upload page (enter an API key, drop a CSV)"),
             ("MongoDbUriSecretArn", secrets.mongodb_uri.secret_arn, "Put the Atlas URI here"),
-            ("WebhookSecretArn", secrets.webhook_signing.secret_arn, "Give its value to webhook receivers"),
+            ("WebhookSecretArn", secrets.webhook_signing.secret_arn, "Master secret: never give it out"),
             ("AlarmTopicArn", monitoring.topic.topic_arn, "Subscribe to receive alarms"),
             ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
         ):

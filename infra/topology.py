@@ -135,6 +135,10 @@ class Topology:
     uploads_bucket: str = "ips-uploads"
     processed_bucket: str = "ips-processed"
     requests_table: str = "ips-requests"
+    # S3 lifecycle expiry (both runtimes): the uploads bucket holds the input and output CSVs, the processed
+    # bucket the images (their public URLs stop working then).
+    uploads_retention_days: int = 30
+    processed_retention_days: int = 365
     stage: str = "v1"
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -186,6 +190,7 @@ TOPOLOGY = Topology(
             memory_mb=1024,
             timeout_s=300,  # a 100 MB CSV is streamed and validated in one pass
         ),
+        Function("secret", "functions/secret", "Read and rotate a tenant's webhook signing secret", timeout_s=10),
         Function(
             "notify",
             "functions/notify",
@@ -203,6 +208,8 @@ TOPOLOGY = Topology(
         Route("POST", "/api/v1/upload", "upload"),
         Route("POST", "/api/v1/uploads", "upload"),
         Route("GET", "/api/v1/status/{requestId}", "status"),
+        Route("GET", "/api/v1/webhook-secret", "secret"),
+        Route("POST", "/api/v1/webhook-secret/rotate", "secret"),
     ),
     images_queue=Queue(
         name="ips-images",

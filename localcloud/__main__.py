@@ -23,7 +23,7 @@ def serve() -> int:
         print(f"Swagger UI     {cloud.gateway.url}/api/v1/docs")
         print(f"AWS emulator   {os.environ['AWS_ENDPOINT_URL']}")
         print(f"MongoDB        {os.environ['MONGODB_URI']}")
-        print(f"Webhook secret {environment['WEBHOOK_SECRET']}  (verify deliveries with it)")
+        print(f"Webhook master {environment['WEBHOOK_SECRET']}  (each key's own: GET /api/v1/webhook-secret)")
         print(f"State          {config.state_dir.resolve()}")
         print("Ctrl-C stops.", flush=True)
         stopped = threading.Event()

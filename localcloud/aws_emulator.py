@@ -8,6 +8,8 @@
   (185 ms per image at a few thousand markers), and the rollback swapped the table's stream shard under any
   open stream iterator. Here a transaction snapshots only the items it touches and the stream's length, and a
   cancellation puts those items back and drops the stream records the partial writes added.
+- moto serves a presigned URL after its expiry; S3 does not. Presigned (SigV4 query) requests past
+  X-Amz-Date + X-Amz-Expires are refused here with S3's 403 (the output CSV's links are meant to expire).
 
 - SQS: see localcloud.emulator_sqs (per-message costs independent of the queue's length).
 - With --state-dir, S3, SQS and DynamoDB survive restarts (localcloud.emulator_state).
@@ -24,8 +26,10 @@ import signal
 import threading
 import types
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import parse_qs
 
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
@@ -92,6 +96,37 @@ def _stop(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt  # ends werkzeug's serve_forever; the last snapshot follows
 
 
+EXPIRED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired</Message></Error>"
+)
+
+
+def presigned_expired(query: str, now: datetime) -> bool:
+    """True for a SigV4 presigned request whose validity (X-Amz-Date + X-Amz-Expires seconds) has passed."""
+    values = parse_qs(query)
+    if "X-Amz-Date" not in values or "X-Amz-Expires" not in values:
+        return False
+    try:
+        signed = datetime.strptime(values["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return now > signed + timedelta(seconds=int(values["X-Amz-Expires"][0]))
+    except ValueError:
+        return True  # malformed: S3 refuses it too
+
+
+class PresignedExpiry:
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if presigned_expired(environ.get("QUERY_STRING", ""), datetime.now(UTC)):
+            start_response(
+                "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(EXPIRED)))]
+            )
+            return [EXPIRED]
+        return self.app(environ, start_response)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=4566)
@@ -108,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        run_simple("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
+        run_simple("127.0.0.1", args.port, PresignedExpiry(app), threaded=True, request_handler=MotoRequestHandler)
     finally:
         if state is not None:
             state.stop()

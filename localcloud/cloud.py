@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import secrets
@@ -14,7 +15,7 @@ from typing import Any
 import boto3
 
 from infra.topology import TOPOLOGY, Topology
-from localcloud.gateway import ASSETS_PREFIX, Gateway
+from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
@@ -40,6 +41,7 @@ class LocalCloudConfig:
     mongo_port: int | None = None  # a free port when None
     state_dir: Path = DEFAULT_STATE_DIR
     api_keys: list[str] = field(default_factory=lambda: ["local-dev-key"])  # "key" or "key:rate:burst"
+    image_quotas: list[str] = field(default_factory=list)  # "key:perDay:inFlight": a key's own image limits
     # Concurrent process-function invocations: twice the cores, so one invocation's waits on S3, DynamoDB and
     # MongoDB overlap another's compression (as Lambda's concurrency does).
     workers: int = 2 * (os.cpu_count() or 1)
@@ -49,6 +51,8 @@ class LocalCloudConfig:
     visibility_timeout_s: int | None = None  # the topology's when None; shorter makes local retries quicker
     throttle_rate: float | None = None  # the usage plan's when None
     throttle_burst: int | None = None
+    upload_retention_days: int | None = None  # S3 lifecycle expiry; the topology's when None
+    processed_retention_days: int | None = None
     aws_endpoint_url: str | None = None  # use an emulator that is already running
     mongodb_uri: str | None = None  # use a MongoDB that is already running
     # "module:function" each execution environment calls with its handler module once imported (the bench's
@@ -72,11 +76,14 @@ class LocalCloudConfig:
             mongo_port=optional_int("MONGO_PORT"),
             state_dir=Path(env.get("LOCAL_STATE_DIR", str(DEFAULT_STATE_DIR))),
             api_keys=[key.strip() for key in env.get("API_KEYS", "local-dev-key").split(",") if key.strip()],
+            image_quotas=[entry.strip() for entry in env.get("IMAGE_QUOTAS", "").split(",") if entry.strip()],
             workers=int(env.get("LOCAL_WORKERS", 2 * (os.cpu_count() or 1))),
             environments=int(env.get("LOCAL_ENVIRONMENTS", 4)),
             visibility_timeout_s=optional_int("LOCAL_VISIBILITY_TIMEOUT"),
             throttle_rate=optional_float("THROTTLE_RATE"),
             throttle_burst=optional_int("THROTTLE_BURST"),
+            upload_retention_days=optional_int("UPLOAD_RETENTION_DAYS"),
+            processed_retention_days=optional_int("PROCESSED_RETENTION_DAYS"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             mongodb_uri=env.get("MONGODB_URI") or None,
             reconcile_interval_s=optional_float("LOCAL_RECONCILE_SECONDS"),
@@ -115,6 +122,11 @@ class LocalCloud:
                     topology,
                     images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
                 )
+            topology = replace(
+                topology,
+                uploads_retention_days=config.upload_retention_days or topology.uploads_retention_days,
+                processed_retention_days=config.processed_retention_days or topology.processed_retention_days,
+            )
             self.gateway = Gateway(
                 topology,
                 self.functions,
@@ -149,6 +161,7 @@ class LocalCloud:
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
             "WEB_ORIGIN": self.gateway.url,  # the upload page's origin: the API's CORS headers allow it
             "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(state),
+            "TENANT_IMAGE_QUOTAS": tenant_image_quotas(self.config.image_quotas),
             "POWERTOOLS_TRACE_DISABLED": "true",
             # Metrics are CloudWatch EMF lines on stdout in Lambda; locally they would only clutter the console.
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
@@ -221,6 +234,16 @@ class LocalCloud:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def tenant_image_quotas(entries: list[str]) -> str:
+    """IMAGE_QUOTAS entries ("key:perDay:inFlight") as the functions read them: JSON by API key id (the tenant;
+    in AWS the stack's `tenantImageQuotas` parameter gives the same)."""
+    quotas: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        key, per_day, in_flight = entry.rsplit(":", 2)
+        quotas[api_key_id(key)] = {"perDay": int(per_day), "inFlight": int(in_flight)}
+    return json.dumps(quotas)
 
 
 def local_webhook_secret(state_dir: Path) -> str:

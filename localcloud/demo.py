@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from localcloud.cloud import LocalCloud, LocalCloudConfig, local_webhook_secret
+from localcloud.cloud import LocalCloud, LocalCloudConfig
 from localcloud.peers import ImageServer, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,20 +44,23 @@ def run_demo(timeout: float = 300) -> int:
 
 def _run(timeout: float) -> None:
     config = LocalCloudConfig.from_env()
-    with ImageServer(SAMPLE_IMAGES, port=IMAGE_PORT) as images:
-        # The secret is the local cloud's (kept in its state folder); the receiver needs it before uploading.
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        secret = os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(config.state_dir)
-        with WebhookReceiver(secret) as receiver:
-            # Loopback is refused by the fetcher; these two local origins are let through explicitly.
-            os.environ["OUTBOUND_ALLOWLIST"] = f"{images.origin},{receiver.origin}"
-            print(f"image server {images.url}  webhook receiver {receiver.url}")
-            with LocalCloud(config) as cloud:
-                assert cloud.gateway is not None
-                _job(cloud.gateway.url, config.api_keys[0].split(":")[0], receiver, timeout)
+    # The receiver verifies with the tenant's own secret, read from the API once the cloud is up.
+    with ImageServer(SAMPLE_IMAGES, port=IMAGE_PORT) as images, WebhookReceiver() as receiver:
+        # Loopback is refused by the fetcher; these two local origins are let through explicitly.
+        os.environ["OUTBOUND_ALLOWLIST"] = f"{images.origin},{receiver.origin}"
+        print(f"image server {images.url}  webhook receiver {receiver.url}")
+        with LocalCloud(config) as cloud:
+            assert cloud.gateway is not None
+            _job(cloud.gateway.url, config.api_keys[0].split(":")[0], receiver, timeout)
 
 
 def _job(api: str, key: str, receiver: WebhookReceiver, timeout: float) -> None:
+    # The receiver verifies with this key's own webhook secret, read from the API (never the master).
+    answer = requests.get(f"{api}/api/v1/webhook-secret", headers={"x-api-key": key}, timeout=30)
+    if answer.status_code != 200:
+        raise DemoFailed(f"webhook secret answered {answer.status_code}: {answer.text}")
+    receiver.use_secret(answer.json()["secret"])
+    print(f"GET {api}/api/v1/webhook-secret  (the receiver verifies with this key's own secret)")
     # The main job is what a user types: the `ips` command, with the local cloud's URL and key.
     environment = {**os.environ, "IPS_API_URL": api, "IPS_API_KEY": key}
     upload = ["upload", str(SAMPLE_CSV.relative_to(ROOT)), "--webhook", receiver.url, "--wait"]

@@ -35,9 +35,26 @@ class Resources:
 
 
 def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origins: Sequence[str] = ()) -> Resources:
-    for bucket in (topology.uploads_bucket, topology.processed_bucket):
+    for bucket, days in (
+        (topology.uploads_bucket, topology.uploads_retention_days),
+        (topology.processed_bucket, topology.processed_retention_days),
+    ):
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_lifecycle_configuration(  # the same expiry rule as the CDK stack's buckets
+            Bucket=bucket,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "retention",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "Expiration": {"Days": days},
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        )
     if web_origins:
         s3.put_bucket_cors(Bucket=topology.uploads_bucket, CORSConfiguration=uploads_cors(web_origins))
     queue = topology.images_queue

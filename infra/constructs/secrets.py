@@ -30,11 +30,16 @@ class Secrets(Construct):
         self.webhook_signing = secretsmanager.Secret(
             self,
             "WebhookSigningSecret",
-            description="Standard Webhooks signing secret (whsec_...): give it to webhook receivers",
+            description="Master webhook secret (whsec_...): each tenant's signing secret is derived from it; never "
+            "give it out (tenants read their own with GET /api/v1/webhook-secret)",
             secret_string_value=SecretValue.unsafe_plain_text(f"whsec_{signing_key.secret_value.unsafe_unwrap()}"),
         )
         for secret, reason in (
-            (self.webhook_signing, "Rotating it breaks receivers' verification: rotate with them (README)."),
+            (
+                self.webhook_signing,
+                "Rotating the master changes every tenant's secret at once: tenants rotate their own through the API "
+                "(both secrets sign during the rotation window); the master is rotated only if it leaks.",
+            ),
             (signing_key, "Used once, to make the signing secret; rotating it would change nothing."),
         ):
             Validations.of(secret).acknowledge(Acknowledgment(id="AwsSolutions-SMG4", reason=reason))

@@ -1,5 +1,6 @@
-"""The uploads bucket (CSVs, expiring), the processed bucket (images, output CSVs) served through CloudFront with
-origin access control, and the bucket both write their access logs to.
+"""The uploads bucket (input and output CSVs: private, read only through presigned URLs), the processed bucket
+(images only) served through CloudFront with origin access control, and the bucket both write their access logs
+to. Both expire what they hold after their retention (deploy parameters).
 
 Buckets are encrypted (SSE-S3), private, TLS-only, logged and retained when the stack is deleted."""
 
@@ -24,7 +25,9 @@ SECURE_BUCKET = {
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, upload_retention_days: int) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, upload_retention_days: int, processed_retention_days: int
+    ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = s3.Bucket(
             self,
@@ -50,6 +53,7 @@ class Storage(Construct):
         self.processed = s3.Bucket(
             self,
             "Processed",
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(processed_retention_days))],
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="s3/processed/",
             **SECURE_BUCKET,
@@ -57,7 +61,7 @@ class Storage(Construct):
         self.assets = cloudfront.Distribution(
             self,
             "Assets",
-            comment="Processed images and output CSVs (stable, cacheable URLs)",
+            comment="Processed images (stable, cacheable URLs); output CSVs are never served here",
             default_behavior=cloudfront.BehaviorOptions(
                 origin=origins.S3BucketOrigin.with_origin_access_control(self.processed),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from localcloud.peers import WebhookReceiver
 from localcloud.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-tests-signing-key-0123456789").decode()
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-tests-signing-key-0123456789").decode()  # the master
 KEYS = ("tenant-a-key", "tenant-b-key", "burst-key")
 # Two tenants whose usage plans are too generous to throttle: the concurrency tests need every call to reach a function.
 UNTHROTTLED_KEYS = ("crowd-a-key", "crowd-b-key")
@@ -100,6 +101,12 @@ def cloud(image_server, webhook_receiver, tmp_path_factory: pytest.TempPathFacto
     log = state / "localcloud.log"
     process = start_local_cloud(cloud_environment(state, gateway_port, aws_port, image_server, webhook_receiver), log)
     try:
+        # The receiver is tenant A's (the tests' webhooks are A's): it verifies with A's own secret, from the API.
+        answer = requests.get(
+            f"http://127.0.0.1:{gateway_port}/api/v1/webhook-secret", headers={"x-api-key": KEYS[0]}, timeout=30
+        )
+        answer.raise_for_status()
+        webhook_receiver.use_secret(answer.json()["secret"])
         yield Cloud(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{aws_port}", webhook_receiver, log)
     finally:
         stop_local_cloud(process, log)

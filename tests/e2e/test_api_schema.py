@@ -17,6 +17,8 @@ def test_the_api_honours_its_own_description(cloud: Cloud) -> None:
         "POST /api/v1/upload",
         "POST /api/v1/uploads",
         "GET /api/v1/status/{requestId}",
+        "GET /api/v1/webhook-secret",
+        "POST /api/v1/webhook-secret/rotate",
     }
     for operation in operations:
 

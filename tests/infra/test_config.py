@@ -43,6 +43,9 @@ def test_context_wins_over_the_environment_and_values_are_typed():
     [
         ({"logRetentionDays": "10"}, "logRetentionDays"),
         ({"uploadRetentionDays": "0"}, "uploadRetentionDays"),
+        ({"processedRetentionDays": "0"}, "processedRetentionDays"),
+        ({"tenantImageQuotas": "{not json"}, "tenantImageQuotas"),
+        ({"tenantImageQuotas": '["a"]'}, "tenantImageQuotas"),
         ({"stage": "v1/prod"}, "stage"),
         ({"processConcurrency": "1"}, "processConcurrency"),
         ({"processConcurrency": "1001"}, "processConcurrency"),
@@ -74,6 +77,10 @@ def test_parameters_reach_the_template(synth):
             "stageThrottleRate": "50",
             "processConcurrency": "8",
             "uploadRetentionDays": "7",
+            "processedRetentionDays": "60",
+            "imageQuotaPerDay": "5000",
+            "imagesInFlight": "700",
+            "tenantImageQuotas": '{"abc123": {"perDay": 10, "inFlight": 5}}',
             "logRetentionDays": "90",
             "alarmEmail": "ops@example.com",
         }
@@ -96,6 +103,12 @@ def test_parameters_reach_the_template(synth):
     assert ":secret:ips/atlas-uri-??????" in policies
     uploads = next(b for lid, b in synthesized.of_type("AWS::S3::Bucket").items() if lid.startswith("StorageUploads"))
     assert [rule.get("ExpirationInDays") for rule in uploads["Properties"]["LifecycleConfiguration"]["Rules"]] == [7]
+    processed = next(b for lid, b in synthesized.of_type("AWS::S3::Bucket").items() if lid.startswith("StorageProc"))
+    assert [rule.get("ExpirationInDays") for rule in processed["Properties"]["LifecycleConfiguration"]["Rules"]] == [60]
+    for spec in TOPOLOGY.functions:
+        variables = synthesized.resources[synthesized.function_id(spec.name)]["Properties"]["Environment"]["Variables"]
+        assert variables["IMAGE_QUOTA_PER_DAY"] == "5000" and variables["IMAGES_IN_FLIGHT"] == "700"
+        assert json.loads(variables["TENANT_IMAGE_QUOTAS"]) == {"abc123": {"perDay": 10, "inFlight": 5}}
 
 
 def test_the_atlas_secret_can_be_imported_by_arn():

@@ -31,13 +31,20 @@ EXPECTED = {
         ("uploads", "*/input.csv"): {"s3:PutObject"},
         ("uploads", "incoming/*.csv"): {"s3:PutObject"},  # the presigned POST is signed with this grant
         ("images", None): {"sqs:SendMessage"},
-        ("table", None): {"dynamodb:PutItem", "dynamodb:UpdateItem"},  # a failed fan-out: OPEN -> FAILED
+        # the request, and its images reserved against the key's quotas (released if the store fails); a failed
+        # fan-out: OPEN -> FAILED
+        ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
     },
-    "status": {("table", None): {"dynamodb:GetItem"}, ("mongodb", None): SECRET},
+    "status": {
+        ("uploads", "*/output.csv"): {"s3:GetObject"},  # the output CSV's presigned GET is signed with it
+        ("table", None): {"dynamodb:GetItem"},
+        ("mongodb", None): SECRET,
+    },
+    "secret": {("mongodb", None): SECRET, ("webhook", None): SECRET},  # the master; the generation in MongoDB
     "process": {
         ("uploads", "*/input.csv"): {"s3:GetObject"},  # CSV chunks expanded into image tasks
-        ("uploads", "incoming/*.csv"): {"s3:GetObject"},
+        ("uploads", "*/input-*.csv"): {"s3:GetObject"},  # a presigned upload's pinned copy, never the live key
         # images in every output format; read too, as the source of a reused image's server-side copy
         ("processed", "*.jpg"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.webp"): {"s3:PutObject", "s3:GetObject"},
@@ -48,16 +55,19 @@ EXPECTED = {
     },
     "ingest": {  # no webhook secret: a refused upload reaches notify through the counter's OPEN -> FAILED
         ("uploads", "incoming/*.csv"): {"s3:GetObject"},
+        ("uploads", "*/input-*.csv"): {"s3:GetObject", "s3:PutObject"},  # CopyObject pins what is ingested
         ("images", None): {"sqs:SendMessage"},
-        ("table", None): {"dynamodb:PutItem", "dynamodb:UpdateItem"},
+        ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
         ("ingest-failures", None): DESTINATION,
     },
     "reconcile": {
         ("uploads", "*/input.csv"): {"s3:GetObject"},  # re-plan a CSV to re-queue its lost chunks
+        ("uploads", "*/input-*.csv"): {"s3:GetObject"},  # ... or a presigned upload's pinned copy
         ("uploads", "incoming/*.csv"): {"s3:GetObject"},  # is an expired upload's file there?
         ("uploads", None): {"s3:ListBucket"},  # ... which HeadObject answers with 404, not 403, only with this
-        ("processed", "*/output.csv"): {"s3:PutObject"},  # a completion the stream lost
+        # a completion the stream lost (private); the resent webhook's presigned GET
+        ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},
         ("images", None): {"sqs:SendMessage"},  # stalled work re-queued
         ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
@@ -65,8 +75,8 @@ EXPECTED = {
         ("webhook", None): SECRET,  # resends undelivered webhooks through the same notify code
     },
     "notify": {
-        ("processed", "*/output.csv"): {"s3:PutObject"},
-        ("table", None): {"dynamodb:GetItem"},
+        ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},  # private; the webhook's presigned GET
+        ("table", None): {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the images leave flight
         ("stream", None): STREAM,
         ("mongodb", None): SECRET,
         ("webhook", None): SECRET,

@@ -59,7 +59,7 @@ def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
         # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed.
         assert "MONGODB_URI" not in variables and "WEBHOOK_SECRET" not in variables
         assert "MONGODB_URI_SECRET_ARN" in variables
-        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "reconcile"))
+        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "reconcile", "secret"))
 
 
 def test_secrets_are_generated_or_referenced_never_written_in_the_template(synthesized):
@@ -338,6 +338,45 @@ def test_processed_images_are_served_through_cloudfront_with_origin_access_contr
     assert read["Principal"] == {"Service": "cloudfront.amazonaws.com"}
     assert read["Action"] == "s3:GetObject"
     assert distribution_id in json.dumps(read["Condition"])  # only this distribution
+
+
+def test_cloudfront_cannot_reach_an_output_csv(synthesized):
+    """Issue 9: one public image URL exposed the output CSV. CloudFront's only origin is the processed bucket, with
+    no other path rule; the output CSV is written to the private uploads bucket; no function can write anything
+    but a .jpg into the processed bucket, so no derivation of an image URL can name a CSV."""
+    _, distribution = one(synthesized.of_type("AWS::CloudFront::Distribution"))
+    config = distribution["Properties"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert origin["DomainName"]["Fn::GetAtt"][0].startswith("StorageProcessed")
+    assert "CacheBehaviors" not in config  # no path pattern routes anywhere else
+    processed_writes, csv_writes = set(), set()
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "s3:PutObject" not in actions:
+                continue
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for resource in resources:
+                bucket, key = resource["Fn::Join"][1][0]["Fn::GetAtt"][0], resource["Fn::Join"][1][1]
+                if bucket.startswith("StorageProcessed"):
+                    processed_writes.add(key)
+                if key.endswith(".csv"):
+                    csv_writes.add((bucket.removeprefix("Storage")[:7], key))
+    assert processed_writes == {"/*.jpg"}
+    assert ("Uploads", "/*/output.csv") in csv_writes and all(bucket == "Uploads" for bucket, _ in csv_writes)
+
+
+def test_every_bucket_expires_what_it_stores(synthesized):
+    buckets = synthesized.of_type("AWS::S3::Bucket")
+    expiry = {
+        lid.removeprefix("Storage")[:7]: [
+            r["ExpirationInDays"] for r in b["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r
+        ]
+        for lid, b in buckets.items()
+    }
+    assert expiry["Uploads"] == [TOPOLOGY.uploads_retention_days]
+    assert expiry["Process"] == [TOPOLOGY.processed_retention_days]
+    assert expiry["AccessL"] == [365]
 
 
 def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synthesized):

@@ -14,14 +14,17 @@ from moto import mock_aws
 
 from infra.topology import TOPOLOGY
 from ips.context import Context
-from localcloud.gateway import api_event, match_route
+from ips.tenant_secrets import derive_secret
+from localcloud.gateway import api_event, api_key_id, match_route
 from localcloud.lambda_host import LocalFunction
 from localcloud.peers import WebhookReceiver
 from localcloud.provision import Resources, provision
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
 
 API_KEY = "integration-key"
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b").decode()
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b").decode()  # the master
+# What API_KEY's tenant verifies its webhooks with (each test has a fresh database: generation 0).
+TENANT_SECRET = derive_secret(WEBHOOK_SECRET, api_key_id(API_KEY), 0)
 
 
 @pytest.fixture
@@ -134,7 +137,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch, function_env: dict[str, str]) -> I
     """A client's webhook endpoint, verifying signatures; its origin is let through the outbound checks."""
     from ips_runtime.wiring import reset_shared_context
 
-    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+    with WebhookReceiver(TENANT_SECRET) as receiver:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
         reset_shared_context()
         yield receiver

@@ -19,7 +19,7 @@ def ledger(aws: Resources) -> DynamoLedger:
 
 
 def task(index: int, request_id: str = "req-1") -> ImageTask:
-    return ImageTask(request_id, 2, index, f"https://a.example/{index}.jpg")
+    return ImageTask(request_id, 2, index, f"https://a.example/{index}.jpg", "salt")
 
 
 def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import boto3
 import requests
@@ -39,15 +40,17 @@ def test_form_options_make_webp_fitted_inside_the_box(pipeline: Pipeline, image_
         "background": "#ffffff",
     }
     [product] = result["products"]
-    assert all(url.endswith(".webp") for url in product["outputImageUrls"])
+    # Each key is {requestId}/{row}/{index}-{tag}.webp: the tag, then the format's extension.
+    keys = [url.rsplit("/assets/", 1)[1] for url in product["outputImageUrls"]]
+    assert all(re.fullmatch(rf"{request_id}/2/{i}-[\w-]{{22}}\.webp", key) for i, key in enumerate(keys)), keys
     s3, bucket = boto3.client("s3"), pipeline.resources.processed_bucket
-    for index, detail in enumerate(product["images"]):
+    for key, detail in zip(keys, product["images"], strict=True):
         assert detail["outputFormat"] == "WEBP" and max(detail["width"], detail["height"]) <= 64
-        stored = s3.get_object(Bucket=bucket, Key=f"{request_id}/2/{index}.webp")
+        stored = s3.get_object(Bucket=bucket, Key=key)
         assert stored["ContentType"] == "image/webp"
         image = Image.open(io.BytesIO(stored["Body"].read()))
         assert (image.format, image.size) == ("WEBP", (detail["width"], detail["height"]))
-    assert Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=f"{request_id}/2/0.webp")["Body"].read())).mode == (
+    assert Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read())).mode == (
         "RGBA"  # the PNG's transparency is kept
     )
 

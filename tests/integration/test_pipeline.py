@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from urllib.parse import urlsplit
 
 import boto3
+import requests
 
 from localcloud.peers import WebhookReceiver
-from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.conftest import TENANT_SECRET, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
 
 
@@ -55,7 +58,7 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
         [True, False, False],
         [True],
     ]
-    assert outputs[0][0].endswith(f"/{request_id}/2/0.jpg")
+    assert re.fullmatch(rf"http://assets\.invalid/assets/{request_id}/2/0-[\w-]{{22}}\.jpg", outputs[0][0])
     # Each stored image's size and its source's, where it succeeded (what the upload page shows as saved).
     sizes = [list(zip(p["inputImageBytes"], p["outputImageBytes"], strict=True)) for p in result["products"]]
     assert [[before is not None for before, _ in product] for product in sizes] == [
@@ -65,37 +68,37 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
     ]
     assert all(after > 0 and before > 0 for product in sizes for before, after in product if before is not None)
 
-    processed = pipeline.resources.processed_bucket
+    # The processed (public) bucket holds only the images; the output CSV is in the private uploads bucket.
     s3 = boto3.client("s3")
-    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=processed)["Contents"])
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=pipeline.resources.processed_bucket)["Contents"])
     assert keys == sorted(
-        [
-            f"{request_id}/2/0.jpg",
-            f"{request_id}/3/0.jpg",
-            f"{request_id}/4/0.jpg",
-            f"{request_id}/output.csv",
-        ]
+        url.removeprefix("http://assets.invalid/assets/") for url in (outputs[0][0], outputs[1][0], outputs[2][0])
     )
-    output = s3.get_object(Bucket=processed, Key=f"{request_id}/output.csv")["Body"].read().decode()
+    uploads = pipeline.resources.uploads_bucket
+    output = s3.get_object(Bucket=uploads, Key=f"{request_id}/output.csv")["Body"].read().decode()
     rows = list(csv.reader(io.StringIO(output)))
     assert rows[0][-1] == "Output Image Urls"
     assert [row[-1].count(",") for row in rows[1:]] == [1, 2, 0]  # one slot per input, failures left empty
     assert rows[1][-1].split(",") == [outputs[0][0], ""]
-    assert result["outputCsvUrl"].endswith(f"/{request_id}/output.csv")
+    csv_url = urlsplit(result["outputCsvUrl"])
+    assert uploads in csv_url.netloc + csv_url.path and csv_url.path.endswith(f"/{request_id}/output.csv")
+    assert "X-Amz-Signature=" in csv_url.query and "X-Amz-Expires=900" in csv_url.query  # presigned, short-lived
 
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["id"] == f"msg_{request_id}"
-    assert delivery["payload"]["data"] == {
+    data = delivery["payload"]["data"]
+    assert data == {
         "requestId": request_id,
         "status": "COMPLETED_WITH_ERRORS",
         "total": 6,
         "succeeded": 3,
         "failed": 3,
-        "outputCsvUrl": result["outputCsvUrl"],
+        "outputCsvUrl": data["outputCsvUrl"],
         "options": {"format": "jpeg", "quality": 50, "maxWidth": None, "maxHeight": None, "background": "#ffffff"},
         "savings": result["savings"],
         "reused": 0,
     }
+    assert requests.get(data["outputCsvUrl"], timeout=10).text == output  # the webhook's own presigned GET
     assert result["webhook"]["delivered"] is True
     # The request's savings (summed in the counter as images are counted) are the sums of its images' records.
     succeeded = [
@@ -145,7 +148,7 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
 def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(
     pipeline: Pipeline, image_server, monkeypatch, function_env
 ) -> None:
-    with WebhookReceiver(WEBHOOK_SECRET, fail_first=2) as flaky:
+    with WebhookReceiver(TENANT_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
         from ips_runtime.wiring import reset_shared_context
 

@@ -26,7 +26,7 @@ from infra.topology import TOPOLOGY, Topology
 from localcloud.lambda_host import LocalFunction
 from localcloud.peers import WebhookReceiver
 from localcloud.provision import Resources, provision
-from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.conftest import TENANT_SECRET, WEBHOOK_SECRET, Pipeline
 from tests.localstack.servers import DynamoDBLocal, LocalStack, wait_for_localstack
 
 # Where a client that was not routed to LocalStack or DynamoDB Local would go: a closed loopback port, so such a
@@ -122,7 +122,7 @@ class Stack:
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+    with WebhookReceiver(TENANT_SECRET) as receiver:
         yield receiver
 
 

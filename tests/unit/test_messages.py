@@ -11,8 +11,8 @@ from ips.model import ChunkTask, ImageTask
 
 
 def test_image_and_chunk_tasks_round_trip() -> None:
-    image = ImageTask("req", 2, 1, "https://a.invalid/1.jpg")
-    chunk = ChunkTask("req", "req/input.csv", Columns(0, 1, 2, 3, True), Chunk(10, 900, 2, 7, 12))
+    image = ImageTask("req", 2, 1, "https://a.invalid/1.jpg", "salt", "tenant-a")
+    chunk = ChunkTask("req", "req/input.csv", Columns(0, 1, 2, 3, True), Chunk(10, 900, 2, 7, 12), "salt")
     assert parse_task(image.to_message()) == image
     assert parse_task(chunk.to_message()) == chunk
 
@@ -27,11 +27,12 @@ def test_image_and_chunk_tasks_round_trip() -> None:
         "{}",
         '{"type": "video", "requestId": "r"}',
         '{"type": 5}',
-        '{"requestId": "r", "row": "two", "index": 0, "url": "u"}',
-        '{"requestId": "r", "row": 1, "index": 0, "url": "u"}',  # row 1 is the header
-        '{"requestId": "r", "row": 2, "index": -1, "url": "u"}',
-        '{"requestId": "", "row": 2, "index": 0, "url": "u"}',
-        '{"type": "chunk", "requestId": "r", "key": "k", "columns": {}, "chunk": [1, 2]}',
+        '{"requestId": "r", "row": "two", "index": 0, "url": "u", "salt": "s"}',
+        '{"requestId": "r", "row": 1, "index": 0, "url": "u", "salt": "s"}',  # row 1 is the header
+        '{"requestId": "r", "row": 2, "index": -1, "url": "u", "salt": "s"}',
+        '{"requestId": "", "row": 2, "index": 0, "url": "u", "salt": "s"}',
+        '{"requestId": "r", "row": 2, "index": 0, "url": "u"}',  # no salt: its output key cannot be made
+        '{"type": "chunk", "requestId": "r", "key": "k", "columns": {}, "chunk": [1, 2], "salt": "s"}',
     ],
 )
 def test_anything_else_is_malformed_with_a_reason(body: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from PIL import Image
@@ -78,12 +79,13 @@ def test_every_bad_option_is_listed() -> None:
 
 def test_tasks_carry_their_options_and_name_their_output_by_format() -> None:
     options = ImageOptions(format=OutputFormat.AVIF, quality=40, maxWidth=100)
-    task = ImageTask("req", 2, 0, "http://127.0.0.1/a.png", "tenant-a", options)
-    assert task.output_key == "req/2/0.avif"
+    task = ImageTask("req", 2, 0, "http://127.0.0.1/a.png", "salt", "tenant-a", options)
+    assert re.fullmatch(r"req/2/0-[\w-]{22}\.avif", task.output_key)  # the tag, then the format's extension
     assert parse_task(task.to_message()) == task
-    assert ImageTask("req", 2, 0, "u").output_key == "req/2/0.jpg"
-    # A message from before options existed is processed with the defaults.
-    assert parse_task('{"requestId":"req","row":2,"index":0,"url":"u"}') == ImageTask("req", 2, 0, "u")
+    assert ImageTask("req", 2, 0, "u", "salt").output_key == task.output_key.removesuffix(".avif") + ".jpg"
+    # A message without options is processed with the defaults.
+    message = '{"requestId":"req","row":2,"index":0,"url":"u","salt":"salt"}'
+    assert parse_task(message) == ImageTask("req", 2, 0, "u", "salt")
 
 
 def test_the_default_options_give_exactly_the_old_output() -> None:

@@ -41,9 +41,17 @@ def compressions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return calls
 
 
+def task_of(request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object) -> ImageTask:
+    return ImageTask(request_id, 2, 0, url, f"salt-of-{request_id}", tenant, ImageOptions(**options))
+
+
+def key(request_id: str, **options: object) -> str:
+    """The request's own (tagged) output key for its image 2/0."""
+    return task_of(request_id, **options).output_key
+
+
 def run(fakes: Fakes, request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object) -> None:
-    task = ImageTask(request_id, 2, 0, url, tenant, ImageOptions(**options))
-    process_image(task, fakes.context(), final_attempt=False)
+    process_image(task_of(request_id, tenant=tenant, url=url, **options), fakes.context(), final_attempt=False)
 
 
 def outcome(fakes: Fakes, request_id: str):  # type: ignore[no-untyped-def]
@@ -56,8 +64,9 @@ def test_the_same_source_again_is_copied_not_compressed(fakes: Fakes, compressio
     first, second = outcome(fakes, "req-1"), outcome(fakes, "req-2")
     assert len(compressions) == 1
     assert first.reused is None and second.reused is True
-    assert second.output_url == "http://assets.invalid/req-2/2/0.jpg"  # its own output, a copy
-    assert fakes.processed.objects["req-2/2/0.jpg"] == fakes.processed.objects["req-1/2/0.jpg"]
+    assert second.output_url == f"http://assets.invalid/{key('req-2')}"  # its own (tagged) output, a copy
+    assert key("req-2") != key("req-1") and key("req-2").startswith("req-2/2/0-")
+    assert fakes.processed.objects[key("req-2")] == fakes.processed.objects[key("req-1")]
     assert (second.input_bytes, second.output_bytes, second.width) == (first.input_bytes, first.output_bytes, 32)
     assert fakes.ledger.counted[("req-2", 2, 0)].reused == 1
     assert fakes.ledger.counted[("req-2", 2, 0)].bytes_out == first.output_bytes
@@ -92,7 +101,7 @@ def test_other_options_are_another_output(fakes: Fakes, compressions: list[bytes
     run(fakes, "req-2", quality=80)
     run(fakes, "req-3", format=OutputFormat.WEBP)
     assert len(compressions) == 3
-    assert "req-3/2/0.webp" in fakes.processed.objects
+    assert key("req-3", format=OutputFormat.WEBP) in fakes.processed.objects
 
 
 def test_changed_bytes_are_compressed_again(fakes: Fakes, compressions: list[bytes]) -> None:
@@ -107,13 +116,13 @@ def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compre
     fakes.now += timedelta(days=14)  # past the entry's expiry (a day short of the outputs' retention)
     run(fakes, "req-2")
     assert len(compressions) == 2
-    del fakes.processed.objects["req-2/2/0.jpg"]  # the output went before its entry did
+    del fakes.processed.objects[key("req-2")]  # the output went before its entry did
     run(fakes, "req-3")
     assert len(compressions) == 3 and not outcome(fakes, "req-3").reused
 
 
 def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, compressions: list[bytes]) -> None:
-    task = ImageTask("req-1", 2, 0, URL, "tenant-a")
+    task = task_of("req-1")
     context = fakes.context()
     ips.processing._compress_and_store(
         task, context, lambda t: ips.processing.fetch_source(t, context), final_attempt=False, deadline=None

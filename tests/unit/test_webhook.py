@@ -32,7 +32,7 @@ class ScriptedPoster:
 def test_signature_verifies_with_the_standardwebhooks_library() -> None:
     now = int(time.time())
     body = encode_event("request.completed", {"requestId": "r1", "status": "COMPLETED"}, now)
-    headers = WebhookSigner(SECRET).headers("msg_r1", now, body)
+    headers = WebhookSigner([SECRET]).headers("msg_r1", now, body)
     verifier = Webhook(SECRET)
     assert verifier.verify(body, headers) == json.loads(body)
     with pytest.raises(WebhookVerificationError):
@@ -42,12 +42,26 @@ def test_signature_verifies_with_the_standardwebhooks_library() -> None:
         Webhook(other).verify(body, headers)
 
 
+def test_two_secrets_give_two_signatures_each_verifying_alone() -> None:
+    now = int(time.time())
+    body = encode_event("request.completed", {"requestId": "r1"}, now)
+    other = "whsec_" + base64.b64encode(b"another-key-another-key-another!!").decode()
+    headers = WebhookSigner([SECRET, other]).headers("msg_r1", now, body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert all(signature.startswith("v1,") for signature in headers["webhook-signature"].split(" "))
+    for secret in (SECRET, other):
+        assert Webhook(secret).verify(body, headers) == json.loads(body)
+    third = "whsec_" + base64.b64encode(b"a-third-key-a-third-key-a-third!!").decode()
+    with pytest.raises(WebhookVerificationError):
+        Webhook(third).verify(body, headers)
+
+
 def test_retries_keep_the_message_id_and_back_off_exponentially() -> None:
     poster = ScriptedPoster(500, FetchError("TIMEOUT", "slow", permanent=False), 503, 200)
     pauses: list[float] = []
     delivery = deliver(
         poster,
-        WebhookSigner(SECRET),
+        WebhookSigner([SECRET]),
         "https://hooks.example/x",
         "msg_r1",
         b"{}",
@@ -63,7 +77,7 @@ def test_gives_up_after_the_budget_and_says_why() -> None:
     poster = ScriptedPoster(500, 500, 500)
     delivery = deliver(
         poster,
-        WebhookSigner(SECRET),
+        WebhookSigner([SECRET]),
         "https://hooks.example/x",
         "m",
         b"{}",
@@ -75,7 +89,7 @@ def test_gives_up_after_the_budget_and_says_why() -> None:
 
 def test_a_refused_address_is_not_retried() -> None:
     poster = ScriptedPoster(FetchError("ADDRESS_REFUSED", "private address", permanent=True))
-    delivery = deliver(poster, WebhookSigner(SECRET), "http://10.0.0.1/", "m", b"{}", sleep=lambda _: None)
+    delivery = deliver(poster, WebhookSigner([SECRET]), "http://10.0.0.1/", "m", b"{}", sleep=lambda _: None)
     assert (delivery.delivered, delivery.attempts) == (False, 1)
     assert delivery.last_error is not None and delivery.last_error.startswith("ADDRESS_REFUSED")
 

@@ -17,7 +17,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 from ips.model import ImageTask
 from ips_runtime.wiring import reset_shared_context, use_context
 from localcloud.peers import LoopbackServer, Quiet, WebhookReceiver
-from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.conftest import TENANT_SECRET, Pipeline
 from tests.integration.resilience.conftest import MAX_RECEIVES, assert_consistent, settle, upload, with_fault
 from tests.integration.test_api_handlers import HEADER, multipart
 
@@ -82,7 +82,7 @@ def test_notify_crashing_after_the_csv_before_the_webhook_still_sends_it_once(
 def test_a_webhook_that_always_fails_is_given_up_after_its_budget_and_says_so(
     pipeline: Pipeline, image_server, monkeypatch, function_env
 ) -> None:
-    with WebhookReceiver(WEBHOOK_SECRET, fail_first=1000) as broken:
+    with WebhookReceiver(TENANT_SECRET, fail_first=1000) as broken:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{broken.origin}")
         monkeypatch.setenv("WEBHOOK_ATTEMPTS", "3")
         reset_shared_context()

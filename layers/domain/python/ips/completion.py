@@ -15,6 +15,8 @@ from ips.context import Context
 from ips.csv_output import OutputRow, stream_output_csv
 from ips.model import NO_SAVINGS, ImageStatus, RequestStatus
 from ips.ports import RequestRecord
+from ips.quotas import release_images
+from ips.tenant_secrets import signing_secrets
 from ips.webhook import WebhookSigner, deliver, encode_event
 
 logger = logging.getLogger(__name__)
@@ -22,7 +24,14 @@ WEBHOOK_EVENT = "request.completed"
 
 
 def output_csv_key(request_id: str) -> str:
+    """In the private uploads bucket, beside the input it is made from: never under the public asset URLs (the
+    processed bucket holds only images), read only through a short-lived presigned GET (output_csv_url)."""
     return f"{request_id}/output.csv"
+
+
+def output_csv_url(key: str, context: Context) -> str:
+    """A fresh presigned GET, valid for OUTPUT_URL_EXPIRY_SECONDS: a new one on every status read and webhook."""
+    return context.backends.uploads.presigned_get(key, context.settings.output_url_expiry_s)
 
 
 def webhook_message_id(request_id: str) -> str:
@@ -67,7 +76,8 @@ def complete_request(request_id: str, context: Context) -> RequestStatus | None:
         for product in backends.catalog.products(request_id)
     )
     key = output_csv_key(request_id)
-    backends.processed.put_stream(key, stream_output_csv(rows), "text/csv; charset=utf-8")
+    # Private: the uploads bucket, handed out only as presigned GETs (the processed bucket is public).
+    backends.uploads.put_stream(key, stream_output_csv(rows), "text/csv; charset=utf-8")
     status = RequestStatus.COMPLETED if counts.failed == 0 else RequestStatus.COMPLETED_WITH_ERRORS
     if not backends.catalog.finalise(request_id, status, counts, key, backends.clock()):
         status = (backends.catalog.get(request_id) or record).status  # it had ended already: keep that end
@@ -87,16 +97,17 @@ def webhook_data(record: RequestRecord, context: Context) -> dict[str, Any]:
         "reused": (record.savings or NO_SAVINGS).reused,
     }
     if record.output_csv_key:
-        data["outputCsvUrl"] = context.settings.asset_url(record.output_csv_key)
+        data["outputCsvUrl"] = output_csv_url(record.output_csv_key, context)
     if record.error:
         data["error"] = {"code": record.error["code"], "message": record.error["message"]}
     return data
 
 
 def webhook_signer(record: RequestRecord, context: Context) -> WebhookSigner | None:
-    """How this request's webhook is signed: the one place to change it (a secret per tenant, say)."""
-    secret = context.settings.webhook_secret
-    return WebhookSigner(secret) if secret else None
+    """How this request's webhook is signed: with its tenant's own secret(s), never the master (None: no master)."""
+    if not context.settings.webhook_secret:
+        return None
+    return WebhookSigner(signing_secrets(record.tenant, context, context.backends.clock()))
 
 
 def notify(request_id: str, context: Context) -> bool:
@@ -104,6 +115,8 @@ def notify(request_id: str, context: Context) -> bool:
     another holder's claim is live, so the caller's try fails and is retried."""
     backends, settings = context.backends, context.settings
     record = backends.catalog.get(request_id)
+    if record is not None and record.status.is_final:
+        release_images(request_id, context)  # every ended request comes here once or more: released once
     if record is None or not record.status.is_final or not record.webhook_url:
         return False
     signer = webhook_signer(record, context)

@@ -8,7 +8,19 @@ from datetime import UTC, datetime, timedelta
 
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.ports import BlobStore, Catalog, DeadLetterQueue, Fetcher, Ledger, ReuseIndex, TaskQueue, UploadStore
+from ips.ports import (
+    BlobStore,
+    Catalog,
+    DeadLetterQueue,
+    Fetcher,
+    Ledger,
+    Quotas,
+    ReuseIndex,
+    SecretGenerations,
+    TaskQueue,
+    UploadStore,
+)
+from ips.quotas import ImageQuota
 from ips.webhook import RetryPolicy, WebhookPoster
 
 
@@ -19,7 +31,8 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class Settings:
     asset_base_url: str  # where processed objects are publicly readable: CloudFront in AWS, the gateway locally
-    webhook_secret: str | None = None  # whsec_...; required to send webhooks
+    webhook_secret: str | None = None  # the master whsec_... each tenant's signing secret is derived from
+    webhook_rotation_window_s: int = 86_400  # how long a rotated-out tenant secret still signs beside the new one
     jpeg_quality: int = 50
     csv_limits: CsvLimits = field(default_factory=CsvLimits)  # the direct upload (the CSV is the request body)
     # The presigned path: the client sends the file straight to S3, and it is validated as a stream.
@@ -27,6 +40,7 @@ class Settings:
         default_factory=lambda: CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
     )
     upload_expiry_s: int = 900  # how long a presigned upload may be used
+    output_url_expiry_s: int = 900  # how long an output CSV's presigned GET works (a fresh one on every read)
     chunk_rows: int = 1000  # rows per fan-out chunk
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold: the last delivery gives up instead of retrying
@@ -43,6 +57,8 @@ class Settings:
     # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
     status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
     output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them
+    image_quota: ImageQuota = field(default_factory=ImageQuota)  # every API key's, unless it has its own
+    tenant_image_quotas: dict[str, ImageQuota] = field(default_factory=dict)  # by tenant (API key id)
 
     def deadline(self, start: datetime, total_images: int) -> datetime:
         return start + timedelta(seconds=self.deadline_base_s + self.deadline_per_image_s * total_images)
@@ -60,6 +76,8 @@ class Backends:
     catalog: Catalog
     fetcher: Fetcher
     webhooks: WebhookPoster
+    secret_generations: SecretGenerations
+    quotas: Quotas
     check_webhook_url: Callable[[str], None]  # raises ips.fetching.FetchError for a URL we must not call
     clock: Callable[[], datetime] = utc_now
     reuse: ReuseIndex | None = None  # None: every image is fetched and compressed afresh

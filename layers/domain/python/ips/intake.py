@@ -6,6 +6,7 @@ per chunk is queued; workers expand the chunks into product records and image ta
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from ips.errors import InvalidInput, Problem
 from ips.fetching import FetchError
 from ips.model import ChunkTask, ImageTask, RequestStatus
 from ips.options import DEFAULT_OPTIONS, ImageOptions
-from ips.ports import PresignedPost, RequestRecord
+from ips.ports import ObjectChanged, PresignedPost, RequestRecord
+from ips.quotas import QuotaExceeded, check_allowance, release_images, reserve_images
 
 logger = logging.getLogger(__name__)
 WEBHOOK_FIELD = "webhookUrl"
@@ -44,6 +46,12 @@ class UploadSlot:
 
 def input_csv_key(request_id: str) -> str:
     return f"{request_id}/input.csv"
+
+
+def pinned_input_key(request_id: str, etag: str) -> str:
+    """The copy of a presigned upload that ingestion validated and the chunks read: named by its content's ETag and
+    out of the POST policy's reach, so a second upload through the same policy cannot change what is processed."""
+    return f"{request_id}/input-{etag}.csv"
 
 
 def incoming_key(request_id: str) -> str:
@@ -76,11 +84,31 @@ def validate_webhook_url(url: str, context: Context) -> None:
 def accept_csv(
     data: bytes, tenant: str, webhook_url: str | None, context: Context, options: ImageOptions = DEFAULT_OPTIONS
 ) -> Accepted:
-    """The direct path. Raises InvalidInput (nothing stored, nothing enqueued) or returns the accepted request."""
+    """The direct path. Raises InvalidInput or QuotaExceeded (nothing stored, nothing enqueued) or returns the
+    accepted request."""
     if webhook_url:
         validate_webhook_url(webhook_url, context)
     plan = plan_csv(byte_lines([data]), context.settings.csv_limits, context.settings.chunk_rows)
-    request_id = str(uuid.uuid4())
+    request_id, salt = str(uuid.uuid4()), new_asset_salt()
+    reserve_images(tenant, request_id, plan.total_images, context)
+    try:
+        _store_and_fan_out(data, tenant, webhook_url, plan, request_id, salt, context, options)
+    except Exception:
+        release_images(request_id, context)  # not accepted: its images do not count as in flight
+        raise
+    return Accepted(request_id, RequestStatus.PENDING, plan.total_products, plan.total_images)
+
+
+def _store_and_fan_out(
+    data: bytes,
+    tenant: str,
+    webhook_url: str | None,
+    plan: CsvPlan,
+    request_id: str,
+    salt: str,
+    context: Context,
+    options: ImageOptions,
+) -> None:
     backends = context.backends
     key = input_csv_key(request_id)
     backends.uploads.put(key, data, CSV_CONTENT_TYPE)
@@ -95,12 +123,12 @@ def accept_csv(
             total_images=plan.total_images,
             webhook_url=webhook_url or None,
             input_key=key,
+            asset_salt=salt,
             options=options,
             deadline_at=context.settings.deadline(now, plan.total_images),
         )
     )
-    fan_out(request_id, key, plan, context, tenant=tenant, options=options)
-    return Accepted(request_id, RequestStatus.PENDING, plan.total_products, plan.total_images)
+    fan_out(request_id, key, plan, salt, context, tenant=tenant, options=options)
 
 
 def create_upload(
@@ -110,6 +138,7 @@ def create_upload(
     if webhook_url:
         validate_webhook_url(webhook_url, context)
     settings, backends = context.settings, context.backends
+    check_allowance(tenant, context)  # the images are counted at ingestion; a key with no room gets no slot
     request_id = str(uuid.uuid4())
     now = backends.clock()
     backends.catalog.create(
@@ -121,6 +150,7 @@ def create_upload(
             total_products=0,
             total_images=0,
             webhook_url=webhook_url or None,
+            asset_salt=new_asset_salt(),
             upload_expires_at=now + timedelta(seconds=settings.upload_expiry_s),
             options=options,
             # Replaced by one sized to the file when it arrives.
@@ -147,22 +177,37 @@ def ingest_upload(key: str, context: Context) -> RequestStatus | None:
         logger.info("upload already ingested or request ended", extra={"request_id": request_id})
         return record.status
     limits = settings.presigned_csv_limits
-    size = backends.uploads.size(key)
+    stored = backends.uploads.head(key)
+    if stored is None:
+        logger.warning("an upload event for an object that is gone", extra={"key": key})
+        return None
+    pinned = pinned_input_key(request_id, stored.etag)
     try:
-        if size is not None and size > limits.max_bytes:
+        if stored.size > limits.max_bytes:
             # S3 enforces content-length-range on real presigned POSTs; this also holds where it is not enforced.
             raise InvalidInput(
                 "CSV_INVALID",
                 "The CSV file is invalid.",
                 [Problem(None, None, "FILE_TOO_LARGE", f"The file is over {limits.max_bytes} bytes.")],
             )
-        plan = plan_csv(byte_lines(backends.uploads.stream(key)), limits, settings.chunk_rows)
+        # Pin this version: validation and every chunk read the copy, never the live key the policy can rewrite.
+        backends.uploads.copy_pinned(key, stored.etag, pinned)
+        plan = plan_csv(byte_lines(backends.uploads.stream(pinned)), limits, settings.chunk_rows)
+        reserve_images(record.tenant, request_id, plan.total_images, context)
+    except QuotaExceeded as exc:  # known only now: the request ends FAILED with the code (and its webhook)
+        fail_request(request_id, exc.code, exc.message, context)
+        return RequestStatus.FAILED
+    except ObjectChanged:
+        logger.info("the upload was replaced while ingesting; its own event ingests it", extra={"key": key})
+        return None
     except InvalidInput as exc:
         fail_request(request_id, exc.code, exc.message, context, problems=exc.problems, truncated=exc.truncated)
         return RequestStatus.FAILED
     deadline = settings.deadline(backends.clock(), plan.total_images)
-    if backends.catalog.upload_arrived(request_id, key, plan.total_products, plan.total_images, deadline):
-        fan_out(request_id, key, plan, context, tenant=record.tenant, options=record.options)
+    if backends.catalog.upload_arrived(request_id, pinned, plan.total_products, plan.total_images, deadline):
+        fan_out(request_id, pinned, plan, record.asset_salt, context, tenant=record.tenant, options=record.options)
+    else:  # a second upload through the same policy, or a redelivered event: what was ingested stays
+        logger.info("upload already ingested; this write is ignored", extra={"request_id": request_id})
     return RequestStatus.PENDING
 
 
@@ -183,10 +228,15 @@ def expire_upload(record: RequestRecord, now: datetime, context: Context) -> boo
     )
 
 
+def new_asset_salt() -> str:
+    return secrets.token_urlsafe(16)
+
+
 def fan_out(
     request_id: str,
     key: str,
     plan: CsvPlan,
+    salt: str,
     context: Context,
     *,
     tenant: str = "",
@@ -197,7 +247,10 @@ def fan_out(
     try:
         backends.ledger.open(request_id, plan.total_images)
         backends.queue.send(
-            [ChunkTask(request_id, key, plan.columns, chunk, tenant, options).to_message() for chunk in plan.chunks]
+            [
+                ChunkTask(request_id, key, plan.columns, chunk, salt, tenant, options).to_message()
+                for chunk in plan.chunks
+            ]
         )
     except Exception as exc:
         # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
@@ -227,16 +280,21 @@ def _expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = 
     data = backends.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
     products = read_chunk(data, task.chunk, task.columns, limits or context.settings.presigned_csv_limits)
     backends.catalog.add_products(task.request_id, products)
-    tasks = image_tasks(task.request_id, products, tenant=task.tenant, options=task.options)
+    tasks = image_tasks(task.request_id, products, task.salt, tenant=task.tenant, options=task.options)
     backends.queue.send([image.to_message() for image in tasks])
     return len(tasks)
 
 
 def image_tasks(
-    request_id: str, products: Iterable[ProductRow], *, tenant: str = "", options: ImageOptions = DEFAULT_OPTIONS
+    request_id: str,
+    products: Iterable[ProductRow],
+    salt: str,
+    *,
+    tenant: str = "",
+    options: ImageOptions = DEFAULT_OPTIONS,
 ) -> list[ImageTask]:
     return [
-        ImageTask(request_id, product.row, index, url, tenant, options)
+        ImageTask(request_id, product.row, index, url, salt, tenant, options)
         for product in products
         for index, url in enumerate(product.image_urls)
     ]

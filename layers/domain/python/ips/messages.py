@@ -20,6 +20,7 @@ class _Message(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
 
     request_id: str = Field(alias="requestId", min_length=1, max_length=64)
+    salt: str = Field(min_length=1)  # the request's asset salt: image keys are tagged under it
     tenant: str = ""  # older messages carry neither: the defaults
     options: dict[str, Any] | None = None
 
@@ -32,7 +33,13 @@ class ImageMessage(_Message):
 
     def task(self) -> ImageTask:
         return ImageTask(
-            self.request_id, self.row, self.index, self.url, self.tenant, ImageOptions.from_document(self.options)
+            self.request_id,
+            self.row,
+            self.index,
+            self.url,
+            self.salt,
+            self.tenant,
+            ImageOptions.from_document(self.options),
         )
 
 
@@ -59,6 +66,7 @@ class ChunkMessage(_Message):
             self.key,
             Columns(columns.serial, columns.name, columns.urls, columns.width, columns.urls_last),
             Chunk(*self.chunk),
+            self.salt,
             self.tenant,
             ImageOptions.from_document(self.options),
         )

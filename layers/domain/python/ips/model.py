@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -37,13 +40,16 @@ class ImageTask:
     row: int
     index: int  # position of the URL within its product, from 0
     url: str
+    salt: str  # the request's secret asset salt (RequestRecord.asset_salt)
     tenant: str = ""  # whose request: the reuse index is per tenant
     options: ImageOptions = DEFAULT_OPTIONS
 
     @property
     def output_key(self) -> str:
-        # Deterministic, so a retried or duplicated message overwrites instead of adding.
-        return f"{self.request_id}/{self.row}/{self.index}.{self.options.format.extension}"
+        # Deterministic, so a retried or duplicated message overwrites instead of adding; the tag (an HMAC under
+        # the request's secret salt) makes one image's public URL say nothing about another's.
+        tag = image_tag(self.salt, self.row, self.index)
+        return f"{self.request_id}/{self.row}/{self.index}-{tag}.{self.options.format.extension}"
 
     def to_message(self) -> str:
         return json.dumps(
@@ -52,11 +58,17 @@ class ImageTask:
                 "row": self.row,
                 "index": self.index,
                 "url": self.url,
+                "salt": self.salt,
                 "tenant": self.tenant,
                 "options": self.options.to_document(),
             },
             separators=(",", ":"),
         )
+
+
+def image_tag(salt: str, row: int, index: int) -> str:
+    digest = hmac.new(salt.encode(), f"{row}/{index}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class ChunkTask:
     key: str  # the CSV in the uploads bucket
     columns: Columns
     chunk: Chunk
+    salt: str  # the request's asset salt, handed on to its image tasks
     tenant: str = ""  # passed on to the chunk's image tasks, with the options
     options: ImageOptions = DEFAULT_OPTIONS
 
@@ -79,6 +92,7 @@ class ChunkTask:
                 "key": self.key,
                 "columns": self.columns.to_dict(),
                 "chunk": [chunk.start, chunk.end, chunk.first_row, chunk.products, chunk.images],
+                "salt": self.salt,
                 "tenant": self.tenant,
                 "options": self.options.to_document(),
             },

@@ -33,13 +33,30 @@ class PresignedPost:
     fields: dict[str, str]
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    etag: str  # S3's, without its quotes: names one content of the key
+
+
+class ObjectChanged(Exception):
+    """The object is no longer the version it was pinned to (a precondition on its ETag failed)."""
+
+
 class UploadStore(BlobStore, Protocol):
     """The uploads bucket: also read in pieces, and written straight by clients through presigned POSTs."""
 
     def get_range(self, key: str, start: int, end: int) -> bytes: ...
     def stream(self, key: str) -> Iterable[bytes]: ...
-    def size(self, key: str) -> int | None: ...
+    def head(self, key: str) -> StoredObject | None: ...
+    def copy_pinned(self, source: str, etag: str, target: str) -> None:
+        """Copy `source` to `target` only if it still has `etag`; raises ObjectChanged otherwise."""
+        ...
+
     def presigned_post(self, key: str, max_bytes: int, expires_s: int, content_type: str) -> PresignedPost: ...
+    def presigned_get(self, key: str, expires_s: int) -> str:
+        """A URL that reads one object for `expires_s` seconds (the bucket itself is never public)."""
+        ...
 
 
 class TaskQueue(Protocol):
@@ -142,6 +159,7 @@ class RequestRecord:
     total_images: int
     webhook_url: str | None
     input_key: str | None = None
+    asset_salt: str = ""  # secret, random per request: what makes its image keys unguessable (ImageTask.output_key)
     upload_expires_at: datetime | None = None  # set while a presigned upload is awaited
     completed_at: datetime | None = None
     succeeded: int | None = None
@@ -211,4 +229,42 @@ class Catalog(Protocol):
 
     def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
         """Ended requests with a webhook URL, not delivered and not claimed by a live holder."""
+        ...
+
+
+class Quotas(Protocol):
+    """Per-tenant image counters: images accepted per day and images in flight."""
+
+    def usage(self, tenant: str, day: str) -> tuple[int, int]:
+        """(images accepted on `day`, images in flight)."""
+        ...
+
+    def reserve(self, tenant: str, request_id: str, images: int, per_day: int, in_flight: int, day: str) -> str | None:
+        """Count the request's images if both limits allow; None when counted (or counted before for this
+        request), else the limit that refused ("perDay" or "inFlight") and nothing counted."""
+        ...
+
+    def release(self, request_id: str) -> None:
+        """Take the request's images out of flight, once."""
+        ...
+
+
+@dataclass(frozen=True)
+class SecretGeneration:
+    """Which of a tenant's derived webhook secrets signs: `generation` now, `previous_generation` beside it until
+    `previous_until` (the rotation window)."""
+
+    generation: int = 0
+    rotated_at: datetime | None = None
+    previous_generation: int | None = None
+    previous_until: datetime | None = None
+
+
+class SecretGenerations(Protocol):
+    def current(self, tenant: str) -> SecretGeneration:
+        """Generation 0 for a tenant that never rotated."""
+        ...
+
+    def rotate(self, tenant: str, now: datetime, window_s: int) -> SecretGeneration:
+        """Move to the next generation atomically; the one replaced signs until now + window_s."""
         ...

@@ -185,7 +185,9 @@ def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
 def _images(record: RequestRecord, context: Context) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
     for product in context.backends.catalog.products(record.request_id):
         for index, outcome in enumerate(product.images):
-            yield ImageTask(record.request_id, product.row, index, product.input_urls[index]), outcome
+            # The request's stored salt, tenant and options: a re-queued image goes to the key it always had.
+            url, salt = product.input_urls[index], record.asset_salt
+            yield ImageTask(record.request_id, product.row, index, url, salt, record.tenant, record.options), outcome
 
 
 def _requeue(record: RequestRecord, context: Context) -> int:
@@ -219,7 +221,17 @@ def _lost_chunks(record: RequestRecord, rows: list[int], context: Context) -> li
         end = plan.chunks[number + 1].first_row if number + 1 < len(plan.chunks) else float("inf")
         at = bisect.bisect_left(present, chunk.first_row)
         if at == len(present) or present[at] >= end:
-            lost.append(ChunkTask(record.request_id, record.input_key, plan.columns, chunk).to_message())
+            lost.append(
+                ChunkTask(
+                    record.request_id,
+                    record.input_key,
+                    plan.columns,
+                    chunk,
+                    record.asset_salt,
+                    record.tenant,
+                    record.options,
+                ).to_message()
+            )
     return lost
 
 

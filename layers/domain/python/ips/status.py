@@ -9,6 +9,7 @@ import re
 from datetime import datetime
 from typing import Any, TypeGuard
 
+from ips.completion import output_csv_url
 from ips.context import Context
 from ips.errors import InvalidInput, Problem
 from ips.model import NO_SAVINGS, ImageOutcome, ImageStatus, RequestStatus
@@ -87,7 +88,7 @@ def request_status(
         "reused": savings.reused,
         "products": [],
         "nextCursor": encode_cursor(MAX_CURSOR_ROW),  # its size, for the budget; set below
-        "outputCsvUrl": settings.asset_url(record.output_csv_key) if record.output_csv_key else None,
+        "outputCsvUrl": output_csv_url(record.output_csv_key, context) if record.output_csv_key else None,
         "webhook": record.webhook,
         "error": record.error,
     }

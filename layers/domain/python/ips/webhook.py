@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from standardwebhooks import Webhook
 
 from ips.fetching import FetchError
 
@@ -41,19 +41,22 @@ class Delivery:
 
 
 class WebhookSigner:
-    def __init__(self, secret: str) -> None:
-        if not secret.startswith(SECRET_PREFIX):
-            raise ValueError("webhook secret must look like whsec_<base64>")
-        self._key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    """Signs with each of the given secrets (the spec's space-separated list): during a rotation both the old
+    and the new secret sign, so a receiver holding either verifies. The library signs one secret at a time."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        if not secrets or not all(secret.startswith(SECRET_PREFIX) for secret in secrets):
+            raise ValueError("webhook secrets must look like whsec_<base64>")
+        self._signers = [Webhook(secret) for secret in secrets]
 
     def headers(self, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-        signed = f"{message_id}.{timestamp}.".encode() + body
-        signature = base64.b64encode(hmac.new(self._key, signed, hashlib.sha256).digest()).decode()
+        moment, data = datetime.fromtimestamp(timestamp, UTC), body.decode()
+        signatures = " ".join(signer.sign(message_id, moment, data) for signer in self._signers)
         return {
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": f"v1,{signature}",
+            "webhook-signature": signatures,
         }
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from ips.errors import InvalidInput
 from ips.model import RequestStatus
 from ips.options import ImageOptions
+from ips.quotas import QuotaExceeded
 
 API_PREFIX = "/api/v1"
 
@@ -153,6 +154,15 @@ class StatusResponse(BaseModel):
     error: RequestError | None = Field(default=None, description="Why a FAILED request failed")
 
 
+class WebhookSecretResponse(BaseModel):
+    secret: str = Field(description="whsec_...: verify your webhooks with it (Standard Webhooks)")
+    generation: int = Field(description="How many times the secret was rotated")
+    rotatedAt: str | None
+    previousSecretValidUntil: str | None = Field(
+        description="Until then webhooks also carry a signature with the previous secret; null when none"
+    )
+
+
 class ApiError(Exception):
     def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
         super().__init__(message)
@@ -199,6 +209,10 @@ def create_resolver(logger: Logger) -> APIGatewayRestResolver:
                 errorsTruncated=exc.truncated,
             ),
         )
+
+    @app.exception_handler(QuotaExceeded)
+    def quota_exceeded(exc: QuotaExceeded) -> Response:
+        return error_response(HTTPStatus.TOO_MANY_REQUESTS, ErrorResponse(code=exc.code, message=exc.message))
 
     @app.exception_handler(ApiError)
     def api_error(exc: ApiError) -> Response:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 
@@ -15,14 +16,15 @@ import boto3
 from botocore.config import Config
 
 from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsDeadLetterQueue, SqsTaskQueue
-from ips.adapters.dynamodb import DynamoLedger
-from ips.adapters.mongo import MongoCatalog, connect
+from ips.adapters.dynamodb import DynamoLedger, DynamoQuotas
+from ips.adapters.mongo import MongoCatalog, MongoSecretGenerations, connect
 from ips.adapters.mongo_reuse import MongoReuseIndex
 from ips.adapters.outbound import OutboundClient, OutboundPolicy, check_url
 from ips.context import Backends, Context, Settings
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
 from ips.polite import DEFAULT_PER_HOST, HostLimiter, PoliteFetcher
+from ips.quotas import ImageQuota
 from ips.webhook import RetryPolicy
 
 
@@ -38,13 +40,34 @@ def secret_or_env(env: Mapping[str, str], name: str) -> str | None:
     return str(get_secret(arn, max_age=300))
 
 
+def image_quotas_from_env(env: Mapping[str, str]) -> tuple[ImageQuota, dict[str, ImageQuota]]:
+    """Every key's image limits (IMAGE_QUOTA_PER_DAY, IMAGES_IN_FLIGHT) and some keys' own
+    (TENANT_IMAGE_QUOTAS: JSON by API key id, {"<id>": {"perDay": n, "inFlight": m}}; a missing one is the default)."""
+    default = ImageQuota(
+        per_day=int(env.get("IMAGE_QUOTA_PER_DAY", ImageQuota.per_day)),
+        in_flight=int(env.get("IMAGES_IN_FLIGHT", ImageQuota.in_flight)),
+    )
+    own = json.loads(env.get("TENANT_IMAGE_QUOTAS") or "{}")
+    return default, {
+        tenant: ImageQuota(
+            per_day=int(limits.get("perDay", default.per_day)),
+            in_flight=int(limits.get("inFlight", default.in_flight)),
+        )
+        for tenant, limits in own.items()
+    }
+
+
 def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
     def number(name: str, default: float) -> float:
         return float(env.get(name, default))
 
+    image_quota, tenant_image_quotas = image_quotas_from_env(env)
     return Settings(
         asset_base_url=env["ASSET_BASE_URL"],
+        image_quota=image_quota,
+        tenant_image_quotas=tenant_image_quotas,
         webhook_secret=secret_or_env(env, "WEBHOOK_SECRET"),
+        webhook_rotation_window_s=int(number("WEBHOOK_ROTATION_WINDOW_SECONDS", 86_400)),
         jpeg_quality=int(number("JPEG_QUALITY", 50)),
         csv_limits=CsvLimits(
             max_bytes=int(number("CSV_MAX_BYTES", CsvLimits.max_bytes)),
@@ -57,6 +80,7 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
             max_urls_per_row=int(number("CSV_MAX_URLS_PER_ROW", CsvLimits.max_urls_per_row)),
         ),
         upload_expiry_s=int(number("UPLOAD_EXPIRY_SECONDS", 900)),
+        output_url_expiry_s=int(number("OUTPUT_URL_EXPIRY_SECONDS", 900)),
         chunk_rows=int(number("CHUNK_ROWS", 1000)),
         image_limits=ImageLimits(
             max_bytes=int(number("IMAGE_MAX_BYTES", ImageLimits.max_bytes)),
@@ -87,7 +111,9 @@ def outbound_policy_from_env(env: Mapping[str, str] = os.environ) -> OutboundPol
 
 def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
     config = Config(retries={"mode": "standard", "max_attempts": 5})
-    s3 = boto3.client("s3", config=config)
+    # SigV4 for presigned URLs and POSTs (regions since 2014 accept nothing else; it also carries X-Amz-Expires).
+    s3 = boto3.client("s3", config=config.merge(Config(signature_version="s3v4")))
+    dynamodb = boto3.client("dynamodb", config=config)
     policy = outbound_policy_from_env(env)
     outbound = OutboundClient(policy)
     database = connect(_required(secret_or_env(env, "MONGODB_URI"), "MONGODB_URI"), env.get("MONGODB_DATABASE", "ips"))
@@ -105,11 +131,13 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
             uploads=S3UploadStore(s3, env["UPLOADS_BUCKET"]),
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
             queue=SqsTaskQueue(sqs, env["IMAGES_QUEUE_URL"]),
-            ledger=DynamoLedger(boto3.client("dynamodb", config=config), env["REQUESTS_TABLE"]),
+            ledger=DynamoLedger(dynamodb, env["REQUESTS_TABLE"]),
+            quotas=DynamoQuotas(dynamodb, env["REQUESTS_TABLE"]),
             catalog=catalog,
             # Capped per source host for this process (every invocation a worker runs shares the limiter).
             fetcher=PoliteFetcher(outbound, HostLimiter(int(env.get("FETCH_PER_HOST", DEFAULT_PER_HOST)))),
             webhooks=outbound,
+            secret_generations=MongoSecretGenerations(database),
             check_webhook_url=functools.partial(check_url, policy=policy),
             reuse=reuse,
             # Only the reconciler's environment names them (and only its role may read them).

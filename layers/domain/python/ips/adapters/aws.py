@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ips.ports import DeadLetter, PresignedPost
+from ips.ports import DeadLetter, ObjectChanged, PresignedPost, StoredObject
 
 
 class S3BlobStore:
@@ -86,12 +86,26 @@ class S3UploadStore(S3BlobStore):
         finally:
             body.close()
 
-    def size(self, key: str) -> int | None:
+    def head(self, key: str) -> StoredObject | None:
         try:
-            return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+            found = self._client.head_object(Bucket=self.bucket, Key=key)
         except self._client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
+            raise
+        return StoredObject(int(found["ContentLength"]), str(found["ETag"]).strip('"'))
+
+    def copy_pinned(self, source: str, etag: str, target: str) -> None:
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=target,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                CopySourceIfMatch=f'"{etag}"',
+            )
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                raise ObjectChanged(f"{source} is no longer {etag}") from exc
             raise
 
     def presigned_post(self, key: str, max_bytes: int, expires_s: int, content_type: str) -> PresignedPost:
@@ -104,6 +118,11 @@ class S3UploadStore(S3BlobStore):
             ExpiresIn=expires_s,
         )
         return PresignedPost(post["url"], {name: str(value) for name, value in post["fields"].items()})
+
+    def presigned_get(self, key: str, expires_s: int) -> str:
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+        )
 
 
 class SqsTaskQueue:

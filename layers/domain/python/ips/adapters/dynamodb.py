@@ -22,6 +22,7 @@ from ips.ports import CountResult
 COUNTER_SK = "COUNTER"
 OPEN, COMPLETE, FAILED = "OPEN", "COMPLETE", "FAILED"
 TTL_ATTRIBUTE = "expiresAt"
+QUOTA_IN_FLIGHT, QUOTA_MARKER = "INFLIGHT", "QUOTA"
 
 # Lambda event filter for the table's stream (NEW_AND_OLD_IMAGES): only the update that completes a request.
 COMPLETION_FILTER: dict[str, Any] = {
@@ -198,3 +199,121 @@ class DynamoLedger:
             savings,
             progress_at=float(progress["N"]) if progress else None,
         )
+
+
+class DynamoQuotas:
+    """Per-tenant image counters in the ledger's table: `TENANT#<tenant>` / `DAY#<date>` (images accepted that
+    day, expiring) and / `INFLIGHT`; one `QUOTA` marker per request (pk = the request id) holding what it
+    reserved, so a reservation and its release each happen once."""
+
+    def __init__(self, client: Any, table: str, *, attempts: int = 8, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self.table = table
+        self._attempts = attempts
+        self._clock = clock
+
+    @staticmethod
+    def _key(pk: str, sk: str) -> dict[str, Any]:
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+    def _images(self, pk: str, sk: str) -> int:
+        item = self._client.get_item(TableName=self.table, Key=self._key(pk, sk), ConsistentRead=True).get("Item")
+        return int(item["images"]["N"]) if item and "images" in item else 0
+
+    def usage(self, tenant: str, day: str) -> tuple[int, int]:
+        return self._images(f"TENANT#{tenant}", f"DAY#{day}"), self._images(f"TENANT#{tenant}", QUOTA_IN_FLIGHT)
+
+    def _add_within(self, pk: str, sk: str, images: int, limit: int, **extra: dict[str, str]) -> dict[str, Any]:
+        values = {":n": {"N": str(images)}, ":zero": {"N": "0"}, ":room": {"N": str(limit - images)}}
+        update = "SET images = if_not_exists(images, :zero) + :n"
+        for name, value in extra.items():
+            update += f", {name} = :{name}"
+            values[f":{name}"] = value
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(pk, sk),
+                "UpdateExpression": update,
+                "ConditionExpression": "attribute_not_exists(images) OR images <= :room",
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def reserve(self, tenant: str, request_id: str, images: int, per_day: int, in_flight: int, day: str) -> str | None:
+        if images > per_day:
+            return "perDay"
+        if images > in_flight:
+            return "inFlight"
+        expires = {"N": str(int(self._clock()) + 2 * 86_400)}
+        items = [
+            self._add_within(f"TENANT#{tenant}", f"DAY#{day}", images, per_day, **{TTL_ATTRIBUTE: expires}),
+            self._add_within(f"TENANT#{tenant}", QUOTA_IN_FLIGHT, images, in_flight),
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        **self._key(request_id, QUOTA_MARKER),
+                        "tenant": {"S": tenant},
+                        "images": {"N": str(images)},
+                        TTL_ATTRIBUTE: {"N": str(int(self._clock()) + 30 * 86_400)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        for attempt in range(self._attempts):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return None
+            except self._client.exceptions.TransactionCanceledException as exc:
+                day_check, flight_check, marker = (
+                    reason.get("Code") for reason in exc.response.get("CancellationReasons", [])
+                )
+                if marker == "ConditionalCheckFailed":
+                    return None  # reserved before, by this request's earlier attempt
+                if day_check == "ConditionalCheckFailed":
+                    return "perDay"
+                if flight_check == "ConditionalCheckFailed":
+                    return "inFlight"
+                if "TransactionConflict" not in (day_check, flight_check, marker):
+                    raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        raise LedgerError(f"could not reserve the images of {request_id} after {self._attempts} attempts")
+
+    def release(self, request_id: str) -> None:
+        marker = self._client.get_item(
+            TableName=self.table, Key=self._key(request_id, QUOTA_MARKER), ConsistentRead=True
+        ).get("Item")
+        if marker is None or "released" in marker:
+            return
+        items = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(request_id, QUOTA_MARKER),
+                    "UpdateExpression": "SET released = :yes",
+                    "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(released)",
+                    "ExpressionAttributeValues": {":yes": {"BOOL": True}},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(f"TENANT#{marker['tenant']['S']}", QUOTA_IN_FLIGHT),
+                    "UpdateExpression": "SET images = images - :n",
+                    "ExpressionAttributeValues": {":n": marker["images"]},
+                }
+            },
+        ]
+        for attempt in range(self._attempts):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return
+            except self._client.exceptions.TransactionCanceledException as exc:
+                codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return  # released by another call
+                if "TransactionConflict" not in codes:
+                    raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        raise LedgerError(f"could not release the images of {request_id} after {self._attempts} attempts")

@@ -9,13 +9,13 @@ from typing import Any
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ips.csv_input import ProductRow
 from ips.errors import Problem
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, Savings
 from ips.options import ImageOptions
-from ips.ports import ProductRecord, RequestRecord
+from ips.ports import ProductRecord, RequestRecord, SecretGeneration
 
 _INSERT_BATCH = 1000
 _DUPLICATE_KEY = 11000
@@ -52,6 +52,7 @@ class MongoCatalog:
                 "totalImages": record.total_images,
                 "webhookUrl": record.webhook_url,
                 "inputKey": record.input_key,
+                "assetSalt": record.asset_salt,
                 "uploadExpiresAt": record.upload_expires_at,
                 "options": record.options.to_document(),
                 "deadlineAt": record.deadline_at,
@@ -199,6 +200,51 @@ class MongoCatalog:
             yield document["_id"]
 
 
+class MongoSecretGenerations:
+    """One document per tenant that has rotated its webhook secret (`tenants` collection); the secrets themselves
+    are derived, never stored."""
+
+    def __init__(self, database: Database, *, attempts: int = 5) -> None:
+        self._tenants = database["tenants"]
+        self._attempts = attempts
+
+    def current(self, tenant: str) -> SecretGeneration:
+        document = self._tenants.find_one({"_id": tenant})
+        if document is None:
+            return SecretGeneration()
+        return SecretGeneration(
+            generation=document["generation"],
+            rotated_at=document.get("rotatedAt"),
+            previous_generation=document.get("previousGeneration"),
+            previous_until=document.get("previousUntil"),
+        )
+
+    def rotate(self, tenant: str, now: datetime, window_s: int) -> SecretGeneration:
+        # Compare-and-set on the generation read: two rotations at once move it by two, never lose one.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what BSON keeps: answer what is stored
+        for _ in range(self._attempts):
+            generation = self.current(tenant).generation
+            rotated = SecretGeneration(generation + 1, now, generation, now + timedelta(seconds=window_s))
+            try:
+                result = self._tenants.update_one(
+                    {"_id": tenant, "generation": generation},  # generation 0: no document yet, so it is created
+                    {
+                        "$set": {
+                            "generation": rotated.generation,
+                            "rotatedAt": now,
+                            "previousGeneration": generation,
+                            "previousUntil": rotated.previous_until,
+                        }
+                    },
+                    upsert=True,
+                )
+            except DuplicateKeyError:  # another rotation created or moved the document first
+                continue
+            if result.modified_count == 1 or result.upserted_id is not None:
+                return rotated
+        raise RuntimeError(f"could not rotate the webhook secret of {tenant} after {self._attempts} attempts")
+
+
 def _request_record(document: dict[str, Any]) -> RequestRecord:
     return RequestRecord(
         request_id=document["_id"],
@@ -209,6 +255,7 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         total_images=document["totalImages"],
         webhook_url=document.get("webhookUrl"),
         input_key=document.get("inputKey"),
+        asset_salt=document.get("assetSalt", ""),
         upload_expires_at=document.get("uploadExpiresAt"),
         completed_at=document.get("completedAt"),
         succeeded=document.get("succeeded"),
