@@ -178,3 +178,31 @@ def test_status_pages_through_products_with_an_opaque_cursor(pipeline: Pipeline,
     assert (status, refused["code"]) == (400, "CURSOR_INVALID")
     status, refused = pipeline.api("GET", f"/api/v1/status/{accepted['requestId']}", query="limit=0")
     assert (status, refused["code"]) == (400, "REQUEST_INVALID")
+
+
+def test_a_second_upload_through_the_same_policy_changes_nothing_that_was_ingested(
+    pipeline: Pipeline, image_server, monkeypatch
+) -> None:
+    """Issue 9: the POST policy can be reused until it expires, and chunks used to re-read the live object, so a
+    file sent after ingestion replaced what was processed. The ingested version is pinned (copied by its ETag)."""
+    monkeypatch.setenv("CHUNK_ROWS", "2")
+    from ips_runtime.wiring import reset_shared_context
+
+    reset_shared_context()
+    slot = start_upload(pipeline)
+    first = "".join(f"{n},Genuine {n},{image_server.url}/missing-{n}.jpg\n" for n in range(1, 5))
+    # The same length and shape, so on the old code every chunk's byte range read the forgery's rows.
+    forged = "".join(f"{n},Forgery {n},{image_server.url}/missing-{n}.jpg\n" for n in range(1, 5))
+    assert len(first) == len(forged)
+    assert post_to_s3(slot, (HEADER + first).encode()).status_code in (200, 204)
+    assert pipeline.s3_runner().poll_once()  # ingested: 2 chunks queued, not yet expanded
+    assert pipeline.queued() == 2
+
+    assert post_to_s3(slot, (HEADER + forged).encode()).status_code in (200, 204)  # the same policy, again
+    assert pipeline.s3_runner().poll_once()  # its ObjectCreated is ignored: the request was ingested
+    assert pipeline.queued() == 2  # nothing more fanned out
+    pipeline.drain_queue()
+
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert [product["productName"] for product in status["products"]] == [f"Genuine {n}" for n in range(1, 5)]
+    assert status["total"] == 4
