@@ -124,12 +124,13 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
     )
     assert (status["succeeded"], status["failed"]) == (10, 0)
     assert [product["serialNumber"] for product in status["products"]] == [str(n) for n in range(1, 11)]
-    stored = keys(resources.processed_bucket, f"{request_id}/")
-    assert stored == sorted([f"{request_id}/{row}/0.jpg" for row in range(2, 12)] + [f"{request_id}/output.csv"])
+    stored = keys(resources.processed_bucket, f"{request_id}/")  # images only, each key with its own tag
+    assert [key.rsplit("-", 1)[0] for key in stored] == sorted(f"{request_id}/{row}/0" for row in range(2, 12))
     s3 = boto3.client("s3")
-    jpeg = s3.get_object(Bucket=resources.processed_bucket, Key=f"{request_id}/2/0.jpg")["Body"].read()
+    jpeg = s3.get_object(Bucket=resources.processed_bucket, Key=stored[0])["Body"].read()
     assert jpeg[:3] == b"\xff\xd8\xff"
-    output = s3.get_object(Bucket=resources.processed_bucket, Key=f"{request_id}/output.csv")["Body"].read().decode()
+    # The output CSV is in the private uploads bucket, beside the ingested (pinned) copy of the upload.
+    output = s3.get_object(Bucket=resources.uploads_bucket, Key=f"{request_id}/output.csv")["Body"].read().decode()
     assert output.splitlines()[0].endswith("Output Image Urls") and len(output.splitlines()) == 11
     [delivery] = receiver.wait(1, timeout=15)
     assert delivery["payload"]["data"]["status"] == "COMPLETED"
