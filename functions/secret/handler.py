@@ -23,7 +23,10 @@ app = create_resolver(logger)
     summary="Your webhook signing secret",
     description="The whsec_ secret your requests' webhooks are signed with (verify them with it). It is yours "
     "alone: another API key's webhooks are signed with another secret.",
-    responses=error_responses(),
+    responses={
+        200: {"description": "OK", "content": {"application/json": {"model": WebhookSecretResponse}}},
+        **error_responses(),
+    },
 )
 @tracer.capture_method
 def webhook_secret() -> WebhookSecretResponse:
@@ -36,7 +39,10 @@ def webhook_secret() -> WebhookSecretResponse:
     description="Makes a new secret and answers it. Webhooks are signed with both the new and the previous "
     "secret until previousSecretValidUntil (the rotation window), then with the new one only: switch your "
     "receiver to the new secret within the window.",
-    responses=error_responses(),
+    responses={
+        200: {"description": "OK", "content": {"application/json": {"model": WebhookSecretResponse}}},
+        **error_responses(),
+    },
 )
 @tracer.capture_method
 def rotate() -> WebhookSecretResponse:

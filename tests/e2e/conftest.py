@@ -21,6 +21,7 @@ WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-tests-signing-key-0123456789"
 KEYS = ("tenant-a-key", "tenant-b-key", "burst-key")
 # Two tenants whose usage plans are too generous to throttle: the concurrency tests need every call to reach a function.
 UNTHROTTLED_KEYS = ("crowd-a-key", "crowd-b-key")
+QUOTA_KEY = "small-quota-key"  # 3 images a day (IMAGE_QUOTAS)
 PRESIGNED_MAX_BYTES = 64 * 1024
 # The direct route's cap, lowered so a small file can be "big": over it, clients take the presigned route.
 DIRECT_MAX_BYTES = 16 * 1024
@@ -49,7 +50,9 @@ def cloud_environment(state: Path, gateway_port: int, aws_port: int, image_serve
         "AWS_PORT": str(aws_port),
         "LOCAL_STATE_DIR": str(state),
         # The burst key has a usage plan of its own (1 request/s, burst 5) so throttling is certain, not timing.
-        "API_KEYS": f"{KEYS[0]},{KEYS[1]},{KEYS[2]}:1:5," + ",".join(f"{key}:10000:10000" for key in UNTHROTTLED_KEYS),
+        "API_KEYS": f"{KEYS[0]},{KEYS[1]},{KEYS[2]}:1:5,{QUOTA_KEY},"
+        + ",".join(f"{key}:10000:10000" for key in UNTHROTTLED_KEYS),
+        "IMAGE_QUOTAS": f"{QUOTA_KEY}:3:100",
         "THROTTLE_RATE": "20",
         "THROTTLE_BURST": "20",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,

@@ -210,3 +210,20 @@ def test_a_burst_of_uploads_is_throttled_and_nothing_is_half_created(cloud: Clou
     assert all(answer.json()["code"] == "THROTTLED" for answer in answers if answer.status_code == 429)
     # Exactly the accepted uploads exist behind the API: a throttled one never reached a function.
     assert stored() - before == accepted
+
+
+def test_a_key_over_its_image_quota_gets_429_through_the_gateway(cloud: Cloud, image_server) -> None:
+    from tests.e2e.conftest import QUOTA_KEY
+
+    images = image_server.url
+    over = upload(
+        cloud,
+        HEADER
+        + f'1,Mug,"{images}/sk_rocket.jpg,{images}/sk_coffee.png"\n2,Cup,{images}/a.jpg\n'
+        + f"3,Pot,{images}/b.jpg\n",
+        key=QUOTA_KEY,
+    )
+    assert (over.status_code, over.json()["code"]) == (429, "IMAGE_QUOTA_EXCEEDED")
+    within = upload(cloud, HEADER + f'1,Mug,"{images}/sk_rocket.jpg,{images}/sk_coffee.png"\n', key=QUOTA_KEY)
+    assert within.status_code == 202, within.text
+    assert upload(cloud, HEADER + f"1,Mug,{images}/sk_rocket.jpg\n").status_code == 202  # other keys unaffected
