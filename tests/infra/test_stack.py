@@ -343,8 +343,8 @@ def test_processed_images_are_served_through_cloudfront_with_origin_access_contr
 def test_cloudfront_cannot_reach_an_output_csv(synthesized):
     """Issue 9: one public image URL exposed the output CSV. CloudFront's origins are the processed bucket (the
     default) and the upload page's bucket (`app/*` only, static files deployed with the stack), never the uploads
-    bucket; the output CSV is written to the uploads bucket; no function can write anything but a .jpg into the
-    processed bucket, so no derivation of an image URL can name a CSV."""
+    bucket; the output CSV is written to the uploads bucket; no function can write anything but an image (.jpg,
+    .webp, .avif) into the processed bucket, so no derivation of an image URL can name a CSV."""
     _, distribution = one(synthesized.of_type("AWS::CloudFront::Distribution"))
     config = distribution["Properties"]["DistributionConfig"]
     origins = {origin["Id"]: origin["DomainName"]["Fn::GetAtt"][0] for origin in config["Origins"]}
@@ -373,7 +373,7 @@ def test_cloudfront_cannot_reach_an_output_csv(synthesized):
                     processed_writes.add(key)
                 if key.endswith(".csv"):
                     csv_writes.add((bucket.removeprefix("Storage")[:7], key))
-    assert processed_writes == {"/*.jpg"}
+    assert processed_writes == {"/*.jpg", "/*.webp", "/*.avif"}
     assert ("Uploads", "/*/output.csv") in csv_writes and all(bucket == "Uploads" for bucket, _ in csv_writes)
 
 

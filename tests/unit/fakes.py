@@ -110,6 +110,8 @@ class Fakes:
             catalog=self.catalog,  # type: ignore[arg-type]
             fetcher=self.fetcher,
             webhooks=unused,  # type: ignore[arg-type]
+            secret_generations=unused,  # type: ignore[arg-type]
+            quotas=unused,  # type: ignore[arg-type]
             check_webhook_url=unused,
             clock=clock or (lambda: self.now),
             reuse=self.reuse,
