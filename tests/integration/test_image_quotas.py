@@ -94,6 +94,7 @@ def test_presigned_uploads_are_refused_without_room_and_fail_at_ingestion_over_i
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
     assert (status["status"], status["error"]["code"], status["total"]) == ("FAILED", "IMAGE_QUOTA_EXCEEDED", 0)
     assert pipeline.queued() == 0
+    assert pipeline.stream_runner().poll_once()  # the counter's OPEN -> FAILED flip hands it to notify
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["error"]["code"] == "IMAGE_QUOTA_EXCEEDED"
 

@@ -54,7 +54,7 @@ def client_for(server: LoopbackServer) -> OutboundClient:
 def test_a_fetch_is_limited_to_what_the_invocation_has_left(trickling: LoopbackServer) -> None:
     context = Fakes(client_for(trickling)).context()  # type: ignore[arg-type]
     prefetcher = Prefetcher(context, 2, budget=lambda: 1.0)
-    tasks = [ImageTask("r", 2, index, f"{trickling.url}/{index}.jpg") for index in range(2)]
+    tasks = [ImageTask("r", 2, index, f"{trickling.url}/{index}.jpg", "salt") for index in range(2)]
     prefetcher.start(tasks)
     try:
         for task in tasks:
@@ -70,7 +70,7 @@ def test_no_time_left_means_no_fetch_starts(trickling: LoopbackServer) -> None:
     prefetcher = Prefetcher(Fakes(client_for(trickling)).context(), 1, budget=lambda: -0.5)  # type: ignore[arg-type]
     try:
         with pytest.raises(FetchError, match="no time left") as caught:
-            prefetcher.fetch(ImageTask("r", 2, 0, f"{trickling.url}/0.jpg"))
+            prefetcher.fetch(ImageTask("r", 2, 0, f"{trickling.url}/0.jpg", "salt"))
         assert caught.value.code == TIMEOUT and not caught.value.permanent  # retried by the queue, not failed
     finally:
         prefetcher.close()
@@ -80,6 +80,6 @@ def test_the_process_function_fetches_a_whole_batch_at_once() -> None:
     """One download in flight per image of the batch (it was 8 for batches of 10: two rounds of slow sources)."""
     from functions.process import handler
 
-    records = [{"body": ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg").to_message()} for n in range(10)]
+    records = [{"body": ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg", "salt").to_message()} for n in range(10)]
     records.append({"body": "{not json"})
     assert len(handler._image_tasks(records)) == 10

@@ -130,8 +130,8 @@ def test_a_batch_mixing_malformed_and_unknown_messages_with_valid_ones_processes
     poison = [
         "{not json",
         "[]",
-        '{"requestId": "r", "row": "two", "index": 0, "url": "http://x"}',
-        ImageTask("no-such-request", 2, 0, f"{image_server.url}/sk_rocket.jpg").to_message(),
+        '{"requestId": "r", "row": "two", "index": 0, "url": "http://x", "salt": "s"}',
+        ImageTask("no-such-request", 2, 0, f"{image_server.url}/sk_rocket.jpg", "salt").to_message(),
     ]
     for body in poison:
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)

@@ -16,7 +16,7 @@ from ips.completion import WebhookBusy, complete_request, notify
 from ips.model import ChunkTask, ImageTask, RequestStatus
 from ips_runtime.wiring import reset_shared_context, shared_context, use_context
 from localcloud.peers import WebhookReceiver
-from tests.integration.conftest import WEBHOOK_SECRET, Pipeline
+from tests.integration.conftest import TENANT_SECRET, Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle, upload, with_fault
 from tests.integration.resilience.test_faults import mixed_csv
 
@@ -82,7 +82,9 @@ def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline
     plan = plan_csv(byte_lines([mixed_csv(image_server.url).encode()]))
     boto3.client("sqs").send_message(
         QueueUrl=pipeline.resources.dead_letter_url,
-        MessageBody=ChunkTask(request_id, record.input_key, plan.columns, plan.chunks[0]).to_message(),
+        MessageBody=ChunkTask(
+            request_id, record.input_key, plan.columns, plan.chunks[0], record.asset_salt
+        ).to_message(),
     )
     assert pipeline.reconcile()["dead_chunks"] == 1
     status = status_of(pipeline, request_id)
@@ -95,7 +97,7 @@ def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline
 
 def test_dead_letters_that_are_no_task_or_for_no_request_are_dropped(pipeline: Pipeline) -> None:
     sqs = boto3.client("sqs")
-    for body in ("{not json", ImageTask("no-such-request", 2, 0, "http://127.0.0.1:9/x.jpg").to_message()):
+    for body in ("{not json", ImageTask("no-such-request", 2, 0, "http://127.0.0.1:9/x.jpg", "salt").to_message()):
         sqs.send_message(QueueUrl=pipeline.resources.dead_letter_url, MessageBody=body)
     assert pipeline.reconcile()["dead_dropped"] == 2
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
@@ -205,7 +207,7 @@ def test_a_live_claim_held_by_another_fails_the_retry_and_an_expired_one_is_rese
 def test_a_webhook_receiver_that_fails_for_a_while_gets_exactly_one_delivery(
     pipeline: Pipeline, image_server, monkeypatch, function_env
 ) -> None:
-    with WebhookReceiver(WEBHOOK_SECRET, fail_first=2) as flaky:
+    with WebhookReceiver(TENANT_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
         monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
         reset_shared_context()

@@ -221,7 +221,7 @@ def expire_upload(record: RequestRecord, now: datetime, context: Context) -> boo
         return False
     if now <= expires + timedelta(seconds=context.settings.upload_grace_s):
         return False
-    if context.backends.uploads.size(incoming_key(record.request_id)) is not None:
+    if context.backends.uploads.head(incoming_key(record.request_id)) is not None:
         return False
     return fail_request(
         record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired.", context
