@@ -95,7 +95,7 @@ def uploads_cors(web_origins: Sequence[str]) -> dict[str, Any]:
         "CORSRules": [
             {
                 "AllowedOrigins": list(web_origins),
-                "AllowedMethods": ["POST"],
+                "AllowedMethods": ["POST", "GET"],  # the page uploads, and saves the output CSV
                 "AllowedHeaders": ["*"],
                 "MaxAgeSeconds": 600,
             }

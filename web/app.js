@@ -242,12 +242,17 @@ async function download(requestId) {
   const status = await api(`/status/${encodeURIComponent(requestId)}?limit=1`);
   const url = httpUrl(status.outputCsvUrl);
   if (!url) throw new Problem("No output CSV yet", "The request has not finished.");
+  // The file is on the storage origin, where a link's download name is ignored: fetch it, save it from here.
+  const answer = await fetch(url);
+  if (!answer.ok) throw new Problem("The output CSV could not be fetched", `Storage answered ${answer.status}.`);
+  const saved = URL.createObjectURL(await answer.blob());
   const link = element("a");
-  link.href = url;
+  link.href = saved;
   link.download = `output-${requestId}.csv`;
   document.body.append(link);
   link.click();
   link.remove();
+  setTimeout(() => URL.revokeObjectURL(saved), 60000);
 }
 
 function start(file) {

@@ -95,7 +95,7 @@ class Storage(Construct):
         # presigned POST straight to the uploads bucket, and no other.
         self.web_origin = self.asset_base_url
         self.uploads.add_cors_rule(
-            allowed_methods=[s3.HttpMethods.POST],
+            allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET],  # upload; save the output CSV
             allowed_origins=[self.web_origin],
             allowed_headers=["*"],
             max_age=600,

@@ -228,7 +228,7 @@ def test_the_upload_pages_origin_gets_cors_preflights_and_readable_errors(synthe
         assert variables["WEB_ORIGIN"] == page_origin
     uploads = next(b for lid, b in synthesized.of_type("AWS::S3::Bucket").items() if lid.startswith("StorageUploads"))
     (rule,) = uploads["Properties"]["CorsConfiguration"]["CorsRules"]
-    assert (rule["AllowedMethods"], rule["AllowedOrigins"]) == (["POST"], [page_origin])
+    assert (rule["AllowedMethods"], rule["AllowedOrigins"]) == (["POST", "GET"], [page_origin])
 
 
 def test_the_upload_page_is_deployed_behind_the_distribution(synthesized):
