@@ -33,7 +33,13 @@ PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{minor}_x86_64" for minor i
 # and the handlers (a few hundred KiB today).
 LAYER_BUDGET_BYTES = 200 * 1024 * 1024
 # Imported from the built layer alone (no site-packages) when this machine can run Lambda's binaries.
-SMOKE_IMPORTS = ("PIL.Image", "pymongo", "pydantic_core", "aws_lambda_powertools.utilities.parameters")
+SMOKE_IMPORTS = (
+    "PIL.Image",
+    "pymongo",
+    "pydantic_core",
+    "pydantic_settings",
+    "aws_lambda_powertools.utilities.parameters",
+)
 MANIFEST = "layer.json"
 
 

@@ -1,7 +1,7 @@
 """The MongoDB Atlas URI and the webhook signing secret, in Secrets Manager: never in the template or a variable.
 
 Functions get the secrets' ARNs (`MONGODB_URI_SECRET_ARN`, `WEBHOOK_SECRET_SECRET_ARN`) and read the values once
-per container through powertools parameters (ips_runtime.wiring.secret_or_env, cached)."""
+per container through powertools parameters (ips_runtime.settings.resolve_secret, cached)."""
 
 from __future__ import annotations
 

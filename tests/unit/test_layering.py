@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 DOMAIN = Path(__file__).resolve().parents[2] / "layers" / "domain" / "python" / "ips"
-ADAPTER_PACKAGES = ("ips.adapters", "ips_runtime", "requests", "urllib3", "boto3", "botocore", "pymongo")
+# pydantic_settings: the domain takes plain settings types, reading the environment is ips_runtime.settings'.
+ADAPTER_PACKAGES = (
+    "ips.adapters",
+    "ips_runtime",
+    "pydantic_settings",
+    "requests",
+    "urllib3",
+    "boto3",
+    "botocore",
+    "pymongo",
+)
 
 
 def imported_modules(path: Path) -> set[str]:

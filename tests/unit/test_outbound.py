@@ -848,37 +848,6 @@ def test_https_certificate_must_match_the_url_hostname(tls_server, make_client):
 # ------------------------------------------------------------------------------------------------- policy
 
 
-def test_policy_from_env():
-    policy = OutboundPolicy.from_env(
-        {
-            "OUTBOUND_ALLOWLIST": "127.0.0.1:8080, localhost:9000,,[::1]:8443,Minio.Local.:443",
-            "OUTBOUND_TOTAL_TIMEOUT": "12.5",
-            "OUTBOUND_MAX_BYTES": "1000",
-        }
-    )
-    assert policy.allowlist == {("127.0.0.1", 8080), ("localhost", 9000), ("::1", 8443), ("minio.local", 443)}
-    assert (policy.total_timeout, policy.max_bytes, policy.max_redirects) == (12.5, 1000, 5)
-    assert OutboundPolicy.from_env({}) == OutboundPolicy()
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"OUTBOUND_ALLOWLIST": "localhost"},
-        {"OUTBOUND_ALLOWLIST": "localhost:http"},
-        {"OUTBOUND_ALLOWLIST": ":8080"},
-        {"OUTBOUND_ALLOWLIST": "localhost:0"},
-        {"OUTBOUND_ALLOWLIST": "localhost:70000"},
-        {"OUTBOUND_ALLOWLIST": "[::1]8080"},
-        {"OUTBOUND_MAX_BYTES": "lots"},
-        {"OUTBOUND_TOTAL_TIMEOUT": "0"},
-    ],
-)
-def test_policy_from_env_rejects_malformed_values(env):
-    with pytest.raises(ValueError):
-        OutboundPolicy.from_env(env)
-
-
 def test_allowlist_entries_are_normalized():
     policy = OutboundPolicy(allowlist=frozenset({("LocalHost.", 9000), ("[::1]", 80)}))
     assert policy.allowlist == {("localhost", 9000), ("::1", 80)}

@@ -1,4 +1,5 @@
-"""What every use case is handed: its settings and its backends. Built from the environment by ips.wiring."""
+"""What every use case is handed: its settings and its backends. Built from the environment by ips_runtime
+(settings.py reads it, wiring.py builds the backends)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# The presigned path: the client sends the file straight to S3, and it is validated as a stream.
+PRESIGNED_CSV_LIMITS = CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
+
+
 @dataclass(frozen=True)
 class Settings:
     asset_base_url: str  # where processed objects are publicly readable: CloudFront in AWS, the gateway locally
@@ -35,10 +40,7 @@ class Settings:
     webhook_rotation_window_s: int = 86_400  # how long a rotated-out tenant secret still signs beside the new one
     jpeg_quality: int = 50
     csv_limits: CsvLimits = field(default_factory=CsvLimits)  # the direct upload (the CSV is the request body)
-    # The presigned path: the client sends the file straight to S3, and it is validated as a stream.
-    presigned_csv_limits: CsvLimits = field(
-        default_factory=lambda: CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
-    )
+    presigned_csv_limits: CsvLimits = PRESIGNED_CSV_LIMITS
     upload_expiry_s: int = 900  # how long a presigned upload may be used
     output_url_expiry_s: int = 900  # how long an output CSV's presigned GET works (a fresh one on every read)
     chunk_rows: int = 1000  # rows per fan-out chunk

@@ -1,11 +1,9 @@
-"""The outbound client's limits and allowlist (OutboundPolicy), and how they are read from the environment."""
+"""The outbound client's limits and allowlist (OutboundPolicy); ips_runtime.settings reads them from the
+environment."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ips.adapters.outbound.addresses import normalize_host
 
@@ -33,35 +31,9 @@ class OutboundPolicy:
         if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
             raise ValueError("timeouts must be positive")
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> OutboundPolicy:
-        """OUTBOUND_ALLOWLIST="127.0.0.1:8080,localhost:9000,[::1]:8443" (host:port, comma separated).
 
-        Optional, defaults as above: OUTBOUND_MAX_REDIRECTS, OUTBOUND_CONNECT_TIMEOUT, OUTBOUND_READ_TIMEOUT,
-        OUTBOUND_TOTAL_TIMEOUT (seconds), OUTBOUND_MAX_BYTES; FETCH_USER_AGENT and FETCH_CONTACT_URL make the
-        User-Agent "<agent> (+<contact>)". A malformed value raises ValueError."""
-        items = (item.strip() for item in environ.get("OUTBOUND_ALLOWLIST", "").split(","))
-        allowlist = frozenset(_parse_origin(item) for item in items if item)
-        numbers: dict[str, Any] = {}
-        for field, name, kind in (
-            ("max_redirects", "OUTBOUND_MAX_REDIRECTS", int),
-            ("connect_timeout", "OUTBOUND_CONNECT_TIMEOUT", float),
-            ("read_timeout", "OUTBOUND_READ_TIMEOUT", float),
-            ("total_timeout", "OUTBOUND_TOTAL_TIMEOUT", float),
-            ("max_bytes", "OUTBOUND_MAX_BYTES", int),
-        ):
-            value = environ.get(name, "").strip()
-            if value:
-                try:
-                    numbers[field] = kind(value)
-                except ValueError:
-                    raise ValueError(f"{name}={value!r} is not a valid {kind.__name__}") from None
-        agent = environ.get("FETCH_USER_AGENT", "").strip() or DEFAULT_USER_AGENT
-        contact = environ.get("FETCH_CONTACT_URL", "").strip() or DEFAULT_CONTACT_URL
-        return cls(allowlist=allowlist, user_agent=f"{agent} (+{contact})", **numbers)
-
-
-def _parse_origin(item: str) -> tuple[str, int]:
+def parse_origin(item: str) -> tuple[str, int]:
+    """An allowlist entry: `host:port`, `[v6]:port`."""
     if item.startswith("["):
         host, sep, port = item[1:].partition("]:")
     else:
