@@ -18,7 +18,7 @@ def serve() -> int:
     with LocalCloud(config) as cloud:
         assert cloud.gateway is not None
         environment = cloud.function_environment()
-        keys = ", ".join(key.split(":")[0] for key in config.api_keys)
+        keys = ", ".join(api_key.key for api_key in config.api_keys)
         print(f"API            {cloud.gateway.url}/api/v1  (x-api-key: {keys})")
         print(f"Swagger UI     {cloud.gateway.url}/api/v1/docs")
         print(f"AWS emulator   {os.environ['AWS_ENDPOINT_URL']}")

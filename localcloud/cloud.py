@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from localcloud.openapi import merged_openapi
 from localcloud.provision import Resources, provision
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, TimerRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
+from localcloud.settings import KeyImageQuota, LocalCloudConfig
 
 logger = logging.getLogger("localcloud")
-DEFAULT_STATE_DIR = Path(".local/state")
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -32,62 +32,6 @@ FAKE_CREDENTIALS = {
     # moto answers DynamoDB Streams calls only without account-based endpoints.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
-
-
-@dataclass
-class LocalCloudConfig:
-    gateway_port: int = 5000
-    aws_port: int = 4566
-    mongo_port: int | None = None  # a free port when None
-    state_dir: Path = DEFAULT_STATE_DIR
-    api_keys: list[str] = field(default_factory=lambda: ["local-dev-key"])  # "key" or "key:rate:burst"
-    image_quotas: list[str] = field(default_factory=list)  # "key:perDay:inFlight": a key's own image limits
-    # Concurrent process-function invocations: twice the cores, so one invocation's waits on S3, DynamoDB and
-    # MongoDB overlap another's compression (as Lambda's concurrency does).
-    workers: int = 2 * (os.cpu_count() or 1)
-    # Execution environments (processes) each other function may have at once: concurrent API calls beyond it
-    # wait for one to be free.
-    environments: int = 4
-    visibility_timeout_s: int | None = None  # the topology's when None; shorter makes local retries quicker
-    throttle_rate: float | None = None  # the usage plan's when None
-    throttle_burst: int | None = None
-    upload_retention_days: int | None = None  # S3 lifecycle expiry; the topology's when None
-    processed_retention_days: int | None = None
-    aws_endpoint_url: str | None = None  # use an emulator that is already running
-    mongodb_uri: str | None = None  # use a MongoDB that is already running
-    # "module:function" each execution environment calls with its handler module once imported (the bench's
-    # step timing), and where the functions' stdout goes (inherited when None).
-    environment_setup: str | None = None
-    persist_aws: bool = True  # keep S3, SQS and DynamoDB in the state folder across restarts
-    function_stdout: Path | None = None
-    reconcile_interval_s: float | None = None  # the topology's schedule when None
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> LocalCloudConfig:
-        def optional_int(name: str) -> int | None:
-            return int(env[name]) if env.get(name) else None
-
-        def optional_float(name: str) -> float | None:
-            return float(env[name]) if env.get(name) else None
-
-        return cls(
-            gateway_port=int(env.get("GATEWAY_PORT", 5000)),
-            aws_port=int(env.get("AWS_PORT", 4566)),
-            mongo_port=optional_int("MONGO_PORT"),
-            state_dir=Path(env.get("LOCAL_STATE_DIR", str(DEFAULT_STATE_DIR))),
-            api_keys=[key.strip() for key in env.get("API_KEYS", "local-dev-key").split(",") if key.strip()],
-            image_quotas=[entry.strip() for entry in env.get("IMAGE_QUOTAS", "").split(",") if entry.strip()],
-            workers=int(env.get("LOCAL_WORKERS", 2 * (os.cpu_count() or 1))),
-            environments=int(env.get("LOCAL_ENVIRONMENTS", 4)),
-            visibility_timeout_s=optional_int("LOCAL_VISIBILITY_TIMEOUT"),
-            throttle_rate=optional_float("THROTTLE_RATE"),
-            throttle_burst=optional_int("THROTTLE_BURST"),
-            upload_retention_days=optional_int("UPLOAD_RETENTION_DAYS"),
-            processed_retention_days=optional_int("PROCESSED_RETENTION_DAYS"),
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            mongodb_uri=env.get("MONGODB_URI") or None,
-            reconcile_interval_s=optional_float("LOCAL_RECONCILE_SECONDS"),
-        )
 
 
 class LocalCloud:
@@ -160,12 +104,12 @@ class LocalCloud:
             **self.resources.environment(),
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
             "WEB_ORIGIN": self.gateway.url,  # the upload page's origin: the API's CORS headers allow it
-            "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or local_webhook_secret(state),
+            "WEBHOOK_SECRET": self.config.webhook_secret or local_webhook_secret(state),
             "TENANT_IMAGE_QUOTAS": tenant_image_quotas(self.config.image_quotas),
             "POWERTOOLS_TRACE_DISABLED": "true",
             # Metrics are CloudWatch EMF lines on stdout in Lambda; locally they would only clutter the console.
-            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_METRICS_DISABLED": str(self.config.metrics_disabled).lower(),
+            "POWERTOOLS_LOG_LEVEL": self.config.log_level,
         }
 
     def _start_child(self, server: ChildServer) -> None:
@@ -236,13 +180,10 @@ class LocalCloud:
         self.stop()
 
 
-def tenant_image_quotas(entries: list[str]) -> str:
-    """IMAGE_QUOTAS entries ("key:perDay:inFlight") as the functions read them: JSON by API key id (the tenant;
-    in AWS the stack's `tenantImageQuotas` parameter gives the same)."""
-    quotas: dict[str, dict[str, int]] = {}
-    for entry in entries:
-        key, per_day, in_flight = entry.rsplit(":", 2)
-        quotas[api_key_id(key)] = {"perDay": int(per_day), "inFlight": int(in_flight)}
+def tenant_image_quotas(entries: list[KeyImageQuota]) -> str:
+    """IMAGE_QUOTAS entries as the functions read them: JSON by API key id (the tenant; in AWS the stack's
+    `tenantImageQuotas` parameter gives the same)."""
+    quotas = {api_key_id(entry.key): {"perDay": entry.per_day, "inFlight": entry.in_flight} for entry in entries}
     return json.dumps(quotas)
 
 

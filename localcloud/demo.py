@@ -51,7 +51,7 @@ def _run(timeout: float) -> None:
         print(f"image server {images.url}  webhook receiver {receiver.url}")
         with LocalCloud(config) as cloud:
             assert cloud.gateway is not None
-            _job(cloud.gateway.url, config.api_keys[0].split(":")[0], receiver, timeout)
+            _job(cloud.gateway.url, config.api_keys[0].key, receiver, timeout)
 
 
 def _job(api: str, key: str, receiver: WebhookReceiver, timeout: float) -> None:

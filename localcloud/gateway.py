@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from infra.topology import GatewayResponse, Route, Topology
 from localcloud.lambda_host import Invocable
 from localcloud.openapi import swagger_page
+from localcloud.settings import ApiKey
 
 logger = logging.getLogger("localcloud.gateway")
 ASSETS_PREFIX = "/assets/"
@@ -149,7 +150,7 @@ class Gateway:
         self,
         topology: Topology,
         functions: Mapping[str, Invocable],
-        api_keys: list[str],
+        api_keys: list[ApiKey],
         read_asset: Callable[[str], tuple[bytes, str] | None],
         openapi: Callable[[], dict[str, Any]],
         *,
@@ -162,13 +163,11 @@ class Gateway:
         self.topology = topology
         self.functions = functions
         self.tenants: dict[str, _Tenant] = {}
-        for entry in api_keys:
-            # "key" uses the usage plan's throttle; "key:rate:burst" gives the key a plan of its own.
-            key, *own = entry.split(":")
-            key_rate, key_burst = (
-                (float(own[0]), int(own[1])) if own else (rate or plan.rate_per_second, burst or plan.burst)
-            )
-            self.tenants[key] = _Tenant(TokenBucket(key_rate, key_burst))
+        for api_key in api_keys:
+            # A key without a plan of its own is throttled by the usage plan's (or the rate and burst given).
+            key_rate = api_key.rate if api_key.rate is not None else rate or plan.rate_per_second
+            key_burst = api_key.burst if api_key.burst is not None else burst or plan.burst
+            self.tenants[api_key.key] = _Tenant(TokenBucket(key_rate, key_burst))
         self.read_asset = read_asset
         self.openapi = openapi
         self._spec: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ from pymongo import MongoClient
 
 from localcloud.cloud import tenant_image_quotas
 from localcloud.gateway import api_key_id
+from localcloud.settings import KeyImageQuota, LocalCloudSettings
 from tests.integration.conftest import API_KEY, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
 from tests.integration.test_presigned_upload import post_to_s3, start_upload
@@ -22,7 +23,7 @@ def limit_key(monkeypatch: pytest.MonkeyPatch, per_day: int, in_flight: int) -> 
     """API_KEY gets its own limits (as the local cloud's IMAGE_QUOTAS or the stack's tenantImageQuotas give)."""
     from ips_runtime.wiring import reset_shared_context
 
-    monkeypatch.setenv("TENANT_IMAGE_QUOTAS", tenant_image_quotas([f"{API_KEY}:{per_day}:{in_flight}"]))
+    monkeypatch.setenv("TENANT_IMAGE_QUOTAS", tenant_image_quotas([KeyImageQuota(API_KEY, per_day, in_flight)]))
     reset_shared_context()
 
 
@@ -45,7 +46,9 @@ def finish(pipeline: Pipeline) -> None:
 
 
 def test_local_cloud_image_quotas_are_by_key_id() -> None:
-    assert json.loads(tenant_image_quotas(["a-key:10:5", "b:key:1:2"])) == {
+    assert json.loads(
+        tenant_image_quotas(LocalCloudSettings.from_env({"IMAGE_QUOTAS": "a-key:10:5, b:key:1:2"}).image_quotas)
+    ) == {
         api_key_id("a-key"): {"perDay": 10, "inFlight": 5},
         api_key_id("b:key"): {"perDay": 1, "inFlight": 2},
     }

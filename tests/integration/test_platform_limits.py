@@ -15,6 +15,7 @@ from infra.topology import TOPOLOGY
 from ips.csv_input import CsvLimits, ProductRow
 from ips_runtime.wiring import reset_shared_context, shared_context
 from localcloud.gateway import Gateway, api_event, match_route
+from localcloud.settings import ApiKey
 from tests.integration.conftest import API_KEY, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
 
@@ -23,7 +24,7 @@ LIMITS = TOPOLOGY.payload_limits
 
 @pytest.fixture
 def gateway(pipeline: Pipeline) -> Iterator[Gateway]:
-    gateway = Gateway(TOPOLOGY, pipeline.functions, [API_KEY], lambda key: None, lambda: {}, port=0)
+    gateway = Gateway(TOPOLOGY, pipeline.functions, [ApiKey(API_KEY)], lambda key: None, lambda: {}, port=0)
     gateway.start()
     try:
         yield gateway
