@@ -1,21 +1,26 @@
 """Deployment parameters: CDK context (`-c key=value`, cdk.json) first, then `IPS_<KEY>` environment variables,
-then safe defaults, so `cdk synth` works with none given.
+then safe defaults, so `cdk synth` works with none given. A malformed value fails the synth, naming the key.
 
 What both runtimes share (stage, usage plan, reserved concurrency) stays in the topology: these parameters only
 override it for one deployment (`DeploymentConfig.apply`). The rest is AWS-only (secrets, retention, alarms)."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import replace
+from typing import Annotated, Any
 
 from aws_cdk.aws_logs import RetentionDays
+from pydantic import Field, TypeAdapter, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from infra.topology import Topology, UsagePlan
+from ips_runtime.env_settings import EnvSettings
+from ips_runtime.settings import TenantImageLimits
+
+Count = Annotated[int, Field(ge=1)]
+TENANT_IMAGE_QUOTAS = TypeAdapter(dict[str, TenantImageLimits])
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION = {
@@ -40,64 +45,56 @@ LOG_RETENTION = {
 }
 
 
-@dataclass(frozen=True)
-class DeploymentConfig:
-    stage: str | None = None  # the API stage; the topology's ("v1") when None
+class DeploymentConfig(EnvSettings):
+    """Each field from context key `camelCase` (e.g. `mongodbSecret`) or variable `IPS_SNAKE_CASE`."""
+
+    model_config = SettingsConfigDict(env_prefix="IPS_")
+
+    stage: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,128}$")] | None = None  # the topology's ("v1") when None
     mongodb_secret: str | None = None  # Secrets Manager ARN or name of the Atlas URI; the stack creates one when None
     mongodb_database: str = "ips"
-    throttle_rate: float | None = None  # the default usage plan (per key); the topology's when None
-    throttle_burst: int | None = None
-    quota_per_day: int | None = None
-    stage_throttle_rate: float = 100.0  # all keys together
-    stage_throttle_burst: int = 200
-    image_quota_per_day: int | None = None  # every key's images a day (ips.quotas' default when None)
-    images_in_flight: int | None = None  # every key's images in flight
+    throttle_rate: Annotated[float, Field(gt=0)] | None = None  # the default usage plan (per key); the topology's
+    throttle_burst: Count | None = None
+    quota_per_day: Count | None = None
+    stage_throttle_rate: Annotated[float, Field(gt=0)] = 100.0  # all keys together
+    stage_throttle_burst: Count = 200
+    image_quota_per_day: Count | None = None  # every key's images a day (ips.quotas' default when None)
+    images_in_flight: Count | None = None  # every key's images in flight
     tenant_image_quotas: str | None = None  # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}}
-    process_concurrency: int | None = None  # reserved for the process function; size it to MongoDB's connections
-    upload_retention_days: int | None = None  # input and output CSVs expire; the topology's (30) when None
-    processed_retention_days: int | None = None  # processed images expire; the topology's (365) when None
+    # Reserved for the process function; size it to MongoDB's connections. 2 to 1,000: the SQS event source's
+    # MaximumConcurrency range (1,000 is also the default account concurrency).
+    process_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
+    upload_retention_days: Count | None = None  # input and output CSVs expire; the topology's (30) when None
+    processed_retention_days: Count | None = None  # processed images expire; the topology's (365) when None
     log_retention_days: int = 30
     alarm_email: str | None = None  # subscribed to the alarm topic when given
 
     @classmethod
     def from_context(cls, context: Callable[[str], Any], environ: Mapping[str, str] = os.environ) -> DeploymentConfig:
-        """Each field from context key `camelCase` (e.g. `mongodbSecret`) or variable `IPS_SNAKE_CASE`."""
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            key = _camel(spec.name)
-            raw = context(key)
-            if raw is None:
-                raw = environ.get(f"IPS_{spec.name.upper()}")
-            if raw is not None and raw != "":
-                values[spec.name] = _convert(spec.name, str(spec.type), raw)
-        config = cls(**values)
-        config.validate()
-        return config
+        given = {name: context(_camel(name)) for name in cls.model_fields}
+        return cls.from_env(environ, **{name: value for name, value in given.items() if value not in (None, "")})
 
-    def validate(self) -> None:
-        if self.log_retention_days not in LOG_RETENTION:
-            raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION)}, not {self.log_retention_days}")
-        for name, days in (
-            ("uploadRetentionDays", self.upload_retention_days),
-            ("processedRetentionDays", self.processed_retention_days),
-        ):
-            if days is not None and days < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.stage is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,128}", self.stage):
-            raise ValueError(f"stage must be letters, digits or underscores, not {self.stage!r}")
-        if self.tenant_image_quotas is not None:
-            try:
-                quotas = json.loads(self.tenant_image_quotas)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"tenantImageQuotas must be JSON: {exc}") from exc
-            if not isinstance(quotas, dict) or not all(isinstance(limits, dict) for limits in quotas.values()):
-                raise ValueError('tenantImageQuotas must be {"<api key id>": {"perDay": n, "inFlight": m}}')
-        if self.process_concurrency is not None and not 2 <= self.process_concurrency <= 1000:
-            # The SQS event source's MaximumConcurrency range; 1,000 is also the default account concurrency.
-            raise ValueError("processConcurrency must be from 2 (the SQS event source's minimum) to 1000")
+    @classmethod
+    def variable(cls, field: str) -> str:
+        return f"{_camel(field)} (IPS_{field.upper()})"
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _cloudwatch_retention(cls, days: int) -> int:
+        if days not in LOG_RETENTION:
+            raise ValueError(f"must be one of {sorted(LOG_RETENTION)}")
+        return days
+
+    @field_validator("tenant_image_quotas")
+    @classmethod
+    def _quotas_the_functions_accept(cls, quotas: str | None) -> str | None:
+        # The functions read it at cold start (ips_runtime.settings): a malformed one fails the synth instead.
+        if quotas is not None:
+            TENANT_IMAGE_QUOTAS.validate_json(quotas)
+        return quotas
 
     def quota_environment(self) -> dict[str, str]:
-        """The functions' image-quota variables (ips_runtime.wiring.image_quotas_from_env), where set."""
+        """The functions' image-quota variables (ips_runtime.settings.FunctionSettings), where set."""
         return {
             name: str(value)
             for name, value in (
@@ -142,14 +139,3 @@ class DeploymentConfig:
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(part.capitalize() for part in rest)
-
-
-def _convert(name: str, annotation: str, raw: Any) -> Any:
-    try:
-        if "int" in annotation:
-            return int(raw)
-        if "float" in annotation:
-            return float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{_camel(name)} must be a number, not {raw!r}") from exc
-    return str(raw)

@@ -25,6 +25,25 @@ def test_defaults_need_nothing_and_keep_the_topology():
     assert config.apply(TOPOLOGY) == TOPOLOGY
 
 
+def test_defaults_are_what_the_dataclass_had():
+    config = DeploymentConfig.from_context(context_of({}), environ={})
+    assert (config.stage, config.mongodb_secret, config.mongodb_database) == (None, None, "ips")
+    assert (config.throttle_rate, config.throttle_burst, config.quota_per_day) == (None, None, None)
+    assert (config.stage_throttle_rate, config.stage_throttle_burst, config.log_retention_days) == (100.0, 200, 30)
+    assert (config.image_quota_per_day, config.images_in_flight, config.tenant_image_quotas) == (None, None, None)
+    assert (config.process_concurrency, config.upload_retention_days, config.processed_retention_days) == (
+        None,
+        None,
+        None,
+    )
+    assert config.alarm_email is None
+
+
+def test_a_bad_environment_variable_is_named_too():
+    with pytest.raises(ValueError, match="IPS_PROCESS_CONCURRENCY"):
+        DeploymentConfig.from_context(context_of({}), environ={"IPS_PROCESS_CONCURRENCY": "many"})
+
+
 def test_context_wins_over_the_environment_and_values_are_typed():
     config = DeploymentConfig.from_context(
         context_of({"stage": "prod", "throttleRate": "50", "quotaPerDay": 5000}),
@@ -50,6 +69,9 @@ def test_context_wins_over_the_environment_and_values_are_typed():
         ({"processConcurrency": "1"}, "processConcurrency"),
         ({"processConcurrency": "1001"}, "processConcurrency"),
         ({"throttleRate": "fast"}, "throttleRate"),
+        ({"throttleBurst": "5.9"}, "throttleBurst"),  # not silently 5
+        ({"quotaPerDay": "lots"}, "quotaPerDay"),
+        ({"tenantImageQuotas": '{"k": {"perDay": "many"}}'}, "tenantImageQuotas"),  # what the functions refuse
     ],
 )
 def test_bad_values_are_refused_by_name(values, problem):
