@@ -38,6 +38,7 @@ SMOKE_IMPORTS = (
     "pymongo",
     "pydantic_core",
     "pydantic_settings",
+    "python_multipart",
     "aws_lambda_powertools.utilities.parameters",
 )
 MANIFEST = "layer.json"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import email.policy
 import os
-from email.parser import BytesParser
 from http import HTTPStatus
 from typing import Any
 
@@ -22,6 +20,7 @@ from ips.errors import InvalidInput
 from ips.model import RequestStatus
 from ips.options import ImageOptions
 from ips.quotas import QuotaExceeded
+from ips_runtime.multipart import MultipartInvalid, form_fields
 
 API_PREFIX = "/api/v1"
 
@@ -293,15 +292,9 @@ def read_upload(content_type: str, body: bytes) -> tuple[bytes, dict[str, str]]:
 
 
 def _multipart_fields(content_type: str, body: bytes) -> dict[str, bytes]:
-    message = BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
-    )
-    if not message.is_multipart():
-        raise ApiError(HTTPStatus.BAD_REQUEST, "MULTIPART_INVALID", "The multipart body could not be parsed.")
-    fields: dict[str, bytes] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if isinstance(name, str) and name not in fields:
-            payload = part.get_payload(decode=True)
-            fields[name] = payload if isinstance(payload, bytes) else b""
-    return fields
+    try:
+        return form_fields(content_type, body)
+    except MultipartInvalid as exc:
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, "MULTIPART_INVALID", f"The multipart body could not be parsed: {exc}."
+        ) from None
