@@ -39,6 +39,7 @@ SMOKE_IMPORTS = (
     "pydantic_core",
     "pydantic_settings",
     "python_multipart",
+    "tenacity",
     "aws_lambda_powertools.utilities.parameters",
 )
 MANIFEST = "layer.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from standardwebhooks import Webhook
+from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from ips.fetching import FetchError
 
@@ -27,9 +29,13 @@ class RetryPolicy:
     factor: float = 2.0
     max_delay: float = 30.0
 
+    def delay(self, failed_attempts: int) -> float:
+        """Pause after the n-th failed attempt: first_delay, then multiplied by factor, capped at max_delay."""
+        return min(self.first_delay * self.factor ** (failed_attempts - 1), self.max_delay)
+
     def delays(self) -> list[float]:
-        """Pause before each retry: first_delay, then multiplied by factor, capped at max_delay."""
-        return [min(self.first_delay * self.factor**n, self.max_delay) for n in range(self.attempts - 1)]
+        """Every pause of a delivery that uses all its attempts."""
+        return [self.delay(n) for n in range(1, self.attempts)]
 
 
 @dataclass(frozen=True)
@@ -82,20 +88,26 @@ def deliver(
 ) -> Delivery:
     """POST until a 2xx answer or the retry budget is spent. Every attempt carries the same webhook-id (so the
     receiver can deduplicate) and a fresh timestamp and signature (so it is not rejected as stale)."""
-    status: int | None = None
-    error: str | None = None
-    delays = retry.delays()
-    for attempt in range(1, retry.attempts + 1):
+    attempts = itertools.count(1)
+    refused = False  # a permanent failure (an address we must not call): no retry can help
+
+    def post_once() -> Delivery:
+        nonlocal refused
+        attempt = next(attempts)
         headers = signer.headers(message_id, int(clock()), body)
         try:
             status = poster.post(url, body, headers)
-            error = None if 200 <= status < 300 else f"HTTP {status}"
         except FetchError as exc:
-            status, error = None, f"{exc.code}: {exc}"
-            if exc.permanent:
-                return Delivery(False, attempt, status, error)
-        if error is None:
-            return Delivery(True, attempt, status, None)
-        if attempt <= len(delays):
-            sleep(delays[attempt - 1])
-    return Delivery(False, retry.attempts, status, error)
+            refused = exc.permanent
+            return Delivery(False, attempt, None, f"{exc.code}: {exc}")
+        delivered = 200 <= status < 300
+        return Delivery(delivered, attempt, status, None if delivered else f"HTTP {status}")
+
+    retrying = Retrying(
+        stop=stop_after_attempt(retry.attempts),
+        wait=lambda state: retry.delay(state.attempt_number),
+        retry=retry_if_result(lambda delivery: not delivery.delivered and not refused),
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    return retrying(post_once)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tenacity import RetryError
+
+from ips.adapters.retries import Again, again
 from ips.ports import DeadLetter, ObjectChanged, PresignedPost, StoredObject
 
 
@@ -144,18 +146,23 @@ class SqsTaskQueue:
 
     def _send_batch(self, bodies: Sequence[str]) -> None:
         pending = {str(number): body for number, body in enumerate(bodies)}
-        for attempt in range(self._attempts):
-            entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()]
-            result = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            failed = result.get("Failed", [])
-            senders_fault = [failure for failure in failed if failure.get("SenderFault")]
-            if senders_fault:
-                raise RuntimeError(f"SQS refused messages: {senders_fault}")
-            pending = {failure["Id"]: pending[failure["Id"]] for failure in failed}
-            if not pending:
-                return
-            time.sleep(0.1 * 2**attempt)
-        raise RuntimeError(f"SQS kept failing {len(pending)} message(s) after {self._attempts} attempts")
+        try:
+            for attempt in again(self._attempts, 0.1, jitter=False):
+                with attempt:
+                    pending = self._unsent(pending)
+                    if pending:
+                        raise Again(f"{len(pending)} entries failed on SQS's side")
+        except RetryError:
+            raise RuntimeError(f"SQS kept failing {len(pending)} message(s) after {self._attempts} attempts") from None
+
+    def _unsent(self, pending: dict[str, str]) -> dict[str, str]:
+        """Send the entries; those SQS failed on its side come back (to send again), those it refused raise."""
+        entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()]
+        failed = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
+        senders_fault = [failure for failure in failed if failure.get("SenderFault")]
+        if senders_fault:
+            raise RuntimeError(f"SQS refused messages: {senders_fault}")
+        return {failure["Id"]: pending[failure["Id"]] for failure in failed}
 
 
 class SqsDeadLetterQueue:

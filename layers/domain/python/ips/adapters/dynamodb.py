@@ -11,11 +11,13 @@ filter: the notify function is the one place a webhook is signed and sent.
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import RetryError
+
+from ips.adapters.retries import Again, again
 from ips.model import NO_SAVINGS, Counts, ImageTask, Savings
 from ips.ports import CountResult
 
@@ -116,21 +118,27 @@ class DynamoLedger:
         # Most images are not the last: try the plain count first (one call); the counter's condition sends
         # the last image to the completing variant.
         last = False
-        for attempt in range(self._attempts):
-            try:
-                self._client.transact_write_items(TransactItems=self._count_items(task, succeeded, savings, last=last))
-                return CountResult(counted=True, completed=last)
-            except self._client.exceptions.TransactionCanceledException as exc:
-                marker, counter = (reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
-                if marker == "ConditionalCheckFailed":
-                    return CountResult(counted=False, completed=False)
-                if counter == "ConditionalCheckFailed":
-                    # Our guess of whether this is the last image was wrong: read which variant applies.
-                    last = self._remaining(task.request_id) == 1
-                    continue
-                if "TransactionConflict" not in (marker, counter):
-                    raise
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        try:
+            for attempt in again(self._attempts, 0.05, jitter=True):
+                with attempt:
+                    try:
+                        self._client.transact_write_items(
+                            TransactItems=self._count_items(task, succeeded, savings, last=last)
+                        )
+                        return CountResult(counted=True, completed=last)
+                    except self._client.exceptions.TransactionCanceledException as exc:
+                        marker, counter = (reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
+                        if marker == "ConditionalCheckFailed":
+                            return CountResult(counted=False, completed=False)
+                        if counter == "ConditionalCheckFailed":
+                            # Our guess of whether this is the last image was wrong: read which variant applies.
+                            last = self._remaining(task.request_id) == 1
+                            raise Again("the other variant", wait=False) from None
+                        if "TransactionConflict" not in (marker, counter):
+                            raise
+                        raise Again("transaction conflict") from None
+        except RetryError:  # every attempt conflicted
+            pass
         raise LedgerError(f"could not count image {task.output_key} after {self._attempts} attempts")
 
     def _count_items(self, task: ImageTask, succeeded: bool, savings: Savings, *, last: bool) -> list[dict[str, Any]]:
@@ -261,23 +269,27 @@ class DynamoQuotas:
                 }
             },
         ]
-        for attempt in range(self._attempts):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-                return None
-            except self._client.exceptions.TransactionCanceledException as exc:
-                day_check, flight_check, marker = (
-                    reason.get("Code") for reason in exc.response.get("CancellationReasons", [])
-                )
-                if marker == "ConditionalCheckFailed":
-                    return None  # reserved before, by this request's earlier attempt
-                if day_check == "ConditionalCheckFailed":
-                    return "perDay"
-                if flight_check == "ConditionalCheckFailed":
-                    return "inFlight"
-                if "TransactionConflict" not in (day_check, flight_check, marker):
-                    raise
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        try:
+            for attempt in again(self._attempts, 0.05, jitter=True):
+                with attempt:
+                    try:
+                        self._client.transact_write_items(TransactItems=items)
+                        return None
+                    except self._client.exceptions.TransactionCanceledException as exc:
+                        day_check, flight_check, marker = (
+                            reason.get("Code") for reason in exc.response.get("CancellationReasons", [])
+                        )
+                        if marker == "ConditionalCheckFailed":
+                            return None  # reserved before, by this request's earlier attempt
+                        if day_check == "ConditionalCheckFailed":
+                            return "perDay"
+                        if flight_check == "ConditionalCheckFailed":
+                            return "inFlight"
+                        if "TransactionConflict" not in (day_check, flight_check, marker):
+                            raise
+                        raise Again("transaction conflict") from None
+        except RetryError:  # every attempt conflicted
+            pass
         raise LedgerError(f"could not reserve the images of {request_id} after {self._attempts} attempts")
 
     def release(self, request_id: str) -> None:
@@ -305,15 +317,19 @@ class DynamoQuotas:
                 }
             },
         ]
-        for attempt in range(self._attempts):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-                return
-            except self._client.exceptions.TransactionCanceledException as exc:
-                codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
-                if codes and codes[0] == "ConditionalCheckFailed":
-                    return  # released by another call
-                if "TransactionConflict" not in codes:
-                    raise
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        try:
+            for attempt in again(self._attempts, 0.05, jitter=True):
+                with attempt:
+                    try:
+                        self._client.transact_write_items(TransactItems=items)
+                        return
+                    except self._client.exceptions.TransactionCanceledException as exc:
+                        codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+                        if codes and codes[0] == "ConditionalCheckFailed":
+                            return  # released by another call
+                        if "TransactionConflict" not in codes:
+                            raise
+                        raise Again("transaction conflict") from None
+        except RetryError:  # every attempt conflicted
+            pass
         raise LedgerError(f"could not release the images of {request_id} after {self._attempts} attempts")
