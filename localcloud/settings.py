@@ -7,6 +7,7 @@ into ApiKey and KeyImageQuota: the gateway, the demo and the console take those.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -94,7 +95,7 @@ class LocalCloudConfig:
     log_level: str = "WARNING"
 
     @classmethod
-    def from_env(cls, env: Any = None) -> LocalCloudConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LocalCloudConfig:
         return LocalCloudSettings.from_env(env).config()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +20,7 @@ from ips.model import RequestStatus
 from ips.options import ImageOptions
 from ips.quotas import QuotaExceeded
 from ips_runtime.multipart import MultipartInvalid, form_fields
+from ips_runtime.settings import FunctionSettings
 
 API_PREFIX = "/api/v1"
 
@@ -193,7 +193,7 @@ def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
 def create_resolver(logger: Logger) -> APIGatewayRestResolver:
     """A REST resolver whose every error is JSON with a stable `code`, and whose answers carry CORS headers
     for the upload page's origin (WEB_ORIGIN) so a browser there may read them."""
-    web_origin = os.environ.get("WEB_ORIGIN")
+    web_origin = FunctionSettings.from_env().web_origin
     cors = CORSConfig(allow_origin=web_origin, max_age=600) if web_origin else None
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 
