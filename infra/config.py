@@ -97,7 +97,7 @@ class DeploymentConfig:
             raise ValueError("processConcurrency must be from 2 (the SQS event source's minimum) to 1000")
 
     def quota_environment(self) -> dict[str, str]:
-        """The functions' image-quota variables (ips_runtime.wiring.image_quotas_from_env), where set."""
+        """The functions' image-quota variables (ips_runtime.settings.FunctionSettings), where set."""
         return {
             name: str(value)
             for name, value in (
