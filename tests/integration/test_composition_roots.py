@@ -128,3 +128,57 @@ def test_the_status_function_serves_a_request_without_pillow_or_requests(
     # The stored delivery, mapped to the public contract (never its stored snake_case fields).
     assert status["webhook"] == {"delivered": False, "attempts": 3, "lastStatus": 500, "lastError": "HTTP 500"}
     assert theirs["statusCode"] == unknown["statusCode"] == 404
+
+
+EXPECTED_PORTS = {
+    # function -> the adapters its root builds (nothing else is constructed, or imported, in that function)
+    "upload": {"uploads", "catalog", "ledger", "queue", "quotas", "clock", "check_webhook_url"},
+    "ingest": {"uploads", "catalog", "ledger", "queue", "quotas", "clock"},
+    "process": {"fetcher", "processed", "catalog", "ledger", "reuse", "clock", "uploads", "queue"},
+    "notify": {"catalog", "ledger", "uploads", "clock", "quotas", "secret_generations", "webhooks"},
+    "status": {"catalog", "ledger", "uploads"},
+    "secret": {"secret_generations", "clock"},
+    "reconcile": {
+        "catalog",
+        "ledger",
+        "queue",
+        "uploads",
+        "dead_letters",
+        "clock",
+        "quotas",
+        "secret_generations",
+        "webhooks",
+    },
+}
+
+
+def test_each_functions_root_builds_only_the_adapters_its_use_cases_take(mongo_uri: str, monkeypatch) -> None:
+    from ips_runtime import roots
+    from ips_runtime.adapters import Adapters
+
+    environment = {
+        **TOPOLOGY.function_environment(),
+        "UPLOADS_BUCKET": "uploads",
+        "PROCESSED_BUCKET": "processed",
+        "IMAGES_QUEUE_URL": "http://127.0.0.1:1/queue/images",
+        "REQUESTS_TABLE": "requests",
+        "DEAD_LETTER_QUEUE_URLS": "http://127.0.0.1:1/queue/images-dlq",
+        "MONGODB_URI": mongo_uri,  # the upload and process roots create the indexes at their cold start
+        "MONGODB_DATABASE": f"ips_roots_{uuid.uuid4().hex[:8]}",
+        "ASSET_BASE_URL": "http://assets.invalid/assets",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    by_name = {root.name: root for root in (roots.UPLOAD, roots.INGEST, roots.PROCESS, roots.NOTIFY)} | {
+        root.name: root for root in (roots.STATUS, roots.SECRET, roots.RECONCILE)
+    }
+    assert set(by_name) == {function.name for function in TOPOLOGY.functions}
+    for name, root in by_name.items():
+        built: list[str] = []
+
+        def record(port: str, adapter: object, built: list[str] = built) -> object:
+            built.append(port)
+            return adapter
+
+        root.build(Adapters.from_env(record))
+        assert set(built) == EXPECTED_PORTS[name], name

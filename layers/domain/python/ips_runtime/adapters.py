@@ -180,7 +180,7 @@ class Adapters:
         from ips.adapters.mongo_reuse import MongoReuseIndex
 
         MongoCatalog(self._database).ensure_indexes()
-        if self.reuse is not None:
+        if self.function_settings.image_reuse:
             MongoReuseIndex(self._database).ensure_indexes()
 
     # -- outbound HTTP (image sources, webhooks) ----------------------------------------------------------------
