@@ -169,9 +169,8 @@ def test_each_functions_root_builds_only_the_adapters_its_use_cases_take(mongo_u
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    by_name = {root.name: root for root in (roots.UPLOAD, roots.INGEST, roots.PROCESS, roots.NOTIFY)} | {
-        root.name: root for root in (roots.STATUS, roots.SECRET, roots.RECONCILE)
-    }
+    every = (roots.UPLOAD, roots.INGEST, roots.PROCESS, roots.NOTIFY, roots.STATUS, roots.SECRET, roots.RECONCILE)
+    by_name = {root.name: root for root in every}
     assert set(by_name) == {function.name for function in TOPOLOGY.functions}
     for name, root in by_name.items():
         built: list[str] = []

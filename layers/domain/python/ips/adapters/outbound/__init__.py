@@ -45,4 +45,5 @@ def __getattr__(name: str) -> Any:
         return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = ["OutboundClient", "OutboundPolicy", "Resolver", "check_url", "is_public_address"]
