@@ -10,14 +10,15 @@ from typing import Any
 
 
 def forget_shared_context() -> None:
-    """Drop the functions' cached context (its clients point at the previous cloud's servers)."""
-    from ips_runtime import wiring
+    """Drop the functions' built roots (their clients point at the previous cloud's servers)."""
+    try:
+        from ips_runtime.roots import reset_roots
+    except ImportError:  # a revision from before the composition roots
+        from ips_runtime import wiring
 
-    reset = getattr(wiring, "reset_shared_context", None)
-    if reset is not None:
-        reset()
+        wiring.reset_shared_context()  # type: ignore[attr-defined]
     else:
-        wiring.shared_context.cache_clear()  # type: ignore[attr-defined]
+        reset_roots()
 
 
 @contextmanager

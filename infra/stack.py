@@ -1,7 +1,8 @@
 """One stack composing the system from the topology, one construct per concern.
 
-functions (layers, roles, logs) -> secrets, storage, pipeline, completion: each adds the environment variables that
-name its resources and the grants of infra/permissions.py on them -> api (routes) -> the upload page -> monitoring."""
+functions (layers, roles, logs) -> secrets, storage, pipeline, the requests table: each adds the environment
+variables that name its resources and the grants of infra/permissions.py on them -> completion (the table's stream
+to notify) -> api (routes) -> the upload page -> monitoring."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from infra.constructs.functions import Functions
 from infra.constructs.monitoring import Monitored, Monitoring
 from infra.constructs.pipeline import Pipeline
 from infra.constructs.reconciler import Reconciler
+from infra.constructs.requests_table import RequestsTable
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.web import WebPage
@@ -50,7 +52,8 @@ class ImageProcessingStack(Stack):
             processed_retention_days=topology.processed_retention_days,
         )
         pipeline = Pipeline(self, "Pipeline", queue=topology.images_queue)
-        completion = Completion(self, "Completion")
+        requests = RequestsTable(self, "Requests")
+        completion = Completion(self, "Completion", requests=requests.table)
         functions = Functions(
             self,
             "Functions",
@@ -60,14 +63,14 @@ class ImageProcessingStack(Stack):
                 **topology.function_environment(),
                 **storage.environment(),
                 **pipeline.environment(),
-                **completion.environment(),
+                **requests.environment(),
                 "MONGODB_DATABASE": config.mongodb_database,
                 **config.quota_environment(),
             },
             log_retention=log_retention,
         )
         for name, function in functions.items():
-            for concern in (secrets, storage, pipeline, completion):
+            for concern in (secrets, storage, pipeline, requests):
                 concern.grant(function, access[name])
 
         process = topology.queue_source.function

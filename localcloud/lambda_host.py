@@ -46,7 +46,7 @@ PRELOAD = (
     "aws_lambda_powertools.event_handler",
     "aws_lambda_powertools.utilities.batch",
     "ips_runtime.api",
-    "ips_runtime.wiring",
+    "ips_runtime.roots",
     "ips.completion",
     "ips.intake",
     "ips.processing",

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ips.intake import ingest_upload
 from ips.model import RequestStatus
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import INGEST as root
 
 logger, metrics, tracer = observability("ingest")
 
@@ -23,11 +23,11 @@ logger, metrics, tracer = observability("ingest")
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    app_context = shared_context()
+    intake = root()
     outcomes = []
     for record in event.records:
         key = unquote_plus(record.s3.get_object.key)
-        status = ingest_upload(key, app_context)
+        status = ingest_upload(key, intake)
         outcomes.append({"key": key, "status": status.value if status else None})
         if status is RequestStatus.FAILED:
             metrics.add_metric("UploadsRefused", MetricUnit.Count, 1)

@@ -1,4 +1,5 @@
-"""DynamoDB stream (filtered to the update that completes a request) -> output CSV, final status, webhook."""
+"""DynamoDB stream (filtered to the update that completes or fails a request) -> complete it (output CSV, final
+status) and send its webhook: the one place a webhook is sent from the pipeline (ips.completion.send_webhook)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.completion import complete_request
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import NOTIFY as root
 
 logger, metrics, tracer = observability("notify")
 
@@ -21,7 +22,7 @@ def handle_record(record: DynamoDBRecord) -> None:
     keys = record.dynamodb.keys if record.dynamodb else {}
     request_id = str(keys["pk"])
     logger.set_correlation_id(request_id)
-    status = complete_request(request_id, shared_context())
+    status = complete_request(request_id, root())
     if status is not None:
         metrics.add_metric("RequestsCompleted", MetricUnit.Count, 1)
         logger.info("request completed", extra={"status": status.value})

@@ -14,13 +14,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.context import Context
 from ips.intake import expand_chunk
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageTask
+from ips.ports import Catalog
 from ips.processing import Prefetcher, RetryLater, process_image
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import PROCESS as root
 
 logger, metrics, tracer = observability("process")
 # Kept back from each fetch's share of the invocation: compressing, storing, recording and counting the image.
@@ -32,11 +32,11 @@ _decode_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 _known: contextvars.ContextVar[dict[str, bool]] = contextvars.ContextVar("known_requests")
 
 
-def _is_known(request_id: str, context: Context) -> bool:
+def _is_known(request_id: str, catalog: Catalog) -> bool:
     """One catalog read per request per batch (a batch usually holds one or two requests)."""
     known = _known.get()
     if request_id not in known:
-        known[request_id] = context.backends.catalog.get(request_id) is not None
+        known[request_id] = catalog.get(request_id) is not None
     return known[request_id]
 
 
@@ -58,22 +58,26 @@ def handle_record(record: SqsRecordModel) -> None:
         _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
         return
     logger.set_correlation_id(task.request_id)
-    context = shared_context()
-    if not _is_known(task.request_id, context):
+    wiring = root()
+    if not _is_known(task.request_id, wiring.images.catalog):
         _removed(record, "UnknownRequestMessages", "message for an unknown request removed")
         return
-    final_attempt = _receives(record) >= context.settings.max_receive_count
+    final_attempt = _receives(record) >= wiring.max_receive_count
     if isinstance(task, ChunkTask):
-        queued = expand_chunk(task, context, final_attempt=final_attempt)
+        queued = expand_chunk(task, wiring.chunks, final_attempt=final_attempt)
         metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
         return
     try:
         result = process_image(
-            task, context, final_attempt=final_attempt, prefetcher=_prefetcher.get(), deadline=_decode_deadline.get()
+            task,
+            wiring.images,
+            final_attempt=final_attempt,
+            prefetcher=_prefetcher.get(),
+            deadline=_decode_deadline.get(),
         )
     except RetryLater as exc:
         if exc.delay_s is not None:  # the source host said when: come back then, not after the visibility timeout
-            context.backends.queue.delay(record.receiptHandle, exc.delay_s)
+            wiring.queue.delay(record.receiptHandle, exc.delay_s)
             metrics.add_metric("DelayedBySource", MetricUnit.Count, 1)
         raise
     if result.counted:
@@ -107,7 +111,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return context.get_remaining_time_in_millis() / 1000 - FINISH_RESERVE_S
 
     # As many downloads in flight as the batch has images: a slow source delays only its own record.
-    prefetcher = Prefetcher(shared_context(), len(tasks), budget)
+    prefetcher = Prefetcher(root().images, len(tasks), budget)
     prefetcher.start(tasks)
     decode_deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DECODE_RESERVE_S
     tokens = (_prefetcher.set(prefetcher), _known.set({}), _decode_deadline.set(decode_deadline))

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.reconcile import reconcile
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import RECONCILE as root
 
 logger, metrics, tracer = observability("reconcile")
 RESERVE_S = 30.0  # stop starting new work this long before the function's timeout
@@ -21,7 +21,7 @@ RESERVE_S = 30.0  # stop starting new work this long before the function's timeo
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = reconcile(shared_context(), lambda: context.get_remaining_time_in_millis() / 1000 - RESERVE_S)
+    report = reconcile(root(), lambda: context.get_remaining_time_in_millis() / 1000 - RESERVE_S)
     summary = report.as_dict()
     for name, metric in (
         ("dead_images", "DeadLetteredImages"),

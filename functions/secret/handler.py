@@ -9,10 +9,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.tenant_secrets import read_secret, rotate_secret
 from ips_runtime.api import API_PREFIX, WebhookSecretResponse, create_resolver, error_responses, tenant_of
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import SECRET as root
 
 logger, metrics, tracer = observability("secret")
 app = create_resolver(logger)
@@ -30,7 +29,7 @@ app = create_resolver(logger)
 )
 @tracer.capture_method
 def webhook_secret() -> WebhookSecretResponse:
-    return WebhookSecretResponse.model_validate(read_secret(tenant_of(app.current_event), shared_context()))
+    return WebhookSecretResponse.model_validate(root().read(tenant_of(app.current_event)))
 
 
 @app.post(
@@ -47,7 +46,7 @@ def webhook_secret() -> WebhookSecretResponse:
 @tracer.capture_method
 def rotate() -> WebhookSecretResponse:
     tenant = tenant_of(app.current_event)
-    document = rotate_secret(tenant, shared_context())
+    document = root().rotate(tenant)
     logger.info("webhook secret rotated", extra={"tenant": tenant, "generation": document["generation"]})
     metrics.add_metric("WebhookSecretsRotated", MetricUnit.Count, 1)
     return WebhookSecretResponse.model_validate(document)

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.status import MAX_PAGE, request_status
+from ips.status import MAX_PAGE, decode_cursor, request_status
 from ips_runtime.api import API_PREFIX, ApiError, StatusResponse, create_resolver, error_responses, tenant_of
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import STATUS as root
+from ips_runtime.status_document import status_document
 
 logger, metrics, tracer = observability("status")
 app = create_resolver(logger)
@@ -30,10 +31,12 @@ def status(
     cursor: Annotated[str | None, Query(max_length=64, description="nextCursor of the previous page")] = None,
 ) -> StatusResponse:
     logger.set_correlation_id(requestId)
-    document = request_status(requestId, tenant_of(app.current_event), shared_context(), limit=limit, cursor=cursor)
-    if document is None:
+    wiring = root()
+    after_row = decode_cursor(cursor) if cursor else 0
+    progress = request_status(requestId, tenant_of(app.current_event), wiring.status, limit=limit, after_row=after_row)
+    if progress is None:
         raise ApiError(HTTPStatus.NOT_FOUND, "REQUEST_NOT_FOUND", f"No request {requestId}.")
-    return StatusResponse.model_validate(document)
+    return StatusResponse.model_validate(status_document(progress, wiring.page_max_bytes))
 
 
 @logger.inject_lambda_context(log_event=False)

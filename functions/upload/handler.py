@@ -29,7 +29,7 @@ from ips_runtime.api import (
     tenant_of,
 )
 from ips_runtime.observability import observability
-from ips_runtime.wiring import shared_context
+from ips_runtime.roots import UPLOAD as root
 
 logger, metrics, tracer = observability("upload")
 app = create_resolver(logger)
@@ -81,9 +81,9 @@ def upload(
 ) -> Response[UploadAccepted]:
     event = app.current_event
     tenant = tenant_of(event)
-    context = shared_context()
+    wiring = root()
     body = raw_body(event)
-    limit = context.settings.csv_limits.max_bytes
+    limit = wiring.csv_max_bytes
     too_large = ApiError(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         "PAYLOAD_TOO_LARGE",
@@ -95,8 +95,9 @@ def upload(
     if len(data) > limit:
         raise too_large  # the same answer for any CSV over the cap, so clients can switch to the presigned route
     query = {"format": format, "quality": quality, "maxWidth": maxWidth, "maxHeight": maxHeight}
-    options = parse_options({**query, "background": background, **form}, default_quality=context.settings.jpeg_quality)
-    accepted = accept_csv(data, tenant, form.get("webhookUrl") or webhookUrl, context, options)
+    options = parse_options({**query, "background": background, **form}, default_quality=wiring.jpeg_quality)
+    webhook_url = form.get("webhookUrl") or webhookUrl
+    accepted = accept_csv(data, tenant, webhook_url, wiring.intake, options, check_url=wiring.check_webhook_url)
     logger.set_correlation_id(accepted.request_id)
     logger.info("request accepted", extra={"products": accepted.total_products, "images": accepted.total_images})
     metrics.add_metric("RequestsAccepted", MetricUnit.Count, 1)
@@ -124,9 +125,10 @@ def upload(
 )
 @tracer.capture_method
 def start_upload(body: UploadSlotRequest) -> Response[UploadSlotResponse]:
-    context = shared_context()
-    options = parse_options(body.model_dump(), default_quality=context.settings.jpeg_quality)
-    slot = create_upload(tenant_of(app.current_event), body.webhookUrl, context, options)
+    wiring = root()
+    options = parse_options(body.model_dump(), default_quality=wiring.jpeg_quality)
+    tenant = tenant_of(app.current_event)
+    slot = create_upload(tenant, body.webhookUrl, wiring.intake, options, check_url=wiring.check_webhook_url)
     logger.set_correlation_id(slot.request_id)
     logger.info("presigned upload created", extra={"filename": body.filename})
     metrics.add_metric("UploadsStarted", MetricUnit.Count, 1)

@@ -1,4 +1,4 @@
-"""Faults at every port, injected into the local cloud's functions through IPS_CONTEXT_HOOK.
+"""Faults at every port, injected into the local cloud's functions through IPS_ADAPTER_HOOK (ips_runtime.adapters).
 
 Each call of a wrapped adapter method may, at random (CHAOS_SEED, CHAOS_FAULT_RATE): fail before it runs (S3,
 MongoDB or DynamoDB refusing), or run and then fail (a crash between two steps of an image: stored but not
@@ -7,7 +7,7 @@ route's own writes are left alone, so every request a client was told about exis
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import os
 import random
 import threading
@@ -16,8 +16,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from pymongo.errors import AutoReconnect
-
-from ips.context import Context
 
 # port -> (methods, the error that port raises)
 PORTS: dict[str, tuple[tuple[str, ...], Callable[[], Exception]]] = {
@@ -86,12 +84,17 @@ class FaultyQueue:
             self._real.send(bodies[: max(1, len(bodies) // 3)])  # duplicates
 
 
-def inject(context: Context) -> Context:
-    chaos = Chaos(int(os.environ["CHAOS_SEED"]), float(os.environ.get("CHAOS_FAULT_RATE", "0.03")))
-    backends = context.backends
-    replaced = {
-        port: FaultyPort(getattr(backends, port), methods, error, chaos) for port, (methods, error) in PORTS.items()
-    }
-    return dataclasses.replace(
-        context, backends=dataclasses.replace(backends, **replaced, queue=FaultyQueue(backends.queue, chaos))
-    )
+@functools.cache
+def _chaos() -> Chaos:
+    """One per process (a local-cloud execution environment), shared by every adapter its functions build."""
+    return Chaos(int(os.environ["CHAOS_SEED"]), float(os.environ.get("CHAOS_FAULT_RATE", "0.03")))
+
+
+def inject(name: str, adapter: Any) -> Any:
+    """The hook: each adapter a function's root is built with, by port name -> the one it uses."""
+    if name == "queue":
+        return FaultyQueue(adapter, _chaos())
+    if name in PORTS:
+        methods, error = PORTS[name]
+        return FaultyPort(adapter, methods, error, _chaos())
+    return adapter

@@ -101,7 +101,7 @@ def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver) -> Iterat
         "REQUEST_DEADLINE_SECONDS": str(deadline_s()),
         "WEBHOOK_ATTEMPTS": "2",
         "WEBHOOK_FIRST_DELAY": "0.2",
-        "IPS_CONTEXT_HOOK": "tests.chaos.faults:inject",
+        "IPS_ADAPTER_HOOK": "tests.chaos.faults:inject",
         "CHAOS_SEED": str(seed),
         "CHAOS_FAULT_RATE": str(setting("CHAOS_FAULT_RATE", 0.03)),
         "POWERTOOLS_LOG_LEVEL": "CRITICAL",

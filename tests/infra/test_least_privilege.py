@@ -93,7 +93,7 @@ KINDS = {
     "PipelineImagesDeadLetters": "images-dlq",
     "PipelineIngestFailures": "ingest-failures",
     "CompletionCompletionFailures": "completion-failures",
-    "CompletionRequests": "table",
+    "CompletionRequests": "table",  # the requests table keeps its first logical id (requests_table.py)
     "SecretsMongoDbUri": "mongodb",
     "SecretsWebhookSigningSecret": "webhook",
 }

@@ -426,3 +426,12 @@ def test_no_data_is_destroyed_with_the_stack(synthesized):
     for resource_type in ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"):
         for resource in synthesized.of_type(resource_type).values():
             assert resource["DeletionPolicy"] == "Retain", resource_type
+
+
+def test_the_requests_table_keeps_its_logical_id_wherever_its_construct_is(synthesized):
+    """A new logical id would make CloudFormation replace the table: a new empty one, the old one orphaned."""
+    from infra.constructs.requests_table import REQUESTS_TABLE_LOGICAL_ID
+
+    assert list(synthesized.of_type("AWS::DynamoDB::Table")) == [REQUESTS_TABLE_LOGICAL_ID]
+    requests = synthesized.stack.node.find_child("Requests")  # and what refers to it follows the override
+    assert synthesized.stack.resolve(requests.table.table_name) == {"Ref": REQUESTS_TABLE_LOGICAL_ID}

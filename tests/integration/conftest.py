@@ -6,20 +6,22 @@ import base64
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from infra.topology import TOPOLOGY
-from ips.context import Context
 from ips.tenant_secrets import derive_secret
 from localcloud.gateway import api_event, api_key_id, match_route
 from localcloud.lambda_host import LocalFunction
 from localcloud.peers import WebhookReceiver
 from localcloud.provision import Resources, provision
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, event_runners
+
+if TYPE_CHECKING:
+    from ips_runtime.adapters import Adapters
 
 API_KEY = "integration-key"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b").decode()  # the master
@@ -43,7 +45,7 @@ def function_env(
     aws: Resources, mongo_uri: str, database_name: str, image_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
     """The functions' environment, as the local cloud and the CDK stack set it."""
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     environment = {
         **TOPOLOGY.function_environment(),
@@ -57,16 +59,17 @@ def function_env(
     }
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    reset_shared_context()
+    reset_roots()
     yield environment
-    reset_shared_context()
+    reset_roots()
 
 
 @pytest.fixture
-def context(function_env: dict[str, str]) -> Context:
-    from ips_runtime.wiring import shared_context
+def adapters(function_env: dict[str, str]) -> Adapters:
+    """Adapters from the functions' environment, for a test to read (or seed) the state they keep."""
+    from ips_runtime.adapters import Adapters
 
-    return shared_context()
+    return Adapters.from_env()
 
 
 @dataclass
@@ -135,11 +138,11 @@ class Pipeline:
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch, function_env: dict[str, str]) -> Iterator[WebhookReceiver]:
     """A client's webhook endpoint, verifying signatures; its origin is let through the outbound checks."""
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     with WebhookReceiver(TENANT_SECRET) as receiver:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin}")
-        reset_shared_context()
+        reset_roots()
         yield receiver
 
 

@@ -110,10 +110,10 @@ def test_wrong_content_type_is_415_and_oversized_body_is_413(pipeline: Pipeline,
 
 
 def test_any_csv_over_the_cap_is_413_so_clients_switch_routes(pipeline: Pipeline, monkeypatch) -> None:
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     monkeypatch.setenv("CSV_MAX_BYTES", "1000")
-    reset_shared_context()
+    reset_roots()
     just_over = (HEADER + "1,Mug,https://a.example/1.jpg\n").encode() + b"#" * 1000  # inside the envelope room
     for body, headers in (multipart(just_over), (just_over, {"content-type": "text/csv"})):
         status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
@@ -155,12 +155,12 @@ def test_another_keys_request_is_404_like_an_unknown_one(pipeline: Pipeline, ima
 def test_a_fan_out_that_fails_ends_the_request_failed_not_pending(
     pipeline: Pipeline, image_server, monkeypatch
 ) -> None:
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     # A queue that does not exist: SQS itself refuses the messages after the request was created.
     missing_queue = pipeline.resources.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     monkeypatch.setenv("IMAGES_QUEUE_URL", missing_queue)
-    reset_shared_context()
+    reset_roots()
     body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n")
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
     assert (status, answer["code"]) == (500, "INTERNAL_ERROR")
@@ -171,7 +171,13 @@ def test_a_fan_out_that_fails_ends_the_request_failed_not_pending(
     assert result["outputCsvUrl"] is None
 
 
-def test_the_catalog_indexes_products_by_request_and_row(context, function_env) -> None:
+def test_the_catalog_indexes_products_by_request_and_row_from_the_writing_functions_only(function_env) -> None:
+    from ips_runtime.roots import STATUS, UPLOAD
+
+    database = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]]
+    STATUS()  # the status route only reads: its cold start writes nothing, not even an index
+    assert "products" not in database.list_collection_names()
+    UPLOAD()  # requests start at the upload function, whose cold start makes the indexes
     # Status pages and the output CSV read a request's products in row order (100,000 of them, at most).
-    indexes = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]].products.index_information()
+    indexes = database.products.index_information()
     assert [("requestId", 1), ("row", 1)] in [index["key"] for index in indexes.values()]

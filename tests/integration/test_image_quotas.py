@@ -21,10 +21,10 @@ OTHER_KEY = "integration-roomy-key"
 
 def limit_key(monkeypatch: pytest.MonkeyPatch, per_day: int, in_flight: int) -> None:
     """API_KEY gets its own limits (as the local cloud's IMAGE_QUOTAS or the stack's tenantImageQuotas give)."""
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     monkeypatch.setenv("TENANT_IMAGE_QUOTAS", tenant_image_quotas([KeyImageQuota(API_KEY, per_day, in_flight)]))
-    reset_shared_context()
+    reset_roots()
 
 
 def upload(pipeline: Pipeline, images: int, image_url: str, api_key: str = API_KEY) -> tuple[int, dict]:

@@ -138,9 +138,9 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
 
     # The completion step itself running again (a stream retry) sends no second webhook.
     from ips.completion import complete_request
-    from ips_runtime.wiring import shared_context
+    from ips_runtime.roots import NOTIFY
 
-    assert complete_request(request_id, shared_context()).value == "COMPLETED_WITH_ERRORS"
+    assert complete_request(request_id, NOTIFY()).value == "COMPLETED_WITH_ERRORS"
     assert len(receiver.deliveries) == 1
     assert pipeline.queued() == 0 and pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
@@ -150,9 +150,9 @@ def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(
 ) -> None:
     with WebhookReceiver(TENANT_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
-        from ips_runtime.wiring import reset_shared_context
+        from ips_runtime.roots import reset_roots
 
-        reset_shared_context()
+        reset_roots()
         request_id = upload(pipeline, HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n", flaky.url)
         pipeline.drain_queue()
         pipeline.stream_runner().poll_once()

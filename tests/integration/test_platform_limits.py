@@ -13,7 +13,8 @@ import requests
 
 from infra.topology import TOPOLOGY
 from ips.csv_input import CsvLimits, ProductRow
-from ips_runtime.wiring import reset_shared_context, shared_context
+from ips_runtime.adapters import Adapters
+from ips_runtime.roots import reset_roots
 from localcloud.gateway import Gateway, api_event, match_route
 from localcloud.settings import ApiKey
 from tests.integration.conftest import API_KEY, Pipeline
@@ -95,7 +96,7 @@ def test_a_status_page_stops_before_lambdas_response_payload_and_goes_on_by_curs
     body, headers = multipart(HEADER + "1,First,https://img.example/1.jpg\n")
     _, accepted = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
     request_id = accepted["requestId"]
-    shared_context().backends.catalog.add_products(request_id, long_products(3, 1000))
+    Adapters.from_env().catalog.add_products(request_id, long_products(3, 1000))
 
     def page(cursor: str | None = None) -> requests.Response:
         return requests.get(
@@ -121,6 +122,6 @@ def test_a_status_page_stops_before_lambdas_response_payload_and_goes_on_by_curs
 
     # Without the byte budget the same page is over Lambda's response payload: API Gateway answers 502.
     monkeypatch.setenv("STATUS_PAGE_MAX_BYTES", str(10**9))
-    reset_shared_context()
+    reset_roots()
     over = page()
     assert (over.status_code, over.json()) == (502, {"message": "Internal server error"})

@@ -19,12 +19,12 @@ from tests.integration.test_api_handlers import HEADER, multipart
 def hosts(
     corpus: Path, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[SourceHost, SourceHost]]:
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     with SourceHost(corpus) as busy, SourceHost(corpus) as calm:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{busy.origin},{calm.origin}")
         monkeypatch.setenv("FETCH_CONTACT_URL", "https://operator.invalid/bots")
-        reset_shared_context()
+        reset_roots()
         yield busy, calm
 
 
@@ -74,7 +74,7 @@ def test_a_host_asking_to_wait_is_waited_for_and_others_go_on(pipeline: Pipeline
     assert agents == {"ImageProcessingSystem/1.0 (+https://operator.invalid/bots)"}
 
 
-def test_a_429_storm_fails_an_image_only_when_its_attempts_are_used(pipeline: Pipeline, hosts, context) -> None:
+def test_a_429_storm_fails_an_image_only_when_its_attempts_are_used(pipeline: Pipeline, hosts, adapters) -> None:
     busy, calm = hosts
     busy.refuse("/sk_coffee.png", 1000, status=429, retry_after="0")
     request_id = upload(pipeline, HEADER + f"1,Mug,{busy.url}/sk_coffee.png\n2,Lamp,{calm.url}/sk_chelsea.png\n")
@@ -82,5 +82,5 @@ def test_a_429_storm_fails_an_image_only_when_its_attempts_are_used(pipeline: Pi
     assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED_WITH_ERRORS", 1, 1)
     [error] = result["products"][0]["errors"]
     assert error["code"] == "HTTP_STATUS" and "429" in error["message"]
-    assert busy.stats.requests == context.settings.max_receive_count  # one fetch per delivery, every one used
+    assert busy.stats.requests == adapters.settings.max_receive_count  # one fetch per delivery, every one used
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0

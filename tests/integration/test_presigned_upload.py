@@ -44,9 +44,9 @@ def test_a_big_csv_through_s3_is_validated_fanned_out_and_completed(
     pipeline: Pipeline, image_server, receiver, monkeypatch
 ) -> None:
     monkeypatch.setenv("CHUNK_ROWS", "40")
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
-    reset_shared_context()
+    reset_roots()
     rows = "".join(f"{n},Product {n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 101))
     slot = start_upload(pipeline, receiver.url)
     assert post_to_s3(slot, (HEADER + rows).encode()).status_code in (200, 204)
@@ -103,9 +103,9 @@ def test_a_file_over_the_size_cap_is_refused_even_where_s3_does_not_enforce_it(
     pipeline: Pipeline, monkeypatch, image_server
 ) -> None:
     monkeypatch.setenv("PRESIGNED_CSV_MAX_BYTES", "200")
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
-    reset_shared_context()
+    reset_roots()
     slot = start_upload(pipeline)
     assert slot["maxBytes"] == 200
     rows = "".join(f"{n},P{n},{image_server.url}/sk_rocket.jpg\n" for n in range(1, 20))
@@ -122,9 +122,9 @@ def test_an_upload_that_never_comes_is_ended_by_the_reconciler_with_its_webhook(
 ) -> None:
     monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "0")
     monkeypatch.setenv("UPLOAD_GRACE_SECONDS", "0")
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
-    reset_shared_context()
+    reset_roots()
     slot = start_upload(pipeline, receiver.url)
     report = pipeline.reconcile()
     assert report["uploads_expired"] == 1
@@ -142,9 +142,9 @@ def test_a_file_s3_accepted_in_time_is_not_dropped_by_the_expiry(pipeline: Pipel
     end a request whose file S3 accepted in time."""
     monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "1")
     monkeypatch.setenv("UPLOAD_GRACE_SECONDS", "0")
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
-    reset_shared_context()
+    reset_roots()
     slot = start_upload(pipeline)
     assert post_to_s3(slot, (HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n").encode()).status_code in (200, 204)
     __import__("time").sleep(1.1)
@@ -186,9 +186,9 @@ def test_a_second_upload_through_the_same_policy_changes_nothing_that_was_ingest
     """Issue 9: the POST policy can be reused until it expires, and chunks used to re-read the live object, so a
     file sent after ingestion replaced what was processed. The ingested version is pinned (copied by its ETag)."""
     monkeypatch.setenv("CHUNK_ROWS", "2")
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
-    reset_shared_context()
+    reset_roots()
     slot = start_upload(pipeline)
     first = "".join(f"{n},Genuine {n},{image_server.url}/missing-{n}.jpg\n" for n in range(1, 5))
     # The same length and shape, so on the old code every chunk's byte range read the forgery's rows.

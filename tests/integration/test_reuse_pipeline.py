@@ -20,11 +20,11 @@ IMAGES = ("d_exif3_rocket.jpg", "sk_coffee.png", "d_alpha_yellowflower.png")
 
 @pytest.fixture
 def host(corpus: Path, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SourceHost]:
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     with SourceHost(corpus) as host:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{host.origin}")
-        reset_shared_context()
+        reset_roots()
         yield host
 
 

@@ -3,13 +3,12 @@ both secrets signing during a rotation window (issue 9: one secret used to sign 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
-from ips.context import utc_now
+from ips.ports import utc_now
 from localcloud.peers import WebhookReceiver
 from tests.integration.conftest import API_KEY, TENANT_SECRET, WEBHOOK_SECRET, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
@@ -36,13 +35,13 @@ def request_with_webhook(pipeline: Pipeline, image_url: str, webhook: str, api_k
 @pytest.fixture
 def receivers(monkeypatch: pytest.MonkeyPatch, function_env: dict[str, str]) -> Iterator[list[WebhookReceiver]]:
     """Three receivers (secrets set by each test), their origins let through the outbound checks."""
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     with WebhookReceiver() as first, WebhookReceiver() as second, WebhookReceiver() as third:
         origins = ",".join(receiver.origin for receiver in (first, second, third))
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{origins}")
         monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
-        reset_shared_context()
+        reset_roots()
         yield [first, second, third]
 
 
@@ -67,7 +66,7 @@ def test_each_tenant_has_its_own_secret_and_another_tenants_does_not_verify(
 
 
 def test_after_a_rotation_both_secrets_verify_for_the_window_then_only_the_new(
-    pipeline: Pipeline, image_server, receivers: list[WebhookReceiver], context
+    pipeline: Pipeline, image_server, receivers: list[WebhookReceiver], adapters
 ) -> None:
     old = secret_of(pipeline)
     before = utc_now().replace(microsecond=0)  # the store keeps milliseconds
@@ -89,13 +88,13 @@ def test_after_a_rotation_both_secrets_verify_for_the_window_then_only_the_new(
     assert len(with_old.wait(1, timeout=10)) == 1 and len(with_new.wait(1, timeout=10)) == 1
 
     # After the window (the functions' clock moved past it): only the new secret signs.
-    from ips_runtime.wiring import shared_context, use_context
+    from ips_runtime.adapters import Adapters
+    from ips_runtime.roots import overriding_roots
 
-    current = shared_context()
-    later = dataclasses.replace(
-        current, backends=dataclasses.replace(current.backends, clock=lambda: utc_now() + timedelta(hours=25))
-    )
-    with use_context(later):
+    def later(name: str, adapter: object) -> object:
+        return (lambda: utc_now() + timedelta(hours=25)) if name == "clock" else adapter
+
+    with overriding_roots(Adapters.from_env(later)):
         assert secret_of(pipeline)["previousSecretValidUntil"] is None
         request_with_webhook(pipeline, image_server.url, with_old_later.url)
         request_with_webhook(pipeline, image_server.url, with_new.url)

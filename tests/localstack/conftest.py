@@ -132,7 +132,7 @@ def make_stack(
 ) -> Iterator[Callable[[Topology], Stack]]:
     """Provision a topology on LocalStack and DynamoDB Local and set the functions' environment as the local cloud
     and the CDK stack do."""
-    from ips_runtime.wiring import reset_shared_context
+    from ips_runtime.roots import reset_roots
 
     made: list[Resources] = []
 
@@ -151,12 +151,12 @@ def make_stack(
         }
         for key, value in environment.items():
             monkeypatch.setenv(key, value)
-        reset_shared_context()
+        reset_roots()
         functions = {spec.name: LocalFunction(spec) for spec in topology.functions}
         return Stack(topology, resources, Pipeline(resources, functions))
 
     yield make
-    reset_shared_context()
+    reset_roots()
     for resources in made:
         delete_resources(resources)
 

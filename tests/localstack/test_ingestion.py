@@ -12,7 +12,8 @@ from collections.abc import Callable
 import boto3
 import pytest
 
-from ips_runtime.wiring import reset_shared_context, shared_context
+from ips_runtime.adapters import Adapters
+from ips_runtime.roots import reset_roots
 from tests.integration.test_api_handlers import HEADER, multipart
 from tests.integration.test_presigned_upload import post_to_s3, start_upload
 from tests.localstack.conftest import Endpoints, Stack, isolated
@@ -42,7 +43,7 @@ def keys(bucket: str, prefix: str = "") -> list[str]:
 def test_the_functions_reach_s3_and_sqs_on_localstack_and_dynamodb_on_dynamodb_local(
     stack: Stack, routed: Endpoints
 ) -> None:
-    backends = shared_context().backends
+    backends = Adapters.from_env()
     assert backends.uploads._client.meta.endpoint_url == routed.localstack
     assert backends.processed._client.meta.endpoint_url == routed.localstack
     assert backends.queue._client.meta.endpoint_url == routed.localstack
@@ -58,7 +59,7 @@ def test_a_presigned_post_over_the_size_range_is_refused_by_s3_itself(
     stack: Stack, routed: Endpoints, monkeypatch: pytest.MonkeyPatch, image_server
 ) -> None:
     monkeypatch.setenv("PRESIGNED_CSV_MAX_BYTES", "200")
-    reset_shared_context()
+    reset_roots()
     pipeline = stack.pipeline
     slot = start_upload(pipeline)
     assert slot["maxBytes"] == 200 and slot["upload"]["url"].startswith(routed.localstack)
@@ -96,7 +97,7 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
     stack: Stack, image_server, receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHUNK_ROWS", "4")
-    reset_shared_context()
+    reset_roots()
     pipeline, resources = stack.pipeline, stack.resources
     rows = "".join(f"{n},Product {n},{image_server.url}/{IMAGES[n % len(IMAGES)]}\n" for n in range(1, 11))
     slot = start_upload(pipeline, receiver.url)
@@ -113,7 +114,7 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
 
     # SqsRunner -> process: the chunks expand into image messages, then every image is fetched and stored.
     pipeline.drain_queue(pipeline.sqs_runner())
-    counts = shared_context().backends.ledger.counts(request_id)
+    counts = Adapters.from_env().ledger.counts(request_id)
     assert counts is not None and (counts.total, counts.succeeded, counts.failed) == (10, 10, 0)
 
     # StreamRunner on DynamoDB Local's stream -> notify: the output CSV, the final status, the webhook.
@@ -180,9 +181,9 @@ def test_a_chunk_that_keeps_failing_is_redriven_to_the_dlq_by_sqs(make_stack, im
     assert (chunk["type"], chunk["requestId"], chunk["key"]) == ("chunk", request_id, f"{request_id}/input.csv")
     # Nothing counted, nothing stored.
     assert keys(resources.processed_bucket) == []
-    counts = shared_context().backends.ledger.counts(request_id)
+    counts = Adapters.from_env().ledger.counts(request_id)
     assert counts is not None and (counts.total, counts.succeeded, counts.failed) == (1, 0, 0)
-    assert list(shared_context().backends.catalog.products(request_id)) == []
+    assert list(Adapters.from_env().catalog.products(request_id)) == []
     # ... and the request is not left waiting: its last delivery ended it FAILED.
     _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")

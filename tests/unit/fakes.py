@@ -1,18 +1,47 @@
-"""In-memory stand-ins for the ports the image use case needs, for domain unit tests (no AWS, no MongoDB)."""
+"""In-memory stand-ins for the ports (ips.ports), for the use cases' unit tests: no AWS, no MongoDB, no network.
+
+Each keeps the contract its port documents that the use cases rely on (a final state is set once, an image is
+counted once, a webhook claim excludes another holder, products come back in row order), and records what it
+was asked, so a test can say what a use case did. `Fakes` builds each use case's port bundle from one set."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from ips.context import Backends, Context, Settings
+from ips.completion import CompletionPorts, FailPorts, OutputLinks, WebhookPorts
+from ips.context import Settings
+from ips.csv_input import ProductRow
+from ips.errors import Problem
 from ips.fetching import Fetched, FetchError
-from ips.model import NO_SAVINGS, ImageOutcome, ImageTask, Savings
-from ips.ports import CountResult, ReuseEntry, SourceValidators
+from ips.intake import ChunkPorts, IntakePorts
+from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
+from ips.ports import (
+    CountResult,
+    ObjectChanged,
+    PresignedPost,
+    ProductRecord,
+    RequestRecord,
+    ReuseEntry,
+    SecretGeneration,
+    SourceValidators,
+    StoredObject,
+)
+from ips.processing import ProcessingPorts
+from ips.quotas import Allowance
+from ips.reuse import ReusePorts
+from ips.status import StatusPorts
+from ips.tenant_secrets import TenantSecrets
+from ips.webhook import RetryPolicy
+
+MASTER_SECRET = "whsec_" + "dW5pdC10ZXN0cy1zaWduaW5nLWtleS0zMi1ieXRlcw=="  # base64 of 32 bytes
 
 
 class MemoryBlobStore:
+    """A bucket (and the uploads bucket's extras: ranges, pinned copies, presigned URLs)."""
+
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, str]] = {}
         self.copies = 0
@@ -29,6 +58,45 @@ class MemoryBlobStore:
         self.copies += 1
         self.objects[key] = (self.objects[source_key][0], content_type)
         return True
+
+    def put_stream(self, key: str, pieces: Iterable[bytes], content_type: str) -> None:
+        self.objects[key] = (b"".join(pieces), content_type)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        return self.get(key)[start:end]
+
+    def stream(self, key: str) -> Iterator[bytes]:
+        data = self.get(key)
+        yield from (data[at : at + 64] for at in range(0, len(data), 64))
+
+    def head(self, key: str) -> StoredObject | None:
+        if key not in self.objects:
+            return None
+        return StoredObject(len(self.get(key)), f"etag-{hash(self.get(key)) & 0xFFFFFF:x}")
+
+    def copy_pinned(self, source: str, etag: str, target: str) -> None:
+        stored = self.head(source)
+        if stored is None or stored.etag != etag:
+            raise ObjectChanged(source)
+        self.objects[target] = self.objects[source]
+
+    def presigned_post(self, key: str, max_bytes: int, expires_s: int, content_type: str) -> PresignedPost:
+        return PresignedPost("http://uploads.invalid/", {"key": key, "max": str(max_bytes)})
+
+    def presigned_get(self, key: str, expires_s: int) -> str:
+        return f"http://uploads.invalid/{key}?expires={expires_s}"
+
+
+class MemoryQueue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.delayed: list[tuple[str, float]] = []
+
+    def send(self, bodies: Sequence[str]) -> None:
+        self.sent.extend(bodies)
+
+    def delay(self, receipt_handle: str, seconds: float) -> None:
+        self.delayed.append((receipt_handle, seconds))
 
 
 class MemoryReuseIndex:
@@ -55,8 +123,8 @@ class MemoryReuseIndex:
 class MemoryFetcher:
     """Serves bodies by URL and counts what it was asked for."""
 
-    def __init__(self, bodies: dict[str, bytes]) -> None:
-        self.bodies = bodies
+    def __init__(self, bodies: dict[str, bytes] | None = None) -> None:
+        self.bodies = bodies if bodies is not None else {}
         self.requests: list[str] = []
 
     def fetch(self, url: str, validators: SourceValidators | None = None, timeout: float | None = None) -> Fetched:
@@ -70,50 +138,265 @@ class MemoryFetcher:
 
 
 class MemoryCatalog:
+    """Requests and their products. An image's first terminal state wins, and so does a request's final one."""
+
     def __init__(self) -> None:
+        self.requests: dict[str, RequestRecord] = {}
+        self.rows: dict[str, dict[int, ProductRow]] = {}
         self.images: dict[tuple[str, int, int], ImageOutcome] = {}
+        self.claims: dict[str, datetime] = {}
+
+    def create(self, record: RequestRecord) -> None:
+        assert record.request_id not in self.requests
+        self.requests[record.request_id] = record
+
+    def get(self, request_id: str) -> RequestRecord | None:
+        return self.requests.get(request_id)
+
+    def upload_arrived(
+        self, request_id: str, input_key: str, total_products: int, total_images: int, deadline_at: datetime
+    ) -> bool:
+        record = self.requests.get(request_id)
+        if record is None or not record.awaiting_upload:
+            return False
+        self.requests[request_id] = replace(
+            record,
+            input_key=input_key,
+            total_products=total_products,
+            total_images=total_images,
+            upload_expires_at=None,
+            deadline_at=deadline_at,
+        )
+        return True
+
+    def add_products(self, request_id: str, products: Sequence[ProductRow]) -> None:
+        rows = self.rows.setdefault(request_id, {})
+        for product in products:
+            rows.setdefault(product.row, product)
 
     def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
         return self.images.setdefault((task.request_id, task.row, task.index), outcome)
 
+    def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
+        rows = [
+            row for row in sorted(self.rows.get(request_id, {}).values(), key=lambda p: p.row) if row.row > after_row
+        ]
+        for product in rows[:limit]:
+            yield ProductRecord(
+                row=product.row,
+                serial_number=product.serial_number,
+                product_name=product.product_name,
+                input_urls=list(product.image_urls),
+                images=[self.images.get((request_id, product.row, index)) for index in range(len(product.image_urls))],
+            )
+
+    def _end(self, request_id: str, **changes: Any) -> bool:
+        record = self.requests.get(request_id)
+        if record is None or record.status.is_final:
+            return False
+        self.requests[request_id] = replace(record, **changes)
+        return True
+
+    def finalise(
+        self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime
+    ) -> bool:
+        return self._end(
+            request_id,
+            status=status,
+            succeeded=counts.succeeded,
+            failed=counts.failed,
+            output_csv_key=output_csv_key,
+            savings=counts.savings,
+            completed_at=at,
+        )
+
+    def mark_failed(
+        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+    ) -> bool:
+        error = {
+            "code": code,
+            "message": message,
+            "errors": [asdict(problem) for problem in problems],
+            "errorsTruncated": truncated,
+        }
+        return self._end(
+            request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=datetime.now(UTC)
+        )
+
+    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
+        record = self.requests[request_id]
+        if (record.webhook or {}).get("delivered") or self.claims.get(request_id, now) > now:
+            return False
+        self.claims[request_id] = now + timedelta(seconds=lease_seconds)
+        return True
+
+    def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
+        self.requests[request_id] = replace(self.requests[request_id], webhook=delivery)
+        self.claims.pop(request_id, None)
+
+    def open_requests(self) -> Iterator[RequestRecord]:
+        yield from (record for record in list(self.requests.values()) if not record.status.is_final)
+
+    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
+        for record in list(self.requests.values()):
+            ended = record.completed_at
+            in_window = record.status.is_final and ended is not None and ended_after <= ended < ended_before
+            delivered = (record.webhook or {}).get("delivered")
+            if in_window and record.webhook_url and not delivered and self.claims.get(record.request_id, now) <= now:
+                yield record.request_id
+
 
 @dataclass
 class MemoryLedger:
+    """Per-request counters; each image counted once, the last count completes the request."""
+
     counted: dict[tuple[str, int, int], Savings] = field(default_factory=dict)
+    counters: dict[str, Counts] = field(default_factory=dict)
+    failed_requests: set[str] = field(default_factory=set)
+
+    def open(self, request_id: str, total: int) -> bool:
+        if request_id in self.counters:
+            return False
+        self.counters[request_id] = Counts(total, 0, 0)
+        return True
 
     def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
         key = (task.request_id, task.row, task.index)
         if key in self.counted:
             return CountResult(counted=False, completed=False)
         self.counted[key] = savings
-        return CountResult(counted=True, completed=False)
+        counts = self.counters.get(task.request_id)
+        if counts is None:  # the image use case's own tests count without opening a counter
+            return CountResult(counted=True, completed=False)
+        total = counts.savings
+        self.counters[task.request_id] = updated = Counts(
+            counts.total,
+            counts.succeeded + succeeded,
+            counts.failed + (not succeeded),
+            Savings(
+                total.bytes_in + savings.bytes_in, total.bytes_out + savings.bytes_out, total.reused + savings.reused
+            ),
+        )
+        return CountResult(counted=True, completed=updated.complete)
+
+    def counts(self, request_id: str) -> Counts | None:
+        return self.counters.get(request_id)
+
+    def fail(self, request_id: str) -> bool:
+        self.failed_requests.add(request_id)
+        return True
+
+    def touch(self, request_id: str) -> None:
+        pass
+
+
+class MemoryQuotas:
+    def __init__(self) -> None:
+        self.reserved: dict[str, tuple[str, int, str]] = {}  # request -> (tenant, images, day)
+        self.released: set[str] = set()
+
+    def usage(self, tenant: str, day: str) -> tuple[int, int]:
+        mine = [(r, images, d) for r, (t, images, d) in self.reserved.items() if t == tenant]
+        today = sum(images for _, images, d in mine if d == day)
+        in_flight = sum(images for r, images, _ in mine if r not in self.released)
+        return today, in_flight
+
+    def reserve(self, tenant: str, request_id: str, images: int, per_day: int, in_flight: int, day: str) -> str | None:
+        if request_id in self.reserved:
+            return None
+        today, flying = self.usage(tenant, day)
+        if today + images > per_day:
+            return "perDay"
+        if flying + images > in_flight:
+            return "inFlight"
+        self.reserved[request_id] = (tenant, images, day)
+        return None
+
+    def release(self, request_id: str) -> None:
+        self.released.add(request_id)
+
+
+class MemorySecretGenerations:
+    def __init__(self) -> None:
+        self.states: dict[str, SecretGeneration] = {}
+
+    def current(self, tenant: str) -> SecretGeneration:
+        return self.states.get(tenant, SecretGeneration())
+
+    def rotate(self, tenant: str, now: datetime, window_s: int) -> SecretGeneration:
+        state = self.current(tenant)
+        self.states[tenant] = new = SecretGeneration(
+            state.generation + 1, now, state.generation, now + timedelta(seconds=window_s)
+        )
+        return new
+
+
+class MemoryPoster:
+    """A webhook receiver: answers `statuses` in turn (then the last one again) and keeps what it was sent."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses) or [204]
+        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def post(self, url: str, body: bytes, headers: Any) -> int:
+        self.posts.append((url, body, dict(headers)))
+        return self.statuses[min(len(self.posts), len(self.statuses)) - 1]
+
+
+def refuse_nothing(url: str) -> None:
+    """A webhook URL check that lets every URL through."""
 
 
 @dataclass
 class Fakes:
-    fetcher: MemoryFetcher
+    """One set of in-memory ports, and each use case's bundle of them."""
+
+    fetcher: MemoryFetcher = field(default_factory=MemoryFetcher)
     processed: MemoryBlobStore = field(default_factory=MemoryBlobStore)
+    uploads: MemoryBlobStore = field(default_factory=MemoryBlobStore)
+    queue: MemoryQueue = field(default_factory=MemoryQueue)
     reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
     catalog: MemoryCatalog = field(default_factory=MemoryCatalog)
     ledger: MemoryLedger = field(default_factory=MemoryLedger)
+    quotas: MemoryQuotas = field(default_factory=MemoryQuotas)
+    secret_generations: MemorySecretGenerations = field(default_factory=MemorySecretGenerations)
+    poster: MemoryPoster = field(default_factory=MemoryPoster)
+    settings: Settings = field(default_factory=lambda: Settings(asset_base_url="http://assets.invalid"))
     now: datetime = datetime(2026, 12, 1, tzinfo=UTC)
 
-    def context(self, clock: Callable[[], datetime] | None = None) -> Context:
-        def unused(*args: object) -> None:
-            raise AssertionError("not used by the image use case")
+    def clock(self) -> datetime:
+        return self.now
 
-        backends = Backends(
-            uploads=unused,  # type: ignore[arg-type]
-            processed=self.processed,
-            queue=unused,  # type: ignore[arg-type]
-            ledger=self.ledger,  # type: ignore[arg-type]
-            catalog=self.catalog,  # type: ignore[arg-type]
-            fetcher=self.fetcher,
-            webhooks=unused,  # type: ignore[arg-type]
-            secret_generations=unused,  # type: ignore[arg-type]
-            quotas=unused,  # type: ignore[arg-type]
-            check_webhook_url=unused,
-            clock=clock or (lambda: self.now),
-            reuse=self.reuse,
-        )
-        return Context(Settings(asset_base_url="http://assets.invalid"), backends)
+    def processing(self) -> ProcessingPorts:
+        reuse = ReusePorts(self.reuse, self.processed, self.clock, self.settings.asset_base_url)
+        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse)  # type: ignore[arg-type]
+
+    def allowance(self) -> Allowance:
+        return Allowance(self.quotas, self.clock, self.settings.image_quota, self.settings.tenant_image_quotas)
+
+    def intake(self) -> IntakePorts:
+        return IntakePorts(
+            self.uploads, self.catalog, self.ledger, self.queue, self.allowance(), self.clock, self.settings
+        )  # type: ignore[arg-type]
+
+    def chunks(self) -> ChunkPorts:
+        return ChunkPorts(self.uploads, self.catalog, self.ledger, self.queue, self.settings.presigned_csv_limits)  # type: ignore[arg-type]
+
+    def failing(self) -> FailPorts:
+        return FailPorts(self.catalog, self.ledger)  # type: ignore[arg-type]
+
+    def links(self) -> OutputLinks:
+        return OutputLinks(self.uploads, self.settings.output_url_expiry_s)  # type: ignore[arg-type]
+
+    def webhooks(self, master: str | None = MASTER_SECRET) -> WebhookPorts:
+        secrets = TenantSecrets(master, self.secret_generations, self.clock)
+        no_waiting = RetryPolicy(attempts=3, first_delay=0.0)
+        return WebhookPorts(
+            self.catalog, self.allowance(), secrets, self.poster, self.links(), self.clock, retry=no_waiting
+        )  # type: ignore[arg-type]
+
+    def completion(self, master: str | None = MASTER_SECRET) -> CompletionPorts:
+        return CompletionPorts(self.catalog, self.ledger, self.uploads, self.clock, self.webhooks(master))  # type: ignore[arg-type]
+
+    def status(self) -> StatusPorts:
+        return StatusPorts(self.catalog, self.ledger, self.links())  # type: ignore[arg-type]

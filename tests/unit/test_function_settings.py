@@ -13,9 +13,9 @@ from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
 from ips.quotas import ImageQuota
 from ips.webhook import RetryPolicy
+from ips_runtime.adapters import Adapters
 from ips_runtime.env_settings import SettingsError
 from ips_runtime.settings import FunctionSettings
-from ips_runtime.wiring import context_from_env
 
 RESOURCES = {
     "ASSET_BASE_URL": "http://assets.invalid/assets",
@@ -68,7 +68,7 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
     )
     settings = read()
     assert (settings.mongodb_database, settings.image_reuse, settings.fetch_per_host) == ("ips", True, 4)
-    assert (settings.dead_letter_queue_urls, settings.ips_context_hook) == ((), None)
+    assert (settings.dead_letter_queue_urls, settings.ips_adapter_hook) == ((), None)
 
 
 @pytest.mark.parametrize(
@@ -153,12 +153,12 @@ def test_missing_resources_are_all_named() -> None:
     with pytest.raises(SettingsError, match="MONGODB_URI"):
         FunctionSettings.from_env(without_mongodb).mongodb_connection_uri()
     with pytest.raises(SettingsError, match="MONGODB_URI"):
-        context_from_env(without_mongodb)
+        Adapters(without_mongodb).catalog  # noqa: B018 - the first function that connects
 
 
 def test_a_wrong_value_fails_the_cold_start_before_any_client_is_built() -> None:
     with pytest.raises(SettingsError, match="CSV_MAX_BYTES='abc'"):
-        context_from_env({**RESOURCES, "CSV_MAX_BYTES": "abc"})
+        Adapters({**RESOURCES, "CSV_MAX_BYTES": "abc"})
 
 
 def test_the_process_environment_is_read_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -851,7 +851,7 @@ def test_https_certificate_must_match_the_url_hostname(tls_server, make_client):
 def test_allowlist_entries_are_normalized():
     policy = OutboundPolicy(allowlist=frozenset({("LocalHost.", 9000), ("[::1]", 80)}))
     assert policy.allowlist == {("localhost", 9000), ("::1", 80)}
-    assert OutboundPolicy(**policy.__dict__) == policy  # as ips_runtime.wiring rebuilds it
+    assert OutboundPolicy(**policy.__dict__) == policy  # as ips_runtime.settings builds it
 
 
 def test_fetch_error_shape():

@@ -52,7 +52,7 @@ def client_for(server: LoopbackServer) -> OutboundClient:
 
 
 def test_a_fetch_is_limited_to_what_the_invocation_has_left(trickling: LoopbackServer) -> None:
-    context = Fakes(client_for(trickling)).context()  # type: ignore[arg-type]
+    context = Fakes(client_for(trickling)).processing()  # type: ignore[arg-type]
     prefetcher = Prefetcher(context, 2, budget=lambda: 1.0)
     tasks = [ImageTask("r", 2, index, f"{trickling.url}/{index}.jpg", "salt") for index in range(2)]
     prefetcher.start(tasks)
@@ -67,7 +67,7 @@ def test_a_fetch_is_limited_to_what_the_invocation_has_left(trickling: LoopbackS
 
 
 def test_no_time_left_means_no_fetch_starts(trickling: LoopbackServer) -> None:
-    prefetcher = Prefetcher(Fakes(client_for(trickling)).context(), 1, budget=lambda: -0.5)  # type: ignore[arg-type]
+    prefetcher = Prefetcher(Fakes(client_for(trickling)).processing(), 1, budget=lambda: -0.5)  # type: ignore[arg-type]
     try:
         with pytest.raises(FetchError, match="no time left") as caught:
             prefetcher.fetch(ImageTask("r", 2, 0, f"{trickling.url}/0.jpg", "salt"))

@@ -51,7 +51,7 @@ def key(request_id: str, **options: object) -> str:
 
 
 def run(fakes: Fakes, request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object) -> None:
-    process_image(task_of(request_id, tenant=tenant, url=url, **options), fakes.context(), final_attempt=False)
+    process_image(task_of(request_id, tenant=tenant, url=url, **options), fakes.processing(), final_attempt=False)
 
 
 def outcome(fakes: Fakes, request_id: str):  # type: ignore[no-untyped-def]
@@ -123,9 +123,9 @@ def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compre
 
 def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, compressions: list[bytes]) -> None:
     task = task_of("req-1")
-    context = fakes.context()
+    ports = fakes.processing()
     ips.processing._compress_and_store(
-        task, context, lambda t: ips.processing.fetch_source(t, context), final_attempt=False, deadline=None
+        task, ports, lambda t: ips.processing.fetch_source(t, ports), final_attempt=False, deadline=None
     )
-    process_image(task, context, final_attempt=False)
+    process_image(task, ports, final_attempt=False)
     assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None

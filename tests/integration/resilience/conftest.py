@@ -14,9 +14,9 @@ import pytest
 from moto import mock_aws
 
 from infra.topology import TOPOLOGY
-from ips.context import Context
 from ips.model import ImageStatus
-from ips_runtime.wiring import reset_shared_context, shared_context
+from ips_runtime.adapters import Adapters
+from ips_runtime.roots import reset_roots
 from localcloud.lambda_host import LocalFunction
 from localcloud.provision import Resources, provision
 from tests.integration.conftest import Pipeline
@@ -39,7 +39,7 @@ def aws() -> Iterator[Resources]:
 @pytest.fixture
 def pipeline(aws: Resources, function_env: dict[str, str], receiver, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
-    reset_shared_context()
+    reset_roots()
     return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in FAST_TOPOLOGY.functions})
 
 
@@ -66,10 +66,19 @@ class Faulty:
         return failing_first
 
 
-def with_fault(backend: str, method: str, error: BaseException, times: int = 1) -> tuple[Context, Faulty]:
-    context = shared_context()
-    faulty = Faulty(getattr(context.backends, backend), method, error, times)
-    return dataclasses.replace(context, backends=dataclasses.replace(context.backends, **{backend: faulty})), faulty
+def with_fault(backend: str, method: str, error: BaseException, times: int = 1) -> tuple[Adapters, Faulty]:
+    """Adapters from the environment, `backend` wrapped in a Faulty (install them with overriding_roots)."""
+    faults: list[Faulty] = []
+
+    def wrap(name: str, adapter: Any) -> Any:
+        if name != backend:
+            return adapter
+        faults.append(Faulty(adapter, method, error, times))
+        return faults[-1]
+
+    adapters = Adapters.from_env(wrap)
+    getattr(adapters, backend)  # built now, so the test holds the one every root uses
+    return adapters, faults[0]
 
 
 def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
@@ -98,11 +107,11 @@ def assert_consistent(
     pipeline: Pipeline, request_id: str, status: dict[str, Any], *, orphans_allowed: bool = False
 ) -> None:
     """`orphans_allowed`: images stored before a write that failed for good (they are never linked to)."""
-    context = shared_context()
-    images = [image for product in context.backends.catalog.products(request_id) for image in product.images]
+    adapters = Adapters.from_env()
+    images = [image for product in adapters.catalog.products(request_id) for image in product.images]
     assert images and all(image is not None for image in images), "an image without a terminal state"
     succeeded = sum(image.status is ImageStatus.SUCCEEDED for image in images)
-    counts = context.backends.ledger.counts(request_id)
+    counts = adapters.ledger.counts(request_id)
     assert counts is not None
     assert (counts.total, counts.succeeded, counts.failed) == (len(images), succeeded, len(images) - succeeded)
     assert (status["total"], status["succeeded"], status["failed"]) == (counts.total, counts.succeeded, counts.failed)

@@ -15,7 +15,8 @@ from PIL import Image
 
 from ips.model import ImageStatus, ImageTask
 from ips.processing import RetryLater, process_image
-from ips_runtime.wiring import reset_shared_context, shared_context
+from ips_runtime.adapters import Adapters
+from ips_runtime.roots import PROCESS, reset_roots
 from localcloud.peers import LoopbackServer, Quiet
 from tests.integration.conftest import Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle, upload
@@ -62,7 +63,7 @@ def bomb_server(corpus: Path, monkeypatch, function_env, receiver) -> Iterator[B
         monkeypatch.setenv(
             "OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin},{server.origin}"
         )
-        reset_shared_context()
+        reset_roots()
         yield server
 
 
@@ -101,12 +102,12 @@ def test_running_into_the_invocations_deadline_is_retried_then_fails_too_complex
     request_id = upload(pipeline, HEADER + f"1,Rocket,http://{bomb_server.origin}/sk_rocket.jpg\n", receiver.url)
     pipeline.sqs_runner().poll_once()  # the chunk: the product exists
     task = ImageTask(request_id, 2, 0, f"http://{bomb_server.origin}/sk_rocket.jpg", "salt")
-    context = shared_context()
+    ports = PROCESS().images
     too_late = time.monotonic() - 1  # the invocation has no time left to decode in
     with pytest.raises(RetryLater, match="TOO_COMPLEX"):
-        process_image(task, context, final_attempt=False, deadline=too_late)
-    process_image(task, context, final_attempt=True, deadline=too_late)
-    [product] = context.backends.catalog.products(request_id)
+        process_image(task, ports, final_attempt=False, deadline=too_late)
+    process_image(task, ports, final_attempt=True, deadline=too_late)
+    [product] = Adapters.from_env().catalog.products(request_id)
     [image] = product.images
     assert image is not None and (image.status, image.error_code) == (ImageStatus.FAILED, "TOO_COMPLEX")
     assert "deadline" in (image.error_message or "")

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips.model import ImageTask
-from ips_runtime.wiring import reset_shared_context, use_context
+from ips_runtime.roots import overriding_roots, reset_roots
 from localcloud.peers import LoopbackServer, Quiet, WebhookReceiver
 from tests.integration.conftest import TENANT_SECRET, Pipeline
 from tests.integration.resilience.conftest import MAX_RECEIVES, assert_consistent, settle, upload, with_fault
@@ -42,8 +42,8 @@ def test_a_failing_part_recovers_without_loss_or_double_counting(
     pipeline: Pipeline, image_server, receiver, backend: str, method: str, error: BaseException
 ) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    context, faulty = with_fault(backend, method, error, times=2)
-    with use_context(context):
+    adapters, faulty = with_fault(backend, method, error, times=2)
+    with overriding_roots(adapters):
         status = settle(pipeline, request_id)
     assert faulty.remaining <= 0, "the fault was never hit"
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
@@ -54,8 +54,8 @@ def test_a_failing_part_recovers_without_loss_or_double_counting(
 
 def test_a_crash_after_the_s3_put_but_before_the_count(pipeline: Pipeline, image_server, receiver) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    context, faulty = with_fault("ledger", "count", RuntimeError("worker crashed"), times=4)
-    with use_context(context):
+    adapters, faulty = with_fault("ledger", "count", RuntimeError("worker crashed"), times=4)
+    with overriding_roots(adapters):
         status = settle(pipeline, request_id)
     assert faulty.remaining <= 0
     assert (status["succeeded"], status["failed"]) == (3, 1)
@@ -67,8 +67,8 @@ def test_notify_crashing_after_the_csv_before_the_webhook_still_sends_it_once(
     pipeline: Pipeline, image_server, receiver
 ) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    context, faulty = with_fault("catalog", "claim_webhook", RuntimeError("notify crashed"), times=1)
-    with use_context(context):
+    adapters, faulty = with_fault("catalog", "claim_webhook", RuntimeError("notify crashed"), times=1)
+    with overriding_roots(adapters):
         status = settle(pipeline, request_id)
         time.sleep(0.5)  # the stream runner's retry of the failed batch
         pipeline.stream_runner().poll_once()
@@ -85,12 +85,12 @@ def test_a_webhook_that_always_fails_is_given_up_after_its_budget_and_says_so(
     with WebhookReceiver(TENANT_SECRET, fail_first=1000) as broken:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{broken.origin}")
         monkeypatch.setenv("WEBHOOK_ATTEMPTS", "3")
-        reset_shared_context()
+        reset_roots()
         request_id = upload(pipeline, mixed_csv(image_server.url), broken.url)
         status = settle(pipeline, request_id)
         assert broken.attempts == 3
     assert status["status"] == "COMPLETED_WITH_ERRORS"
-    assert status["webhook"] == {"delivered": False, "attempts": 3, "last_status": 500, "last_error": "HTTP 500"}
+    assert status["webhook"] == {"delivered": False, "attempts": 3, "lastStatus": 500, "lastError": "HTTP 500"}
     assert_consistent(pipeline, request_id, status)
 
 
@@ -107,7 +107,7 @@ def test_an_image_that_fails_transiently_every_time_fails_with_its_reason_on_the
     with LoopbackServer(_Unavailable) as unavailable:
         origin = unavailable.origin
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin},{origin}")
-        reset_shared_context()
+        reset_roots()
         request_id = upload(
             pipeline, HEADER + f'1,Mug,"{image_server.url}/sk_rocket.jpg,http://{origin}/x.jpg"\n', receiver.url
         )
@@ -155,7 +155,7 @@ def test_mongodb_down_at_upload_time_answers_500_and_queues_nothing(
     from localcloud.servers import free_port
 
     monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300")
-    reset_shared_context()
+    reset_roots()
     body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n")
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
     assert (status, answer["code"]) == (500, "INTERNAL_ERROR")

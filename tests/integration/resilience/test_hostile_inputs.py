@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ips_runtime.wiring import reset_shared_context
+from ips_runtime.roots import reset_roots
 from localcloud.peers import LoopbackServer, Quiet
 from tests.integration.conftest import Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle
@@ -111,7 +111,7 @@ def hostile(corpus: Path, monkeypatch, function_env, receiver) -> Iterator[Hosti
         monkeypatch.setenv("IMAGE_MAX_BYTES", str(IMAGE_CAP))
         monkeypatch.setenv("OUTBOUND_READ_TIMEOUT", "1")
         monkeypatch.setenv("OUTBOUND_TOTAL_TIMEOUT", "2")
-        reset_shared_context()
+        reset_roots()
         yield server
 
 

@@ -12,9 +12,11 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
-from ips.completion import WebhookBusy, complete_request, notify
+from ips.completion import FailPorts, WebhookBusy, complete_request, send_webhook
 from ips.model import ChunkTask, ImageTask, RequestStatus
-from ips_runtime.wiring import reset_shared_context, shared_context, use_context
+from ips_runtime import roots
+from ips_runtime.adapters import Adapters
+from ips_runtime.roots import overriding_roots, reset_roots
 from localcloud.peers import WebhookReceiver
 from tests.integration.conftest import TENANT_SECRET, Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle, upload, with_fault
@@ -52,8 +54,8 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     pipeline.sqs_runner().poll_once()  # the chunk
     # MongoDB refuses every write of the images, past their last delivery: the safety net of the process
     # function (fetch and compress only) does not cover it, and the images go to the DLQ uncounted.
-    context, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
-    with use_context(context):
+    adapters, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    with overriding_roots(adapters):
         run_to_dead_letters(pipeline)
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 4
     assert status_of(pipeline, request_id)["status"] == "PENDING"  # stuck, before the reconciler
@@ -75,7 +77,7 @@ def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline
     purge(pipeline)
     # What a timeout or an out-of-memory kill on the chunk's last delivery leaves: the chunk in the DLQ, the
     # request still open.
-    record = shared_context().backends.catalog.get(request_id)
+    record = Adapters.from_env().catalog.get(request_id)
     assert record is not None and record.input_key
     from ips.csv_input import byte_lines, plan_csv
 
@@ -108,7 +110,7 @@ def test_a_stalled_request_has_its_pending_work_requeued(
     pipeline: Pipeline, image_server, receiver, monkeypatch, lost: str
 ) -> None:
     monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
-    reset_shared_context()
+    reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     if lost == "images":
         pipeline.sqs_runner().poll_once()  # the chunk is expanded, then its image messages are lost
@@ -126,7 +128,7 @@ def test_a_request_past_its_deadline_fails_what_is_pending_and_completes_through
 ) -> None:
     monkeypatch.setenv("REQUEST_DEADLINE_SECONDS", "0")
     monkeypatch.setenv("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0")
-    reset_shared_context()
+    reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.sqs_runner().poll_once()
     purge(pipeline)  # the images will never come
@@ -147,7 +149,7 @@ def test_a_request_past_its_deadline_with_rows_never_read_ends_failed(
 ) -> None:
     monkeypatch.setenv("REQUEST_DEADLINE_SECONDS", "0")
     monkeypatch.setenv("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0")
-    reset_shared_context()
+    reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     purge(pipeline)  # the chunk is lost
     pipeline.reconcile()
@@ -163,11 +165,11 @@ def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, re
 
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.sqs_runner().poll_once()
-    context = shared_context()
-    assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", context)
+    adapters = Adapters.from_env()
+    assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", FailPorts(adapters.catalog, adapters.ledger))
     pipeline.drain_queue()  # every image is processed and counted; the last count flips the counter
     pipeline.stream_runner().poll_once()
-    complete_request(request_id, context)  # and a late completion changes nothing
+    complete_request(request_id, roots.NOTIFY())  # and a late completion changes nothing
     status = status_of(pipeline, request_id)
     assert (status["status"], status["error"]["code"], status["outputCsvUrl"]) == ("FAILED", "FAN_OUT_FAILED", None)
     deliveries = receiver.wait(1, timeout=10)
@@ -183,16 +185,16 @@ def test_a_live_claim_held_by_another_fails_the_retry_and_an_expired_one_is_rese
     pipeline: Pipeline, image_server, receiver, function_env
 ) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    context = shared_context()
+    adapters = Adapters.from_env()
     # Another notify took the claim and then died mid-send (no delivery recorded).
-    clock = context.backends.clock
-    assert context.backends.catalog.claim_webhook(request_id, 600, clock())
+    clock = adapters.clock
+    assert adapters.catalog.claim_webhook(request_id, 600, clock())
     pipeline.drain_queue()
     stream = pipeline.stream_runner()
     stream.poll_once()  # the completion's notify finds the live claim: its try fails, to be retried
     assert stream.failed_batches, "the stream record was reported failed, not quietly done"
     with pytest.raises(WebhookBusy):
-        notify(request_id, context)
+        send_webhook(request_id, roots.NOTIFY().webhooks)
     assert receiver.deliveries == []
     assert pipeline.reconcile()["webhooks_resent"] == 0  # still live: not the reconciler's either
     # The claim expires: the reconciler's next round sends it, once.
@@ -210,7 +212,7 @@ def test_a_webhook_receiver_that_fails_for_a_while_gets_exactly_one_delivery(
     with WebhookReceiver(TENANT_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
         monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
-        reset_shared_context()
+        reset_roots()
         request_id = upload(pipeline, mixed_csv(image_server.url), flaky.url)
         status = settle(pipeline, request_id)
         assert status["webhook"]["delivered"] is False and flaky.deliveries == []

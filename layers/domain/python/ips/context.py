@@ -1,33 +1,15 @@
-"""What every use case is handed: its settings and its backends. Built from the environment by ips_runtime
-(settings.py reads it, wiring.py builds the backends)."""
+"""The use cases' settings (values only; ips_runtime.settings reads them from the environment). Each function's
+composition root (ips_runtime.roots) hands its use cases what they need of them, beside their ports."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.ports import (
-    BlobStore,
-    Catalog,
-    DeadLetterQueue,
-    Fetcher,
-    Ledger,
-    Quotas,
-    ReuseIndex,
-    SecretGenerations,
-    TaskQueue,
-    UploadStore,
-)
 from ips.quotas import ImageQuota
-from ips.webhook import RetryPolicy, WebhookPoster
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
+from ips.webhook import RetryPolicy
 
 # The presigned path: the client sends the file straight to S3, and it is validated as a stream.
 PRESIGNED_CSV_LIMITS = CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
@@ -64,29 +46,3 @@ class Settings:
 
     def deadline(self, start: datetime, total_images: int) -> datetime:
         return start + timedelta(seconds=self.deadline_base_s + self.deadline_per_image_s * total_images)
-
-    def asset_url(self, key: str) -> str:
-        return f"{self.asset_base_url.rstrip('/')}/{key}"
-
-
-@dataclass(frozen=True)
-class Backends:
-    uploads: UploadStore
-    processed: BlobStore
-    queue: TaskQueue
-    ledger: Ledger
-    catalog: Catalog
-    fetcher: Fetcher
-    webhooks: WebhookPoster
-    secret_generations: SecretGenerations
-    quotas: Quotas
-    check_webhook_url: Callable[[str], None]  # raises ips.fetching.FetchError for a URL we must not call
-    clock: Callable[[], datetime] = utc_now
-    reuse: ReuseIndex | None = None  # None: every image is fetched and compressed afresh
-    dead_letters: tuple[DeadLetterQueue, ...] = ()  # what the reconciler drains (only it is given them)
-
-
-@dataclass(frozen=True)
-class Context:
-    settings: Settings
-    backends: Backends

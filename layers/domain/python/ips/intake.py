@@ -12,20 +12,62 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ips.completion import fail_request
-from ips.context import Context
+from ips.completion import FailPorts, fail_request
+from ips.context import Settings
 from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
 from ips.errors import InvalidInput, Problem
 from ips.fetching import FetchError
 from ips.model import ChunkTask, ImageTask, RequestStatus
 from ips.options import DEFAULT_OPTIONS, ImageOptions
-from ips.ports import ObjectChanged, PresignedPost, RequestRecord
-from ips.quotas import QuotaExceeded, check_allowance, release_images, reserve_images
+from ips.ports import (
+    Catalog,
+    Clock,
+    Ledger,
+    ObjectChanged,
+    PresignedPost,
+    RequestRecord,
+    TaskQueue,
+    UploadStore,
+    UrlCheck,
+)
+from ips.quotas import Allowance, QuotaExceeded
 
 logger = logging.getLogger(__name__)
 WEBHOOK_FIELD = "webhookUrl"
 INCOMING_PREFIX = "incoming/"
 CSV_CONTENT_TYPE = "text/csv"
+
+
+@dataclass(frozen=True)
+class IntakePorts:
+    """What accepting a request and fanning its CSV out needs (the upload and ingest functions)."""
+
+    uploads: UploadStore
+    catalog: Catalog
+    ledger: Ledger
+    queue: TaskQueue
+    allowance: Allowance
+    clock: Clock
+    settings: Settings  # CSV limits, chunk size, upload expiry, deadlines
+
+    @property
+    def failing(self) -> FailPorts:
+        return FailPorts(self.catalog, self.ledger)
+
+
+@dataclass(frozen=True)
+class ChunkPorts:
+    """What expanding a chunk of rows into image tasks needs (the process function)."""
+
+    uploads: UploadStore
+    catalog: Catalog
+    ledger: Ledger
+    queue: TaskQueue
+    limits: CsvLimits  # the presigned route's: a chunk is read with the limits its file was validated with
+
+    @property
+    def failing(self) -> FailPorts:
+        return FailPorts(self.catalog, self.ledger)
 
 
 @dataclass(frozen=True)
@@ -66,11 +108,11 @@ def request_id_of_incoming(key: str) -> str | None:
     return name.removesuffix(".csv")
 
 
-def validate_webhook_url(url: str, context: Context) -> None:
+def validate_webhook_url(url: str, check_url: UrlCheck) -> None:
     reason = url_problem(url)
     if reason is None:
         try:
-            context.backends.check_webhook_url(url)
+            check_url(url)
         except FetchError as exc:
             reason = str(exc)
     if reason is not None:
@@ -82,19 +124,25 @@ def validate_webhook_url(url: str, context: Context) -> None:
 
 
 def accept_csv(
-    data: bytes, tenant: str, webhook_url: str | None, context: Context, options: ImageOptions = DEFAULT_OPTIONS
+    data: bytes,
+    tenant: str,
+    webhook_url: str | None,
+    ports: IntakePorts,
+    options: ImageOptions = DEFAULT_OPTIONS,
+    *,
+    check_url: UrlCheck,
 ) -> Accepted:
     """The direct path. Raises InvalidInput or QuotaExceeded (nothing stored, nothing enqueued) or returns the
-    accepted request."""
+    accepted request. `check_url` refuses a webhook URL we must not call."""
     if webhook_url:
-        validate_webhook_url(webhook_url, context)
-    plan = plan_csv(byte_lines([data]), context.settings.csv_limits, context.settings.chunk_rows)
+        validate_webhook_url(webhook_url, check_url)
+    plan = plan_csv(byte_lines([data]), ports.settings.csv_limits, ports.settings.chunk_rows)
     request_id, salt = str(uuid.uuid4()), new_asset_salt()
-    reserve_images(tenant, request_id, plan.total_images, context)
+    ports.allowance.reserve(tenant, request_id, plan.total_images)
     try:
-        _store_and_fan_out(data, tenant, webhook_url, plan, request_id, salt, context, options)
+        _store_and_fan_out(data, tenant, webhook_url, plan, request_id, salt, ports, options)
     except Exception:
-        release_images(request_id, context)  # not accepted: its images do not count as in flight
+        ports.allowance.release(request_id)  # not accepted: its images do not count as in flight
         raise
     return Accepted(request_id, RequestStatus.PENDING, plan.total_products, plan.total_images)
 
@@ -106,14 +154,13 @@ def _store_and_fan_out(
     plan: CsvPlan,
     request_id: str,
     salt: str,
-    context: Context,
+    ports: IntakePorts,
     options: ImageOptions,
 ) -> None:
-    backends = context.backends
     key = input_csv_key(request_id)
-    backends.uploads.put(key, data, CSV_CONTENT_TYPE)
-    now = backends.clock()
-    backends.catalog.create(
+    ports.uploads.put(key, data, CSV_CONTENT_TYPE)
+    now = ports.clock()
+    ports.catalog.create(
         RequestRecord(
             request_id=request_id,
             tenant=tenant,
@@ -125,23 +172,28 @@ def _store_and_fan_out(
             input_key=key,
             asset_salt=salt,
             options=options,
-            deadline_at=context.settings.deadline(now, plan.total_images),
+            deadline_at=ports.settings.deadline(now, plan.total_images),
         )
     )
-    fan_out(request_id, key, plan, salt, context, tenant=tenant, options=options)
+    fan_out(request_id, key, plan, salt, ports, tenant=tenant, options=options)
 
 
 def create_upload(
-    tenant: str, webhook_url: str | None, context: Context, options: ImageOptions = DEFAULT_OPTIONS
+    tenant: str,
+    webhook_url: str | None,
+    ports: IntakePorts,
+    options: ImageOptions = DEFAULT_OPTIONS,
+    *,
+    check_url: UrlCheck,
 ) -> UploadSlot:
     """The presigned path, step one: a request waiting for its file, and a POST the client sends it with."""
     if webhook_url:
-        validate_webhook_url(webhook_url, context)
-    settings, backends = context.settings, context.backends
-    check_allowance(tenant, context)  # the images are counted at ingestion; a key with no room gets no slot
+        validate_webhook_url(webhook_url, check_url)
+    settings = ports.settings
+    ports.allowance.check(tenant)  # the images are counted at ingestion; a key with no room gets no slot
     request_id = str(uuid.uuid4())
-    now = backends.clock()
-    backends.catalog.create(
+    now = ports.clock()
+    ports.catalog.create(
         RequestRecord(
             request_id=request_id,
             tenant=tenant,
@@ -158,18 +210,16 @@ def create_upload(
         )
     )
     max_bytes = settings.presigned_csv_limits.max_bytes
-    post = backends.uploads.presigned_post(
-        incoming_key(request_id), max_bytes, settings.upload_expiry_s, CSV_CONTENT_TYPE
-    )
+    post = ports.uploads.presigned_post(incoming_key(request_id), max_bytes, settings.upload_expiry_s, CSV_CONTENT_TYPE)
     return UploadSlot(request_id, post, settings.upload_expiry_s, max_bytes)
 
 
-def ingest_upload(key: str, context: Context) -> RequestStatus | None:
+def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
     """The presigned path, step two (S3 ObjectCreated): validate the file as a stream, then fan it out or end
     the request FAILED with every problem. Safe to run again for the same object."""
     request_id = request_id_of_incoming(key)
-    backends, settings = context.backends, context.settings
-    record = backends.catalog.get(request_id) if request_id else None
+    settings = ports.settings
+    record = ports.catalog.get(request_id) if request_id else None
     if record is None or request_id is None:
         logger.warning("an upload for no request", extra={"key": key})
         return None
@@ -177,7 +227,7 @@ def ingest_upload(key: str, context: Context) -> RequestStatus | None:
         logger.info("upload already ingested or request ended", extra={"request_id": request_id})
         return record.status
     limits = settings.presigned_csv_limits
-    stored = backends.uploads.head(key)
+    stored = ports.uploads.head(key)
     if stored is None:
         logger.warning("an upload event for an object that is gone", extra={"key": key})
         return None
@@ -191,40 +241,42 @@ def ingest_upload(key: str, context: Context) -> RequestStatus | None:
                 [Problem(None, None, "FILE_TOO_LARGE", f"The file is over {limits.max_bytes} bytes.")],
             )
         # Pin this version: validation and every chunk read the copy, never the live key the policy can rewrite.
-        backends.uploads.copy_pinned(key, stored.etag, pinned)
-        plan = plan_csv(byte_lines(backends.uploads.stream(pinned)), limits, settings.chunk_rows)
-        reserve_images(record.tenant, request_id, plan.total_images, context)
+        ports.uploads.copy_pinned(key, stored.etag, pinned)
+        plan = plan_csv(byte_lines(ports.uploads.stream(pinned)), limits, settings.chunk_rows)
+        ports.allowance.reserve(record.tenant, request_id, plan.total_images)
     except QuotaExceeded as exc:  # known only now: the request ends FAILED with the code (and its webhook)
-        fail_request(request_id, exc.code, exc.message, context)
+        fail_request(request_id, exc.code, exc.message, ports.failing)
         return RequestStatus.FAILED
     except ObjectChanged:
         logger.info("the upload was replaced while ingesting; its own event ingests it", extra={"key": key})
         return None
     except InvalidInput as exc:
-        fail_request(request_id, exc.code, exc.message, context, problems=exc.problems, truncated=exc.truncated)
+        fail_request(request_id, exc.code, exc.message, ports.failing, problems=exc.problems, truncated=exc.truncated)
         return RequestStatus.FAILED
-    deadline = settings.deadline(backends.clock(), plan.total_images)
-    if backends.catalog.upload_arrived(request_id, pinned, plan.total_products, plan.total_images, deadline):
-        fan_out(request_id, pinned, plan, record.asset_salt, context, tenant=record.tenant, options=record.options)
+    deadline = settings.deadline(ports.clock(), plan.total_images)
+    if ports.catalog.upload_arrived(request_id, pinned, plan.total_products, plan.total_images, deadline):
+        fan_out(request_id, pinned, plan, record.asset_salt, ports, tenant=record.tenant, options=record.options)
     else:  # a second upload through the same policy, or a redelivered event: what was ingested stays
         logger.info("upload already ingested; this write is ignored", extra={"request_id": request_id})
     return RequestStatus.PENDING
 
 
-def expire_upload(record: RequestRecord, now: datetime, context: Context) -> bool:
+def expire_upload(
+    record: RequestRecord, now: datetime, uploads: UploadStore, grace_s: float, failing: FailPorts
+) -> bool:
     """End a request whose presigned upload never came (with its webhook). True when this call ended it.
 
-    Only after a grace period past the expiry, and only when no file is there: S3 accepts a POST signed before
-    the expiry, and its ingestion may still be running."""
+    Only after `grace_s` past the expiry, and only when no file is there: S3 accepts a POST signed before the
+    expiry, and its ingestion may still be running."""
     expires = record.upload_expires_at
     if not record.awaiting_upload or expires is None:
         return False
-    if now <= expires + timedelta(seconds=context.settings.upload_grace_s):
+    if now <= expires + timedelta(seconds=grace_s):
         return False
-    if context.backends.uploads.head(incoming_key(record.request_id)) is not None:
+    if uploads.head(incoming_key(record.request_id)) is not None:
         return False
     return fail_request(
-        record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired.", context
+        record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired.", failing
     )
 
 
@@ -237,16 +289,15 @@ def fan_out(
     key: str,
     plan: CsvPlan,
     salt: str,
-    context: Context,
+    ports: IntakePorts,
     *,
     tenant: str = "",
     options: ImageOptions = DEFAULT_OPTIONS,
 ) -> None:
     """Open the counter and queue one message per chunk. Repeating it (a retried ingestion) is harmless."""
-    backends = context.backends
     try:
-        backends.ledger.open(request_id, plan.total_images)
-        backends.queue.send(
+        ports.ledger.open(request_id, plan.total_images)
+        ports.queue.send(
             [
                 ChunkTask(request_id, key, plan.columns, chunk, salt, tenant, options).to_message()
                 for chunk in plan.chunks
@@ -254,34 +305,33 @@ def fan_out(
         )
     except Exception as exc:
         # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
-        fail_request(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}", context)
+        fail_request(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}", ports.failing)
         raise
 
 
-def expand_chunk(task: ChunkTask, context: Context, *, final_attempt: bool = False) -> int:
+def expand_chunk(task: ChunkTask, ports: ChunkPorts, *, final_attempt: bool = False) -> int:
     """Worker side of the fan-out: the chunk's rows become product records, then image tasks. Idempotent.
     A chunk that fails on its last delivery ends its request FAILED (and goes on to the dead-letter queue),
     so the request is never left waiting for images that will not come."""
     try:
-        return _expand_chunk(task, context)
+        return _expand_chunk(task, ports)
     except Exception as exc:
         if final_attempt and fail_request(
             task.request_id,
             "FAN_OUT_FAILED",
             f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}",
-            context,
+            ports.failing,
         ):
             logger.exception("a chunk failed for good; the request ends FAILED", extra={"request_id": task.request_id})
         raise
 
 
-def _expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = None) -> int:
-    backends = context.backends
-    data = backends.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
-    products = read_chunk(data, task.chunk, task.columns, limits or context.settings.presigned_csv_limits)
-    backends.catalog.add_products(task.request_id, products)
+def _expand_chunk(task: ChunkTask, ports: ChunkPorts) -> int:
+    data = ports.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
+    products = read_chunk(data, task.chunk, task.columns, ports.limits)
+    ports.catalog.add_products(task.request_id, products)
     tasks = image_tasks(task.request_id, products, task.salt, tenant=task.tenant, options=task.options)
-    backends.queue.send([image.to_message() for image in tasks])
+    ports.queue.send([image.to_message() for image in tasks])
     return len(tasks)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ips.csv_input import ProductRow
@@ -12,6 +12,13 @@ from ips.errors import Problem
 from ips.fetching import Fetched
 from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.options import DEFAULT_OPTIONS, ImageOptions
+
+Clock = Callable[[], datetime]  # now, as an aware UTC datetime (tests move it)
+UrlCheck = Callable[[str], None]  # raises ips.fetching.FetchError for a URL we must not call (a webhook's)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class BlobStore(Protocol):

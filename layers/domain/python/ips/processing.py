@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ips.context import Context
 from ips.fetching import TIMEOUT, Fetched, FetchError
-from ips.imaging import DecodeTimeUp, ImageRejected, compress_image
+from ips.imaging import DecodeTimeUp, ImageLimits, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
 from ips.polite import interleave_hosts
-from ips.ports import CountResult, ReuseEntry, SourceValidators
+from ips.ports import BlobStore, Catalog, CountResult, Fetcher, Ledger, ReuseEntry, SourceValidators
 from ips.redaction import redact_url
-from ips.reuse import content_hash, match_content, previous_entry, remember, reuse_output
+from ips.reuse import ReusePorts, asset_url, content_hash, match_content, previous_entry, remember, reuse_output
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +28,19 @@ class RetryLater(Exception):
 
 
 @dataclass(frozen=True)
+class ProcessingPorts:
+    """What processing an image needs: its source, where its output goes, where its state and count are kept."""
+
+    fetcher: Fetcher
+    processed: BlobStore
+    catalog: Catalog
+    ledger: Ledger
+    reuse: ReusePorts
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
+    max_receive_count: int = 5  # the queue's redrive threshold (for the reason a given-up image fails with)
+
+
+@dataclass(frozen=True)
 class Source:
     """A task's source: what the reuse index knew of it, and what the fetch brought."""
 
@@ -36,12 +48,12 @@ class Source:
     fetched: Fetched
 
 
-def fetch_source(task: ImageTask, context: Context, timeout: float | None = None) -> Source:
+def fetch_source(task: ImageTask, ports: ProcessingPorts, timeout: float | None = None) -> Source:
     """Fetch the task's source; conditionally when this tenant had it processed with these options before.
     `timeout` (what the invocation has left) shortens the fetcher's own limit."""
-    previous = previous_entry(task, context)
+    previous = previous_entry(task, ports.reuse)
     validators = previous.validators if previous is not None and previous.validators else None
-    return Source(previous, context.backends.fetcher.fetch(task.url, validators, timeout=timeout))
+    return Source(previous, ports.fetcher.fetch(task.url, validators, timeout=timeout))
 
 
 class Prefetcher:
@@ -49,8 +61,8 @@ class Prefetcher:
     (a batch is otherwise processed one record after another). Each fetch gets what the invocation has left
     (`budget`, seconds) as its time limit, so a batch of slow sources cannot run past the function timeout."""
 
-    def __init__(self, context: Context, workers: int, budget: Callable[[], float] | None = None) -> None:
-        self._context = context
+    def __init__(self, ports: ProcessingPorts, workers: int, budget: Callable[[], float] | None = None) -> None:
+        self._ports = ports
         self._budget = budget
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
         self._pending: dict[ImageTask, Future[Source]] = {}
@@ -66,11 +78,11 @@ class Prefetcher:
 
     def _fetch(self, task: ImageTask) -> Source:
         if self._budget is None:
-            return fetch_source(task, self._context)
+            return fetch_source(task, self._ports)
         left = self._budget()
         if left <= 0:
             raise FetchError(TIMEOUT, "no time left in this invocation to fetch the image", permanent=False)
-        return fetch_source(task, self._context, timeout=left)
+        return fetch_source(task, self._ports, timeout=left)
 
     def close(self) -> None:
         for future in self._pending.values():
@@ -80,7 +92,7 @@ class Prefetcher:
 
 def process_image(
     task: ImageTask,
-    context: Context,
+    ports: ProcessingPorts,
     *,
     final_attempt: bool,
     prefetcher: Prefetcher | None = None,
@@ -93,44 +105,43 @@ def process_image(
     with the reason instead of going to the dead-letter queue uncounted. `deadline` (a `time.monotonic()`
     instant) is when decoding must have finished for the invocation to end in time: running into it is
     transient (a fresh invocation has more time), running out of the image's own CPU budget is not."""
-    fetch = prefetcher.fetch if prefetcher is not None else lambda task: fetch_source(task, context)
-    outcome = _compress_and_store(task, context, fetch, final_attempt=final_attempt, deadline=deadline)
+    fetch = prefetcher.fetch if prefetcher is not None else lambda task: fetch_source(task, ports)
+    outcome = _compress_and_store(task, ports, fetch, final_attempt=final_attempt, deadline=deadline)
     # The catalog keeps the first terminal state it is given, and the count follows what the catalog holds,
     # so a redelivery that ends differently cannot make the counters disagree with the product records.
-    stored = context.backends.catalog.record_image(task, outcome)
-    return context.backends.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
+    stored = ports.catalog.record_image(task, outcome)
+    return ports.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
 
 
 def _compress_and_store(
     task: ImageTask,
-    context: Context,
+    ports: ProcessingPorts,
     fetch: Callable[[ImageTask], Source],
     *,
     final_attempt: bool,
     deadline: float | None,
 ) -> ImageOutcome:
-    settings, backends = context.settings, context.backends
     try:
         source = fetch(task)
         if source.fetched.not_modified and source.previous is not None:
             # Unchanged since last time (304): reuse the output, no download, no compression.
-            if (reused := reuse_output(task, source.previous, context)) is not None:
-                remember(task, reused, source.previous.content_sha256, source.previous.validators, context)
+            if (reused := reuse_output(task, source.previous, ports.reuse)) is not None:
+                remember(task, reused, source.previous.content_sha256, source.previous.validators, ports.reuse)
                 return reused
-            source = Source(None, backends.fetcher.fetch(task.url))  # its output is gone: fetch it whole
+            source = Source(None, ports.fetcher.fetch(task.url))  # its output is gone: fetch it whole
         fetched = source.fetched
         digest = content_hash(fetched.body)
         validators = SourceValidators(fetched.etag, fetched.last_modified)
         # Bytes this tenant already processed with these options: reuse the output, skip the compression.
-        match = match_content(task, source.previous, digest, context)
-        if match is not None and (reused := reuse_output(task, match, context)) is not None:
-            remember(task, reused, digest, validators, context)
+        match = match_content(task, source.previous, digest, ports.reuse)
+        if match is not None and (reused := reuse_output(task, match, ports.reuse)) is not None:
+            remember(task, reused, digest, validators, ports.reuse)
             return reused
-        image = compress_image(fetched.body, limits=settings.image_limits, deadline=deadline, options=task.options)
+        image = compress_image(fetched.body, limits=ports.image_limits, deadline=deadline, options=task.options)
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
             raise RetryLater(f"{exc.code}: {exc}", exc.retry_after) from exc
-        reason = str(exc) if exc.permanent else f"{exc} (gave up after {settings.max_receive_count} attempts)"
+        reason = str(exc) if exc.permanent else f"{exc} (gave up after {ports.max_receive_count} attempts)"
         return ImageOutcome.failure(exc.code, reason)
     except DecodeTimeUp as exc:
         if exc.invocation_deadline and not final_attempt:
@@ -143,10 +154,10 @@ def _compress_and_store(
             raise
         logger.exception("image processing crashed on the final attempt", extra={"url": redact_url(task.url)})
         return ImageOutcome.failure("INTERNAL_ERROR", f"processing failed: {type(exc).__name__}")
-    backends.processed.put(task.output_key, image.data, task.options.format.content_type)
+    ports.processed.put(task.output_key, image.data, task.options.format.content_type)
     outcome = ImageOutcome(
         ImageStatus.SUCCEEDED,
-        output_url=settings.asset_url(task.output_key),
+        output_url=asset_url(ports.reuse.asset_base_url, task.output_key),
         input_format=image.input_format,
         input_bytes=image.input_bytes,
         output_bytes=image.output_bytes,
@@ -155,5 +166,5 @@ def _compress_and_store(
         kept_original=image.kept_original,
         output_format=image.output_format,
     )
-    remember(task, outcome, digest, validators, context)
+    remember(task, outcome, digest, validators, ports.reuse)
     return outcome

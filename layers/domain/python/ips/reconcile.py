@@ -20,18 +20,45 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from ips.completion import WebhookBusy, complete_request, fail_request, notify
-from ips.context import Context
+from ips.completion import CompletionPorts, FailPorts, WebhookBusy, complete_request, fail_request, send_webhook
+from ips.context import Settings
 from ips.csv_input import byte_lines, plan_csv
 from ips.intake import expire_upload
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageOutcome, ImageTask
-from ips.ports import DeadLetter, DeadLetterQueue, RequestRecord
+from ips.ports import (
+    Catalog,
+    Clock,
+    DeadLetter,
+    DeadLetterQueue,
+    Ledger,
+    RequestRecord,
+    TaskQueue,
+    UploadStore,
+)
 
 logger = logging.getLogger(__name__)
 DEAD_LETTERED = "DEAD_LETTERED"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 MAX_DEAD_LETTERS = 2000  # per queue per round; the rest waits for the next round
+
+
+@dataclass(frozen=True)
+class ReconcilePorts:
+    """What a round needs: every request's state, its queues (the work and the dead letters), and completion."""
+
+    catalog: Catalog
+    ledger: Ledger
+    queue: TaskQueue
+    uploads: UploadStore
+    dead_letters: tuple[DeadLetterQueue, ...]
+    clock: Clock
+    completion: CompletionPorts
+    settings: Settings  # grace, stall and resend windows; how a lost chunk's file is re-planned
+
+    @property
+    def failing(self) -> FailPorts:
+        return FailPorts(self.catalog, self.ledger)
 
 
 @dataclass
@@ -52,41 +79,40 @@ class RoundReport:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
-def reconcile(context: Context, time_left: Callable[[], float] = lambda: float("inf")) -> RoundReport:
+def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: float("inf")) -> RoundReport:
     """One round. `time_left` (seconds) lets it stop before its invocation does; the next round goes on."""
     report = RoundReport()
-    for queue in context.backends.dead_letters:
-        drain_dead_letters(queue, context, report, time_left)
-    now = context.backends.clock()
-    for record in context.backends.catalog.open_requests():
+    for queue in ports.dead_letters:
+        drain_dead_letters(queue, ports, report, time_left)
+    now = ports.clock()
+    for record in ports.catalog.open_requests():
         if time_left() <= 0:
             report.out_of_time = True
             return report
         try:
-            _reconcile_request(record, now, context, report)
+            _reconcile_request(record, now, ports, report)
         except Exception:  # one broken request must not stop the round for the others
             logger.exception("reconciling a request failed", extra={"request_id": record.request_id})
-    _resend_webhooks(now, context, report, time_left)
+    _resend_webhooks(now, ports, report, time_left)
     return report
 
 
 def drain_dead_letters(
-    queue: DeadLetterQueue, context: Context, report: RoundReport, time_left: Callable[[], float]
+    queue: DeadLetterQueue, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]
 ) -> None:
     for _ in range(0, MAX_DEAD_LETTERS, 10):
         letters = queue.receive(10)
         if not letters:
             return
         for letter in letters:
-            _settle_dead_letter(letter, context, report)
+            _settle_dead_letter(letter, ports, report)
             queue.delete(letter)  # only once settled: a crash before this settles it again, idempotently
         if time_left() <= 0:
             report.out_of_time = True
             return
 
 
-def _settle_dead_letter(letter: DeadLetter, context: Context, report: RoundReport) -> None:
-    backends = context.backends
+def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport) -> None:
     extra = {"message_id": letter.message_id, "receive_count": letter.receive_count}
     try:
         task = parse_task(letter.body)
@@ -94,7 +120,7 @@ def _settle_dead_letter(letter: DeadLetter, context: Context, report: RoundRepor
         logger.error("dead letter that is no task dropped", extra={**extra, "problem": str(exc)})
         report.dead_dropped += 1
         return
-    if backends.catalog.get(task.request_id) is None:
+    if ports.catalog.get(task.request_id) is None:
         logger.error("dead letter for an unknown request dropped", extra={**extra, "request_id": task.request_id})
         report.dead_dropped += 1
         return
@@ -104,13 +130,13 @@ def _settle_dead_letter(letter: DeadLetter, context: Context, report: RoundRepor
             DEAD_LETTERED,
             f"Rows {task.chunk.first_row}+ could not be read: every delivery of the work failed, and it was "
             "dead-lettered.",
-            context,
+            ports.failing,
         )
         report.dead_chunks += 1
         return
     reason = "The image could not be processed: every delivery of its work failed, and it was dead-lettered."
     try:
-        _fail_image(task, DEAD_LETTERED, reason, context)
+        _fail_image(task, DEAD_LETTERED, reason, ports)
     except LookupError:
         logger.error("dead letter for an unknown image dropped", extra={**extra, "request_id": task.request_id})
         report.dead_dropped += 1
@@ -118,58 +144,61 @@ def _settle_dead_letter(letter: DeadLetter, context: Context, report: RoundRepor
     report.dead_images += 1
 
 
-def _fail_image(task: ImageTask, code: str, message: str, context: Context) -> None:
+def _fail_image(task: ImageTask, code: str, message: str, ports: ReconcilePorts) -> None:
     """The same exactly-once path as processing: the first terminal state wins, then it is counted once."""
-    stored = context.backends.catalog.record_image(task, ImageOutcome.failure(code, message))
-    context.backends.ledger.count(task, succeeded=stored.succeeded)
+    stored = ports.catalog.record_image(task, ImageOutcome.failure(code, message))
+    ports.ledger.count(task, succeeded=stored.succeeded)
 
 
-def _reconcile_request(record: RequestRecord, now: datetime, context: Context, report: RoundReport) -> None:
+def _reconcile_request(record: RequestRecord, now: datetime, ports: ReconcilePorts, report: RoundReport) -> None:
     if record.awaiting_upload:
-        if expire_upload(record, now, context):
+        if expire_upload(record, now, ports.uploads, ports.settings.upload_grace_s, ports.failing):
             report.uploads_expired += 1
         return
     if record.deadline_at is not None and now > record.deadline_at:
         report.past_deadline += 1
-        _end_past_deadline(record, context, report)
+        _end_past_deadline(record, ports, report)
         return
-    counts = context.backends.ledger.counts(record.request_id)
+    counts = ports.ledger.counts(record.request_id)
     if counts is None or counts.progress_at is None:
         return
-    if now.timestamp() - counts.progress_at < context.settings.stall_after_s:
+    if now.timestamp() - counts.progress_at < ports.settings.stall_after_s:
         return
     if counts.complete:
         # The last count happened, but its completion never ran through (the stream's retries ran out).
-        complete_request(record.request_id, context)
+        complete_request(record.request_id, ports.completion)
         report.completions_resumed += 1
         return
     report.stalled += 1
-    report.requeued += _requeue(record, context)
-    context.backends.ledger.touch(record.request_id)
+    report.requeued += _requeue(record, ports)
+    ports.ledger.touch(record.request_id)
 
 
-def _end_past_deadline(record: RequestRecord, context: Context, report: RoundReport) -> None:
-    request_id, backends = record.request_id, context.backends
+def _end_past_deadline(record: RequestRecord, ports: ReconcilePorts, report: RoundReport) -> None:
+    request_id = record.request_id
     message = "The request passed its deadline before this image was processed."
     slots = 0
-    for task, outcome in _images(record, context):
+    for task, outcome in _images(record, ports):
         slots += 1
-        if outcome is None and _each(_fail_image, task, DEADLINE_EXCEEDED, message, context):
+        if outcome is None and _each(_fail_image, task, DEADLINE_EXCEEDED, message, ports):
             report.images_failed_at_deadline += 1
-    counts = backends.ledger.counts(request_id)
+    counts = ports.ledger.counts(request_id)
     if counts is None or slots < record.total_images:
         # Rows that never became products (or no counter at all): no image path can end it.
         fail_request(
-            request_id, DEADLINE_EXCEEDED, "The request passed its deadline before all its rows were read.", context
+            request_id,
+            DEADLINE_EXCEEDED,
+            "The request passed its deadline before all its rows were read.",
+            ports.failing,
         )
         return
     if not counts.complete:
         # Terminal in MongoDB but not counted (a crash between the two steps): count them now, once each.
-        for task, outcome in _images(record, context):
+        for task, outcome in _images(record, ports):
             if outcome is not None:
-                _each(backends.ledger.count, task, succeeded=outcome.succeeded)
-    if (backends.ledger.counts(request_id) or counts).complete:
-        complete_request(request_id, context)  # a no-op when the stream's notify got there first
+                _each(ports.ledger.count, task, succeeded=outcome.succeeded)
+    if (ports.ledger.counts(request_id) or counts).complete:
+        complete_request(request_id, ports.completion)  # a no-op when the stream's notify got there first
 
 
 def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
@@ -182,25 +211,24 @@ def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
     return True
 
 
-def _images(record: RequestRecord, context: Context) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
-    for product in context.backends.catalog.products(record.request_id):
+def _images(record: RequestRecord, ports: ReconcilePorts) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
+    for product in ports.catalog.products(record.request_id):
         for index, outcome in enumerate(product.images):
             # The request's stored salt, tenant and options: a re-queued image goes to the key it always had.
             url, salt = product.input_urls[index], record.asset_salt
             yield ImageTask(record.request_id, product.row, index, url, salt, record.tenant, record.options), outcome
 
 
-def _requeue(record: RequestRecord, context: Context) -> int:
+def _requeue(record: RequestRecord, ports: ReconcilePorts) -> int:
     """Send again what is not done: every pending image, and the chunks whose rows never became products."""
-    backends = context.backends
     pending, rows = [], []
-    for task, outcome in _images(record, context):
+    for task, outcome in _images(record, ports):
         if task.index == 0:
             rows.append(task.row)
         if outcome is None:
             pending.append(task.to_message())
-    lost_chunks = _lost_chunks(record, rows, context) if len(rows) < record.total_products else []
-    backends.queue.send(lost_chunks + pending)
+    lost_chunks = _lost_chunks(record, rows, ports) if len(rows) < record.total_products else []
+    ports.queue.send(lost_chunks + pending)
     logger.warning(
         "stalled request re-queued",
         extra={"request_id": record.request_id, "images": len(pending), "chunks": len(lost_chunks)},
@@ -208,12 +236,12 @@ def _requeue(record: RequestRecord, context: Context) -> int:
     return len(pending) + len(lost_chunks)
 
 
-def _lost_chunks(record: RequestRecord, rows: list[int], context: Context) -> list[str]:
+def _lost_chunks(record: RequestRecord, rows: list[int], ports: ReconcilePorts) -> list[str]:
     if not record.input_key:
         return []
-    settings, backends = context.settings, context.backends
+    settings = ports.settings
     plan = plan_csv(
-        byte_lines(backends.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_rows
+        byte_lines(ports.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_rows
     )
     present = sorted(rows)
     lost = []
@@ -235,14 +263,14 @@ def _lost_chunks(record: RequestRecord, rows: list[int], context: Context) -> li
     return lost
 
 
-def _resend_webhooks(now: datetime, context: Context, report: RoundReport, time_left: Callable[[], float]) -> None:
-    window = timedelta(seconds=context.settings.webhook_resend_window_s)
-    for request_id in list(context.backends.catalog.undelivered_webhooks(now - window, now, now)):
+def _resend_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]) -> None:
+    window = timedelta(seconds=ports.settings.webhook_resend_window_s)
+    for request_id in list(ports.catalog.undelivered_webhooks(now - window, now, now)):
         if time_left() <= 0:
             report.out_of_time = True
             return
         try:
-            if notify(request_id, context):
+            if send_webhook(request_id, ports.completion.webhooks):
                 report.webhooks_resent += 1
         except WebhookBusy:
             pass  # taken by a live holder since the query: theirs to send

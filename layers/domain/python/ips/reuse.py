@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from ips.context import Context
 from ips.model import ImageOutcome, ImageStatus, ImageTask
-from ips.ports import ReuseEntry, SourceValidators
+from ips.ports import BlobStore, Clock, ReuseEntry, ReuseIndex, SourceValidators
 
 logger = logging.getLogger(__name__)
 
@@ -29,47 +28,62 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def previous_entry(task: ImageTask, context: Context) -> ReuseEntry | None:
-    index = context.backends.reuse
+def asset_url(base_url: str, key: str) -> str:
+    """Where a processed object is publicly readable: CloudFront in AWS, the gateway locally."""
+    return f"{base_url.rstrip('/')}/{key}"
+
+
+@dataclass(frozen=True)
+class ReusePorts:
+    """What reusing earlier outputs needs. `index` None: every image is fetched and compressed afresh."""
+
+    index: ReuseIndex | None
+    processed: BlobStore
+    clock: Clock
+    asset_base_url: str
+    output_retention_days: float = 14  # how long outputs are kept; entries expire a day before them
+
+
+def previous_entry(task: ImageTask, ports: ReusePorts) -> ReuseEntry | None:
+    index = ports.index
     if index is None or not task.tenant:
         return None
     entry = index.find_by_url(task.tenant, task.options.fingerprint(), task.url)
-    return entry if entry is not None and entry.expires_at > context.backends.clock() else None
+    return entry if entry is not None and entry.expires_at > ports.clock() else None
 
 
-def reuse_output(task: ImageTask, entry: ReuseEntry, context: Context) -> ImageOutcome | None:
+def reuse_output(task: ImageTask, entry: ReuseEntry, ports: ReusePorts) -> ImageOutcome | None:
     """Copy the entry's output to this task's key; None when it is gone (expired early, deleted)."""
-    backends = context.backends
-    if entry.output_key != task.output_key and not backends.processed.copy(
+    if entry.output_key != task.output_key and not ports.processed.copy(
         entry.output_key, task.output_key, task.options.format.content_type
     ):
         return None
     # The same key is this task's own earlier attempt (a redelivery): its output, not a reuse.
     reused = True if entry.output_key != task.output_key else None
-    return replace(entry.outcome, output_url=context.settings.asset_url(task.output_key), reused=reused)
+    return replace(entry.outcome, output_url=asset_url(ports.asset_base_url, task.output_key), reused=reused)
 
 
-def match_content(task: ImageTask, previous: ReuseEntry | None, digest: str, context: Context) -> ReuseEntry | None:
+def match_content(task: ImageTask, previous: ReuseEntry | None, digest: str, ports: ReusePorts) -> ReuseEntry | None:
     """The output of bytes identical to these, processed by this tenant with these options, if any."""
     if previous is not None and previous.content_sha256 == digest:
         return previous
-    index = context.backends.reuse
+    index = ports.index
     if index is None or not task.tenant:
         return None
     entry = index.find_by_content(task.tenant, task.options.fingerprint(), digest)
-    return entry if entry is not None and entry.expires_at > context.backends.clock() else None
+    return entry if entry is not None and entry.expires_at > ports.clock() else None
 
 
 def remember(
-    task: ImageTask, outcome: ImageOutcome, digest: str, validators: SourceValidators, context: Context
+    task: ImageTask, outcome: ImageOutcome, digest: str, validators: SourceValidators, ports: ReusePorts
 ) -> None:
     """Record this task's output as the newest for its source. Best effort: reuse is an optimisation."""
-    index = context.backends.reuse
+    index = ports.index
     if index is None or not task.tenant or outcome.status is not ImageStatus.SUCCEEDED:
         return
     stored = replace(outcome, output_url=None, reused=None)
     # A day short of the outputs' retention, so an entry never names an output the lifecycle already removed.
-    lifetime = timedelta(days=max(context.settings.output_retention_days - 1, 0.5))
+    lifetime = timedelta(days=max(ports.output_retention_days - 1, 0.5))
     entry = ReuseEntry(
         tenant=task.tenant,
         options_key=task.options.fingerprint(),
@@ -78,7 +92,7 @@ def remember(
         validators=validators,
         output_key=task.output_key,
         outcome=stored,
-        expires_at=context.backends.clock() + lifetime,
+        expires_at=ports.clock() + lifetime,
     )
     try:
         index.remember(entry)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ips.context import Context
-from ips.ports import SecretGeneration
+from ips.ports import Clock, SecretGeneration, SecretGenerations
 from ips.webhook import SECRET_PREFIX
 
 DERIVATION_LABEL = b"ips/webhook-secret/v1"
@@ -33,46 +33,49 @@ def derive_secret(master: str, tenant: str, generation: int) -> str:
     return SECRET_PREFIX + base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
 
 
-def _master(context: Context) -> str:
-    if not context.settings.webhook_secret:
-        raise WebhookSecretMissing("WEBHOOK_SECRET is not set")
-    return context.settings.webhook_secret
+@dataclass(frozen=True)
+class TenantSecrets:
+    """Every tenant's signing secrets: derived from `master` at the generation `generations` holds for it."""
 
+    master: str | None
+    generations: SecretGenerations
+    clock: Clock
+    rotation_window_s: int = 86_400  # how long a rotated-out secret still signs beside the new one
 
-def signing_secrets(tenant: str, context: Context, now: datetime) -> list[str]:
-    """The secrets a webhook for `tenant` is signed with now: the current one, and the previous one while its
-    rotation window lasts."""
-    master, state = _master(context), context.backends.secret_generations.current(tenant)
-    secrets = [derive_secret(master, tenant, state.generation)]
-    if state.previous_generation is not None and state.previous_until is not None and now < state.previous_until:
-        secrets.append(derive_secret(master, tenant, state.previous_generation))
-    return secrets
+    def _master(self) -> str:
+        if not self.master:
+            raise WebhookSecretMissing("WEBHOOK_SECRET is not set")
+        return self.master
 
+    def signing_secrets(self, tenant: str, now: datetime) -> list[str]:
+        """The secrets a webhook for `tenant` is signed with now: the current one, and the previous one while
+        its rotation window lasts."""
+        master, state = self._master(), self.generations.current(tenant)
+        secrets = [derive_secret(master, tenant, state.generation)]
+        if state.previous_generation is not None and state.previous_until is not None and now < state.previous_until:
+            secrets.append(derive_secret(master, tenant, state.previous_generation))
+        return secrets
 
-def secret_document(tenant: str, state: SecretGeneration, context: Context) -> dict[str, Any]:
-    """What the API answers: the current secret, and until when the previous one still signs."""
-    now = context.backends.clock()
-    previous_until = state.previous_until if state.previous_until and now < state.previous_until else None
-    return {
-        "secret": derive_secret(_master(context), tenant, state.generation),
-        "generation": state.generation,
-        "rotatedAt": _iso(state.rotated_at),
-        "previousSecretValidUntil": _iso(previous_until),
-    }
+    def document(self, tenant: str, state: SecretGeneration) -> dict[str, Any]:
+        """What the API answers: the current secret, and until when the previous one still signs."""
+        now = self.clock()
+        previous_until = state.previous_until if state.previous_until and now < state.previous_until else None
+        return {
+            "secret": derive_secret(self._master(), tenant, state.generation),
+            "generation": state.generation,
+            "rotatedAt": _iso(state.rotated_at),
+            "previousSecretValidUntil": _iso(previous_until),
+        }
 
+    def read(self, tenant: str) -> dict[str, Any]:
+        return self.document(tenant, self.generations.current(tenant))
 
-def read_secret(tenant: str, context: Context) -> dict[str, Any]:
-    return secret_document(tenant, context.backends.secret_generations.current(tenant), context)
-
-
-def rotate_secret(tenant: str, context: Context) -> dict[str, Any]:
-    """A new secret from now on; the one it replaces keeps signing for the rotation window (a rotation within the
-    window of the last one ends that window: at most two secrets sign at once)."""
-    _master(context)  # refuse before changing anything
-    state = context.backends.secret_generations.rotate(
-        tenant, context.backends.clock(), context.settings.webhook_rotation_window_s
-    )
-    return secret_document(tenant, state, context)
+    def rotate(self, tenant: str) -> dict[str, Any]:
+        """A new secret from now on; the one it replaces keeps signing for the rotation window (a rotation within
+        the window of the last one ends that window: at most two secrets sign at once)."""
+        self._master()  # refuse before changing anything
+        state = self.generations.rotate(tenant, self.clock(), self.rotation_window_s)
+        return self.document(tenant, state)
 
 
 def _iso(moment: datetime | None) -> str | None:

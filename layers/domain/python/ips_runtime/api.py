@@ -87,8 +87,8 @@ class Savings(BaseModel):
 class WebhookDelivery(BaseModel):
     delivered: bool
     attempts: int
-    last_status: int | None
-    last_error: str | None
+    lastStatus: int | None = Field(description="The HTTP status of the last attempt")
+    lastError: str | None = Field(description="Why the last attempt failed; null once delivered")
 
 
 class RequestError(BaseModel):

@@ -49,7 +49,7 @@ class FunctionSettings(EnvSettings):
     mongodb_uri_secret_arn: str | None = None
     mongodb_database: str = "ips"
     web_origin: str | None = None  # the upload page's origin: the API's CORS headers allow it
-    ips_context_hook: str | None = None  # local cloud only: `module:function` wrapping the backends (chaos)
+    ips_adapter_hook: str | None = None  # local cloud only: `module:function` wrapping the adapters (chaos)
 
     # -- requests and images
     csv_max_bytes: Count = CsvLimits.max_bytes  # the direct upload (the CSV is the request body)

@@ -1,7 +1,7 @@
 """The retries the AWS SDK does not make itself (tenacity).
 
 botocore already retries every call that fails as a whole (standard mode, 5 attempts: throttling, 5xx, timeouts,
-set in ips_runtime.wiring). What it cannot see is a call that succeeded without doing everything: a DynamoDB
+set in ips_runtime.adapters). What it cannot see is a call that succeeded without doing everything: a DynamoDB
 transaction cancelled because another touched the same item (`TransactionConflict`), or SQS batch entries
 reported in `Failed`. Only those are retried here, never an error botocore gave up on, so the two never stack."""
 

@@ -25,8 +25,25 @@ that was checked, and the check looks at what the operating system would actuall
   deadline passes -- the only way to stop a server that trickles a byte at a time (headers or body).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ips.adapters.outbound.addresses import Resolver, is_public_address
-from ips.adapters.outbound.client import OutboundClient, check_url
 from ips.adapters.outbound.policy import OutboundPolicy
+
+if TYPE_CHECKING:
+    from ips.adapters.outbound.client import OutboundClient, check_url
+
+
+def __getattr__(name: str) -> Any:
+    # The client (requests, urllib3's overrides) only when something calls out: every function's settings read
+    # OutboundPolicy, and the status and secret functions never send a request.
+    if name in ("OutboundClient", "check_url"):
+        from ips.adapters.outbound import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["OutboundClient", "OutboundPolicy", "Resolver", "check_url", "is_public_address"]

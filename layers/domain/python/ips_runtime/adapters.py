@@ -1,0 +1,219 @@
+"""The adapters a function's composition root picks from, each built from the environment on first use.
+
+Nothing is built until a root asks for it, and each adapter's libraries are imported then: the status function,
+which reads the catalog, the counter and the uploads bucket, never imports Pillow or the outbound HTTP client.
+`wrap(name, adapter)` sees every adapter as it is built and answers the one to use: how fault tests and the
+chaos suite put wrapped backends in front of the real ones."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from ips.context import Settings
+from ips.ports import (
+    BlobStore,
+    Catalog,
+    Clock,
+    DeadLetterQueue,
+    Fetcher,
+    Ledger,
+    Quotas,
+    ReuseIndex,
+    SecretGenerations,
+    TaskQueue,
+    UploadStore,
+    UrlCheck,
+    utc_now,
+)
+from ips.webhook import WebhookPoster
+from ips_runtime.settings import FunctionSettings
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from ips.adapters.outbound import OutboundClient, OutboundPolicy
+
+Wrap = Callable[[str, Any], Any]  # (port name, the adapter built) -> the adapter to use
+
+
+def _unwrapped[T](name: str, adapter: T) -> T:
+    return adapter
+
+
+def hook(settings: FunctionSettings) -> Wrap:
+    """IPS_ADAPTER_HOOK (local cloud only, never set in AWS): `module:function`, a Wrap for every adapter."""
+    if not settings.ips_adapter_hook:
+        return _unwrapped
+    module, _, name = settings.ips_adapter_hook.partition(":")
+    wrap: Wrap = getattr(importlib.import_module(module), name)
+    return wrap
+
+
+class Adapters:
+    """One set of adapters (clients and connection pools shared by what is built from it). The environment is
+    read and validated when the set is made (a function's cold start): a wrong value fails it, naming the
+    variable, before any client is built."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, wrap: Wrap | None = None) -> None:
+        self.function_settings = FunctionSettings.from_env(env)
+        self._wrap = wrap or hook(self.function_settings)
+
+    @classmethod
+    def from_env(cls, wrap: Wrap | None = None) -> Adapters:
+        return cls(None, wrap)
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The use cases' settings (the webhook secret fetched from Secrets Manager when given by ARN)."""
+        return self.function_settings.domain()
+
+    @cached_property
+    def clock(self) -> Clock:
+        clock: Clock = self._wrap("clock", utc_now)
+        return clock
+
+    # -- AWS ---------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _aws_config(self) -> Any:
+        from botocore.config import Config
+
+        return Config(retries={"mode": "standard", "max_attempts": 5})
+
+    def _client(self, service: str, **config: Any) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(service, config=self._aws_config.merge(Config(**config)) if config else self._aws_config)
+
+    @cached_property
+    def _s3(self) -> Any:
+        # SigV4 for presigned URLs and POSTs (regions since 2014 accept nothing else; it also carries X-Amz-Expires).
+        return self._client("s3", signature_version="s3v4")
+
+    @cached_property
+    def _dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
+    def _sqs(self) -> Any:
+        return self._client("sqs")
+
+    @cached_property
+    def uploads(self) -> UploadStore:
+        from ips.adapters.aws import S3UploadStore
+
+        return self._wrapped("uploads", S3UploadStore(self._s3, self.function_settings.uploads_bucket))
+
+    @cached_property
+    def processed(self) -> BlobStore:
+        from ips.adapters.aws import S3BlobStore
+
+        return self._wrapped("processed", S3BlobStore(self._s3, self.function_settings.processed_bucket))
+
+    @cached_property
+    def queue(self) -> TaskQueue:
+        from ips.adapters.aws import SqsTaskQueue
+
+        return self._wrapped("queue", SqsTaskQueue(self._sqs, self.function_settings.images_queue_url))
+
+    @cached_property
+    def dead_letters(self) -> tuple[DeadLetterQueue, ...]:
+        """Only the reconciler's environment names them (and only its role may read them)."""
+        from ips.adapters.aws import SqsDeadLetterQueue
+
+        urls = self.function_settings.dead_letter_queue_urls
+        return tuple(self._wrapped("dead_letters", SqsDeadLetterQueue(self._sqs, url)) for url in urls)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from ips.adapters.dynamodb import DynamoLedger
+
+        return self._wrapped("ledger", DynamoLedger(self._dynamodb, self.function_settings.requests_table))
+
+    @cached_property
+    def quotas(self) -> Quotas:
+        from ips.adapters.dynamodb import DynamoQuotas
+
+        return self._wrapped("quotas", DynamoQuotas(self._dynamodb, self.function_settings.requests_table))
+
+    # -- MongoDB -----------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _database(self) -> Database[Any]:
+        from ips.adapters.mongo import connect
+
+        settings = self.function_settings
+        return connect(settings.mongodb_connection_uri(), settings.mongodb_database)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        from ips.adapters.mongo import MongoCatalog
+
+        return self._wrapped("catalog", MongoCatalog(self._database))
+
+    @cached_property
+    def secret_generations(self) -> SecretGenerations:
+        from ips.adapters.mongo import MongoSecretGenerations
+
+        return self._wrapped("secret_generations", MongoSecretGenerations(self._database))
+
+    @cached_property
+    def reuse(self) -> ReuseIndex | None:
+        """None when IMAGE_REUSE is off: every image is fetched and compressed afresh."""
+        if not self.function_settings.image_reuse:
+            return None
+        from ips.adapters.mongo_reuse import MongoReuseIndex
+
+        return self._wrapped("reuse", MongoReuseIndex(self._database))
+
+    def ensure_indexes(self) -> None:
+        """Create the collections' indexes (a no-op when they exist). Only the functions that write requests,
+        products and reuse entries do it, once per container: the read-only routes never write (issue 10).
+        Product pages and the output CSV read by request, in row order: without the index a 100,000-product
+        request would be a collection scan per page."""
+        from ips.adapters.mongo import MongoCatalog
+        from ips.adapters.mongo_reuse import MongoReuseIndex
+
+        MongoCatalog(self._database).ensure_indexes()
+        if self.function_settings.image_reuse:
+            MongoReuseIndex(self._database).ensure_indexes()
+
+    # -- outbound HTTP (image sources, webhooks) ----------------------------------------------------------------
+
+    @cached_property
+    def _policy(self) -> OutboundPolicy:
+        return self.function_settings.outbound_policy()
+
+    @cached_property
+    def _outbound(self) -> OutboundClient:
+        from ips.adapters.outbound import OutboundClient
+
+        return OutboundClient(self._policy)
+
+    @cached_property
+    def fetcher(self) -> Fetcher:
+        from ips.polite import HostLimiter, PoliteFetcher
+
+        # Capped per source host for this process (every invocation a worker runs shares the limiter).
+        limiter = HostLimiter(self.function_settings.fetch_per_host)
+        return self._wrapped("fetcher", PoliteFetcher(self._outbound, limiter))
+
+    @cached_property
+    def webhooks(self) -> WebhookPoster:
+        return self._wrapped("webhooks", self._outbound)
+
+    @cached_property
+    def check_webhook_url(self) -> UrlCheck:
+        from ips.adapters.outbound import check_url
+
+        check: UrlCheck = self._wrapped("check_webhook_url", functools.partial(check_url, policy=self._policy))
+        return check
+
+    def _wrapped[T](self, name: str, adapter: T) -> T:
+        wrapped: T = self._wrap(name, adapter)
+        return wrapped

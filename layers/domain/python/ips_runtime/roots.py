@@ -1,0 +1,227 @@
+"""Each function's composition root: the use cases its handler calls, given only the ports they use.
+
+A root is built on the function's first invocation (once per container; the local cloud's worker processes
+each build their own) from a set of `Adapters`, which builds an adapter only when a root asks for it. So the
+status function connects to MongoDB, DynamoDB and S3 and nothing else, and never imports Pillow or the
+outbound HTTP client.
+
+Seams for tests: `Root.override(value)` puts a root built otherwise in place (fault tests build every root from
+`Adapters(wrap=...)`); `IPS_ADAPTER_HOOK` wraps the adapters of every root in whatever process builds them
+(the chaos suite, in the local cloud's workers); `reset_roots()` is a cold start, after a test changed the
+environment."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ips.completion import CompletionPorts, OutputLinks, WebhookPorts
+from ips.intake import ChunkPorts, IntakePorts
+from ips.ports import TaskQueue, UrlCheck
+from ips.quotas import Allowance
+from ips.reconcile import ReconcilePorts
+from ips.status import StatusPorts
+from ips.tenant_secrets import TenantSecrets
+from ips_runtime.adapters import Adapters
+
+if TYPE_CHECKING:  # the image engine (Pillow) is imported by the process function's root only
+    from ips.processing import ProcessingPorts
+
+
+class Root[T]:
+    """A function's root: `root()` is what its handler calls, built once from the environment's adapters."""
+
+    def __init__(self, name: str, build: Callable[[Adapters], T]) -> None:
+        self.name, self.build = name, build
+        self._built: T | None = None
+        self._override: T | None = None
+        self._lock = threading.Lock()  # the local cloud runs a function's invocations in threads too
+        _ROOTS.append(self)
+
+    def __call__(self) -> T:
+        if self._override is not None:
+            return self._override
+        if self._built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = self.build(Adapters.from_env())
+        return self._built
+
+    @contextlib.contextmanager
+    def override(self, root: T) -> Iterator[T]:
+        """Use `root` instead, until the block ends."""
+        previous, self._override = self._override, root
+        try:
+            yield root
+        finally:
+            self._override = previous
+
+    def reset(self) -> None:
+        self._built = None
+
+
+_ROOTS: list[Root[object]] = []
+
+
+def reset_roots() -> None:
+    """A cold start of every function in this process: the next invocation builds its root from the environment
+    as it is now (in-process tests change it; a Lambda container's never changes)."""
+    for root in _ROOTS:
+        root.reset()
+
+
+@contextlib.contextmanager
+def overriding_roots(adapters: Adapters) -> Iterator[Adapters]:
+    """Every function's root built from `adapters`, until the block ends."""
+    with contextlib.ExitStack() as stack:
+        for root in list(_ROOTS):
+            stack.enter_context(root.override(root.build(adapters)))
+        yield adapters
+
+
+# -- what several roots share --------------------------------------------------------------------------------
+
+
+def allowance(adapters: Adapters) -> Allowance:
+    settings = adapters.settings
+    return Allowance(adapters.quotas, adapters.clock, settings.image_quota, settings.tenant_image_quotas)
+
+
+def output_links(adapters: Adapters) -> OutputLinks:
+    return OutputLinks(adapters.uploads, adapters.settings.output_url_expiry_s)
+
+
+def tenant_secrets(adapters: Adapters) -> TenantSecrets:
+    settings = adapters.settings
+    return TenantSecrets(
+        settings.webhook_secret, adapters.secret_generations, adapters.clock, settings.webhook_rotation_window_s
+    )
+
+
+def webhook_ports(adapters: Adapters) -> WebhookPorts:
+    settings = adapters.settings
+    return WebhookPorts(
+        catalog=adapters.catalog,
+        allowance=allowance(adapters),
+        secrets=tenant_secrets(adapters),
+        poster=adapters.webhooks,
+        links=output_links(adapters),
+        clock=adapters.clock,
+        lease_s=settings.webhook_lease_seconds,
+        retry=settings.webhook_retry,
+    )
+
+
+def completion_ports(adapters: Adapters) -> CompletionPorts:
+    return CompletionPorts(adapters.catalog, adapters.ledger, adapters.uploads, adapters.clock, webhook_ports(adapters))
+
+
+def intake_ports(adapters: Adapters) -> IntakePorts:
+    return IntakePorts(
+        uploads=adapters.uploads,
+        catalog=adapters.catalog,
+        ledger=adapters.ledger,
+        queue=adapters.queue,
+        allowance=allowance(adapters),
+        clock=adapters.clock,
+        settings=adapters.settings,
+    )
+
+
+# -- one root per function -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadRoot:
+    intake: IntakePorts
+    check_webhook_url: UrlCheck
+    jpeg_quality: int  # the default quality of a request's options
+    csv_max_bytes: int  # the direct route's cap on the CSV
+
+
+def build_upload(adapters: Adapters) -> UploadRoot:
+    adapters.ensure_indexes()  # requests start here: their collections are indexed before any is read
+    settings = adapters.settings
+    return UploadRoot(
+        intake_ports(adapters), adapters.check_webhook_url, settings.jpeg_quality, settings.csv_limits.max_bytes
+    )
+
+
+def build_ingest(adapters: Adapters) -> IntakePorts:
+    return intake_ports(adapters)
+
+
+@dataclass(frozen=True)
+class ProcessRoot:
+    images: ProcessingPorts
+    chunks: ChunkPorts
+    queue: TaskQueue  # a message is delayed on it when its source said when to come back
+    max_receive_count: int  # the queue's redrive threshold: the last delivery gives up instead of retrying
+
+
+def build_process(adapters: Adapters) -> ProcessRoot:
+    from ips.processing import ProcessingPorts
+    from ips.reuse import ReusePorts
+
+    adapters.ensure_indexes()  # products and reuse entries are written here
+    settings = adapters.settings
+    reuse = ReusePorts(
+        adapters.reuse, adapters.processed, adapters.clock, settings.asset_base_url, settings.output_retention_days
+    )
+    images = ProcessingPorts(
+        fetcher=adapters.fetcher,
+        processed=adapters.processed,
+        catalog=adapters.catalog,
+        ledger=adapters.ledger,
+        reuse=reuse,
+        image_limits=settings.image_limits,
+        max_receive_count=settings.max_receive_count,
+    )
+    chunks = ChunkPorts(
+        adapters.uploads, adapters.catalog, adapters.ledger, adapters.queue, settings.presigned_csv_limits
+    )
+    return ProcessRoot(images, chunks, adapters.queue, settings.max_receive_count)
+
+
+def build_notify(adapters: Adapters) -> CompletionPorts:
+    return completion_ports(adapters)
+
+
+@dataclass(frozen=True)
+class StatusRoot:
+    status: StatusPorts
+    page_max_bytes: int  # a status page's JSON, as a Lambda result carries it
+
+
+def build_status(adapters: Adapters) -> StatusRoot:
+    ports = StatusPorts(adapters.catalog, adapters.ledger, output_links(adapters))
+    return StatusRoot(ports, adapters.settings.status_page_max_bytes)
+
+
+def build_secret(adapters: Adapters) -> TenantSecrets:
+    return tenant_secrets(adapters)
+
+
+def build_reconcile(adapters: Adapters) -> ReconcilePorts:
+    return ReconcilePorts(
+        catalog=adapters.catalog,
+        ledger=adapters.ledger,
+        queue=adapters.queue,
+        uploads=adapters.uploads,
+        dead_letters=adapters.dead_letters,
+        clock=adapters.clock,
+        completion=completion_ports(adapters),
+        settings=adapters.settings,
+    )
+
+
+UPLOAD = Root("upload", build_upload)
+INGEST = Root("ingest", build_ingest)
+PROCESS = Root("process", build_process)
+NOTIFY = Root("notify", build_notify)
+STATUS = Root("status", build_status)
+SECRET = Root("secret", build_secret)
+RECONCILE = Root("reconcile", build_reconcile)

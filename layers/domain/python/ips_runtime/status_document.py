@@ -1,0 +1,138 @@
+"""The status route's JSON: a request's progress (ips.status) mapped field by field to the public contract
+(ips_runtime.api.StatusResponse, the README's example), never a stored record returned as it is stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeGuard
+
+from ips.model import ImageOutcome, ImageStatus
+from ips.ports import ProductRecord
+from ips.status import MAX_CURSOR_ROW, RequestProgress, encode_cursor
+
+WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
+
+
+def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str, Any]:
+    """The page holds the progress's products, and fewer when more would pass `page_max_bytes` (Lambda's
+    response payload: 1,000 products of 50 URLs are about 8 MB of JSON); `nextCursor` goes on from the last."""
+    record = progress.record
+    document = {
+        "requestId": record.request_id,
+        "status": progress.status.value,
+        "detail": WAITING_FOR_UPLOAD if record.awaiting_upload else None,
+        "total": record.total_images,
+        "succeeded": progress.succeeded,
+        "failed": progress.failed,
+        "totalProducts": record.total_products,
+        "createdAt": _iso(record.created_at),
+        "completedAt": _iso(record.completed_at),
+        "uploadExpiresAt": _iso(record.upload_expires_at) if record.awaiting_upload else None,
+        "options": record.options.to_document(),
+        "savings": progress.savings.to_public(),
+        "reused": progress.savings.reused,
+        "products": [],
+        "nextCursor": encode_cursor(MAX_CURSOR_ROW),  # its size, for the budget; set below
+        "outputCsvUrl": progress.output_csv_url,
+        "webhook": webhook_delivery(record.webhook),
+        "error": request_error(record.error),
+    }
+    used = _encoded_size(document)
+    products = document["products"]
+    more = progress.more
+    for product in progress.products:
+        entry = product_entry(product)
+        size = _encoded_size(entry) + 1  # and its comma
+        if products and used + size > page_max_bytes:
+            more = True
+            break
+        products.append(entry)
+        used += size
+    document["nextCursor"] = encode_cursor(progress.products[len(products) - 1].row) if more else None
+    return document
+
+
+def webhook_delivery(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How the webhook went, as the catalog stored it (ips.webhook.Delivery's fields)."""
+    if stored is None:
+        return None
+    return {
+        "delivered": bool(stored.get("delivered")),
+        "attempts": int(stored.get("attempts") or 0),
+        "lastStatus": stored.get("last_status"),
+        "lastError": stored.get("last_error"),
+    }
+
+
+def request_error(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Why a FAILED request failed, as the catalog stored it (code, message, its problems)."""
+    if stored is None:
+        return None
+    return {
+        "code": stored["code"],
+        "message": stored["message"],
+        "errors": [
+            {"row": item.get("row"), "column": item.get("column"), "code": item["code"], "message": item["message"]}
+            for item in stored.get("errors") or []
+        ],
+        "errorsTruncated": bool(stored.get("errorsTruncated")),
+    }
+
+
+def product_entry(product: ProductRecord) -> dict[str, Any]:
+    return {
+        "serialNumber": product.serial_number,
+        "productName": product.product_name,
+        "inputImageUrls": product.input_urls,
+        "outputImageUrls": [
+            image.output_url if image and image.status is ImageStatus.SUCCEEDED else None for image in product.images
+        ],
+        # Sizes of each stored image and of its source (null while pending or failed): what was saved.
+        "inputImageBytes": [image.input_bytes if _succeeded(image) else None for image in product.images],
+        "outputImageBytes": [image.output_bytes if _succeeded(image) else None for image in product.images],
+        "errors": [
+            {
+                "index": index,
+                "url": product.input_urls[index],
+                "code": image.error_code,
+                "message": image.error_message,
+            }
+            for index, image in enumerate(product.images)
+            if image and image.status is ImageStatus.FAILED
+        ],
+        "images": [image_detail(image) for image in product.images],
+    }
+
+
+def image_detail(image: ImageOutcome | None) -> dict[str, Any] | None:
+    """One image's record: what came in and what went out (null while pending)."""
+    if image is None:
+        return None
+    if not image.succeeded:
+        return {"status": image.status.value}
+    return {
+        "status": image.status.value,
+        "inputFormat": image.input_format,
+        "inputBytes": image.input_bytes,
+        "outputFormat": image.output_format or "JPEG",
+        "outputBytes": image.output_bytes,
+        "width": image.width,
+        "height": image.height,
+        "reused": bool(image.reused),
+    }
+
+
+def _encoded_size(value: Any) -> int:
+    """Bytes `value` takes in a Lambda result: JSON (ASCII-escaped, as the API serialises it) inside the JSON
+    string of the proxy result's body, where each quote and backslash gains a backslash."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return len(text) + text.count('"') + text.count("\\") + 2
+
+
+def _succeeded(image: ImageOutcome | None) -> TypeGuard[ImageOutcome]:
+    return image is not None and image.status is ImageStatus.SUCCEEDED
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None

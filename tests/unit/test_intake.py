@@ -1,0 +1,150 @@
+"""Accepting a request (ips.intake) over in-memory ports: validated whole before anything is stored, counted
+against the key's quota, fanned out in chunks; the presigned path pins what it validated."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ips.context import Settings
+from ips.errors import InvalidInput
+from ips.fetching import FetchError
+from ips.intake import (
+    accept_csv,
+    create_upload,
+    expand_chunk,
+    expire_upload,
+    incoming_key,
+    ingest_upload,
+    input_csv_key,
+)
+from ips.messages import parse_task
+from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips.quotas import ImageQuota, QuotaExceeded
+from tests.unit.fakes import Fakes, refuse_nothing
+
+CSV = (
+    b"S. No.,Product Name,Input Image Urls\n"
+    b'1,Mug,"http://images.invalid/a.jpg,http://images.invalid/b.jpg"\n'
+    b"2,Lamp,http://images.invalid/c.jpg\n"
+    b"3,Desk,http://images.invalid/d.jpg\n"
+)
+
+
+def fakes(**settings: object) -> Fakes:
+    return Fakes(settings=Settings(asset_base_url="http://assets.invalid", chunk_rows=2, **settings))  # type: ignore[arg-type]
+
+
+def refuse_private(url: str) -> None:
+    if "10.0.0.1" in url:
+        raise FetchError("ADDRESS_REFUSED", "10.0.0.1 is not a public address", permanent=True)
+
+
+def test_a_valid_csv_is_stored_recorded_counted_and_fanned_out_in_chunks() -> None:
+    world = fakes()
+    accepted = accept_csv(CSV, "tenant-a", "http://hooks.invalid/done", world.intake(), check_url=refuse_nothing)
+    assert (accepted.status, accepted.total_products, accepted.total_images) == (RequestStatus.PENDING, 3, 4)
+    request_id = accepted.request_id
+    assert world.uploads.get(input_csv_key(request_id)) == CSV
+    record = world.catalog.get(request_id)
+    assert record is not None and (record.tenant, record.total_images) == ("tenant-a", 4)
+    assert record.deadline_at == world.settings.deadline(world.now, 4)
+    assert world.ledger.counts(request_id).total == 4  # type: ignore[union-attr]
+    chunks = [parse_task(body) for body in world.queue.sent]
+    assert [(c.chunk.first_row, c.chunk.products) for c in chunks if isinstance(c, ChunkTask)] == [(2, 2), (4, 1)]
+    assert world.quotas.usage("tenant-a", "2026-12-01") == (4, 4)
+
+
+def test_an_invalid_csv_stores_nothing_and_lists_every_problem() -> None:
+    world = fakes()
+    bad = b"S. No.,Product Name,Input Image Urls\n1,,http://images.invalid/a.jpg\n2,Lamp,ftp://x/y.jpg\n"
+    with pytest.raises(InvalidInput) as refused:
+        accept_csv(bad, "tenant-a", None, world.intake(), check_url=refuse_nothing)
+    assert [(p.row, p.code) for p in refused.value.problems] == [(2, "EMPTY_PRODUCT_NAME"), (3, "INVALID_URL")]
+    assert (world.uploads.objects, world.catalog.requests, world.queue.sent, world.quotas.reserved) == ({}, {}, [], {})
+
+
+def test_a_refused_webhook_url_or_a_full_quota_stores_nothing() -> None:
+    world = fakes(image_quota=ImageQuota(per_day=3))
+    with pytest.raises(InvalidInput) as refused:
+        accept_csv(CSV, "tenant-a", "http://10.0.0.1/hook", world.intake(), check_url=refuse_private)
+    assert refused.value.code == "WEBHOOK_URL_INVALID" and "not a public address" in refused.value.problems[0].message
+    with pytest.raises(QuotaExceeded, match="quota of 3 images a day"):
+        accept_csv(CSV, "tenant-a", None, world.intake(), check_url=refuse_nothing)
+    assert (world.uploads.objects, world.catalog.requests, world.queue.sent) == ({}, {}, [])
+
+
+def test_a_failed_fan_out_ends_the_request_failed_and_releases_its_images() -> None:
+    world = fakes()
+
+    def broken(bodies: object) -> None:
+        raise ConnectionError("SQS unreachable")
+
+    world.queue.send = broken  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        accept_csv(CSV, "tenant-a", None, world.intake(), check_url=refuse_nothing)
+    [record] = world.catalog.requests.values()
+    assert record.status is RequestStatus.FAILED and record.error["code"] == "FAN_OUT_FAILED"  # type: ignore[index]
+    assert record.request_id in world.ledger.failed_requests  # handed to the notify path
+    assert world.quotas.released == {record.request_id}
+
+
+def test_the_presigned_path_validates_the_pinned_copy_then_fans_it_out_once() -> None:
+    world = fakes()
+    slot = create_upload("tenant-a", None, world.intake(), check_url=refuse_nothing)
+    assert world.catalog.get(slot.request_id).awaiting_upload  # type: ignore[union-attr]
+    key = incoming_key(slot.request_id)
+    world.uploads.put(key, CSV, "text/csv")
+    assert ingest_upload(key, world.intake()) is RequestStatus.PENDING
+    world.uploads.put(key, b"S. No.,Product Name,Input Image Urls\n", "text/csv")  # a second POST, same policy
+    assert ingest_upload(key, world.intake()) is RequestStatus.PENDING  # already ingested: ignored
+    record = world.catalog.get(slot.request_id)
+    assert record is not None and record.input_key and record.input_key != key and record.total_images == 4
+    assert world.uploads.get(record.input_key) == CSV  # the chunks read the validated copy
+    assert len(world.queue.sent) == 2
+
+
+def test_an_invalid_presigned_file_ends_the_request_failed_with_its_problems() -> None:
+    world = fakes()
+    slot = create_upload("tenant-a", None, world.intake(), check_url=refuse_nothing)
+    world.uploads.put(incoming_key(slot.request_id), b"no header here\n", "text/csv")
+    assert ingest_upload(incoming_key(slot.request_id), world.intake()) is RequestStatus.FAILED
+    record = world.catalog.get(slot.request_id)
+    assert record is not None and record.error["code"] == "CSV_INVALID" and record.error["errors"]  # type: ignore[index]
+    assert slot.request_id in world.ledger.failed_requests and world.queue.sent == []
+
+
+def test_an_upload_that_never_came_expires_after_its_grace() -> None:
+    world = fakes(upload_grace_s=60)
+    slot = create_upload("tenant-a", None, world.intake(), check_url=refuse_nothing)
+    record = world.catalog.get(slot.request_id)
+    assert record is not None and record.upload_expires_at is not None
+    failing = world.failing()
+    assert not expire_upload(record, record.upload_expires_at, world.uploads, 60, failing)  # within the grace
+    later = record.upload_expires_at + timedelta(seconds=61)
+    world.uploads.put(incoming_key(slot.request_id), CSV, "text/csv")  # S3 took a POST signed in time
+    assert not expire_upload(record, later, world.uploads, 60, failing)  # its ingestion may still be running
+    del world.uploads.objects[incoming_key(slot.request_id)]
+    assert expire_upload(record, later, world.uploads, 60, failing)
+    assert slot.request_id in world.ledger.failed_requests
+    assert world.catalog.get(slot.request_id).error["code"] == "UPLOAD_EXPIRED"  # type: ignore[union-attr,index]
+
+
+def test_a_chunk_becomes_products_and_image_tasks_and_again_adds_nothing_twice() -> None:
+    world = fakes()
+    accepted = accept_csv(CSV, "tenant-a", None, world.intake(), check_url=refuse_nothing)
+    first = parse_task(world.queue.sent[0])
+    assert isinstance(first, ChunkTask)
+    world.queue.sent.clear()
+    assert expand_chunk(first, world.chunks()) == 3
+    assert expand_chunk(first, world.chunks()) == 3  # redelivered: the same tasks again, counted once later
+    rows = [product.row for product in world.catalog.products(accepted.request_id)]
+    assert rows == [2, 3]
+    tasks = [parse_task(body) for body in world.queue.sent]
+    assert all(isinstance(t, ImageTask) for t in tasks)
+    assert {(t.row, t.index, t.url) for t in tasks} == {  # type: ignore[union-attr]
+        (2, 0, "http://images.invalid/a.jpg"),
+        (2, 1, "http://images.invalid/b.jpg"),
+        (3, 0, "http://images.invalid/c.jpg"),
+    }

@@ -1,0 +1,89 @@
+"""The image use case (ips.processing) over in-memory ports: each image ends in one terminal state, counted once;
+transient problems are retried until the last delivery, permanent ones fail with their reason."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from ips.fetching import FetchError
+from ips.model import ImageStatus, ImageTask
+from ips.processing import RetryLater, process_image
+from tests.unit.fakes import Fakes, MemoryFetcher
+
+URL = "http://images.invalid/mug.png"
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def task(url: str = URL, index: int = 0) -> ImageTask:
+    return ImageTask("req-1", 2, index, url, "salt", "tenant-a")
+
+
+class Flaky(MemoryFetcher):
+    """Fails the first `times` fetches with a transient error (a 503 that said to come back in 7 s)."""
+
+    def __init__(self, bodies: dict[str, bytes], times: int) -> None:
+        super().__init__(bodies)
+        self.times = times
+
+    def fetch(self, url, validators=None, timeout=None):  # type: ignore[no-untyped-def]
+        if self.times > 0:
+            self.times -= 1
+            raise FetchError("HTTP_STATUS", "HTTP 503", permanent=False, retry_after=7.0)
+        return super().fetch(url, validators, timeout)
+
+
+def test_an_image_is_compressed_stored_recorded_and_counted_once() -> None:
+    fakes = Fakes(MemoryFetcher({URL: png()}))
+    first = process_image(task(), fakes.processing(), final_attempt=False)
+    again = process_image(task(), fakes.processing(), final_attempt=False)  # a redelivery
+    assert (first.counted, again.counted) == (True, False)
+    stored = fakes.catalog.images[("req-1", 2, 0)]
+    assert stored.status is ImageStatus.SUCCEEDED and stored.output_url == f"http://assets.invalid/{task().output_key}"
+    data, content_type = fakes.processed.objects[task().output_key]
+    assert content_type == "image/jpeg" and data[:2] == b"\xff\xd8"  # a JPEG, from the real encoder
+    savings = fakes.ledger.counted[("req-1", 2, 0)]
+    assert (savings.bytes_in, savings.bytes_out) == (stored.input_bytes, stored.output_bytes) == (len(png()), len(data))
+
+
+def test_a_permanent_problem_fails_the_image_with_its_reason() -> None:
+    fakes = Fakes(MemoryFetcher({"http://images.invalid/text.png": b"not an image at all"}))
+    process_image(task(), fakes.processing(), final_attempt=False)  # 404: not served
+    process_image(task("http://images.invalid/text.png", 1), fakes.processing(), final_attempt=False)
+    missing, text = (fakes.catalog.images[("req-1", 2, index)] for index in (0, 1))
+    assert (missing.status, missing.error_code) == (ImageStatus.FAILED, "HTTP_STATUS")
+    assert (text.status, text.error_code) == (ImageStatus.FAILED, "NOT_AN_IMAGE")
+    assert fakes.processed.objects == {}  # nothing stored for a failed image
+    assert list(fakes.ledger.counted) == [("req-1", 2, 0), ("req-1", 2, 1)]  # each counted (as failed) once
+
+
+def test_a_transient_problem_is_retried_with_the_sources_delay_then_fails_on_the_last_delivery() -> None:
+    fakes = Fakes(Flaky({URL: png()}, times=5))
+    with pytest.raises(RetryLater) as retry:
+        process_image(task(), fakes.processing(), final_attempt=False)
+    assert retry.value.delay_s == 7.0 and fakes.catalog.images == {} and fakes.ledger.counted == {}
+    process_image(task(), fakes.processing(), final_attempt=True)
+    [failed] = fakes.catalog.images.values()
+    assert failed.error_code == "HTTP_STATUS" and "gave up after 5 attempts" in (failed.error_message or "")
+
+
+def test_a_codec_crash_is_retried_and_fails_as_internal_error_on_the_last_delivery(monkeypatch) -> None:
+    import ips.processing
+
+    def crash(data: bytes, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(ips.processing, "compress_image", crash)
+    fakes = Fakes(MemoryFetcher({URL: png()}))
+    with pytest.raises(MemoryError):
+        process_image(task(), fakes.processing(), final_attempt=False)
+    process_image(task(), fakes.processing(), final_attempt=True)
+    [failed] = fakes.catalog.images.values()
+    assert (failed.error_code, failed.error_message) == ("INTERNAL_ERROR", "processing failed: MemoryError")
