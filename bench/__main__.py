@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--small-products", default="500,20000", help="catalogue sizes (products x 2 small images) of the small part"
     )
-    parser.add_argument("--small-cap", type=float, default=900, help="seconds to watch each small catalogue (900)")
+    parser.add_argument("--small-cap", type=float, default=300, help="seconds to watch each small catalogue (300)")
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(

@@ -27,6 +27,14 @@ from typing import Any
 import requests
 
 from bench.cloud import local_cloud
+from bench.cpu import CpuMeter
+from bench.pipeline import (
+    FUNCTION_PID_PREFIX,
+    PROBE_DIR_VARIABLE,
+    _stage_means,
+    read_invocations,
+    read_probe,
+)
 from localcloud.source_host import SourceHost
 
 API_KEY = "local-dev-key"
@@ -93,20 +101,54 @@ def run_small(log: Log, *, sizes: tuple[int, ...] = SIZES, cap_s: float = 900, w
             host.distinct_queries = True
             options: dict[str, Any] = {"throttle_rate": 1000, "throttle_burst": 1000}
             cloud_workers = workers or 2 * (os.cpu_count() or 1)
-            with local_cloud(host.origin, cloud_workers, Path(scratch) / "state", **options) as cloud:
-                session = requests.Session()
-                session.headers["x-api-key"] = API_KEY
-                api = cloud.gateway.url
-                for products in sizes:
-                    body = catalogue(products, host.url, names, series=str(products))
-                    run = _one(session, api, body, products, cap_s)
-                    runs[str(products)] = run
-                    listed = f"{run['listed_s']:.1f}s" if run["listed_s"] is not None else "not all"
-                    log(
-                        f"small: {products:,} products x {IMAGES_PER_PRODUCT}: {run['images_per_s']:.1f} images/s, "
-                        f"all products listed after {listed}, {run['status']} after {run['seconds']:.0f}s"
-                    )
+            probe = Path(scratch) / "probe"
+            probe.mkdir()
+            os.environ[PROBE_DIR_VARIABLE] = str(probe)
+            setup = "bench.pipeline:install_probe"
+            try:
+                with local_cloud(
+                    host.origin, cloud_workers, Path(scratch) / "state", environment_setup=setup, **options
+                ) as cloud:
+                    session = requests.Session()
+                    session.headers["x-api-key"] = API_KEY
+                    api = cloud.gateway.url
+                    for products in sizes:
+                        body = catalogue(products, host.url, names, series=str(products))
+                        meter = CpuMeter(_pids(cloud))
+                        meter.start()
+                        run = _one(session, api, body, products, cap_s)
+                        run["cpu_s"] = meter.stop()
+                        run["steps"] = _steps(probe, run["request_id"])
+                        runs[str(products)] = run
+                        listed = f"{run['listed_s']:.1f}s" if run["listed_s"] is not None else "not all"
+                        log(
+                            f"small: {products:,} products x {IMAGES_PER_PRODUCT}: {run['images_per_s']:.1f} "
+                            f"images/s, all products listed after {listed}, {run['status']} after {run['seconds']:.0f}s"
+                        )
+            finally:
+                os.environ.pop(PROBE_DIR_VARIABLE, None)
     return summarise(runs, sizes, cloud_workers, cap_s)
+
+
+def _pids(cloud: Any) -> dict[str, int]:
+    pids = {child.name: child.process.pid for child in cloud.children if child.process is not None}
+    for name, function in cloud.functions.items():
+        pids.update({f"{FUNCTION_PID_PREFIX}{name}#{n}": pid for n, pid in enumerate(function.pids())})
+    return pids
+
+
+def _steps(probe: Path, request_id: str) -> dict[str, Any]:
+    """Per image, the process function's timed steps (ms), and its invocations' wall and CPU per image."""
+    records = [record for record in read_probe(probe)[0] if record.request_id == request_id]
+    invocations = [call for call in read_invocations(probe) if set(call.images) == {request_id}]
+    images = sum(sum(call.images.values()) for call in invocations)
+    return {
+        "images_timed": len(records),
+        "stage_ms_mean": _stage_means(records),
+        "process_wall_ms_per_image": 1000 * sum(call.wall_s for call in invocations) / max(1, images),
+        "process_cpu_ms_per_image": 1000 * sum(call.cpu_s for call in invocations) / max(1, images),
+        "images_per_invocation": images / max(1, len(invocations)),
+    }
 
 
 def summarise(runs: dict[str, Any], sizes: tuple[int, ...], workers: int, cap_s: float) -> dict[str, Any]:
@@ -178,6 +220,7 @@ def _one(session: requests.Session, api: str, body: bytes, products: int, cap_s:
         listed_s = listed_s if listed_s is not None else seconds
     done = (status.get("succeeded") or 0) + (status.get("failed") or 0)
     return {
+        "request_id": request_id,
         "products": products,
         "images": images,
         "csv_bytes": len(body),
@@ -191,6 +234,18 @@ def _one(session: requests.Session, api: str, body: bytes, products: int, cap_s:
         "listed_s": listed_s,
         "products_listed": counter() if counter is not None else None,
     }
+
+
+def _cpu_by_part(cpu: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by part: each function's environments together, the emulators, the cloud's own process."""
+    parts: dict[str, float] = {}
+    for name, value in cpu.items():
+        if name.startswith(FUNCTION_PID_PREFIX):
+            name = name.removeprefix(FUNCTION_PID_PREFIX).split("#")[0] + " fn environments"
+        elif name == "self":
+            name = "the bench and cloud process (gateway, runners, image host)"
+        parts[name] = parts.get(name, 0.0) + value
+    return dict(sorted(parts.items(), key=lambda item: -item[1]))
 
 
 def small_rows(small: dict[str, Any]) -> list[list[str]]:
@@ -209,6 +264,24 @@ def small_rows(small: dict[str, Any]) -> list[list[str]]:
                 "-",
             ]
         )
+    largest = small["runs"][str(small["sizes"][-1])]
+    steps = largest.get("steps", {})
+    for label, value in steps.get("stage_ms_mean", {}).items():
+        rows.append([f"  per image ({int(largest['products']):,} products): {label}", f"{value:.1f} ms", "", "-", "-"])
+    if steps:
+        rows.append(
+            [
+                "  process fn per image: invocation wall / CPU",
+                f"{steps['process_wall_ms_per_image']:.1f} / {steps['process_cpu_ms_per_image']:.1f} ms "
+                f"({steps['images_per_invocation']:.1f} images per invocation)",
+                "",
+                "-",
+                "-",
+            ]
+        )
+    for label, value in _cpu_by_part(largest.get("cpu_s", {})).items():
+        per_image = 1000 * value / max(1, largest["images_done"])
+        rows.append([f"  CPU: {label}", f"{value:.1f} s ({per_image:.1f} ms per image done)", "", "-", "-"])
     for target in small["targets"]:
         rows.append(
             [f"  {target['name']}", fmt_num(target["actual"], digits=2), "", target["target"], verdict(target["met"])]
