@@ -51,10 +51,10 @@ class CountingStore(MemoryBlobStore):
 
 
 def run_batch(fakes: Fakes, images: list[BatchImage], *, in_flight: int = 4) -> dict[str, object]:
-    context = fakes.context()
-    prefetcher = Prefetcher(context, len(images))
+    ports = fakes.processing()
+    prefetcher = Prefetcher(ports, len(images))
     prefetcher.start(batch_image.task for batch_image in images)
-    batch = ImageBatch(context, prefetcher, in_flight=in_flight)
+    batch = ImageBatch(ports, prefetcher, in_flight=in_flight)
     batch.start(images)
     results: dict[str, object] = {}
     try:
@@ -70,7 +70,7 @@ def run_batch(fakes: Fakes, images: list[BatchImage], *, in_flight: int = 4) -> 
 
 
 def test_each_image_gets_its_own_result_and_a_transient_failure_stays_with_its_record() -> None:
-    fakes = Fakes(MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in (0, 2, 3)}))
+    fakes = Fakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in (0, 2, 3)}))
     transient = image(1, name="flaky")
     fakes.fetcher.fetch = _failing_for(fakes.fetcher.fetch, transient.task.url)  # type: ignore[method-assign]
     images = [image(0), transient, image(2), image(3), image(4, name="missing")]
@@ -88,7 +88,7 @@ def test_each_image_gets_its_own_result_and_a_transient_failure_stays_with_its_r
 
 
 def test_the_same_failure_on_the_final_attempt_fails_the_image_with_its_reason() -> None:
-    fakes = Fakes(MemoryFetcher({}))
+    fakes = Fakes(fetcher=MemoryFetcher({}))
     last = image(1, name="flaky", final_attempt=True)
     fakes.fetcher.fetch = _failing_for(fakes.fetcher.fetch, last.task.url)  # type: ignore[method-assign]
     assert run_batch(fakes, [last])[last.key].counted  # type: ignore[attr-defined]
@@ -98,7 +98,7 @@ def test_the_same_failure_on_the_final_attempt_fails_the_image_with_its_reason()
 
 def test_no_more_than_in_flight_images_wait_to_be_finished() -> None:
     store = CountingStore()
-    fakes = Fakes(MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in range(8)}), processed=store)
+    fakes = Fakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in range(8)}), processed=store)
     images = [image(n) for n in range(8)]
     finished = threading.Thread(target=lambda: results.update(run_batch(fakes, images, in_flight=3)))
     results: dict[str, object] = {}
@@ -113,7 +113,7 @@ def test_no_more_than_in_flight_images_wait_to_be_finished() -> None:
 def test_the_same_image_twice_in_a_batch_is_finished_one_after_the_other() -> None:
     store = CountingStore()
     store.release.set()
-    fakes = Fakes(MemoryFetcher({f"{BASE}/0.png": png(0)}), processed=store)
+    fakes = Fakes(fetcher=MemoryFetcher({f"{BASE}/0.png": png(0)}), processed=store)
     first = image(0)
     again = BatchImage("message-again", first.task, final_attempt=False)
     results = run_batch(fakes, [first, again])
