@@ -18,7 +18,7 @@ from ips.intake import expand_chunk
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageTask
 from ips.ports import Catalog
-from ips.processing import Prefetcher, RetryLater, process_image
+from ips.processing import Prefetcher, RetryLater, note_failed_delivery, process_image
 from ips_runtime.observability import observability
 from ips_runtime.roots import PROCESS as root
 
@@ -75,8 +75,10 @@ def handle_record(record: SqsRecordModel) -> None:
             prefetcher=_prefetcher.get(),
             deadline=_decode_deadline.get(),
         )
-    except RetryLater as exc:
-        if exc.delay_s is not None:  # the source host said when: come back then, not after the visibility timeout
+    except Exception as exc:  # retried; if it ends dead-lettered, its failure quotes this last error
+        note_failed_delivery(task, exc, wiring.images.catalog)
+        if isinstance(exc, RetryLater) and exc.delay_s is not None:
+            # The source host said when: come back then, not after the visibility timeout.
             wiring.queue.delay(record.receiptHandle, exc.delay_s)
             metrics.add_metric("DelayedBySource", MetricUnit.Count, 1)
         raise

@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips.completion import FailPorts, WebhookBusy, complete_request, send_webhook
 from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips.reconcile import dead_letter_reason
 from ips_runtime import roots
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots, reset_roots
@@ -66,10 +68,30 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     status = settle(pipeline, request_id)
     assert (status["status"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 4)
     assert {e["code"] for p in status["products"] for e in p["errors"]} == {"DEAD_LETTERED"}
-    assert all("dead-lettered" in e["message"] for p in status["products"] for e in p["errors"])
+    messages = {e["message"] for p in status["products"] for e in p["errors"]}
+    # The last error each delivery noted (MongoDB refused the image's record), quoted by its failure.
+    assert messages == {dead_letter_reason("ServerSelectionTimeoutError")}
+    assert "dead-lettered. Last error: ServerSelectionTimeoutError" in messages.pop()
     assert_consistent(pipeline, request_id, status, orphans_allowed=True)
     assert len(receiver.wait(1, timeout=10)) == 1
     assert pipeline.reconcile()["dead_images"] == 0
+
+
+def test_a_dead_lettered_image_quotes_the_last_error_of_its_deliveries(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.sqs_runner().poll_once()
+    refused = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "S3 is down"}}, "PutObject")
+    adapters, _ = with_fault("processed", "put", refused, times=10_000)
+    with overriding_roots(adapters):
+        run_to_dead_letters(pipeline)
+    assert pipeline.reconcile()["dead_images"] == 3  # the fourth image (a 404) failed on its own
+    status = settle(pipeline, request_id)
+    errors = {e["code"]: e["message"] for p in status["products"] for e in p["errors"]}
+    assert errors["DEAD_LETTERED"].endswith("dead-lettered. Last error: ClientError (ServiceUnavailable)")
+    assert "S3 is down" not in errors["DEAD_LETTERED"]  # the store's own words stay in the logs
+    assert errors.keys() == {"DEAD_LETTERED", "HTTP_STATUS"}
 
 
 def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline: Pipeline, image_server, receiver):
@@ -117,6 +139,44 @@ def test_a_stalled_request_has_its_pending_work_requeued(
     purge(pipeline)
     report = pipeline.reconcile()
     assert (report["stalled"], report["requeued"]) == (1, 4 if lost == "images" else 1)
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_a_request_waiting_behind_a_backlog_is_not_requeued(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """No progress for the stall window, but the queue holds as many messages as its work needs (a backlog of
+    other requests, its own retries): re-queueing it would double the backlog, so that more requests stall."""
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.sqs_runner().poll_once()  # the chunk: its 4 image messages wait in the queue
+    report = pipeline.reconcile()
+    assert (report["waiting"], report["stalled"], report["requeued"]) == (1, 0, 0)
+    assert pipeline.queued() == 4
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+
+
+def test_a_stalled_request_whose_images_were_recorded_but_not_counted_completes(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """A crash between recording an image and counting it, and then its message lost: every image is terminal in
+    MongoDB, nothing is left to re-queue, and only the count is short."""
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.sqs_runner().poll_once()
+    adapters, _ = with_fault("ledger", "count", RuntimeError("crashed before counting"), times=10_000)
+    with overriding_roots(adapters):
+        run_to_dead_letters(pipeline)
+    boto3.client("sqs").purge_queue(QueueUrl=pipeline.resources.dead_letter_url)  # and its messages lost
+    assert status_of(pipeline, request_id)["status"] == "PENDING"
+    report = pipeline.reconcile()
+    assert (report["stalled"], report["requeued"]) == (0, 0)
     status = settle(pipeline, request_id)
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
     assert_consistent(pipeline, request_id, status)
