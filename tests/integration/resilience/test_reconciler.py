@@ -77,21 +77,68 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     assert pipeline.reconcile()["dead_images"] == 0
 
 
-def test_a_dead_lettered_image_quotes_the_last_error_of_its_deliveries(
-    pipeline: Pipeline, image_server, receiver
+def kill_every_delivery(pipeline: Pipeline) -> None:
+    """What a function timeout, an out-of-memory kill or a failed cold start on every delivery leaves: the
+    image messages in the DLQ, and nothing noted about why."""
+    sqs, queue = boto3.client("sqs"), pipeline.resources.queue_url
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            sqs.send_message(QueueUrl=pipeline.resources.dead_letter_url, MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+S3_REFUSES = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "S3 is down"}}, "PutObject")
+DYNAMODB_THROTTLES = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+
+
+@pytest.mark.parametrize(
+    ("fault", "in_dlq", "dead", "last_error"),
+    [
+        (("processed", "put", S3_REFUSES), 3, 3, "ClientError (ServiceUnavailable)"),  # the 404 fails on its own
+        (("catalog", "record_image", ServerSelectionTimeoutError("down")), 4, 4, "ServerSelectionTimeoutError"),
+        # Recorded on every delivery, never counted: the recorded outcomes are counted, none DEAD_LETTERED.
+        (("ledger", "count", DYNAMODB_THROTTLES), 4, 0, None),
+        (None, 4, 4, None),  # killed: nothing noted, the reason says only that it was dead-lettered
+    ],
+    ids=["s3-put-refused", "mongodb-down", "dynamodb-throttled", "killed-every-time"],
+)
+def test_every_last_delivery_failure_ends_through_the_dead_letter_queue(
+    pipeline: Pipeline,
+    image_server,
+    receiver,
+    fault: tuple[str, str, Exception] | None,
+    in_dlq: int,
+    dead: int,
+    last_error: str | None,
 ) -> None:
+    """Whatever fails on an image's last delivery (the process function's own safety net covers fetch and
+    compress only), the reconciler ends the image from the DLQ, counted once, and the request completes."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.sqs_runner().poll_once()
-    refused = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "S3 is down"}}, "PutObject")
-    adapters, _ = with_fault("processed", "put", refused, times=10_000)
-    with overriding_roots(adapters):
-        run_to_dead_letters(pipeline)
-    assert pipeline.reconcile()["dead_images"] == 3  # the fourth image (a 404) failed on its own
+    if fault is None:
+        kill_every_delivery(pipeline)
+    else:
+        adapters, _ = with_fault(*fault, times=10_000)
+        with overriding_roots(adapters):
+            run_to_dead_letters(pipeline)
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == in_dlq
+    assert status_of(pipeline, request_id)["status"] in ("PENDING", "PROCESSING")  # stuck, before the reconciler
+    assert pipeline.reconcile()["dead_images"] == in_dlq
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
     status = settle(pipeline, request_id)
-    errors = {e["code"]: e["message"] for p in status["products"] for e in p["errors"]}
-    assert errors["DEAD_LETTERED"].endswith("dead-lettered. Last error: ClientError (ServiceUnavailable)")
-    assert "S3 is down" not in errors["DEAD_LETTERED"]  # the store's own words stay in the logs
-    assert errors.keys() == {"DEAD_LETTERED", "HTTP_STATUS"}
+    assert (status["status"], status["succeeded"], status["failed"]) == (
+        "COMPLETED_WITH_ERRORS",
+        0 if dead else 3,
+        4 if dead else 1,
+    )
+    errors = [e for p in status["products"] for e in p["errors"]]
+    dead_lettered = [e["message"] for e in errors if e["code"] == "DEAD_LETTERED"]
+    assert dead_lettered == [dead_letter_reason(last_error)] * dead
+    if last_error:
+        assert dead_lettered[0].endswith(f"dead-lettered. Last error: {last_error}")
+        assert "S3 is down" not in dead_lettered[0]  # a store's own words stay in the logs
+    assert_consistent(pipeline, request_id, status, orphans_allowed=True)
+    assert len(receiver.wait(1, timeout=10)) == 1
 
 
 def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline: Pipeline, image_server, receiver):
