@@ -248,7 +248,8 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
                 if image["status"] == "FAILED":
                     assert image.get("error_code") and image.get("error_message"), image
                     failure_codes[image["error_code"]] += 1
-            assert_output_csv_whole(status, products)
+            # A fresh link: the one read when the request ended may have expired by now (15 minutes).
+            assert_output_csv_whole(read_status(cloud, request_id, accepted[request_id]), products)
         [delivery] = deliveries[request_id]
         data = delivery["payload"]["data"]
         assert (data["status"], data["total"], data["succeeded"], data["failed"]) == (
@@ -265,6 +266,19 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0", "the reconciler drains the DLQ"
 
 
+def read_status(cloud: dict[str, str], request_id: str, tenant: str) -> dict[str, Any]:
+    response = with_retries(
+        lambda: requests.get(
+            f"{cloud['url']}/api/v1/status/{request_id}",
+            params={"limit": 1},
+            headers={"x-api-key": api_key(tenant)},
+            timeout=30,
+        ),
+        "status",
+    )
+    return response.json()
+
+
 def wait_for_the_end(cloud: dict[str, str], accepted: dict[str, str], timeout: float) -> dict[str, dict]:
     statuses: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
@@ -272,16 +286,7 @@ def wait_for_the_end(cloud: dict[str, str], accepted: dict[str, str], timeout: f
         for request_id, tenant in accepted.items():
             if request_id in statuses:
                 continue
-            response = with_retries(
-                lambda request_id=request_id, tenant=tenant: requests.get(
-                    f"{cloud['url']}/api/v1/status/{request_id}",
-                    params={"limit": 1},
-                    headers={"x-api-key": api_key(tenant)},
-                    timeout=30,
-                ),
-                "status",
-            )
-            status = response.json()
+            status = read_status(cloud, request_id, tenant)
             if status["status"] in FINAL:
                 statuses[request_id] = status
         if len(statuses) == len(accepted):
