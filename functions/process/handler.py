@@ -22,7 +22,7 @@ from ips.intake import expand_chunk
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageTask
 from ips.ports import Catalog
-from ips.processing import Prefetcher, RetryLater
+from ips.processing import Prefetcher, RetryLater, note_failed_delivery
 from ips_runtime.observability import observability
 from ips_runtime.roots import PROCESS as root
 
@@ -72,8 +72,10 @@ def handle_record(record: SqsRecordModel) -> None:
         return
     try:
         result = _batch.get().result(BatchImage(record.messageId, task, final_attempt))
-    except RetryLater as exc:
-        if exc.delay_s is not None:  # the source host said when: come back then, not after the visibility timeout
+    except Exception as exc:  # retried; if it ends dead-lettered, its failure quotes this last error
+        note_failed_delivery(task, exc, wiring.images.catalog)
+        if isinstance(exc, RetryLater) and exc.delay_s is not None:
+            # The source host said when: come back then, not after the visibility timeout.
             wiring.queue.delay(record.receiptHandle, exc.delay_s)
             metrics.add_metric("DelayedBySource", MetricUnit.Count, 1)
         raise

@@ -198,3 +198,21 @@ def store_output(task: ImageTask, ports: ProcessingPorts, prepared: Prepared) ->
     )
     remember(task, outcome, prepared.digest, prepared.validators, ports.reuse)
     return outcome
+
+
+def failed_delivery_reason(exc: BaseException) -> str:
+    """What a failed delivery of an image says about itself, fit for the tenant's eyes: a transient fetch problem
+    in its own words, anything else by its kind (the details are in the logs, not in the request's record)."""
+    if isinstance(exc, RetryLater):
+        return str(exc)
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    return f"{type(exc).__name__} ({code})" if isinstance(code, str) else type(exc).__name__
+
+
+def note_failed_delivery(task: ImageTask, exc: BaseException, catalog: Catalog) -> None:
+    """Keep the last error of an image whose delivery failed, so that if it is dead-lettered its failure says
+    why. Best effort: the store that failed the delivery may be the one that refuses this too."""
+    try:
+        catalog.note_failed_delivery(task, failed_delivery_reason(exc))
+    except Exception:
+        logger.warning("could not note a failed delivery", extra={"url": redact_url(task.url)}, exc_info=True)
