@@ -49,6 +49,7 @@ PRELOAD = (
     "ips_runtime.wiring",
     "ips.completion",
     "ips.intake",
+    "ips.expansion",
     "ips.processing",
     "ips.status",
 )

@@ -106,6 +106,8 @@ class Fakes:
             uploads=unused,  # type: ignore[arg-type]
             processed=self.processed,
             queue=unused,  # type: ignore[arg-type]
+            chunks=unused,  # type: ignore[arg-type]
+            chunk_progress=unused,  # type: ignore[arg-type]
             ledger=self.ledger,  # type: ignore[arg-type]
             catalog=self.catalog,  # type: ignore[arg-type]
             fetcher=self.fetcher,

@@ -1,23 +1,23 @@
 """Accept a CSV (in the request body, or uploaded straight to S3), validate it whole, then fan it out.
 
-Accepting costs validation, not enqueueing: the file is cut into chunks of rows (byte ranges) and one message
-per chunk is queued; workers expand the chunks into product records and image tasks in parallel."""
+Accepting costs validation, not enqueueing: the file is cut into chunks of rows (byte ranges, sized by their
+images) and one message per chunk goes on the chunks queue; the expand function turns each into product records
+and image tasks (ips.expansion), in parallel."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ips.completion import fail_request
 from ips.context import Context
-from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
+from ips.csv_input import CsvPlan, byte_lines, plan_csv, url_problem
 from ips.errors import InvalidInput, Problem
 from ips.fetching import FetchError
-from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips.model import ChunkTask, RequestStatus
 from ips.options import DEFAULT_OPTIONS, ImageOptions
 from ips.ports import ObjectChanged, PresignedPost, RequestRecord
 from ips.quotas import QuotaExceeded, check_allowance, release_images, reserve_images
@@ -88,7 +88,7 @@ def accept_csv(
     accepted request."""
     if webhook_url:
         validate_webhook_url(webhook_url, context)
-    plan = plan_csv(byte_lines([data]), context.settings.csv_limits, context.settings.chunk_rows)
+    plan = plan_csv(byte_lines([data]), context.settings.csv_limits, context.settings.chunk_images)
     request_id, salt = str(uuid.uuid4()), new_asset_salt()
     reserve_images(tenant, request_id, plan.total_images, context)
     try:
@@ -192,7 +192,7 @@ def ingest_upload(key: str, context: Context) -> RequestStatus | None:
             )
         # Pin this version: validation and every chunk read the copy, never the live key the policy can rewrite.
         backends.uploads.copy_pinned(key, stored.etag, pinned)
-        plan = plan_csv(byte_lines(backends.uploads.stream(pinned)), limits, settings.chunk_rows)
+        plan = plan_csv(byte_lines(backends.uploads.stream(pinned)), limits, settings.chunk_images)
         reserve_images(record.tenant, request_id, plan.total_images, context)
     except QuotaExceeded as exc:  # known only now: the request ends FAILED with the code (and its webhook)
         fail_request(request_id, exc.code, exc.message, context)
@@ -242,11 +242,12 @@ def fan_out(
     tenant: str = "",
     options: ImageOptions = DEFAULT_OPTIONS,
 ) -> None:
-    """Open the counter and queue one message per chunk. Repeating it (a retried ingestion) is harmless."""
+    """Open the counter and put one message per chunk on the chunks queue. Repeating it (a retried ingestion) is
+    harmless: a chunk expanded twice sends nothing twice that it recorded as sent (ips.expansion)."""
     backends = context.backends
     try:
         backends.ledger.open(request_id, plan.total_images)
-        backends.queue.send(
+        backends.chunks.send(
             [
                 ChunkTask(request_id, key, plan.columns, chunk, salt, tenant, options).to_message()
                 for chunk in plan.chunks
@@ -256,45 +257,3 @@ def fan_out(
         # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
         fail_request(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}", context)
         raise
-
-
-def expand_chunk(task: ChunkTask, context: Context, *, final_attempt: bool = False) -> int:
-    """Worker side of the fan-out: the chunk's rows become product records, then image tasks. Idempotent.
-    A chunk that fails on its last delivery ends its request FAILED (and goes on to the dead-letter queue),
-    so the request is never left waiting for images that will not come."""
-    try:
-        return _expand_chunk(task, context)
-    except Exception as exc:
-        if final_attempt and fail_request(
-            task.request_id,
-            "FAN_OUT_FAILED",
-            f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}",
-            context,
-        ):
-            logger.exception("a chunk failed for good; the request ends FAILED", extra={"request_id": task.request_id})
-        raise
-
-
-def _expand_chunk(task: ChunkTask, context: Context, limits: CsvLimits | None = None) -> int:
-    backends = context.backends
-    data = backends.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
-    products = read_chunk(data, task.chunk, task.columns, limits or context.settings.presigned_csv_limits)
-    backends.catalog.add_products(task.request_id, products)
-    tasks = image_tasks(task.request_id, products, task.salt, tenant=task.tenant, options=task.options)
-    backends.queue.send([image.to_message() for image in tasks])
-    return len(tasks)
-
-
-def image_tasks(
-    request_id: str,
-    products: Iterable[ProductRow],
-    salt: str,
-    *,
-    tenant: str = "",
-    options: ImageOptions = DEFAULT_OPTIONS,
-) -> list[ImageTask]:
-    return [
-        ImageTask(request_id, product.row, index, url, salt, tenant, options)
-        for product in products
-        for index, url in enumerate(product.image_urls)
-    ]

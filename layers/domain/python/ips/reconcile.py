@@ -200,7 +200,8 @@ def _requeue(record: RequestRecord, context: Context) -> int:
         if outcome is None:
             pending.append(task.to_message())
     lost_chunks = _lost_chunks(record, rows, context) if len(rows) < record.total_products else []
-    backends.queue.send(lost_chunks + pending)
+    backends.chunks.send(lost_chunks)
+    backends.queue.send(pending)
     logger.warning(
         "stalled request re-queued",
         extra={"request_id": record.request_id, "images": len(pending), "chunks": len(lost_chunks)},
@@ -213,7 +214,7 @@ def _lost_chunks(record: RequestRecord, rows: list[int], context: Context) -> li
         return []
     settings, backends = context.settings, context.backends
     plan = plan_csv(
-        byte_lines(backends.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_rows
+        byte_lines(backends.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_images
     )
     present = sorted(rows)
     lost = []

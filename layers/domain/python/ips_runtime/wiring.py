@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 
 from ips.adapters.aws import S3BlobStore, S3UploadStore, SqsDeadLetterQueue, SqsTaskQueue
+from ips.adapters.chunk_progress import DynamoChunkProgress
 from ips.adapters.dynamodb import DynamoLedger, DynamoQuotas
 from ips.adapters.mongo import MongoCatalog, MongoSecretGenerations, connect
 from ips.adapters.mongo_reuse import MongoReuseIndex
@@ -81,13 +82,14 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
         ),
         upload_expiry_s=int(number("UPLOAD_EXPIRY_SECONDS", 900)),
         output_url_expiry_s=int(number("OUTPUT_URL_EXPIRY_SECONDS", 900)),
-        chunk_rows=int(number("CHUNK_ROWS", 1000)),
+        chunk_images=int(number("CHUNK_IMAGES", Settings.chunk_images)),
         image_limits=ImageLimits(
             max_bytes=int(number("IMAGE_MAX_BYTES", ImageLimits.max_bytes)),
             max_pixels=int(number("IMAGE_MAX_PIXELS", ImageLimits.max_pixels)),
             max_decode_seconds=number("IMAGE_MAX_DECODE_SECONDS", ImageLimits.max_decode_seconds),
         ),
         max_receive_count=int(number("MAX_RECEIVE_COUNT", 5)),
+        chunk_max_receive_count=int(number("CHUNK_MAX_RECEIVE_COUNT", Settings.chunk_max_receive_count)),
         status_page_max_bytes=int(number("STATUS_PAGE_MAX_BYTES", Settings.status_page_max_bytes)),
         webhook_retry=RetryPolicy(
             attempts=int(number("WEBHOOK_ATTEMPTS", RetryPolicy.attempts)),
@@ -131,6 +133,8 @@ def context_from_env(env: Mapping[str, str] = os.environ) -> Context:
             uploads=S3UploadStore(s3, env["UPLOADS_BUCKET"]),
             processed=S3BlobStore(s3, env["PROCESSED_BUCKET"]),
             queue=SqsTaskQueue(sqs, env["IMAGES_QUEUE_URL"]),
+            chunks=SqsTaskQueue(sqs, env["CHUNKS_QUEUE_URL"]),
+            chunk_progress=DynamoChunkProgress(dynamodb, env["REQUESTS_TABLE"]),
             ledger=DynamoLedger(dynamodb, env["REQUESTS_TABLE"]),
             quotas=DynamoQuotas(dynamodb, env["REQUESTS_TABLE"]),
             catalog=catalog,
