@@ -95,7 +95,7 @@ def test_a_presigned_post_over_the_size_range_is_refused_by_s3_itself(
 def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_completed(
     stack: Stack, image_server, receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CHUNK_ROWS", "4")
+    monkeypatch.setenv("CHUNK_IMAGES", "4")
     reset_shared_context()
     pipeline, resources = stack.pipeline, stack.resources
     rows = "".join(f"{n},Product {n},{image_server.url}/{IMAGES[n % len(IMAGES)]}\n" for n in range(1, 11))
@@ -109,10 +109,10 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
     )
     _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert (status["status"], status["detail"], status["totalProducts"], status["total"]) == ("PENDING", None, 10, 10)
-    assert pipeline.queued() == 3  # 10 rows in chunks of 4
+    assert pipeline.queued(resources.chunks_queue_url) == 3  # 10 images in chunks of 4
 
-    # SqsRunner -> process: the chunks expand into image messages, then every image is fetched and stored.
-    pipeline.drain_queue(pipeline.sqs_runner())
+    # SqsRunner -> expand: the chunks become image messages; SqsRunner -> process: every image fetched and stored.
+    pipeline.drain_queue()
     counts = shared_context().backends.ledger.counts(request_id)
     assert counts is not None and (counts.total, counts.succeeded, counts.failed) == (10, 10, 0)
 
