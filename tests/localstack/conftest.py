@@ -81,7 +81,7 @@ def routed(endpoints: Endpoints) -> Iterator[Endpoints]:
 
 def isolated(topology: Topology = TOPOLOGY, **queue: Any) -> Topology:
     """The topology under names of its own (a LocalStack that outlives the run keeps nothing in the way), with
-    the images queue changed by `queue` (e.g. visibility_timeout_s=1)."""
+    the images and chunks queues changed by `queue` (e.g. visibility_timeout_s=1)."""
     run = uuid.uuid4().hex[:10]
     return dataclasses.replace(
         topology,
@@ -92,7 +92,7 @@ def isolated(topology: Topology = TOPOLOGY, **queue: Any) -> Topology:
             topology.images_queue, name=f"ips-images-{run}", dead_letter_name=f"ips-images-{run}-dlq", **queue
         ),
         chunks_queue=dataclasses.replace(
-            topology.chunks_queue, name=f"ips-chunks-{run}", dead_letter_name=f"ips-chunks-{run}-dlq"
+            topology.chunks_queue, name=f"ips-chunks-{run}", dead_letter_name=f"ips-chunks-{run}-dlq", **queue
         ),
     )
 
