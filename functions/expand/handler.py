@@ -36,7 +36,7 @@ def handle_record(record: SqsRecordModel, lambda_context: LambdaContext) -> None
         _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
         return
     if not isinstance(task, ChunkTask):
-        _removed(record, "MalformedMessages", "an image task on the chunks queue removed", request_id=task.request_id)
+        _removed(record, "MisroutedMessages", "an image task on the chunks queue removed", request_id=task.request_id)
         return
     logger.set_correlation_id(task.request_id)
     context = shared_context()

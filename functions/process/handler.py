@@ -59,7 +59,7 @@ def handle_record(record: SqsRecordModel) -> None:
     if isinstance(task, ChunkTask):
         # Chunks go to the chunks queue; one left here by an older deployment is removed, and the reconciler
         # re-plans the rows of its stalled request onto the chunks queue.
-        _removed(record, "MalformedMessages", "a chunk on the images queue removed", request_id=task.request_id)
+        _removed(record, "MisroutedMessages", "a chunk on the images queue removed", request_id=task.request_id)
         return
     logger.set_correlation_id(task.request_id)
     context = shared_context()
