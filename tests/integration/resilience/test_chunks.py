@@ -96,3 +96,18 @@ def test_a_chunk_out_of_time_stops_requeues_the_rest_and_sends_each_image_once(
     assert functions["expand"].invocations == 4  # 100 + 100 + 100 + 50
     assert queued_images(pipeline) == {(row, index): 1 for row in range(2, 72) for index in range(5)}
     assert shared_context().backends.chunk_progress.sent(request_id, 2) == 350
+
+
+def test_what_is_no_chunk_on_the_chunks_queue_is_removed_at_once_and_the_chunks_go_on(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    from ips.model import ImageTask
+
+    request_id = upload(pipeline, rows_csv(image_server.url, rows=2, urls=1), receiver.url)
+    resources, sqs = pipeline.resources, boto3.client("sqs")
+    for body in ("{not json", ImageTask(request_id, 2, 0, f"{image_server.url}/x.jpg", "salt").to_message()):
+        sqs.send_message(QueueUrl=resources.chunks_queue_url, MessageBody=body)
+    pipeline.drain_queue(pipeline.chunk_runner())
+    assert pipeline.functions["expand"].invocations == 3  # the chunk, and the two removed at their first delivery
+    assert pipeline.queued(resources.chunks_queue_url) == 0 and pipeline.queued(resources.chunks_dead_letter_url) == 0
+    assert queued_images(pipeline) == {(2, 0): 1, (3, 0): 1}  # only the chunk's own images
