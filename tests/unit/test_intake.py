@@ -62,7 +62,12 @@ def test_an_invalid_csv_stores_nothing_and_lists_every_problem() -> None:
     with pytest.raises(InvalidInput) as refused:
         accept_csv(bad, "tenant-a", None, world.intake(), check_url=refuse_nothing)
     assert [(p.row, p.code) for p in refused.value.problems] == [(2, "EMPTY_PRODUCT_NAME"), (3, "INVALID_URL")]
-    assert (world.uploads.objects, world.catalog.requests, world.chunks_queue.sent, world.quotas.reserved) == ({}, {}, [], {})
+    assert (world.uploads.objects, world.catalog.requests, world.chunks_queue.sent, world.quotas.reserved) == (
+        {},
+        {},
+        [],
+        {},
+    )
 
 
 def test_a_refused_webhook_url_or_a_full_quota_stores_nothing() -> None:
