@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from bench import CORPUS, RESULTS
 from bench.report import collect_targets, render, write_json
 
-PARTS = ("engine", "pipeline", "upload", "reuse")
+PARTS = ("engine", "pipeline", "upload", "reuse", "small")
 
 
 def cpu_model() -> str:
@@ -60,7 +60,7 @@ def machine_info() -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: engine,pipeline,upload")
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: " + ",".join(PARTS))
     parser.add_argument("--engine-rounds", type=int, default=5, help="timed rounds over the corpus (default 5)")
     parser.add_argument("--images", type=int, default=400, help="images per pipeline request, 200..2000 (400)")
     parser.add_argument("--pipeline-rounds", type=int, default=3, help="pipeline + bound rounds (default 3)")
@@ -69,6 +69,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cloud-workers", type=int, default=None, help="local cloud invocations, if not --workers (the bound keeps it)"
     )
     parser.add_argument("--reuse-images", type=int, default=1000, help="catalogue size of the reuse part (1000)")
+    parser.add_argument(
+        "--small-products", default="500,20000", help="catalogue sizes (products x 2 small images) of the small part"
+    )
+    parser.add_argument("--small-cap", type=float, default=300, help="seconds to watch each small catalogue (300)")
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(
@@ -85,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.engine_rounds, args.images, args.pipeline_rounds, args.upload_rounds = 1, 40, 1, 1
         args.reuse_images = 40
         args.presigned_cap = 15
+        args.small_products, args.small_cap = "50,200", 120
+    args.small_sizes = tuple(int(size) for size in args.small_products.split(",") if size.strip())
     return args
 
 
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "cloud_workers": args.cloud_workers or args.workers,
             "upload_rounds": args.upload_rounds,
             "reuse_images": args.reuse_images,
+            "small_products": list(args.small_sizes),
             "presigned": not args.no_presigned,
             "quick": args.quick,
             "corpus": str(CORPUS),
@@ -137,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["pipeline"] = run_pipeline(
                     args.images, args.pipeline_rounds, log, workers=args.workers, cloud_workers=args.cloud_workers
                 )
+            elif part == "small":
+                from bench.small import run_small
+
+                results["small"] = run_small(log, sizes=args.small_sizes, cap_s=args.small_cap)
             elif part == "reuse":
                 from bench.reuse import run_reuse
 

@@ -9,8 +9,9 @@ The bound is what the same number of workers can do with the engine alone: a poo
 calling compress_image on the same N images' bytes (held in memory). Rounds alternate which of the two runs
 first; the ratio is the median pipeline throughput over the median bound throughput.
 
-For where the time goes, the run wraps (no code changed) the process function's `process_image`, the engine call
-and the I/O steps inside it: each execution environment (a child process) installs the wrappers when it starts
+For where the time goes, the run wraps (no code changed) the process function's handler (each invocation: wall
+and CPU time, what Lambda bills), the two stages of each image (`prepare_image`, `finish_image`), the engine call
+and the I/O steps inside them: each execution environment (a child process) installs the wrappers when it starts
 (`install_probe`, the local cloud's environment set-up hook) and appends one JSON line per image to a file in
 the round's probe folder, which this process reads. It also reads the CPU time of every process involved."""
 
@@ -45,6 +46,7 @@ from bench.stats import cycle, median, percentile, ratio, spread
 API_KEY = "local-dev-key"
 IMAGES_PER_ROW = 4
 TARGET_VS_BOUND = 0.75
+TARGET_WALL_VS_COMPRESS = 1.15
 FINAL = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED")
 
 Log = Callable[[str], None]
@@ -53,22 +55,37 @@ Log = Callable[[str], None]
 @dataclass
 class ImageRecord:
     request_id: str
-    started: float  # wall clock (time.time)
-    ended: float
-    service_s: float  # process_image wall time
-    service_cpu_s: float  # its thread's CPU time
+    started: float  # wall clock (time.time): its prepare stage began
+    ended: float  # its finish stage ended
+    service_s: float  # from the one to the other (with the overlap, other images' stages run meanwhile)
+    service_cpu_s: float  # CPU of its two stages, each in its own thread
     compress_s: float = 0.0  # compress_image wall time within it
     compress_cpu_s: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # wall seconds per wrapped step
+    prepare_s: float = 0.0  # fetch (wait), reuse check, compression: the batch's compression lane
+    finish_s: float = 0.0  # S3 put, reuse record, MongoDB record, count: a finishing thread
 
 
-# Steps of process_image timed separately (wall time, in the worker's thread): (module, attribute path, label).
+@dataclass
+class InvocationRecord:
+    """One invocation of the process function (what Lambda bills): wall and CPU time of its environment, and the
+    images it prepared, by request."""
+
+    started: float
+    wall_s: float
+    cpu_s: float  # the environment process's CPU (every thread) during the invocation
+    images: dict[str, int] = field(default_factory=dict)
+
+
+# Steps timed separately (wall time, in the thread that runs them): (module, attribute path, label).
 STAGES = (
     ("ips.processing", "Prefetcher.fetch", "fetch (wait for the download)"),
     ("ips.adapters.aws", "S3BlobStore.put", "store output (S3 put)"),
     ("ips.adapters.mongo", "MongoCatalog.record_image", "record (MongoDB)"),
     ("ips.adapters.dynamodb", "DynamoLedger.count", "count (DynamoDB)"),
 )
+# Where the image stages are called from: each module's own name for them is wrapped.
+STAGE_CALLERS = ("ips.processing", "ips.image_batch")
 
 
 PROBE_DIR_VARIABLE = "IPS_BENCH_PROBE_DIR"
@@ -78,7 +95,7 @@ FUNCTION_PID_PREFIX = "function "  # CPU meter names of the functions' execution
 def install_probe(handler_module: Any) -> None:
     """The local cloud's environment set-up hook (in each execution environment): time every image, for good."""
     folder = Path(os.environ[PROBE_DIR_VARIABLE])
-    probe = Probe(sink=folder / f"{os.getpid()}.jsonl")
+    probe = Probe(sink=folder / f"{os.getpid()}.jsonl", invocation_sink=folder / f"{os.getpid()}.invocations.jsonl")
     probe.install(handler_module)
     (folder / "installed.json").write_text(json.dumps(probe.installed))
 
@@ -88,6 +105,7 @@ def read_probe(folder: Path) -> tuple[list[ImageRecord], list[str]]:
     records = [
         ImageRecord(**json.loads(line))
         for path in sorted(folder.glob("*.jsonl"))
+        if not path.name.endswith(".invocations.jsonl")
         for line in path.read_text().splitlines()
         if line
     ]
@@ -95,25 +113,51 @@ def read_probe(folder: Path) -> tuple[list[ImageRecord], list[str]]:
     return records, json.loads(installed.read_text()) if installed.exists() else []
 
 
+def read_invocations(folder: Path) -> list[InvocationRecord]:
+    return [
+        InvocationRecord(**json.loads(line))
+        for path in sorted(folder.glob("*.invocations.jsonl"))
+        for line in path.read_text().splitlines()
+        if line
+    ]
+
+
+def _image_key(task: Any) -> tuple[Any, ...]:
+    return (getattr(task, "request_id", "?"), getattr(task, "row", 0), getattr(task, "index", 0), id(task))
+
+
 @dataclass
 class Probe:
-    """Wraps process_image (in the process function's module) and compress_image (in ips.processing)."""
+    """Wraps, in an execution environment of the process function: its handler (each invocation), the two
+    stages of an image (`prepare_image`, `finish_image`, which may run in different threads), the engine call
+    and the I/O steps. A stage's thread carries its image's record while it runs."""
 
     records: list[ImageRecord] = field(default_factory=list)
     installed: list[str] = field(default_factory=list)
-    sink: Path | None = None  # where each record is appended as a JSON line
+    sink: Path | None = None  # where each image record is appended as a JSON line
+    invocation_sink: Path | None = None  # and each invocation record
     _current: threading.local = field(default_factory=threading.local)
     _sink_lock: threading.Lock = field(default_factory=threading.Lock)
+    _prepared: dict[tuple[Any, ...], ImageRecord] = field(default_factory=dict)
+    _invocation_images: dict[str, int] = field(default_factory=dict)
 
     def install(self, handler_module: Any) -> None:
         """Put the wrappers in, for the life of the environment."""
         import importlib
 
+        patches: list[tuple[Any, str, Any]] = []
+        if hasattr(handler_module, "lambda_handler"):
+            patches.append((handler_module, "lambda_handler", self._wrap_invocation(handler_module.lambda_handler)))
+        for module_name in STAGE_CALLERS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            for name, wrap in (("prepare_image", self._wrap_prepare), ("finish_image", self._wrap_finish)):
+                if hasattr(module, name):
+                    patches.append((module, name, wrap(getattr(module, name))))
         import ips.processing
 
-        patches: list[tuple[Any, str, Any]] = []
-        if hasattr(handler_module, "process_image"):
-            patches.append((handler_module, "process_image", self._wrap_process(handler_module.process_image)))
         if hasattr(ips.processing, "compress_image"):
             patches.append((ips.processing, "compress_image", self._wrap_compress(ips.processing.compress_image)))
         for module_name, path, label in STAGES:
@@ -131,16 +175,34 @@ class Probe:
             if label not in self.installed:
                 self.installed.append(label)
 
+    def _write(self, sink: Path | None, document: dict[str, Any]) -> None:
+        if sink is not None:
+            with self._sink_lock, sink.open("a") as out:
+                out.write(json.dumps(document) + "\n")
+
     def _keep(self, record: ImageRecord) -> None:
         self.records.append(record)
-        if self.sink is not None:
-            with self._sink_lock, self.sink.open("a") as sink:
-                sink.write(json.dumps(dataclasses.asdict(record)) + "\n")
+        self._write(self.sink, dataclasses.asdict(record))
+
+    def _wrap_invocation(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def lambda_handler(event: Any, context: Any) -> Any:
+            with self._sink_lock:
+                self._invocation_images = {}
+            started, wall, cpu = time.time(), time.perf_counter(), time.process_time()
+            try:
+                return original(event, context)
+            finally:
+                record = InvocationRecord(
+                    started, time.perf_counter() - wall, time.process_time() - cpu, dict(self._invocation_images)
+                )
+                self._write(self.invocation_sink, dataclasses.asdict(record))
+
+        return lambda_handler
 
     def _wrap_stage(self, original: Callable[..., Any], label: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             record = getattr(self._current, "record", None)
-            if record is None:  # not inside process_image (an upload's S3 put, another thread)
+            if record is None:  # not inside an image's stage (an upload's S3 put, another thread)
                 return original(*args, **kwargs)
             started = time.perf_counter()
             try:
@@ -150,21 +212,53 @@ class Probe:
 
         return timed
 
-    def _wrap_process(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def process_image(task: Any, *args: Any, **kwargs: Any) -> Any:
+    def _wrap_prepare(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def prepare_image(task: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(self._current, "record", None) is not None:  # called by a wrapped caller: counted there
+                return original(task, *args, **kwargs)
             record = ImageRecord(getattr(task, "request_id", "?"), time.time(), 0.0, 0.0, 0.0)
+            with self._sink_lock:
+                self._invocation_images[record.request_id] = self._invocation_images.get(record.request_id, 0) + 1
+            self._current.record = record
+            wall, cpu = time.perf_counter(), time.thread_time()
+            done = False
+            try:
+                prepared = original(task, *args, **kwargs)
+                done = True
+                return prepared
+            finally:
+                record.prepare_s = time.perf_counter() - wall
+                record.service_cpu_s += time.thread_time() - cpu
+                self._current.record = None
+                if done:
+                    with self._sink_lock:
+                        self._prepared[_image_key(task)] = record
+                else:  # it raised (RetryLater, a crash): no finish follows
+                    record.ended = time.time()
+                    record.service_s = record.ended - record.started
+                    self._keep(record)
+
+        return prepare_image
+
+    def _wrap_finish(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def finish_image(task: Any, *args: Any, **kwargs: Any) -> Any:
+            with self._sink_lock:
+                record = self._prepared.pop(_image_key(task), None)
+            if record is None or getattr(self._current, "record", None) is not None:
+                return original(task, *args, **kwargs)
             self._current.record = record
             wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(task, *args, **kwargs)
             finally:
-                record.service_s = time.perf_counter() - wall
-                record.service_cpu_s = time.thread_time() - cpu
+                record.finish_s = time.perf_counter() - wall
+                record.service_cpu_s += time.thread_time() - cpu
                 record.ended = time.time()
+                record.service_s = record.ended - record.started
                 self._current.record = None
                 self._keep(record)
 
-        return process_image
+        return finish_image
 
     def _wrap_compress(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def compress_image(*args: Any, **kwargs: Any) -> Any:
@@ -310,6 +404,8 @@ def _request(
     completed_at = _parse_time(status.get("completedAt"))
     seconds = completed_at - started_wall if completed_at else observed_s
     records = [record for record in read_probe(probe)[0] if record.request_id == request_id]
+    # The invocations that prepared this request's images and no other's (the warm-up request's are apart).
+    invocations = [call for call in read_invocations(probe) if set(call.images) == {request_id}]
     return {
         "request_id": request_id,
         "images": len(urls),
@@ -325,6 +421,7 @@ def _request(
         "started_wall": started_wall,
         "completed_wall": completed_at or started_wall + observed_s,
         "records": records,
+        "invocations": invocations,
     }
 
 
@@ -343,7 +440,12 @@ def _summarise(
     for result in pipeline_rounds:
         rounds.append(_round_breakdown(result, workers))
     latency = _latency(pipeline_rounds)
-    breakdown = {key: median(r[key] for r in rounds) for key in rounds[0] if key != "cpu_share"}
+    breakdown = {
+        key: median(r[key] for r in rounds if r[key] is not None)
+        for key in rounds[0]
+        if key != "cpu_share" and any(r[key] is not None for r in rounds)
+    }
+    overlap = breakdown.get("process_wall_vs_compress")
     cpu_share = {key: median(r["cpu_share"][key] for r in rounds) for key in rounds[0]["cpu_share"]}
     bound_compress_per_image = median(r["compress_s"] / n for r in bound_rounds)
     return {
@@ -356,6 +458,7 @@ def _summarise(
         "images_per_s": pipeline_ips,
         "engine_bound_images_per_s": bound_ips,
         "ratio_vs_engine_bound": pipeline_ratio,
+        "process_wall_vs_compress": overlap,
         "ratio_per_round": spread(
             [p["images_per_s"] / b["images_per_s"] for p, b in zip(pipeline_rounds, bound_rounds, strict=True)]
         ),
@@ -376,7 +479,13 @@ def _summarise(
                 "target": f">= {TARGET_VS_BOUND:.0%}",
                 "actual": pipeline_ratio,
                 "met": bool(pipeline_ratio is not None and pipeline_ratio >= TARGET_VS_BOUND),
-            }
+            },
+            {
+                "name": "process wall per image vs compression",
+                "target": f"<= {TARGET_WALL_VS_COMPRESS:.2f}x",
+                "actual": overlap,
+                "met": bool(overlap is not None and overlap <= TARGET_WALL_VS_COMPRESS),
+            },
         ],
     }
 
@@ -399,14 +508,14 @@ def _latency(pipeline_rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _stage_means(records: list[ImageRecord]) -> dict[str, float]:
-    """Mean wall milliseconds per image of each timed step of process_image, and of what is left."""
+    """Mean wall milliseconds per image of each timed step of its stages, and of what is left."""
     if not records:
         return {}
     labels = sorted({label for record in records for label in record.stages})
     means = {label: 1000 * sum(r.stages.get(label, 0.0) for r in records) / len(records) for label in labels}
     means["compress_image"] = 1000 * sum(r.compress_s for r in records) / len(records)
     total = 1000 * sum(r.service_s for r in records) / len(records)
-    means["rest (untimed)"] = total - sum(means.values())
+    means["rest (untimed: waits between the stages)"] = total - sum(means.values())
     return means
 
 
@@ -429,15 +538,27 @@ def _round_breakdown(result: dict[str, Any], workers: int) -> dict[str, Any]:
     process_cpu = functions.pop("process", 0.0)
     share = {
         "engine (compress_image)": compress_cpu,
-        "process fn besides the engine (in process_image)": service_cpu - compress_cpu,
-        "process fn environments besides process_image (batches, SQS, prefetch)": process_cpu - service_cpu,
+        "process fn besides the engine (in the image stages)": service_cpu - compress_cpu,
+        "process fn environments besides the image stages (batches, prefetch)": process_cpu - service_cpu,
         **{f"{function} fn environments": value for function, value in functions.items()},
         "the cloud process (gateway, runners)": cpu["self"],
         **{name: value for name, value in cpu.items() if name != "self" and not name.startswith(FUNCTION_PID_PREFIX)},
     }
     share["idle"] = max(0.0, seconds * capacity - sum(share.values()))
+    invocations: list[InvocationRecord] = result.get("invocations", [])
+    invoked_images = sum(sum(call.images.values()) for call in invocations)
+    compress_ms = 1000 * sum(r.compress_s for r in records) / max(1, len(records))
+    invocation_ms = 1000 * sum(call.wall_s for call in invocations) / max(1, invoked_images)
     return {
         "accept_s": result["accept_s"],
+        "invocations": len(invocations),
+        "images_per_invocation": invoked_images / max(1, len(invocations)),
+        # What Lambda bills, per image: the process function's invocation wall time (and its CPU) over its images.
+        "process_wall_ms_per_image": invocation_ms,
+        "process_cpu_ms_per_image": 1000 * sum(call.cpu_s for call in invocations) / max(1, invoked_images),
+        "process_wall_vs_compress": invocation_ms / compress_ms if compress_ms and invocations else None,
+        "prepare_ms_mean": 1000 * sum(r.prepare_s for r in records) / max(1, len(records)),
+        "finish_ms_mean": 1000 * sum(r.finish_s for r in records) / max(1, len(records)),
         "to_first_image_s": first_start - started,
         "processing_window_s": last_end - first_start,
         "after_last_image_s": completed - last_end,
@@ -445,6 +566,7 @@ def _round_breakdown(result: dict[str, Any], workers: int) -> dict[str, Any]:
         "compress_ms_mean": 1000 * sum(r.compress_s for r in records) / max(1, len(records)),
         "compress_cpu_ms_mean": 1000 * compress_cpu / max(1, len(records)),
         **{f"stage_ms_mean: {label}": value for label, value in _stage_means(records).items()},
-        "worker_busy": sum(r.service_s for r in records) / max(1e-9, (last_end - first_start) * workers),
+        # The share of the processing window the environments spent in invocations that held this request.
+        "environments_busy": sum(call.wall_s for call in invocations) / max(1e-9, (last_end - first_start) * workers),
         "cpu_share": {key: value / (seconds * capacity) for key, value in share.items()},
     }

@@ -45,7 +45,7 @@ def collect_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every section's targets, each tagged with its section."""
     return [
         {"section": section, **target}
-        for section in ("engine", "pipeline", "upload", "reuse")
+        for section in ("engine", "pipeline", "upload", "reuse", "small")
         if isinstance(results.get(section), dict)
         for target in results[section].get("targets", [])
     ]
@@ -228,6 +228,12 @@ def _reuse_rows(reuse: dict[str, Any]) -> list[list[str]]:
     return reuse_rows(reuse)
 
 
+def _small_rows(small: dict[str, Any]) -> list[list[str]]:
+    from bench.small import small_rows
+
+    return small_rows(small)
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report as text."""
     machine = results["machine"]
@@ -246,6 +252,7 @@ def render(results: dict[str, Any]) -> str:
         ("pipeline", "Pipeline: local cloud end to end vs the engine-only bound (same workers)", pipeline_rows),
         ("upload", "Upload: accept latency against CSV size", upload_rows),
         ("reuse", "Reuse: the same catalogue uploaded again by the same tenant", _reuse_rows),
+        ("small", "Small images at scale: products x 2 small JPEGs through the presigned route", _small_rows),
     )
     for key, title, rows in sections:
         if isinstance(results.get(key), dict):

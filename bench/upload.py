@@ -56,8 +56,12 @@ def rows_csv(rows: int, url_base: str) -> bytes:
 @contextmanager
 def _cloud(origin: str, workers: int, state: Path, log: Log) -> Iterator[tuple[str, Callable[[], None]]]:
     """Yields the API's URL and a function that empties the images queue."""
-    # No throttling in the way of back-to-back uploads and status polls (the usage plan is not what is measured).
-    with local_cloud(origin, workers, state, throttle_rate=1000, throttle_burst=1000) as cloud:
+    # No throttling in the way of back-to-back uploads and status polls (the usage plan is not what is measured),
+    # and no image quota: with workers=0 nothing ends, so the 100,000-row rounds would fill the in-flight cap.
+    unlimited = f"{API_KEY}:{10**9}:{10**9}"
+    with local_cloud(
+        origin, workers, state, throttle_rate=1000, throttle_burst=1000, image_quotas=[unlimited]
+    ) as cloud:
         try:
             yield cloud.gateway.url, lambda: _drop_queued_work(cloud)
         finally:

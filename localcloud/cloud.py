@@ -100,8 +100,11 @@ class LocalCloud:
         """What every function sees: the same variable names the CDK stack sets in AWS."""
         assert self.resources is not None and self.gateway is not None
         state = self.config.state_dir
+        # The topology's settings (JPEG_QUALITY, WEBHOOK_LEASE_SECONDS, ...), unless this environment sets them.
+        chosen = {name: os.environ[name] for name in self.topology.environment if name in os.environ}
         return {
             **self.topology.function_environment(),
+            **chosen,
             **self.resources.environment(),
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
             "WEB_ORIGIN": self.gateway.url,  # the upload page's origin: the API's CORS headers allow it

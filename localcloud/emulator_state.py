@@ -28,6 +28,7 @@ from moto.core.utils import unix_time_millis
 logger = logging.getLogger("localcloud.emulator_state")
 SERVICES = ("s3", "sqs", "dynamodb", "dynamodbstreams")
 SNAPSHOT_NAME = "aws-emulator.pickle"
+SNAPSHOT_SHARE = 0.05  # of the emulator's time, at most, spent holding requests for a snapshot
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Locks and conditions are recreated, never saved (moto's SQS queues and S3 keys hold them).
@@ -120,14 +121,24 @@ class PersistentState:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        wait = self.interval_s
+        while not self._stop.wait(wait):
             if self._changes != self._saved_changes:
                 started = time.monotonic()
                 try:
                     self.save()
                 except Exception:
                     logger.exception("snapshot failed; the previous one stays")
-                logger.debug("snapshot in %.2fs", time.monotonic() - started)
+                took = time.monotonic() - started
+                wait = self.next_wait(took)
+                logger.debug("snapshot in %.2fs; the next in %.1fs", took, wait)
+
+    def next_wait(self, took_s: float) -> float:
+        """A snapshot holds every request while it pickles the whole state, and the state grows with the stored
+        images and counted markers: at a fixed interval the emulator would spend ever more of its time (and of
+        the machine's CPU) snapshotting. The wait grows with what the last one cost, so snapshots never take more
+        than about `SNAPSHOT_SHARE` of the time; a crash loses up to that wait of work, redone from the queue."""
+        return max(self.interval_s, took_s / SNAPSHOT_SHARE)
 
     def stop(self) -> None:
         """Stop the periodic snapshots and take the last one."""

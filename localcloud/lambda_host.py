@@ -134,10 +134,11 @@ def _serve(
         os.dup2(descriptor, 1)
         os.close(descriptor)
     try:
-        handler = _load_handler(spec)
-        if setup:
+        module = importlib.import_module(spec.module)
+        if setup:  # before the entry point is looked up, so that the hook may wrap it too
             module_name, _, name = setup.partition(":")
-            getattr(importlib.import_module(module_name), name)(importlib.import_module(spec.module))
+            getattr(importlib.import_module(module_name), name)(module)
+        handler = getattr(module, spec.entry_point)
     except BaseException:
         connection.send(("error", traceback.format_exc()))
         return

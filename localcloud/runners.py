@@ -71,6 +71,8 @@ def _numeric(conditions: list[Any], value: Any) -> bool:
 
 
 class _Loop:
+    idle_wait_s = 0.05  # after a poll that found nothing
+
     def __init__(self, name: str, workers: int) -> None:
         self.name, self.workers = name, workers
         self._stop = threading.Event()
@@ -93,7 +95,7 @@ class _Loop:
         while not self._stop.is_set():
             try:
                 if not self.poll_once():
-                    self._stop.wait(0.05)
+                    self._stop.wait(self.idle_wait_s)
             except Exception:
                 logger.exception("%s: poll failed", self.name)
                 self._stop.wait(1)
@@ -187,6 +189,11 @@ class S3NotificationRunner(_Loop):
 
 
 class StreamRunner(_Loop):
+    # Lambda polls a stream's shards 4 times a second. Every poll is three DynamoDB Streams calls, served one at a
+    # time with every DynamoDB call of the pipeline (localcloud.aws_emulator): with 0.05 s between idle polls
+    # they were tens of calls a second, more than the images' own counts at a few images a second.
+    idle_wait_s = 0.25
+
     def __init__(
         self,
         streams: Any,

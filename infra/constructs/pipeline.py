@@ -96,6 +96,10 @@ class Pipeline(Construct):
             function.add_to_role_policy(
                 iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.images.queue_arn])
             )
+        if access.reads_images_queue_depth:
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["sqs:GetQueueAttributes"], resources=[self.images.queue_arn])
+            )
         if access.drains_dead_letters:
             function.add_to_role_policy(
                 iam.PolicyStatement(

@@ -16,10 +16,12 @@ faults and sources), CHAOS_FAULT_RATE (0.03 per call)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +36,8 @@ import pytest
 import requests
 from pymongo import MongoClient
 
+from ips.tenant_secrets import derive_secret
+from localcloud.gateway import api_key_id
 from localcloud.peers import WebhookReceiver
 from localcloud.servers import free_port, wait_for_port
 from tests.chaos.sources import ChaosSources, pick_kind
@@ -44,6 +48,7 @@ SECRET = "whsec_" + base64.b64encode(b"chaos-suite-signing-key-01234567").decode
 TENANTS = ("tenant-a", "tenant-b", "tenant-c")
 FINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"}
 RECONCILE_S = 3
+POLL_S = 5  # between rounds of status reads (each read is a function invocation on the same two cores)
 URLS_PER_ROW = 2
 
 
@@ -52,8 +57,9 @@ def setting(name: str, default: int | float) -> Any:
 
 
 def deadline_s() -> int:
-    """Each request's deadline: generous for the size, so reaching it says the pipeline lost or stalled work."""
-    return 300 + setting("CHAOS_IMAGES", 2000) // 4
+    """Each request's deadline: generous for the size even on a loaded machine (about 2 images a second), so
+    reaching it says the pipeline lost or stalled work."""
+    return 600 + setting("CHAOS_IMAGES", 2000) // 2
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +75,29 @@ def sources(seed: int) -> Iterator[ChaosSources]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(SECRET, fail_first=15) as server:  # fails for a while, then recovers
-        yield server
+def api_key(tenant: str) -> str:
+    return f"{tenant}-key"
 
 
 @pytest.fixture(scope="module")
-def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver) -> Iterator[dict[str, str]]:
+def receivers() -> Iterator[dict[str, WebhookReceiver]]:
+    """Each tenant's receiver, verifying with that tenant's own secret (generation 0) and failing its first
+    deliveries for a while before it recovers."""
+    with contextlib.ExitStack() as stack:
+        yield {
+            tenant: stack.enter_context(
+                WebhookReceiver(derive_secret(SECRET, api_key_id(api_key(tenant)), 0), fail_first=5)
+            )
+            for tenant in TENANTS
+        }
+
+
+@pytest.fixture(scope="module")
+def cloud(seed: int, sources: ChaosSources, receivers: dict[str, WebhookReceiver]) -> Iterator[dict[str, str]]:
     # Kept after the run (its log above all), named by the seed that reproduces it.
     state = ROOT / ".local" / f"chaos-{seed}"
-    state.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(state, ignore_errors=True)  # a replay starts from nothing, as the first run did
+    state.mkdir(parents=True)
     ports = {"gateway": free_port(), "aws": free_port(), "mongo": free_port()}
     environment = {
         **os.environ,
@@ -88,21 +106,29 @@ def cloud(seed: int, sources: ChaosSources, receiver: WebhookReceiver) -> Iterat
         "AWS_PORT": str(ports["aws"]),
         "MONGO_PORT": str(ports["mongo"]),
         "LOCAL_STATE_DIR": str(state),
-        "API_KEYS": ",".join(f"{tenant}-key:1000:1000" for tenant in TENANTS),
+        "API_KEYS": ",".join(f"{api_key(tenant)}:1000:1000" for tenant in TENANTS),
         "THROTTLE_RATE": "1000",
         "THROTTLE_BURST": "1000",
         "WEBHOOK_SECRET": SECRET,
-        "OUTBOUND_ALLOWLIST": f"{sources.origin},{sources.dead_origin},{receiver.origin}",
+        "OUTBOUND_ALLOWLIST": ",".join(
+            [sources.origin, sources.dead_origin, *(receiver.origin for receiver in receivers.values())]
+        ),
         "OUTBOUND_TOTAL_TIMEOUT": "3",
         "OUTBOUND_CONNECT_TIMEOUT": "1",
-        "LOCAL_VISIBILITY_TIMEOUT": "6",  # slow sources outlast it sometimes: overlapping redeliveries
+        # Retries come back after 10 s (not 6 min). A batch that outlasts it (slow sources, a loaded machine) is
+        # delivered again while it runs: overlapping deliveries. Much shorter, and a batch of chunks, expanded one
+        # after another, outlasted it on a loaded machine every time: each was expanded two or three times over.
+        "LOCAL_VISIBILITY_TIMEOUT": "10",
+        "CHUNK_IMAGES": "50",  # quick to expand, and more of them to fault
         "LOCAL_RECONCILE_SECONDS": str(RECONCILE_S),
         "STALL_AFTER_SECONDS": "45",
         "REQUEST_DEADLINE_SECONDS": str(deadline_s()),
         "WEBHOOK_ATTEMPTS": "2",
         "WEBHOOK_FIRST_DELAY": "0.2",
+        "WEBHOOK_LEASE_SECONDS": "15",  # a sender that crashed holding the claim is replaced after this
         "IPS_ADAPTER_HOOK": "tests.chaos.faults:inject",
         "CHAOS_SEED": str(seed),
+        "CHAOS_COUNTERS": str(state / "chaos-counters"),
         "CHAOS_FAULT_RATE": str(setting("CHAOS_FAULT_RATE", 0.03)),
         "POWERTOOLS_LOG_LEVEL": "CRITICAL",
     }
@@ -175,14 +201,15 @@ def poison(aws: str) -> None:
 
 
 def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
-    seed: int, sources: ChaosSources, receiver: WebhookReceiver, cloud: dict[str, str]
+    seed: int, sources: ChaosSources, receivers: dict[str, WebhookReceiver], cloud: dict[str, str]
 ) -> None:
     images, count = setting("CHAOS_IMAGES", 2000), setting("CHAOS_REQUESTS", 10)
     started = time.monotonic()
     accepted: dict[str, str] = {}  # request id -> tenant
     for number, (tenant, text) in enumerate(plan_requests(seed, sources, images, count)):
-        body, headers = multipart(text, receiver.url)
-        headers["x-api-key"] = f"{tenant}-key"
+        # The request's number in the webhook URL's path: what names it to the faults (tests/chaos/faults.py).
+        body, headers = multipart(text, f"{receivers[tenant].url}/{number}")
+        headers["x-api-key"] = api_key(tenant)
         response = with_retries(
             lambda body=body, headers=headers: requests.post(
                 f"{cloud['url']}/api/v1/upload", data=body, headers=headers, timeout=60
@@ -196,13 +223,12 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
 
     # Every request must end by its deadline (the reconciler ends what is left then): wait a little past it.
     statuses = wait_for_the_end(cloud, accepted, timeout=deadline_s() + 4 * RECONCILE_S + 60)
-    deliveries = wait_for_webhooks(receiver, accepted, timeout=120)
+    deliveries = wait_for_webhooks(receivers, accepted, timeout=120)
     elapsed = time.monotonic() - started
     print(f"chaos: {images} images, {count} requests, {len(TENANTS)} tenants ended in {elapsed:.0f} s")
     print("outcomes:", dict(Counter(s["status"] for s in statuses.values())))
 
     database = MongoClient(cloud["mongo"], tz_aware=True)["ips"]
-    s3 = boto3.client("s3", endpoint_url=cloud["aws"])
     failure_codes: Counter[str] = Counter()
     for request_id, status in statuses.items():
         document = database["requests"].find_one({"_id": request_id})
@@ -222,7 +248,8 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
                 if image["status"] == "FAILED":
                     assert image.get("error_code") and image.get("error_message"), image
                     failure_codes[image["error_code"]] += 1
-            assert_output_csv_whole(s3, request_id, products)
+            # A fresh link: the one read when the request ended may have expired by now (15 minutes).
+            assert_output_csv_whole(read_status(cloud, request_id, accepted[request_id]), products)
         [delivery] = deliveries[request_id]
         data = delivery["payload"]["data"]
         assert (data["status"], data["total"], data["succeeded"], data["failed"]) == (
@@ -239,6 +266,19 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0", "the reconciler drains the DLQ"
 
 
+def read_status(cloud: dict[str, str], request_id: str, tenant: str) -> dict[str, Any]:
+    response = with_retries(
+        lambda: requests.get(
+            f"{cloud['url']}/api/v1/status/{request_id}",
+            params={"limit": 1},
+            headers={"x-api-key": api_key(tenant)},
+            timeout=30,
+        ),
+        "status",
+    )
+    return response.json()
+
+
 def wait_for_the_end(cloud: dict[str, str], accepted: dict[str, str], timeout: float) -> dict[str, dict]:
     statuses: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
@@ -246,44 +286,46 @@ def wait_for_the_end(cloud: dict[str, str], accepted: dict[str, str], timeout: f
         for request_id, tenant in accepted.items():
             if request_id in statuses:
                 continue
-            response = with_retries(
-                lambda request_id=request_id, tenant=tenant: requests.get(
-                    f"{cloud['url']}/api/v1/status/{request_id}",
-                    params={"limit": 1},
-                    headers={"x-api-key": f"{tenant}-key"},
-                    timeout=30,
-                ),
-                "status",
-            )
-            status = response.json()
+            status = read_status(cloud, request_id, tenant)
             if status["status"] in FINAL:
                 statuses[request_id] = status
         if len(statuses) == len(accepted):
             return statuses
-        time.sleep(2)
+        time.sleep(POLL_S)
     pending = {rid: "not final" for rid in accepted if rid not in statuses}
     print(Path(cloud["log"]).read_text(errors="replace")[-4000:])
     raise AssertionError(f"requests that did not end in {timeout:.0f} s: {pending}")
 
 
-def wait_for_webhooks(receiver: WebhookReceiver, accepted: dict[str, str], timeout: float) -> dict[str, list]:
+def wait_for_webhooks(
+    receivers: dict[str, WebhookReceiver], accepted: dict[str, str], timeout: float
+) -> dict[str, list]:
+    """Each request's verified deliveries, at its own tenant's receiver (signed with that tenant's secret)."""
+
+    def delivered(request_id: str) -> list[dict]:
+        found = receivers[accepted[request_id]].deliveries
+        return [delivery for delivery in found if delivery["id"] == f"msg_{request_id}"]
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ids = {delivery["id"] for delivery in receiver.deliveries}
-        if all(f"msg_{request_id}" in ids for request_id in accepted):
-            break
+    while time.monotonic() < deadline and not all(delivered(request_id) for request_id in accepted):
         time.sleep(1)
     time.sleep(2 * RECONCILE_S + 1)  # rounds that might (wrongly) send again
-    by_request: dict[str, list] = {request_id: [] for request_id in accepted}
-    for delivery in receiver.deliveries:
-        by_request.setdefault(delivery["id"].removeprefix("msg_"), []).append(delivery)
+    by_request = {request_id: delivered(request_id) for request_id in accepted}
     counts = {request_id: len(found) for request_id, found in by_request.items()}
     assert set(counts.values()) == {1}, f"webhooks per request: {counts}"
+    rejected = {tenant: receiver.rejected for tenant, receiver in receivers.items() if receiver.rejected}
+    assert not rejected, f"deliveries that did not verify with their tenant's secret: {rejected}"
+    everything = sum(len(receiver.deliveries) for receiver in receivers.values())
+    assert everything == len(accepted), "a webhook for no request of the tenant, or twice"
     return by_request
 
 
-def assert_output_csv_whole(s3: Any, request_id: str, products: list[dict]) -> None:
-    data = s3.get_object(Bucket="ips-processed", Key=f"{request_id}/output.csv")["Body"].read().decode()
+def assert_output_csv_whole(status: dict[str, Any], products: list[dict]) -> None:
+    """Read as a client reads it: through the status's presigned link (the CSV is in the private bucket)."""
+    request_id = status["requestId"]
+    answer = requests.get(status["outputCsvUrl"], timeout=30)
+    assert answer.status_code == 200, (request_id, answer.status_code)
+    data = answer.content.decode()
     rows = list(csv.reader(io.StringIO(data)))
     assert rows[0][-1] == "Output Image Urls"
     assert len(rows) - 1 == len(products), request_id

@@ -75,7 +75,7 @@ EXPECTED = {
         ("uploads", None): {"s3:ListBucket"},  # ... which HeadObject answers with 404, not 403, only with this
         # a completion the stream lost (private); the resent webhook's presigned GET
         ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},
-        ("images", None): {"sqs:SendMessage"},  # stalled work re-queued: pending images
+        ("images", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},  # lost work re-queued; the depth
         ("chunks", None): {"sqs:SendMessage"},  # ... and chunks whose rows never became products
         ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("chunks-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,9 +31,30 @@ WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-tests-signing-key-32b
 TENANT_SECRET = derive_secret(WEBHOOK_SECRET, api_key_id(API_KEY), 0)
 
 
+@contextlib.contextmanager
+def atomic_dynamodb() -> Iterator[None]:
+    """moto's DynamoDB serving one request at a time, as the local cloud's emulator does (AtomicDynamoDB): DynamoDB
+    evaluates a condition and applies its write atomically, moto does not (two concurrent `remaining > 1` counts
+    can both pass), and the process function counts several images of a batch at once."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoHandler.call_action = original  # type: ignore[method-assign]
+
+
 @pytest.fixture
 def aws() -> Iterator[Resources]:
-    with mock_aws():
+    with mock_aws(), atomic_dynamodb():
         yield provision(TOPOLOGY, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
 
 

@@ -80,6 +80,9 @@ def test_the_process_function_fetches_a_whole_batch_at_once() -> None:
     """One download in flight per image of the batch (it was 8 for batches of 10: two rounds of slow sources)."""
     from functions.process import handler
 
-    records = [{"body": ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg", "salt").to_message()} for n in range(10)]
-    records.append({"body": "{not json"})
-    assert len(handler._image_tasks(records)) == 10
+    records = [
+        {"messageId": str(n), "body": ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg", "salt").to_message()}
+        for n in range(10)
+    ]
+    records.append({"messageId": "bad", "body": "{not json"})
+    assert len(handler._batch_images(records, lambda request_id: True, max_receive_count=5)) == 10

@@ -124,8 +124,8 @@ def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compre
 def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, compressions: list[bytes]) -> None:
     task = task_of("req-1")
     ports = fakes.processing()
-    ips.processing._compress_and_store(
-        task, ports, lambda t: ips.processing.fetch_source(t, ports), final_attempt=False, deadline=None
-    )
+    fetch = lambda t: ips.processing.fetch_source(t, ports)  # noqa: E731
+    prepared = ips.processing.prepare_image(task, ports, fetch, final_attempt=False, deadline=None)
+    ips.processing.store_output(task, ports, prepared)  # stored and remembered, then it crashed
     process_image(task, ports, final_attempt=False)
     assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None

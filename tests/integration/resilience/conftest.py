@@ -19,7 +19,7 @@ from ips_runtime.adapters import Adapters
 from ips_runtime.roots import reset_roots
 from localcloud.lambda_host import LocalFunction
 from localcloud.provision import Resources, provision
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, atomic_dynamodb
 from tests.integration.test_api_handlers import multipart
 
 MAX_RECEIVES = 3
@@ -33,7 +33,7 @@ FAST_TOPOLOGY = dataclasses.replace(
 
 @pytest.fixture
 def aws() -> Iterator[Resources]:
-    with mock_aws():
+    with mock_aws(), atomic_dynamodb():
         yield provision(FAST_TOPOLOGY, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"))
 
 

@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips.completion import FailPorts, WebhookBusy, complete_request, send_webhook
 from ips.model import ImageTask, RequestStatus
+from ips.reconcile import dead_letter_reason
 from ips_runtime import roots
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots, reset_roots
@@ -64,10 +66,77 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     status = settle(pipeline, request_id)
     assert (status["status"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 4)
     assert {e["code"] for p in status["products"] for e in p["errors"]} == {"DEAD_LETTERED"}
-    assert all("dead-lettered" in e["message"] for p in status["products"] for e in p["errors"])
+    messages = {e["message"] for p in status["products"] for e in p["errors"]}
+    # The last error each delivery noted (MongoDB refused the image's record), quoted by its failure.
+    assert messages == {dead_letter_reason("ServerSelectionTimeoutError")}
+    assert "dead-lettered. Last error: ServerSelectionTimeoutError" in messages.pop()
     assert_consistent(pipeline, request_id, status, orphans_allowed=True)
     assert len(receiver.wait(1, timeout=10)) == 1
     assert pipeline.reconcile()["dead_images"] == 0
+
+
+def kill_every_delivery(pipeline: Pipeline) -> None:
+    """What a function timeout, an out-of-memory kill or a failed cold start on every delivery leaves: the
+    image messages in the DLQ, and nothing noted about why."""
+    sqs, queue = boto3.client("sqs"), pipeline.resources.queue_url
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            sqs.send_message(QueueUrl=pipeline.resources.dead_letter_url, MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+S3_REFUSES = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "S3 is down"}}, "PutObject")
+DYNAMODB_THROTTLES = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+
+
+@pytest.mark.parametrize(
+    ("fault", "in_dlq", "dead", "last_error"),
+    [
+        (("processed", "put", S3_REFUSES), 3, 3, "ClientError (ServiceUnavailable)"),  # the 404 fails on its own
+        (("catalog", "record_image", ServerSelectionTimeoutError("down")), 4, 4, "ServerSelectionTimeoutError"),
+        # Recorded on every delivery, never counted: the recorded outcomes are counted, none DEAD_LETTERED.
+        (("ledger", "count", DYNAMODB_THROTTLES), 4, 0, None),
+        (None, 4, 4, None),  # killed: nothing noted, the reason says only that it was dead-lettered
+    ],
+    ids=["s3-put-refused", "mongodb-down", "dynamodb-throttled", "killed-every-time"],
+)
+def test_every_last_delivery_failure_ends_through_the_dead_letter_queue(
+    pipeline: Pipeline,
+    image_server,
+    receiver,
+    fault: tuple[str, str, Exception] | None,
+    in_dlq: int,
+    dead: int,
+    last_error: str | None,
+) -> None:
+    """Whatever fails on an image's last delivery (the process function's own safety net covers fetch and
+    compress only), the reconciler ends the image from the DLQ, counted once, and the request completes."""
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.chunk_runner().poll_once()  # the chunk
+    if fault is None:
+        kill_every_delivery(pipeline)
+    else:
+        adapters, _ = with_fault(*fault, times=10_000)
+        with overriding_roots(adapters):
+            run_to_dead_letters(pipeline)
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == in_dlq
+    assert status_of(pipeline, request_id)["status"] in ("PENDING", "PROCESSING")  # stuck, before the reconciler
+    assert pipeline.reconcile()["dead_images"] == in_dlq
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == (
+        "COMPLETED_WITH_ERRORS",
+        0 if dead else 3,
+        4 if dead else 1,
+    )
+    errors = [e for p in status["products"] for e in p["errors"]]
+    dead_lettered = [e["message"] for e in errors if e["code"] == "DEAD_LETTERED"]
+    assert dead_lettered == [dead_letter_reason(last_error)] * dead
+    if last_error:
+        assert dead_lettered[0].endswith(f"dead-lettered. Last error: {last_error}")
+        assert "S3 is down" not in dead_lettered[0]  # a store's own words stay in the logs
+    assert_consistent(pipeline, request_id, status, orphans_allowed=True)
+    assert len(receiver.wait(1, timeout=10)) == 1
 
 
 def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline: Pipeline, image_server, receiver):
@@ -115,6 +184,44 @@ def test_a_stalled_request_has_its_pending_work_requeued(
     purge(pipeline)
     report = pipeline.reconcile()
     assert (report["stalled"], report["requeued"]) == (1, 4 if lost == "images" else 1)
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_a_request_waiting_behind_a_backlog_is_not_requeued(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """No progress for the stall window, but the queue holds as many messages as its work needs (a backlog of
+    other requests, its own retries): re-queueing it would double the backlog, so that more requests stall."""
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.chunk_runner().poll_once()  # the chunk: its 4 image messages wait in the queue
+    report = pipeline.reconcile()
+    assert (report["waiting"], report["stalled"], report["requeued"]) == (1, 0, 0)
+    assert pipeline.queued() == 4
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+
+
+def test_a_stalled_request_whose_images_were_recorded_but_not_counted_completes(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """A crash between recording an image and counting it, and then its message lost: every image is terminal in
+    MongoDB, nothing is left to re-queue, and only the count is short."""
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.chunk_runner().poll_once()  # the chunk
+    adapters, _ = with_fault("ledger", "count", RuntimeError("crashed before counting"), times=10_000)
+    with overriding_roots(adapters):
+        run_to_dead_letters(pipeline)
+    boto3.client("sqs").purge_queue(QueueUrl=pipeline.resources.dead_letter_url)  # and its messages lost
+    assert status_of(pipeline, request_id)["status"] == "PENDING"
+    report = pipeline.reconcile()
+    assert (report["stalled"], report["requeued"]) == (0, 0)
     status = settle(pipeline, request_id)
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
     assert_consistent(pipeline, request_id, status)

@@ -72,6 +72,10 @@ class TaskQueue(Protocol):
         """Make a received message visible again only after `seconds` (a source host asked us to wait)."""
         ...
 
+    def backlog(self) -> int:
+        """About how many messages the queue holds: waiting, in flight or delayed (SQS's approximate counts)."""
+        ...
+
 
 class ChunkProgress(Protocol):
     """How many of a chunk's image messages were sent, so a redelivered chunk goes on from there."""
@@ -222,6 +226,14 @@ class Catalog(Protocol):
 
     def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
         """Store the image's terminal state unless one is stored already; returns the stored one."""
+        ...
+
+    def note_failed_delivery(self, task: ImageTask, reason: str) -> None:
+        """Remember why a delivery of a still-pending image failed (its last error, kept until it is terminal)."""
+        ...
+
+    def last_error(self, task: ImageTask) -> str | None:
+        """The reason the image's last failed delivery gave; None when none was noted (or it is terminal)."""
         ...
 
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]: ...

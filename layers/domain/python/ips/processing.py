@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ips.fetching import TIMEOUT, Fetched, FetchError
-from ips.imaging import DecodeTimeUp, ImageLimits, ImageRejected, compress_image
+from ips.imaging import CompressedImage, DecodeTimeUp, ImageLimits, ImageRejected, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
 from ips.polite import interleave_hosts
 from ips.ports import BlobStore, Catalog, CountResult, Fetcher, Ledger, ReuseEntry, SourceValidators
@@ -16,6 +16,7 @@ from ips.redaction import redact_url
 from ips.reuse import ReusePorts, asset_url, content_hash, match_content, previous_entry, remember, reuse_output
 
 logger = logging.getLogger(__name__)
+NO_VALIDATORS = SourceValidators()
 
 
 class RetryLater(Exception):
@@ -98,7 +99,7 @@ def process_image(
     prefetcher: Prefetcher | None = None,
     deadline: float | None = None,
 ) -> CountResult:
-    """Bring the image to a terminal state and count it once.
+    """Bring the image to a terminal state and count it once: `prepare_image`, then `finish_image`.
 
     Permanent problems (a refused address, a 404, not an image, too big, too costly to decode) fail the image
     with their reason. Transient ones raise RetryLater, except on the final delivery, where the image fails
@@ -106,28 +107,38 @@ def process_image(
     instant) is when decoding must have finished for the invocation to end in time: running into it is
     transient (a fresh invocation has more time), running out of the image's own CPU budget is not."""
     fetch = prefetcher.fetch if prefetcher is not None else lambda task: fetch_source(task, ports)
-    outcome = _compress_and_store(task, ports, fetch, final_attempt=final_attempt, deadline=deadline)
-    # The catalog keeps the first terminal state it is given, and the count follows what the catalog holds,
-    # so a redelivery that ends differently cannot make the counters disagree with the product records.
-    stored = ports.catalog.record_image(task, outcome)
-    return ports.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
+    prepared = prepare_image(task, ports, fetch, final_attempt=final_attempt, deadline=deadline)
+    return finish_image(task, ports, prepared)
 
 
-def _compress_and_store(
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare_image` hands to `finish_image`: the image's outcome when it is known already (it failed, or
+    an earlier output was reused), else the compressed image to store and what identifies its source."""
+
+    outcome: ImageOutcome | None = None
+    image: CompressedImage | None = None
+    digest: str = ""
+    validators: SourceValidators = NO_VALIDATORS
+
+
+def prepare_image(
     task: ImageTask,
     ports: ProcessingPorts,
     fetch: Callable[[ImageTask], Source],
     *,
     final_attempt: bool,
     deadline: float | None,
-) -> ImageOutcome:
+) -> Prepared:
+    """The CPU-bound part (and what decides it): fetch (or take the prefetched source), reuse or compress.
+    Raises RetryLater for a transient failure that is not on the final attempt (see `process_image`)."""
     try:
         source = fetch(task)
         if source.fetched.not_modified and source.previous is not None:
             # Unchanged since last time (304): reuse the output, no download, no compression.
             if (reused := reuse_output(task, source.previous, ports.reuse)) is not None:
                 remember(task, reused, source.previous.content_sha256, source.previous.validators, ports.reuse)
-                return reused
+                return Prepared(outcome=reused)
             source = Source(None, ports.fetcher.fetch(task.url))  # its output is gone: fetch it whole
         fetched = source.fetched
         digest = content_hash(fetched.body)
@@ -136,24 +147,43 @@ def _compress_and_store(
         match = match_content(task, source.previous, digest, ports.reuse)
         if match is not None and (reused := reuse_output(task, match, ports.reuse)) is not None:
             remember(task, reused, digest, validators, ports.reuse)
-            return reused
+            return Prepared(outcome=reused)
         image = compress_image(fetched.body, limits=ports.image_limits, deadline=deadline, options=task.options)
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
             raise RetryLater(f"{exc.code}: {exc}", exc.retry_after) from exc
         reason = str(exc) if exc.permanent else f"{exc} (gave up after {ports.max_receive_count} attempts)"
-        return ImageOutcome.failure(exc.code, reason)
+        return Prepared(outcome=ImageOutcome.failure(exc.code, reason))
     except DecodeTimeUp as exc:
         if exc.invocation_deadline and not final_attempt:
             raise RetryLater(f"{exc.code}: {exc}") from exc
-        return ImageOutcome.failure(exc.code, str(exc))
+        return Prepared(outcome=ImageOutcome.failure(exc.code, str(exc)))
     except ImageRejected as exc:
-        return ImageOutcome.failure(exc.code, str(exc))
+        return Prepared(outcome=ImageOutcome.failure(exc.code, str(exc)))
     except Exception as exc:  # a codec bug must not poison the queue: fail the image on its last delivery
         if not final_attempt:
             raise
         logger.exception("image processing crashed on the final attempt", extra={"url": redact_url(task.url)})
-        return ImageOutcome.failure("INTERNAL_ERROR", f"processing failed: {type(exc).__name__}")
+        return Prepared(outcome=ImageOutcome.failure("INTERNAL_ERROR", f"processing failed: {type(exc).__name__}"))
+    return Prepared(image=image, digest=digest, validators=validators)
+
+
+def finish_image(task: ImageTask, ports: ProcessingPorts, prepared: Prepared) -> CountResult:
+    """The I/O-bound part: store the output (S3), remember it for reuse, record the outcome (MongoDB), count it.
+
+    The catalog keeps the first terminal state it is given, and the count follows what the catalog holds, so a
+    redelivery that ends differently cannot make the counters disagree with the product records."""
+    outcome = store_output(task, ports, prepared)
+    stored = ports.catalog.record_image(task, outcome)
+    return ports.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
+
+
+def store_output(task: ImageTask, ports: ProcessingPorts, prepared: Prepared) -> ImageOutcome:
+    """The prepared image's outcome, its output stored first when it was compressed."""
+    if prepared.outcome is not None:
+        return prepared.outcome
+    image = prepared.image
+    assert image is not None, "a prepared image has an outcome or a compressed image"
     ports.processed.put(task.output_key, image.data, task.options.format.content_type)
     outcome = ImageOutcome(
         ImageStatus.SUCCEEDED,
@@ -166,5 +196,23 @@ def _compress_and_store(
         kept_original=image.kept_original,
         output_format=image.output_format,
     )
-    remember(task, outcome, digest, validators, ports.reuse)
+    remember(task, outcome, prepared.digest, prepared.validators, ports.reuse)
     return outcome
+
+
+def failed_delivery_reason(exc: BaseException) -> str:
+    """What a failed delivery of an image says about itself, fit for the tenant's eyes: a transient fetch problem
+    in its own words, anything else by its kind (the details are in the logs, not in the request's record)."""
+    if isinstance(exc, RetryLater):
+        return str(exc)
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    return f"{type(exc).__name__} ({code})" if isinstance(code, str) else type(exc).__name__
+
+
+def note_failed_delivery(task: ImageTask, exc: BaseException, catalog: Catalog) -> None:
+    """Keep the last error of an image whose delivery failed, so that if it is dead-lettered its failure says
+    why. Best effort: the store that failed the delivery may be the one that refuses this too."""
+    try:
+        catalog.note_failed_delivery(task, failed_delivery_reason(exc))
+    except Exception:
+        logger.warning("could not note a failed delivery", extra={"url": redact_url(task.url)}, exc_info=True)

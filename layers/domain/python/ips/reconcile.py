@@ -5,7 +5,8 @@ MongoDB's per-image state is the truth; queues carry work, not truth. Each round
   a dead chunk ends its request FAILED; a message that is not a task is logged and dropped;
 - ends presigned uploads that expired (UPLOAD_EXPIRED) and requests past their deadline: every image not yet
   terminal fails with DEADLINE_EXCEEDED, so the request completes through the normal path (CSV, webhook);
-- re-queues the pending images (and lost chunks) of a request that has not moved for the stall window;
+- re-queues the pending images (and lost chunks) of a request that has not moved for the stall window, when
+  the images queue holds fewer messages than that work (so some was lost, not merely waiting in a backlog);
 - completes a request whose last image was counted but whose completion was lost;
 - resends webhooks that are not delivered and not claimed by a live holder.
 
@@ -25,7 +26,7 @@ from ips.context import Settings
 from ips.csv_input import byte_lines, plan_csv
 from ips.intake import expire_upload
 from ips.messages import MalformedMessage, parse_task
-from ips.model import ChunkTask, ImageOutcome, ImageTask
+from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings
 from ips.ports import (
     Catalog,
     Clock,
@@ -70,7 +71,8 @@ class RoundReport:
     uploads_expired: int = 0
     past_deadline: int = 0
     images_failed_at_deadline: int = 0
-    stalled: int = 0
+    stalled: int = 0  # work lost: re-queued
+    waiting: int = 0  # no progress, but the queue holds enough messages for all its work: left to them
     requeued: int = 0
     completions_resumed: int = 0
     webhooks_resent: int = 0
@@ -86,12 +88,13 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     for queue in ports.dead_letters:
         drain_dead_letters(queue, ports, report, time_left)
     now = ports.clock()
+    backlog = _Backlog(ports.queue)
     for record in ports.catalog.open_requests():
         if time_left() <= 0:
             report.out_of_time = True
             return report
         try:
-            _reconcile_request(record, now, ports, report)
+            _reconcile_request(record, now, ports, report, backlog)
         except Exception:  # one broken request must not stop the round for the others
             logger.exception("reconciling a request failed", extra={"request_id": record.request_id})
     _resend_webhooks(now, ports, report, time_left)
@@ -106,7 +109,11 @@ def drain_dead_letters(
         if not letters:
             return
         for letter in letters:
-            _settle_dead_letter(letter, ports, report)
+            try:
+                _settle_dead_letter(letter, ports, report)
+            except Exception:  # left in the queue (visible again later): one letter must not stop the round
+                logger.exception("settling a dead letter failed", extra={"message_id": letter.message_id})
+                continue
             queue.delete(letter)  # only once settled: a crash before this settles it again, idempotently
         if time_left() <= 0:
             report.out_of_time = True
@@ -135,14 +142,18 @@ def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: Round
         )
         report.dead_chunks += 1
         return
-    reason = "The image could not be processed: every delivery of its work failed, and it was dead-lettered."
     try:
-        _fail_image(task, DEAD_LETTERED, reason, ports)
+        _fail_image(task, DEAD_LETTERED, dead_letter_reason(ports.catalog.last_error(task)), ports)
     except LookupError:
         logger.error("dead letter for an unknown image dropped", extra={**extra, "request_id": task.request_id})
         report.dead_dropped += 1
         return
     report.dead_images += 1
+
+
+def dead_letter_reason(last_error: str | None) -> str:
+    reason = "The image could not be processed: every delivery of its work failed, and it was dead-lettered"
+    return f"{reason}. Last error: {last_error}" if last_error else f"{reason}."
 
 
 def _fail_image(task: ImageTask, code: str, message: str, ports: ReconcilePorts) -> None:
@@ -151,7 +162,22 @@ def _fail_image(task: ImageTask, code: str, message: str, ports: ReconcilePorts)
     ports.ledger.count(task, succeeded=stored.succeeded)
 
 
-def _reconcile_request(record: RequestRecord, now: datetime, ports: ReconcilePorts, report: RoundReport) -> None:
+class _Backlog:
+    """The images queue's depth, read once per round and only when a request looks stalled."""
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self._queue = queue
+        self._depth: int | None = None
+
+    def __call__(self) -> int:
+        if self._depth is None:
+            self._depth = self._queue.backlog()
+        return self._depth
+
+
+def _reconcile_request(
+    record: RequestRecord, now: datetime, ports: ReconcilePorts, report: RoundReport, backlog: Callable[[], int]
+) -> None:
     if record.awaiting_upload:
         if expire_upload(record, now, ports.uploads, ports.settings.upload_grace_s, ports.failing):
             report.uploads_expired += 1
@@ -170,9 +196,13 @@ def _reconcile_request(record: RequestRecord, now: datetime, ports: ReconcilePor
         complete_request(record.request_id, ports.completion)
         report.completions_resumed += 1
         return
-    report.stalled += 1
-    report.requeued += _requeue(record, ports)
-    ports.ledger.touch(record.request_id)
+    requeued = _requeue_lost(record, ports, backlog)
+    if requeued:
+        report.stalled += 1
+        report.requeued += requeued
+        ports.ledger.touch(record.request_id)
+    elif requeued is None:
+        report.waiting += 1
 
 
 def _end_past_deadline(record: RequestRecord, ports: ReconcilePorts, report: RoundReport) -> None:
@@ -197,7 +227,7 @@ def _end_past_deadline(record: RequestRecord, ports: ReconcilePorts, report: Rou
         # Terminal in MongoDB but not counted (a crash between the two steps): count them now, once each.
         for task, outcome in _images(record, ports):
             if outcome is not None:
-                _each(ports.ledger.count, task, succeeded=outcome.succeeded)
+                _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
     if (ports.ledger.counts(request_id) or counts).complete:
         complete_request(request_id, ports.completion)  # a no-op when the stream's notify got there first
 
@@ -220,15 +250,31 @@ def _images(record: RequestRecord, ports: ReconcilePorts) -> Iterator[tuple[Imag
             yield ImageTask(record.request_id, product.row, index, url, salt, record.tenant, record.options), outcome
 
 
-def _requeue(record: RequestRecord, ports: ReconcilePorts) -> int:
-    """Send again what is not done: every pending image, and the chunks whose rows never became products."""
-    pending, rows = [], []
+def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlog: Callable[[], int]) -> int | None:
+    """Send again what is not done (every pending image, and the chunks whose rows never became products) when
+    some of it must have been lost: the queue holds fewer messages than the work left needs. A request that only
+    waits behind a backlog (other requests' images, or its own retries) is left to it: re-queueing it would
+    double the backlog, slow every request and make more of them look stalled. None when it may be waiting."""
+    pending, rows, terminal = [], [], []
     for task, outcome in _images(record, ports):
         if task.index == 0:
             rows.append(task.row)
         if outcome is None:
             pending.append(task.to_message())
-    lost_chunks = _lost_chunks(record, rows, ports) if len(rows) < record.total_products else []
+        else:
+            terminal.append((task, outcome))
+    missing_rows = record.total_products - len(rows)
+    if not pending and missing_rows <= 0:
+        # Every image is terminal but the count is short: a crash between recording an image and counting it,
+        # whose message is gone. Count them now, once each (the ledger's markers skip those counted before).
+        for task, outcome in terminal:
+            _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
+        return 0
+    if backlog() >= len(pending) + missing_rows:  # each missing row is at most one chunk message
+        return None
+    lost_chunks = _lost_chunks(record, rows, ports) if missing_rows > 0 else []
+    if backlog() >= len(pending) + len(lost_chunks):
+        return None
     ports.chunks.send(lost_chunks)
     ports.queue.send(pending)
     logger.warning(
@@ -276,3 +322,5 @@ def _resend_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, 
                 report.webhooks_resent += 1
         except WebhookBusy:
             pass  # taken by a live holder since the query: theirs to send
+        except Exception:  # one failed resend must not stop the others; the next round tries it again
+            logger.exception("resending a webhook failed", extra={"request_id": request_id})

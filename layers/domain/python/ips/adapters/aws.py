@@ -127,6 +127,14 @@ class S3UploadStore(S3BlobStore):
         )
 
 
+# Every message a queue holds, whatever its state.
+BACKLOG_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
 class SqsTaskQueue:
     BATCH = 10  # SendMessageBatch's limit
 
@@ -139,6 +147,10 @@ class SqsTaskQueue:
         self._client.change_message_visibility(
             QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, math.ceil(seconds))
         )
+
+    def backlog(self) -> int:
+        counts = self._client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=list(BACKLOG_COUNTS))
+        return sum(int(counts["Attributes"].get(name, 0)) for name in BACKLOG_COUNTS)
 
     def send(self, bodies: Sequence[str]) -> None:
         for start in range(0, len(bodies), self.BATCH):

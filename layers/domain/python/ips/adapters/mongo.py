@@ -114,6 +114,20 @@ class MongoCatalog:
             raise LookupError(f"no product image for {task.output_key}")
         return ImageOutcome.from_document(existing["images"][task.index])
 
+    def note_failed_delivery(self, task: ImageTask, reason: str) -> None:
+        slot = f"images.{task.index}"
+        self._products.update_one(
+            {"_id": product_id(task.request_id, task.row), f"{slot}.status": ImageStatus.PENDING.value},
+            {"$set": {f"{slot}.lastError": reason}},
+        )
+
+    def last_error(self, task: ImageTask) -> str | None:
+        document = self._products.find_one({"_id": product_id(task.request_id, task.row)}, {"images": True})
+        if document is None or task.index >= len(document["images"]):
+            return None
+        image = document["images"][task.index]
+        return image.get("lastError") if image["status"] == ImageStatus.PENDING.value else None
+
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
         cursor = self._products.find({"requestId": request_id, "row": {"$gt": after_row}}).sort("row", ASCENDING)
         if limit is not None:
