@@ -70,15 +70,17 @@ def _cloud(origin: str, workers: int, state: Path, log: Log) -> Iterator[tuple[s
 
 
 def _drop_queued_work(cloud: Any) -> None:
-    """Empty the images queue once a measurement is done: the workers stop after their current batch instead
-    of working through its remaining fan-out and 404s (under the next measurement, or while the cloud stops)."""
+    """Empty the chunks and images queues once a measurement is done: the workers stop after their current batch
+    instead of working through its remaining fan-out and 404s (under the next measurement, or while the cloud
+    stops)."""
     import boto3
 
     if cloud.resources is not None:
-        try:
-            boto3.client("sqs").purge_queue(QueueUrl=cloud.resources.queue_url)
-        except Exception as exc:  # teardown only: the measurement is done
-            logging.getLogger(__name__).warning("could not purge the images queue: %s", exc)
+        for url in (cloud.resources.chunks_queue_url, cloud.resources.queue_url):
+            try:
+                boto3.client("sqs").purge_queue(QueueUrl=url)
+            except Exception as exc:  # teardown only: the measurement is done
+                logging.getLogger(__name__).warning("could not purge %s: %s", url, exc)
 
 
 def _session() -> requests.Session:

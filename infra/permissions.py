@@ -26,11 +26,12 @@ class FunctionAccess:
     writes_processed: tuple[str, ...] = ()
     reads_processed: tuple[str, ...] = ()  # s3:GetObject: the source of a server-side copy (image reuse)
     sends_to_images_queue: bool = False  # sqs:SendMessage (SendMessageBatch is authorised by it)
+    sends_to_chunks_queue: bool = False  # sqs:SendMessage on the chunks queue (the fan-out)
     table_actions: tuple[str, ...] = ()
     reads_mongodb_uri: bool = True  # every function reads or writes the catalog
     reads_webhook_secret: bool = False  # only where webhooks are signed
     lists_uploads: bool = False  # s3:ListBucket: HeadObject of a missing key answers 404, not 403
-    drains_dead_letters: bool = False  # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues
+    drains_dead_letters: bool = False  # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues (all of them)
     reads_images_queue_depth: bool = False  # sqs:GetQueueAttributes: its approximate message counts
 
 
@@ -41,22 +42,29 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
     presigned = incoming_key("*")  # incoming/{requestId}.csv: where clients POST the presigned upload
     pinned = pinned_input_key("*", "*")  # {requestId}/input-{etag}.csv: the ingested version, copied out of reach
     access = {
-        # validate, store the CSV (or sign the POST that stores it), open the counter, fan out (or hand a failed
-        # fan-out to notify: the counter's OPEN -> FAILED flip)
+        # validate, store the CSV (or sign the POST that stores it), open the counter, fan out onto the chunks
+        # queue (or hand a failed fan-out to notify: the counter's OPEN -> FAILED flip)
         # (and reserve the request's images against the key's quotas: Update the tenant's counters, Put the marker;
         # a refused store releases them: Get the marker, Update)
         "upload": FunctionAccess(
-            writes_uploads=(direct, presigned), sends_to_images_queue=True, table_actions=(GET, PUT, UPDATE)
+            writes_uploads=(direct, presigned), sends_to_chunks_queue=True, table_actions=(GET, PUT, UPDATE)
         ),
         # the counter (consistent read) beside the catalog's record
         # (and the output CSV's presigned GET: signed with this role, so it needs the read)
         "status": FunctionAccess(reads_uploads=(output,), table_actions=(GET,)),
-        # expand CSV chunks into image tasks, store images, count each once (Put marker + Update counter)
+        # store images, count each once (Put marker + Update counter)
         "process": FunctionAccess(
-            reads_uploads=(direct, pinned),
             writes_processed=IMAGES,
             reads_processed=IMAGES,  # a reused image is copied from an earlier request's output
+            table_actions=(GET, PUT, UPDATE),
+        ),
+        # read a chunk's rows (a byte range of the direct CSV or of the pinned copy), add its products, send its
+        # image tasks, record its progress (Get, Update), re-queue the rest when out of time; a chunk failing its
+        # last delivery ends its request (the counter's OPEN -> FAILED flip: Put an empty one if none, Update)
+        "expand": FunctionAccess(
+            reads_uploads=(direct, pinned),
             sends_to_images_queue=True,
+            sends_to_chunks_queue=True,
             table_actions=(GET, PUT, UPDATE),
         ),
         # the tenant's webhook secret, derived from the master; its generation is in the catalog (MongoDB)
@@ -72,18 +80,20 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         "ingest": FunctionAccess(
             reads_uploads=(presigned, pinned),
             writes_uploads=(pinned,),
-            sends_to_images_queue=True,
+            sends_to_chunks_queue=True,
             table_actions=(GET, PUT, UPDATE),
         ),
-        # drain the DLQs, fail images and count them, end requests, re-plan a CSV (direct, or the pinned copy) to
-        # re-queue lost chunks, check whether an expired upload's file is there, finish a lost completion (the
-        # private output CSV) and resend undelivered webhooks (signing the CSV's presigned GET, releasing images);
-        # the images queue's depth tells lost work from work waiting in a backlog
+        # drain the DLQs (images and chunks), fail images and count them, end requests, re-plan a CSV (direct, or
+        # the pinned copy) to re-queue lost chunks (the chunks queue) and pending images (the images queue), check
+        # whether an expired upload's file is there, finish a lost completion (the private output CSV) and resend
+        # undelivered webhooks (signing the CSV's presigned GET, releasing images); the images queue's depth tells
+        # lost work from work waiting in a backlog
         "reconcile": FunctionAccess(
             reads_uploads=(direct, presigned, pinned, output),
             lists_uploads=True,
             writes_uploads=(output,),
             sends_to_images_queue=True,
+            sends_to_chunks_queue=True,
             table_actions=(GET, PUT, UPDATE),
             reads_webhook_secret=True,
             drains_dead_letters=True,

@@ -1,8 +1,8 @@
 """One stack composing the system from the topology, one construct per concern.
 
-functions (layers, roles, logs) -> secrets, storage, pipeline, the requests table: each adds the environment
-variables that name its resources and the grants of infra/permissions.py on them -> completion (the table's stream
-to notify) -> api (routes) -> the upload page -> monitoring."""
+functions (layers, roles, logs) -> secrets, storage, pipeline, fan-out, the requests table: each adds the
+environment variables that name its resources and the grants of infra/permissions.py on them -> completion (the
+table's stream to notify) -> api (routes) -> the upload page -> monitoring."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constructs.api import Api
 from infra.constructs.completion import Completion
+from infra.constructs.fanout import Fanout
 from infra.constructs.functions import Functions
 from infra.constructs.monitoring import Monitored, Monitoring
 from infra.constructs.pipeline import Pipeline
@@ -52,6 +53,7 @@ class ImageProcessingStack(Stack):
             processed_retention_days=topology.processed_retention_days,
         )
         pipeline = Pipeline(self, "Pipeline", queue=topology.images_queue)
+        fanout = Fanout(self, "Fanout", queue=topology.chunks_queue)
         requests = RequestsTable(self, "Requests")
         completion = Completion(self, "Completion", requests=requests.table)
         functions = Functions(
@@ -63,18 +65,24 @@ class ImageProcessingStack(Stack):
                 **topology.function_environment(),
                 **storage.environment(),
                 **pipeline.environment(),
+                **fanout.environment(),
                 **requests.environment(),
                 "MONGODB_DATABASE": config.mongodb_database,
                 **config.quota_environment(),
             },
             log_retention=log_retention,
         )
+        dead_letter_urls = ",".join(queue.queue_url for queue in (pipeline.images_dead_letters, fanout.dead_letters))
         for name, function in functions.items():
-            for concern in (secrets, storage, pipeline, requests):
+            for concern in (secrets, storage, pipeline, fanout, requests):
                 concern.grant(function, access[name])
+            if access[name].drains_dead_letters:  # only the reconciler is told where the dead letters are
+                function.add_environment("DEAD_LETTER_QUEUE_URLS", dead_letter_urls)
 
         process = topology.queue_source.function
         pipeline.connect_process(functions[process], topology.queue_source, topology.function(process))
+        expand = topology.chunk_source.function
+        fanout.connect_expand(functions[expand], topology.chunk_source, topology.function(expand))
         notification = topology.upload_notification
         pipeline.connect_uploads(storage.uploads, functions[notification.function], notification)
         completion.connect(functions[topology.stream_source.function], topology.stream_source)
@@ -100,6 +108,7 @@ class ImageProcessingStack(Stack):
         )
         dead_letters = {
             "ImagesDeadLetters": pipeline.images_dead_letters,
+            "ChunksDeadLetters": fanout.dead_letters,
             "IngestFailures": pipeline.ingest_failures,
             "CompletionFailures": completion.failures,
         }
@@ -112,6 +121,7 @@ class ImageProcessingStack(Stack):
                 api=api.rest_api,
                 stage=api.stage,
                 images=pipeline.images,
+                chunks=fanout.chunks,
                 dead_letters=dead_letters,
             ),
             alarm_email=config.alarm_email,

@@ -1,6 +1,6 @@
 """The system's topology, described once: read by the CDK stack (infra/) and by the local cloud (localcloud/).
 
-Routes -> functions, queue -> function (batch size, window), stream -> function (filter), the usage plan and
+Routes -> functions, queues -> functions (batch size, window), stream -> function (filter), the usage plan and
 the names every function finds its resources by. Neither runtime hard-codes any of it."""
 
 from __future__ import annotations
@@ -124,6 +124,9 @@ class Topology:
     routes: tuple[Route, ...]
     images_queue: Queue
     queue_source: QueueSource
+    # The fan-out's own queue: one chunk of CSV rows per invocation, expanded into image messages.
+    chunks_queue: Queue
+    chunk_source: QueueSource
     stream_source: StreamSource
     upload_notification: BucketNotification
     reconcile_schedule: Schedule
@@ -147,6 +150,7 @@ class Topology:
         return {
             **self.environment,
             "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count),
+            "CHUNK_MAX_RECEIVE_COUNT": str(self.chunks_queue.max_receive_count),
             # Status pages stop adding products before their JSON would pass Lambda's response payload.
             "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.response_body_bytes),
         }
@@ -161,6 +165,7 @@ class Topology:
 
 
 PROCESS_TIMEOUT_S = 60
+EXPAND_TIMEOUT_S = 120
 NOTIFY_TIMEOUT_S = 300
 # A webhook claim outlives one delivery with all its retries and ends before the notify function's timeout.
 WEBHOOK_LEASE_S = 240
@@ -192,6 +197,13 @@ TOPOLOGY = Topology(
         ),
         Function("secret", "functions/secret", "Read and rotate a tenant's webhook signing secret", timeout_s=10),
         Function(
+            "expand",
+            "functions/expand",
+            "Expand one chunk of CSV rows into product records and image messages, resumably",
+            timeout_s=EXPAND_TIMEOUT_S,
+            reserved_concurrency=5,  # product inserts share MongoDB's connection limit with the process function
+        ),
+        Function(
             "notify",
             "functions/notify",
             "Write the output CSV, finalise, send the webhook",
@@ -218,6 +230,14 @@ TOPOLOGY = Topology(
         max_receive_count=5,
     ),
     queue_source=QueueSource(queue="ips-images", function="process", batch_size=10, max_batching_window_s=1),
+    chunks_queue=Queue(
+        name="ips-chunks",
+        dead_letter_name="ips-chunks-dlq",
+        visibility_timeout_s=6 * EXPAND_TIMEOUT_S,
+        max_receive_count=5,
+    ),
+    # One chunk per invocation: a chunk is sized (CHUNK_IMAGES) to fit one, and never waits behind another.
+    chunk_source=QueueSource(queue="ips-chunks", function="expand", batch_size=1, max_batching_window_s=0),
     stream_source=StreamSource(function="notify", batch_size=10, filter_pattern=COMPLETION_FILTER, retry_attempts=5),
     upload_notification=BucketNotification(function="ingest", prefix="incoming/"),
     reconcile_schedule=Schedule(function="reconcile", rate_minutes=5),

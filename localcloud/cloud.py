@@ -65,6 +65,7 @@ class LocalCloud:
                 topology = replace(
                     topology,
                     images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
+                    chunks_queue=replace(topology.chunks_queue, visibility_timeout_s=config.visibility_timeout_s),
                 )
             topology = replace(
                 topology,

@@ -49,6 +49,7 @@ PRELOAD = (
     "ips_runtime.roots",
     "ips.completion",
     "ips.intake",
+    "ips.expansion",
     "ips.processing",
     "ips.status",
 )

@@ -1,4 +1,4 @@
-"""Create the topology's resources on an AWS endpoint (idempotent): buckets, queue + DLQ, table + stream."""
+"""Create the topology's resources on an AWS endpoint (idempotent): buckets, queues + DLQs, table + stream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.topology import Topology
+from infra.topology import Queue, Topology
 from ips.adapters.dynamodb import TTL_ATTRIBUTE
 
 
@@ -19,6 +19,9 @@ class Resources:
     queue_url: str
     queue_arn: str
     dead_letter_url: str
+    chunks_queue_url: str
+    chunks_queue_arn: str
+    chunks_dead_letter_url: str
     table: str
     stream_arn: str
     upload_events_url: str  # S3 notifications of the uploads bucket (a queue, where AWS invokes the function)
@@ -29,8 +32,9 @@ class Resources:
             "UPLOADS_BUCKET": self.uploads_bucket,
             "PROCESSED_BUCKET": self.processed_bucket,
             "IMAGES_QUEUE_URL": self.queue_url,
+            "CHUNKS_QUEUE_URL": self.chunks_queue_url,
             "REQUESTS_TABLE": self.table,
-            "DEAD_LETTER_QUEUE_URLS": self.dead_letter_url,
+            "DEAD_LETTER_QUEUE_URLS": f"{self.dead_letter_url},{self.chunks_dead_letter_url}",
         }
 
 
@@ -57,24 +61,8 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origi
         )
     if web_origins:
         s3.put_bucket_cors(Bucket=topology.uploads_bucket, CORSConfiguration=uploads_cors(web_origins))
-    queue = topology.images_queue
-    dead_letter_url = sqs.create_queue(
-        QueueName=queue.dead_letter_name, Attributes={"MessageRetentionPeriod": str(queue.retention_days * 86_400)}
-    )["QueueUrl"]
-    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=queue.name,
-        Attributes={
-            "VisibilityTimeout": str(queue.visibility_timeout_s),
-            "MessageRetentionPeriod": str(queue.retention_days * 86_400),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(queue.max_receive_count)}
-            ),
-        },
-    )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url, queue_arn, dead_letter_url = _queue(topology.images_queue, sqs)
+    chunks_url, chunks_arn, chunks_dead_letter_url = _queue(topology.chunks_queue, sqs)
     upload_events_url = _upload_notifications(topology, s3, sqs)
     return Resources(
         uploads_bucket=topology.uploads_bucket,
@@ -82,10 +70,37 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origi
         queue_url=queue_url,
         queue_arn=queue_arn,
         dead_letter_url=dead_letter_url,
+        chunks_queue_url=chunks_url,
+        chunks_queue_arn=chunks_arn,
+        chunks_dead_letter_url=chunks_dead_letter_url,
         table=topology.requests_table,
         stream_arn=_requests_table(topology.requests_table, dynamodb),
         upload_events_url=upload_events_url,
     )
+
+
+def _queue(queue: Queue, sqs: Any) -> tuple[str, str, str]:
+    """The queue and its DLQ, as the CDK stack makes them: (url, arn, the DLQ's url)."""
+    retention = str(queue.retention_days * 86_400)
+    dead_letter_url = sqs.create_queue(
+        QueueName=queue.dead_letter_name, Attributes={"MessageRetentionPeriod": retention}
+    )["QueueUrl"]
+    dead_letter_arn = _arn(sqs, dead_letter_url)
+    url = sqs.create_queue(
+        QueueName=queue.name,
+        Attributes={
+            "VisibilityTimeout": str(queue.visibility_timeout_s),
+            "MessageRetentionPeriod": retention,
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(queue.max_receive_count)}
+            ),
+        },
+    )["QueueUrl"]
+    return url, _arn(sqs, url), dead_letter_url
+
+
+def _arn(sqs: Any, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
 def uploads_cors(web_origins: Sequence[str]) -> dict[str, Any]:

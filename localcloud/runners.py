@@ -1,7 +1,8 @@
 """Event-source runners: drive the functions the way Lambda's event source mappings do.
 
-SqsRunner: long-polls the queue, hands batches to the function, deletes what succeeded, leaves the reported
-failures to come back after the visibility timeout (the queue's redrive policy moves them to the DLQ).
+SqsRunner: long-polls a queue (the images queue, the chunks queue), hands batches to the function, deletes what
+succeeded, leaves the reported failures to come back after the visibility timeout (the queue's redrive policy moves
+them to the DLQ).
 StreamRunner: reads the table's stream, keeps the records matching the mapping's filter pattern, and retries
 a failed batch from the first failed record, as Lambda does with ReportBatchItemFailures.
 TimerRunner: invokes a function on a fixed rate with a scheduled event, as an EventBridge rate rule does."""
@@ -328,12 +329,13 @@ def event_runners(
     wait_seconds: int = 1,
     state_dir: Path | None = None,
     reconcile_interval_s: float | None = None,
-) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner, TimerRunner]:
+) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner, TimerRunner, SqsRunner]:
     """The topology's event sources: the images queue, the requests table's stream, the uploads bucket, the
-    reconciler's schedule (its rate, unless `reconcile_interval_s` says otherwise). With `state_dir`, the
-    stream's position is kept there across restarts."""
+    reconciler's schedule (its rate, unless `reconcile_interval_s` says otherwise), the chunks queue. With
+    `state_dir`, the stream's position is kept there across restarts."""
     schedule = topology.reconcile_schedule
-    queue_source, stream_source = topology.queue_source, topology.stream_source
+    queue_source, stream_source, chunk_source = topology.queue_source, topology.stream_source, topology.chunk_source
+    expand = topology.function(chunk_source.function)
     return (
         SqsRunner(
             boto3.client("sqs"),
@@ -359,5 +361,15 @@ def event_runners(
         TimerRunner(
             functions[schedule.function],
             interval_s=reconcile_interval_s if reconcile_interval_s is not None else schedule.rate_minutes * 60,
+        ),
+        SqsRunner(
+            boto3.client("sqs"),
+            resources.chunks_queue_url,
+            resources.chunks_queue_arn,
+            functions[chunk_source.function],
+            batch_size=chunk_source.batch_size,
+            # Lambda polls with no more concurrency than the mapping's cap (the function's reserved concurrency).
+            workers=min(workers, expand.reserved_concurrency or workers),
+            wait_seconds=wait_seconds,
         ),
     )

@@ -1,9 +1,9 @@
-"""SQS images queue -> fetch, compress, store and count each image, or expand a chunk of CSV rows into image
-messages (the asynchronous fan-out). Each record is parsed and handled on its own: a malformed message, or one
-for a request that does not exist, is logged with its message ID, counted, and removed without touching the
-rest of the batch; failed records are retried alone. The batch's images go through an `ImageBatch`, which
-overlaps one image's storing, recording and counting with the next one's compression; each record's handler
-still waits for its own image, so its success or failure is reported for that record alone."""
+"""SQS images queue -> fetch, compress, store and count each image (chunks of CSV rows are expanded by the expand
+function, on their own queue). Each record is parsed and handled on its own: a malformed message, or one for a
+request that does not exist, is logged with its message ID, counted, and removed without touching the rest of
+the batch; failed records are retried alone. The batch's images go through an `ImageBatch`, which overlaps one
+image's storing, recording and counting with the next one's compression; each record's handler still waits for
+its own image, so its success or failure is reported for that record alone."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.image_batch import BatchImage, ImageBatch
-from ips.intake import expand_chunk
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageTask
 from ips.ports import Catalog
@@ -60,16 +59,17 @@ def handle_record(record: SqsRecordModel) -> None:
         # Retrying cannot mend it, and the rest of the batch must go on: log it (with a bounded excerpt) and drop it.
         _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
         return
+    if isinstance(task, ChunkTask):
+        # Chunks go to the chunks queue; one left here by an older deployment is removed, and the reconciler
+        # re-plans the rows of its stalled request onto the chunks queue.
+        _removed(record, "MisroutedMessages", "a chunk on the images queue removed", request_id=task.request_id)
+        return
     logger.set_correlation_id(task.request_id)
     wiring = root()
     if not _is_known(task.request_id, wiring.images.catalog):
         _removed(record, "UnknownRequestMessages", "message for an unknown request removed")
         return
     final_attempt = _receives(record) >= wiring.max_receive_count
-    if isinstance(task, ChunkTask):
-        queued = expand_chunk(task, wiring.chunks, final_attempt=final_attempt)
-        metrics.add_metric("ImagesQueued", MetricUnit.Count, queued)
-        return
     try:
         result = _batch.get().result(BatchImage(record.messageId, task, final_attempt))
     except Exception as exc:  # retried; if it ends dead-lettered, its failure quotes this last error

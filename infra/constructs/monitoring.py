@@ -1,8 +1,8 @@
 """Alarms (to an SNS topic, optionally e-mailed) and one dashboard.
 
-Alarms: anything in a dead-letter queue, function errors and throttles, the API's 5xx and 4xx rates, the age of
-the oldest image task, how far the notify function lags behind the table's stream, and requests the reconciler
-found past their deadline."""
+Alarms: anything in a dead-letter queue, function errors and throttles, the API's 5xx and 4xx rates, the age of the
+oldest image task and of the oldest chunk, how far the notify function lags behind the table's stream, and requests
+the reconciler found past their deadline."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class Monitored:
     api: apigw.RestApi
     stage: apigw.Stage
     images: sqs.Queue
+    chunks: sqs.Queue
     dead_letters: dict[str, sqs.Queue]  # title -> queue
 
 
@@ -107,15 +108,18 @@ class Monitoring(Construct):
             self._alarm(f"Api{metric_name}Rate", metric, threshold, f"At least {threshold:.0%} of requests: {what}.")
 
     def _queue_alarms(self, monitored: Monitored) -> None:
-        queue = monitored.topology.images_queue
-        # A task may legitimately wait through all its retries: older than that, the queue is not keeping up.
-        oldest = queue.visibility_timeout_s * queue.max_receive_count
-        self._alarm(
-            "ImagesOldestMessage",
-            monitored.images.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
-            oldest,
-            f"An image task has waited over {oldest} s: processing is not keeping up (or MongoDB is down).",
-        )
+        for title, spec, queue, what in (
+            ("Images", monitored.topology.images_queue, monitored.images, "An image task"),
+            ("Chunks", monitored.topology.chunks_queue, monitored.chunks, "A chunk of rows"),
+        ):
+            # A message may legitimately wait through all its retries: older than that, the queue is not keeping up.
+            oldest = spec.visibility_timeout_s * spec.max_receive_count
+            self._alarm(
+                f"{title}OldestMessage",
+                queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+                oldest,
+                f"{what} has waited over {oldest} s: its function is not keeping up (or MongoDB is down).",
+            )
         notify = monitored.functions[monitored.topology.stream_source.function]
         self._alarm(
             "CompletionStreamLag",
@@ -152,7 +156,7 @@ class Monitoring(Construct):
             )
             for name in ("Count", "4XXError", "5XXError")
         }
-        queues = {"Images": monitored.images, **monitored.dead_letters}
+        queues = {"Images": monitored.images, "Chunks": monitored.chunks, **monitored.dead_letters}
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),
         )

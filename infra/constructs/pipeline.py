@@ -107,7 +107,6 @@ class Pipeline(Construct):
                     resources=[self.images_dead_letters.queue_arn],
                 )
             )
-            function.add_environment("DEAD_LETTER_QUEUE_URLS", self.images_dead_letters.queue_url)
 
     def environment(self) -> dict[str, str]:
         return {"IMAGES_QUEUE_URL": self.images.queue_url}

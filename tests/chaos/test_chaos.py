@@ -119,7 +119,7 @@ def cloud(seed: int, sources: ChaosSources, receivers: dict[str, WebhookReceiver
         # delivered again while it runs: overlapping deliveries. Much shorter, and a batch of chunks, expanded one
         # after another, outlasted it on a loaded machine every time: each was expanded two or three times over.
         "LOCAL_VISIBILITY_TIMEOUT": "10",
-        "CHUNK_ROWS": "25",  # chunks of 50 images: quick to expand, and more of them to fault
+        "CHUNK_IMAGES": "50",  # quick to expand, and more of them to fault
         "LOCAL_RECONCILE_SECONDS": str(RECONCILE_S),
         "STALL_AFTER_SECONDS": "45",
         "REQUEST_DEADLINE_SECONDS": str(deadline_s()),

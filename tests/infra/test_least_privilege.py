@@ -30,7 +30,7 @@ EXPECTED = {
     "upload": {
         ("uploads", "*/input.csv"): {"s3:PutObject"},
         ("uploads", "incoming/*.csv"): {"s3:PutObject"},  # the presigned POST is signed with this grant
-        ("images", None): {"sqs:SendMessage"},
+        ("chunks", None): {"sqs:SendMessage"},  # the fan-out: chunks, never image tasks
         # the request, and its images reserved against the key's quotas (released if the store fails); a failed
         # fan-out: OPEN -> FAILED
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
@@ -42,21 +42,28 @@ EXPECTED = {
         ("mongodb", None): SECRET,
     },
     "secret": {("mongodb", None): SECRET, ("webhook", None): SECRET},  # the master; the generation in MongoDB
-    "process": {
-        ("uploads", "*/input.csv"): {"s3:GetObject"},  # CSV chunks expanded into image tasks
-        ("uploads", "*/input-*.csv"): {"s3:GetObject"},  # a presigned upload's pinned copy, never the live key
+    "process": {  # no CSV and no sending: chunks are the expand function's
         # images in every output format; read too, as the source of a reused image's server-side copy
         ("processed", "*.jpg"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.webp"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.avif"): {"s3:PutObject", "s3:GetObject"},
-        ("images", None): QUEUE_CONSUMER | {"sqs:SendMessage"},
+        ("images", None): QUEUE_CONSUMER,
+        ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        ("mongodb", None): SECRET,
+    },
+    "expand": {
+        ("uploads", "*/input.csv"): {"s3:GetObject"},  # a chunk's rows: a byte range of the direct CSV
+        ("uploads", "*/input-*.csv"): {"s3:GetObject"},  # ... or of a presigned upload's pinned copy
+        ("chunks", None): QUEUE_CONSUMER | {"sqs:SendMessage"},  # the rest of a chunk re-queued when out of time
+        ("images", None): {"sqs:SendMessage"},
+        # the chunk's progress (Get, Update); a chunk failing its last delivery: OPEN -> FAILED (Put, Update)
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
     },
     "ingest": {  # no webhook secret: a refused upload reaches notify through the counter's OPEN -> FAILED
         ("uploads", "incoming/*.csv"): {"s3:GetObject"},
         ("uploads", "*/input-*.csv"): {"s3:GetObject", "s3:PutObject"},  # CopyObject pins what is ingested
-        ("images", None): {"sqs:SendMessage"},
+        ("chunks", None): {"sqs:SendMessage"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
         ("ingest-failures", None): DESTINATION,
@@ -69,7 +76,9 @@ EXPECTED = {
         # a completion the stream lost (private); the resent webhook's presigned GET
         ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},
         ("images", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},  # lost work re-queued; the depth
+        ("chunks", None): {"sqs:SendMessage"},  # ... and chunks whose rows never became products
         ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        ("chunks-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
         ("webhook", None): SECRET,  # resends undelivered webhooks through the same notify code
@@ -92,6 +101,8 @@ KINDS = {
     "PipelineImagesAB": "images",
     "PipelineImagesDeadLetters": "images-dlq",
     "PipelineIngestFailures": "ingest-failures",
+    "FanoutChunks": "chunks",
+    "FanoutChunksDeadLetters": "chunks-dlq",
     "CompletionCompletionFailures": "completion-failures",
     "CompletionRequests": "table",  # the requests table keeps its first logical id (requests_table.py)
     "SecretsMongoDbUri": "mongodb",
@@ -100,8 +111,9 @@ KINDS = {
 
 
 def kind_of(logical_id):
-    (kind,) = [kind for prefix, kind in KINDS.items() if logical_id.startswith(prefix)]
-    return kind
+    """The kind of the longest prefix that matches (FanoutChunksDeadLetters... is the DLQ, not the queue)."""
+    prefix = max((prefix for prefix in KINDS if logical_id.startswith(prefix)), key=len)
+    return KINDS[prefix]
 
 
 def resource_key(resource):

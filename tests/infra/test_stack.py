@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match
 
 from infra.constructs.api import gateway_response_body
@@ -12,7 +13,14 @@ from ips.adapters.dynamodb import COMPLETION_FILTER, TTL_ATTRIBUTE
 from ips.imaging import ImageLimits
 from ips.intake import INCOMING_PREFIX
 
-RESOURCE_NAMES = ("UPLOADS_BUCKET", "PROCESSED_BUCKET", "IMAGES_QUEUE_URL", "REQUESTS_TABLE", "ASSET_BASE_URL")
+RESOURCE_NAMES = (
+    "UPLOADS_BUCKET",
+    "PROCESSED_BUCKET",
+    "IMAGES_QUEUE_URL",
+    "CHUNKS_QUEUE_URL",
+    "REQUESTS_TABLE",
+    "ASSET_BASE_URL",
+)
 
 
 def ref(logical_id):
@@ -56,6 +64,16 @@ def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
         assert variables["ASSET_BASE_URL"] == {
             "Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]
         }
+        # Only the reconciler is told where the dead letters are: both DLQs with a redrive source (images, chunks).
+        dead_letters = variables.get("DEAD_LETTER_QUEUE_URLS")
+        assert (dead_letters is not None) == (spec.name == TOPOLOGY.reconcile_schedule.function)
+        if dead_letters is not None:
+            named = {part["Ref"] for part in dead_letters["Fn::Join"][1] if isinstance(part, dict)}
+            queues = [q["Properties"] for q in synthesized.of_type("AWS::SQS::Queue").values()]
+            redriven = {
+                q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for q in queues if "RedrivePolicy" in q
+            }
+            assert named == redriven and len(named) == 2
         # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed.
         assert "MONGODB_URI" not in variables and "WEBHOOK_SECRET" not in variables
         assert "MONGODB_URI_SECRET_ARN" in variables
@@ -74,31 +92,55 @@ def test_secrets_are_generated_or_referenced_never_written_in_the_template(synth
             assert "GenerateSecretString" in properties
 
 
-def test_images_queue_feeds_process_with_partial_batch_responses(synthesized, template):
-    source, queue = TOPOLOGY.queue_source, TOPOLOGY.images_queue
-    process = TOPOLOGY.function(source.function)
+@pytest.mark.parametrize(
+    ("source", "queue", "logical_id"),
+    [
+        (TOPOLOGY.queue_source, TOPOLOGY.images_queue, "PipelineImages"),
+        (TOPOLOGY.chunk_source, TOPOLOGY.chunks_queue, "FanoutChunks"),
+    ],
+    ids=["images-to-process", "chunks-to-expand"],
+)
+def test_each_queue_feeds_its_function_with_partial_batch_responses(synthesized, template, source, queue, logical_id):
+    function = TOPOLOGY.function(source.function)
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
-            "FunctionName": ref(synthesized.function_id(process.name)),
+            "FunctionName": ref(synthesized.function_id(function.name)),
+            "EventSourceArn": {"Fn::GetAtt": [Match.string_like_regexp(f"^{logical_id}"), "Arn"]},
             "BatchSize": source.batch_size,
-            "MaximumBatchingWindowInSeconds": source.max_batching_window_s,
+            # no window (Lambda's default, so CDK leaves it out) for the chunks: one message is a whole batch
+            "MaximumBatchingWindowInSeconds": source.max_batching_window_s or Match.absent(),
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "ScalingConfig": {"MaximumConcurrency": process.reserved_concurrency},  # never more than MongoDB allows
+            "ScalingConfig": {"MaximumConcurrency": function.reserved_concurrency},  # never more than MongoDB allows
             "FilterCriteria": Match.absent(),
         },
     )
     queues = synthesized.of_type("AWS::SQS::Queue")
-    images = [q["Properties"] for q in queues.values() if "RedrivePolicy" in q["Properties"]]
-    assert len(images) == 1
-    assert images[0]["VisibilityTimeout"] >= 6 * process.timeout_s
-    assert images[0]["VisibilityTimeout"] == queue.visibility_timeout_s
-    assert images[0]["RedrivePolicy"]["maxReceiveCount"] == queue.max_receive_count
-    assert images[0]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
+    (properties,) = [
+        q["Properties"] for lid, q in queues.items() if lid.startswith(logical_id) and "DeadLetters" not in lid
+    ]
+    assert properties["VisibilityTimeout"] >= 6 * function.timeout_s
+    assert properties["VisibilityTimeout"] == queue.visibility_timeout_s
+    assert properties["RedrivePolicy"]["maxReceiveCount"] == queue.max_receive_count
+    assert properties["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
+
+
+def test_every_queue_is_encrypted_and_keeps_messages_14_days(synthesized):
+    queues = synthesized.of_type("AWS::SQS::Queue")
+    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 2  # images, chunks
     for properties in (q["Properties"] for q in queues.values()):
         assert properties["SqsManagedSseEnabled"] is True
         # Every queue keeps its messages for SQS's maximum: work waits out an outage instead of vanishing.
         assert properties["MessageRetentionPeriod"] == 14 * 86_400
+
+
+def test_chunks_are_expanded_one_per_invocation_and_sized_to_fit_it():
+    assert TOPOLOGY.chunk_source.batch_size == 1
+    expand = TOPOLOGY.function(TOPOLOGY.chunk_source.function)
+    # The expansion stops with this much time left (then re-queues the rest): less than the function's timeout.
+    from functions.expand.handler import STOP_RESERVE_S
+
+    assert 0 < STOP_RESERVE_S < expand.timeout_s / 4
 
 
 def test_process_has_memory_for_the_largest_allowed_image():
@@ -404,16 +446,17 @@ def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synt
     }
     depth = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in depth} == dead_letters
-    assert len(dead_letters) == 3  # images, ingest failures, completion failures
+    assert len(dead_letters) == 4  # images, chunks, ingest failures, completion failures
     for metric in ("Errors", "Throttles"):
         functions = {a["Dimensions"][0]["Value"]["Ref"] for a in watched("AWS/Lambda", metric)}
         assert functions == {synthesized.function_id(spec.name) for spec in TOPOLOGY.functions}
     for metric in ("5XXError", "4XXError"):
         (rate,) = watched("AWS/ApiGateway", metric)
         assert rate["Statistic"] == "Average" and 0 < rate["Threshold"] < 1
-    (age,) = watched("AWS/SQS", "ApproximateAgeOfOldestMessage")
-    queue = TOPOLOGY.images_queue
-    assert age["Threshold"] == queue.visibility_timeout_s * queue.max_receive_count
+    ages = watched("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert sorted(age["Threshold"] for age in ages) == sorted(
+        queue.visibility_timeout_s * queue.max_receive_count for queue in (TOPOLOGY.images_queue, TOPOLOGY.chunks_queue)
+    )
     (past_deadline,) = watched("ImageProcessingSystem", "RequestsPastDeadline")
     assert past_deadline["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
     assert past_deadline["Threshold"] == 1

@@ -131,7 +131,12 @@ class Pipeline:
         return result["statusCode"], json.loads(result["body"])
 
     def sqs_runner(self) -> SqsRunner:
+        """The images queue's."""
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1, wait_seconds=0)[0]
+
+    def chunk_runner(self) -> SqsRunner:
+        """The chunks queue's (the fan-out: each chunk becomes products and image messages)."""
+        return event_runners(TOPOLOGY, self.resources, self.functions, workers=1, wait_seconds=0)[4]
 
     def stream_runner(self) -> StreamRunner:
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[1]
@@ -144,11 +149,13 @@ class Pipeline:
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[3].fire()
 
     def drain_queue(self, runner: SqsRunner | None = None, max_polls: int = 200) -> None:
-        runner = runner or self.sqs_runner()
-        for _ in range(max_polls):
-            if not runner.poll_once():
-                return
-        raise AssertionError("the queue did not drain")
+        """Run a queue's function until the queue is empty; without `runner`, the chunks queue, then the images'."""
+        for each in [runner] if runner else [self.chunk_runner(), self.sqs_runner()]:
+            for _ in range(max_polls):
+                if not each.poll_once():
+                    break
+            else:
+                raise AssertionError("the queue did not drain")
 
     def queued(self, url: str | None = None) -> int:
         attributes = boto3.client("sqs").get_queue_attributes(

@@ -41,11 +41,11 @@ def test_multipart_upload_is_accepted_stored_and_fanned_out(pipeline: Pipeline, 
         "statusUrl": f"/api/v1/status/{request_id}",
     }
     assert stored_objects(pipeline.resources.uploads_bucket) == [f"{request_id}/input.csv"]
-    # Accepting queued one chunk message; the worker side expands it into products and image messages.
-    assert pipeline.queued() == 1
+    # Accepting queued one chunk message; the expand function turns it into products and image messages.
+    assert (pipeline.queued(pipeline.resources.chunks_queue_url), pipeline.queued()) == (1, 0)
     database = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]]
     assert database.products.count_documents({"requestId": request_id}) == 0
-    pipeline.sqs_runner().poll_once()
+    pipeline.chunk_runner().poll_once()
     assert database.products.count_documents({"requestId": request_id}) == 2
     assert pipeline.queued() == 3
     status, progress = pipeline.api("GET", f"/api/v1/status/{request_id}")
@@ -158,8 +158,8 @@ def test_a_fan_out_that_fails_ends_the_request_failed_not_pending(
     from ips_runtime.roots import reset_roots
 
     # A queue that does not exist: SQS itself refuses the messages after the request was created.
-    missing_queue = pipeline.resources.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
-    monkeypatch.setenv("IMAGES_QUEUE_URL", missing_queue)
+    missing_queue = pipeline.resources.chunks_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    monkeypatch.setenv("CHUNKS_QUEUE_URL", missing_queue)
     reset_roots()
     body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n")
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)

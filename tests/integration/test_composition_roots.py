@@ -132,9 +132,11 @@ def test_the_status_function_serves_a_request_without_pillow_or_requests(
 
 EXPECTED_PORTS = {
     # function -> the adapters its root builds (nothing else is constructed, or imported, in that function)
-    "upload": {"uploads", "catalog", "ledger", "queue", "quotas", "clock", "check_webhook_url"},
-    "ingest": {"uploads", "catalog", "ledger", "queue", "quotas", "clock"},
-    "process": {"fetcher", "processed", "catalog", "ledger", "reuse", "clock", "uploads", "queue"},
+    "upload": {"uploads", "catalog", "ledger", "chunks", "quotas", "clock", "check_webhook_url"},
+    "ingest": {"uploads", "catalog", "ledger", "chunks", "quotas", "clock"},
+    # the chunks are the expand function's: the process function no longer reads the CSV
+    "expand": {"uploads", "catalog", "ledger", "queue", "chunks", "chunk_progress"},
+    "process": {"fetcher", "processed", "catalog", "ledger", "reuse", "clock", "queue"},
     "notify": {"catalog", "ledger", "uploads", "clock", "quotas", "secret_generations", "webhooks"},
     "status": {"catalog", "ledger", "uploads"},
     "secret": {"secret_generations", "clock"},
@@ -142,6 +144,7 @@ EXPECTED_PORTS = {
         "catalog",
         "ledger",
         "queue",
+        "chunks",
         "uploads",
         "dead_letters",
         "clock",
@@ -161,15 +164,25 @@ def test_each_functions_root_builds_only_the_adapters_its_use_cases_take(mongo_u
         "UPLOADS_BUCKET": "uploads",
         "PROCESSED_BUCKET": "processed",
         "IMAGES_QUEUE_URL": "http://127.0.0.1:1/queue/images",
+        "CHUNKS_QUEUE_URL": "http://127.0.0.1:1/queue/chunks",
         "REQUESTS_TABLE": "requests",
-        "DEAD_LETTER_QUEUE_URLS": "http://127.0.0.1:1/queue/images-dlq",
+        "DEAD_LETTER_QUEUE_URLS": "http://127.0.0.1:1/queue/images-dlq,http://127.0.0.1:1/queue/chunks-dlq",
         "MONGODB_URI": mongo_uri,  # the upload and process roots create the indexes at their cold start
         "MONGODB_DATABASE": f"ips_roots_{uuid.uuid4().hex[:8]}",
         "ASSET_BASE_URL": "http://assets.invalid/assets",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    every = (roots.UPLOAD, roots.INGEST, roots.PROCESS, roots.NOTIFY, roots.STATUS, roots.SECRET, roots.RECONCILE)
+    every = (
+        roots.UPLOAD,
+        roots.INGEST,
+        roots.EXPAND,
+        roots.PROCESS,
+        roots.NOTIFY,
+        roots.STATUS,
+        roots.SECRET,
+        roots.RECONCILE,
+    )
     by_name = {root.name: root for root in every}
     assert set(by_name) == {function.name for function in TOPOLOGY.functions}
     for name, root in by_name.items():

@@ -42,7 +42,7 @@ def test_a_field_over_the_csv_modules_limit_fails_a_presigned_upload_with_its_we
 def test_forged_cursors_are_400_cursor_invalid(pipeline: Pipeline) -> None:
     body, headers = multipart(HEADER + "1,Mug,https://a.example/1.jpg\n")
     _, accepted = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
-    pipeline.sqs_runner().poll_once()  # the chunk: the product exists, so the cursor reaches the catalog query
+    pipeline.chunk_runner().poll_once()  # the chunk: the product exists, so the cursor reaches the catalog query
     for forged in ("row:²", "row:" + "9" * 44, "row:-5", "row:1e3"):
         cursor = base64.urlsafe_b64encode(forged.encode()).decode().rstrip("=")
         status, answer = pipeline.api("GET", f"/api/v1/status/{accepted['requestId']}", query=f"cursor={cursor}")

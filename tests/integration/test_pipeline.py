@@ -109,9 +109,9 @@ def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline,
     assert result["savings"] == {"bytesIn": bytes_in, "bytesOut": bytes_out, "ratio": round(bytes_out / bytes_in, 4)}
 
 
-def duplicate_every_message(pipeline: Pipeline) -> int:
+def duplicate_every_message(pipeline: Pipeline, url: str) -> int:
     """Take every message off the queue and put it back twice: a real at-least-once duplicate of each."""
-    sqs, url = boto3.client("sqs"), pipeline.resources.queue_url
+    sqs = boto3.client("sqs")
     bodies = []
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         for message in messages:
@@ -124,10 +124,11 @@ def duplicate_every_message(pipeline: Pipeline) -> int:
 
 def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image_server, receiver) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    # The chunk message twice (so its image messages are queued twice), then every image message twice again.
-    assert duplicate_every_message(pipeline) == 1
-    pipeline.sqs_runner().poll_once()
-    assert duplicate_every_message(pipeline) == 12
+    # The chunk message twice: its second delivery finds the chunk's progress complete and sends nothing again.
+    assert duplicate_every_message(pipeline, pipeline.resources.chunks_queue_url) == 1
+    pipeline.drain_queue(pipeline.chunk_runner())
+    # Then every image message twice.
+    assert duplicate_every_message(pipeline, pipeline.resources.queue_url) == 6
     pipeline.drain_queue()
     stream = pipeline.stream_runner()
     stream.poll_once()

@@ -38,9 +38,9 @@ def upload(pipeline: Pipeline, csv_text: str) -> str:
 def until_done(pipeline: Pipeline, request_id: str, deadline_s: float = 120) -> dict[str, Any]:
     """Drain the queue again and again (delayed messages come back when their delay is over) until the
     request's last image is counted; then run the completion."""
-    runner, give_up = pipeline.sqs_runner(), time.monotonic() + deadline_s
+    give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
-        pipeline.drain_queue(runner)
+        pipeline.drain_queue()
         _status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
         if result["succeeded"] + result["failed"] == result["total"]:
             assert pipeline.stream_runner().poll_once()
@@ -59,8 +59,8 @@ def test_a_host_asking_to_wait_is_waited_for_and_others_go_on(pipeline: Pipeline
         + f'1,Mug,"{busy.url}/sk_coffee.png,{busy.url}/sk_rocket.jpg"\n'
         + f'2,Lamp,"{calm.url}/d_exif3_rocket.jpg,{calm.url}/sk_chelsea.png"\n',
     )
+    assert pipeline.chunk_runner().poll_once()  # the chunk: four image messages
     runner = pipeline.sqs_runner()
-    assert runner.poll_once()  # the chunk: four image messages
     assert runner.poll_once()  # one batch of the four: the calm host's images are done, the busy host's wait
     _status, progress = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert (progress["succeeded"], progress["failed"]) == (2, 0)

@@ -43,7 +43,7 @@ def test_presigned_upload_is_bound_to_one_key_a_type_and_a_size(pipeline: Pipeli
 def test_a_big_csv_through_s3_is_validated_fanned_out_and_completed(
     pipeline: Pipeline, image_server, receiver, monkeypatch
 ) -> None:
-    monkeypatch.setenv("CHUNK_ROWS", "40")
+    monkeypatch.setenv("CHUNK_IMAGES", "40")
     from ips_runtime.roots import reset_roots
 
     reset_roots()
@@ -54,7 +54,7 @@ def test_a_big_csv_through_s3_is_validated_fanned_out_and_completed(
 
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
     assert (status["status"], status["detail"], status["total"], status["totalProducts"]) == ("PENDING", None, 100, 100)
-    assert pipeline.queued() == 3  # 100 rows in chunks of 40
+    assert pipeline.queued(pipeline.resources.chunks_queue_url) == 3  # 100 images in chunks of 40
     pipeline.drain_queue()
     assert pipeline.stream_runner().poll_once()
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}", query="limit=30")
@@ -162,7 +162,7 @@ def test_status_pages_through_products_with_an_opaque_cursor(pipeline: Pipeline,
     rows = "".join(f"{n},P{n},{image_server.url}/missing-{n}.jpg\n" for n in range(1, 26))
     body, headers = multipart(HEADER + rows)
     _, accepted = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
-    pipeline.sqs_runner().poll_once()  # expand the chunk
+    pipeline.chunk_runner().poll_once()  # expand the chunk
     seen, cursor, pages = [], None, 0
     while True:
         query = "limit=10" + (f"&cursor={cursor}" if cursor else "")
@@ -185,7 +185,7 @@ def test_a_second_upload_through_the_same_policy_changes_nothing_that_was_ingest
 ) -> None:
     """Issue 9: the POST policy can be reused until it expires, and chunks used to re-read the live object, so a
     file sent after ingestion replaced what was processed. The ingested version is pinned (copied by its ETag)."""
-    monkeypatch.setenv("CHUNK_ROWS", "2")
+    monkeypatch.setenv("CHUNK_IMAGES", "2")
     from ips_runtime.roots import reset_roots
 
     reset_roots()
@@ -196,11 +196,11 @@ def test_a_second_upload_through_the_same_policy_changes_nothing_that_was_ingest
     assert len(first) == len(forged)
     assert post_to_s3(slot, (HEADER + first).encode()).status_code in (200, 204)
     assert pipeline.s3_runner().poll_once()  # ingested: 2 chunks queued, not yet expanded
-    assert pipeline.queued() == 2
+    assert pipeline.queued(pipeline.resources.chunks_queue_url) == 2
 
     assert post_to_s3(slot, (HEADER + forged).encode()).status_code in (200, 204)  # the same policy, again
     assert pipeline.s3_runner().poll_once()  # its ObjectCreated is ignored: the request was ingested
-    assert pipeline.queued() == 2  # nothing more fanned out
+    assert pipeline.queued(pipeline.resources.chunks_queue_url) == 2  # nothing more fanned out
     pipeline.drain_queue()
 
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")

@@ -81,7 +81,7 @@ def routed(endpoints: Endpoints) -> Iterator[Endpoints]:
 
 def isolated(topology: Topology = TOPOLOGY, **queue: Any) -> Topology:
     """The topology under names of its own (a LocalStack that outlives the run keeps nothing in the way), with
-    the images queue changed by `queue` (e.g. visibility_timeout_s=1)."""
+    the images and chunks queues changed by `queue` (e.g. visibility_timeout_s=1)."""
     run = uuid.uuid4().hex[:10]
     return dataclasses.replace(
         topology,
@@ -90,6 +90,9 @@ def isolated(topology: Topology = TOPOLOGY, **queue: Any) -> Topology:
         requests_table=f"ips-requests-{run}",
         images_queue=dataclasses.replace(
             topology.images_queue, name=f"ips-images-{run}", dead_letter_name=f"ips-images-{run}-dlq", **queue
+        ),
+        chunks_queue=dataclasses.replace(
+            topology.chunks_queue, name=f"ips-chunks-{run}", dead_letter_name=f"ips-chunks-{run}-dlq", **queue
         ),
     )
 
@@ -104,7 +107,13 @@ def delete_resources(resources: Resources) -> None:
                 if keys:
                     s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
             s3.delete_bucket(Bucket=bucket)
-    for url in (resources.queue_url, resources.dead_letter_url, resources.upload_events_url):
+    for url in (
+        resources.queue_url,
+        resources.dead_letter_url,
+        resources.chunks_queue_url,
+        resources.chunks_dead_letter_url,
+        resources.upload_events_url,
+    ):
         with contextlib.suppress(ClientError):
             sqs.delete_queue(QueueUrl=url)
     with contextlib.suppress(ClientError):

@@ -96,7 +96,7 @@ def test_a_presigned_post_over_the_size_range_is_refused_by_s3_itself(
 def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_completed(
     stack: Stack, image_server, receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CHUNK_ROWS", "4")
+    monkeypatch.setenv("CHUNK_IMAGES", "4")
     reset_roots()
     pipeline, resources = stack.pipeline, stack.resources
     rows = "".join(f"{n},Product {n},{image_server.url}/{IMAGES[n % len(IMAGES)]}\n" for n in range(1, 11))
@@ -110,10 +110,10 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
     )
     _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert (status["status"], status["detail"], status["totalProducts"], status["total"]) == ("PENDING", None, 10, 10)
-    assert pipeline.queued() == 3  # 10 rows in chunks of 4
+    assert pipeline.queued(resources.chunks_queue_url) == 3  # 10 images in chunks of 4
 
-    # SqsRunner -> process: the chunks expand into image messages, then every image is fetched and stored.
-    pipeline.drain_queue(pipeline.sqs_runner())
+    # SqsRunner -> expand: the chunks become image messages; SqsRunner -> process: every image fetched and stored.
+    pipeline.drain_queue()
     counts = Adapters.from_env().ledger.counts(request_id)
     assert counts is not None and (counts.total, counts.succeeded, counts.failed) == (10, 10, 0)
 
@@ -160,7 +160,7 @@ def test_a_chunk_that_keeps_failing_is_redriven_to_the_dlq_by_sqs(make_stack, im
     # Retries come back after a second; SQS moves the message after MAX_RECEIVES receives.
     stack = make_stack(isolated(visibility_timeout_s=1, max_receive_count=MAX_RECEIVES))
     pipeline, resources = stack.pipeline, stack.resources
-    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=resources.queue_url, AttributeNames=["All"])
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=resources.chunks_queue_url, AttributeNames=["All"])
     policy = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert int(policy["maxReceiveCount"]) == MAX_RECEIVES and policy["deadLetterTargetArn"].endswith("-dlq")
     # A real upload whose CSV is gone before its chunk is expanded.
@@ -170,13 +170,12 @@ def test_a_chunk_that_keeps_failing_is_redriven_to_the_dlq_by_sqs(make_stack, im
     request_id = accepted["requestId"]
     boto3.client("s3").delete_object(Bucket=resources.uploads_bucket, Key=f"{request_id}/input.csv")
 
-    runner = pipeline.sqs_runner()
-    wait_until(lambda: pipeline.queued(resources.dead_letter_url) == 1, "the DLQ", step=runner.poll_once)
+    runner = pipeline.chunk_runner()
+    wait_until(lambda: pipeline.queued(resources.chunks_dead_letter_url) == 1, "the DLQ", step=runner.poll_once)
 
-    process = pipeline.functions["process"]
-    assert process.invocations == MAX_RECEIVES
-    assert pipeline.queued() == 0
-    [dead] = boto3.client("sqs").receive_message(QueueUrl=resources.dead_letter_url)["Messages"]
+    assert pipeline.functions["expand"].invocations == MAX_RECEIVES
+    assert pipeline.queued(resources.chunks_queue_url) == 0 and pipeline.queued() == 0
+    [dead] = boto3.client("sqs").receive_message(QueueUrl=resources.chunks_dead_letter_url)["Messages"]
     chunk = json.loads(dead["Body"])
     assert (chunk["type"], chunk["requestId"], chunk["key"]) == ("chunk", request_id, f"{request_id}/input.csv")
     # Nothing counted, nothing stored.

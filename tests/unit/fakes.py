@@ -15,8 +15,9 @@ from ips.completion import CompletionPorts, FailPorts, OutputLinks, WebhookPorts
 from ips.context import Settings
 from ips.csv_input import ProductRow
 from ips.errors import Problem
+from ips.expansion import ChunkPorts
 from ips.fetching import Fetched, FetchError
-from ips.intake import ChunkPorts, IntakePorts
+from ips.intake import IntakePorts
 from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.ports import (
     CountResult,
@@ -97,6 +98,20 @@ class MemoryQueue:
 
     def delay(self, receipt_handle: str, seconds: float) -> None:
         self.delayed.append((receipt_handle, seconds))
+
+
+class MemoryChunkProgress:
+    """Each chunk's sent count, only ever moved forwards (the port's contract)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[tuple[str, int], int] = {}
+
+    def sent(self, request_id: str, first_row: int) -> int:
+        return self.marks.get((request_id, first_row), 0)
+
+    def advance(self, request_id: str, first_row: int, sent: int) -> None:
+        key = (request_id, first_row)
+        self.marks[key] = max(self.marks.get(key, 0), sent)
 
 
 class MemoryReuseIndex:
@@ -354,7 +369,9 @@ class Fakes:
     fetcher: MemoryFetcher = field(default_factory=MemoryFetcher)
     processed: MemoryBlobStore = field(default_factory=MemoryBlobStore)
     uploads: MemoryBlobStore = field(default_factory=MemoryBlobStore)
-    queue: MemoryQueue = field(default_factory=MemoryQueue)
+    queue: MemoryQueue = field(default_factory=MemoryQueue)  # the images queue
+    chunks_queue: MemoryQueue = field(default_factory=MemoryQueue)  # the fan-out's
+    chunk_progress: MemoryChunkProgress = field(default_factory=MemoryChunkProgress)
     reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
     catalog: MemoryCatalog = field(default_factory=MemoryCatalog)
     ledger: MemoryLedger = field(default_factory=MemoryLedger)
@@ -376,11 +393,19 @@ class Fakes:
 
     def intake(self) -> IntakePorts:
         return IntakePorts(
-            self.uploads, self.catalog, self.ledger, self.queue, self.allowance(), self.clock, self.settings
+            self.uploads, self.catalog, self.ledger, self.chunks_queue, self.allowance(), self.clock, self.settings
         )  # type: ignore[arg-type]
 
     def chunks(self) -> ChunkPorts:
-        return ChunkPorts(self.uploads, self.catalog, self.ledger, self.queue, self.settings.presigned_csv_limits)  # type: ignore[arg-type]
+        return ChunkPorts(
+            self.uploads,
+            self.catalog,
+            self.ledger,
+            self.queue,
+            self.chunks_queue,
+            self.chunk_progress,
+            self.settings.presigned_csv_limits,
+        )  # type: ignore[arg-type]
 
     def failing(self) -> FailPorts:
         return FailPorts(self.catalog, self.ledger)  # type: ignore[arg-type]

@@ -139,8 +139,11 @@ def test_a_streamed_plan_cuts_byte_ranges_that_read_back_to_the_same_products() 
     expected = parse_products_csv(data, CsvLimits(max_rows=5000))
     # Fed in awkward 7-byte pieces, as a network stream would arrive.
     pieces = [data[i : i + 7] for i in range(0, len(data), 7)]
-    plan = plan_csv(byte_lines(pieces), CsvLimits(max_rows=5000), chunk_rows=1000)
-    assert [chunk.products for chunk in plan.chunks] == [1000, 1000, 500]
+    plan = plan_csv(byte_lines(pieces), CsvLimits(max_rows=5000), chunk_images=1000)
+    # 2,500 rows, every third with two images (3,333 images): chunks of at most 1,000 images, each full but for
+    # the last (the next row would not have fitted), whatever the rows.
+    assert [chunk.images for chunk in plan.chunks] == [1000, 1000, 1000, 333]
+    assert [chunk.products for chunk in plan.chunks] == [750, 750, 750, 250]
     assert plan.total_products == 2500
     assert plan.total_images == sum(len(product.image_urls) for product in expected)
     assert plan.chunks[-1].end == len(data)
@@ -148,6 +151,26 @@ def test_a_streamed_plan_cuts_byte_ranges_that_read_back_to_the_same_products() 
         product for chunk in plan.chunks for product in read_chunk(data[chunk.start : chunk.end], chunk, plan.columns)
     ]
     assert read_back == expected
+
+
+def test_chunks_are_sized_by_images_and_a_row_with_more_is_a_chunk_of_its_own() -> None:
+    counts = [3, 4, 50, 1, 1, 2, 6, 1]
+    rows = (
+        f'{n},P{n},"{",".join(f"https://a.example/{n}-{i}.jpg" for i in range(count))}"\n{chr(10) if n == 6 else ""}'
+        for n, count in enumerate(counts, start=1)
+    )
+    data = (HEADER + "".join(rows)).encode()
+    plan = plan_csv(byte_lines([data]), CsvLimits(), chunk_images=6)
+    assert [(chunk.first_row, chunk.products, chunk.images) for chunk in plan.chunks] == [
+        (2, 1, 3),  # 3 + 4 would pass 6
+        (3, 1, 4),
+        (4, 1, 50),  # more than the target on its own: alone, never split
+        (5, 3, 4),  # 1 + 1 + 2, then 6 would pass it
+        (8, 1, 6),  # from the blank row 8 after row 7: its product is row 9
+        (10, 1, 1),
+    ]
+    read_back = [p for chunk in plan.chunks for p in read_chunk(data[chunk.start : chunk.end], chunk, plan.columns)]
+    assert read_back == parse_products_csv(data)
 
 
 def test_streamed_validation_reports_like_the_in_memory_one() -> None:

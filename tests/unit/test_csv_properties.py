@@ -91,7 +91,7 @@ def test_any_csv_is_either_valid_products_or_located_errors(header, body, encodi
         assert 1 <= len(product.image_urls) <= LIMITS.max_urls_per_row
         assert all(url.startswith(("http://", "https://")) for url in product.image_urls)
     # The streamed plan, read back chunk by chunk, gives exactly the same products.
-    plan = plan_csv(byte_lines([data[i : i + 13] for i in range(0, len(data), 13)]), LIMITS, chunk_rows=3)
+    plan = plan_csv(byte_lines([data[i : i + 13] for i in range(0, len(data), 13)]), LIMITS, chunk_images=3)
     read_back = [
         p for chunk in plan.chunks for p in read_chunk(data[chunk.start : chunk.end], chunk, plan.columns, LIMITS)
     ]

@@ -22,6 +22,7 @@ RESOURCES = {
     "UPLOADS_BUCKET": "uploads",
     "PROCESSED_BUCKET": "processed",
     "IMAGES_QUEUE_URL": "http://127.0.0.1:1/queue/images",
+    "CHUNKS_QUEUE_URL": "http://127.0.0.1:1/queue/chunks",
     "REQUESTS_TABLE": "requests",
     "MONGODB_URI": "mongodb://127.0.0.1:1/",
 }
@@ -42,9 +43,10 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         presigned_csv_limits=CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000, max_urls_per_row=50),
         upload_expiry_s=900,
         output_url_expiry_s=900,
-        chunk_rows=1000,
+        chunk_images=1000,
         image_limits=ImageLimits(max_bytes=25 * 1024 * 1024, max_pixels=50_000_000, max_decode_seconds=10.0),
         max_receive_count=5,
+        chunk_max_receive_count=5,
         status_page_max_bytes=6 * 1024 * 1024 + 100 - 64 * 1024,
         webhook_retry=RetryPolicy(attempts=5, first_delay=1.0),
         output_retention_days=14,
@@ -80,7 +82,8 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         ("PRESIGNED_CSV_MAX_BYTES", "200", lambda s: s.domain().presigned_csv_limits.max_bytes, 200),
         ("PRESIGNED_CSV_MAX_ROWS", "9", lambda s: s.domain().presigned_csv_limits.max_rows, 9),
         ("JPEG_QUALITY", "80", lambda s: s.domain().jpeg_quality, 80),
-        ("CHUNK_ROWS", "2", lambda s: s.domain().chunk_rows, 2),
+        ("CHUNK_IMAGES", "2", lambda s: s.domain().chunk_images, 2),
+        ("CHUNK_MAX_RECEIVE_COUNT", "3", lambda s: s.domain().chunk_max_receive_count, 3),
         ("IMAGE_MAX_PIXELS", "100", lambda s: s.domain().image_limits.max_pixels, 100),
         ("IMAGE_MAX_DECODE_SECONDS", "2.5", lambda s: s.domain().image_limits.max_decode_seconds, 2.5),
         ("WEBHOOK_ATTEMPTS", "2", lambda s: s.domain().webhook_retry.attempts, 2),
@@ -135,6 +138,9 @@ def test_outbound_policy_from_the_environment() -> None:
         ("OUTBOUND_ALLOWLIST", "[::1]8080"),
         ("OUTBOUND_MAX_BYTES", "lots"),
         ("OUTBOUND_MAX_BYTES", "1000"),  # removed: set, it is refused rather than ignored
+        ("CHUNK_ROWS", "1000"),  # replaced by CHUNK_IMAGES: refused rather than silently ignored
+        ("CHUNK_IMAGES", "0"),
+        ("CHUNK_MAX_RECEIVE_COUNT", "0"),
         ("OUTBOUND_TOTAL_TIMEOUT", "0"),
         ("OUTBOUND_MAX_REDIRECTS", "-1"),
     ],
@@ -147,7 +153,14 @@ def test_a_wrong_value_is_refused_with_the_variables_name(variable, value) -> No
 def test_missing_resources_are_all_named() -> None:
     with pytest.raises(SettingsError) as refused:
         FunctionSettings.from_env({"MONGODB_URI": "mongodb://127.0.0.1:1/"})
-    for variable in ("ASSET_BASE_URL", "UPLOADS_BUCKET", "PROCESSED_BUCKET", "IMAGES_QUEUE_URL", "REQUESTS_TABLE"):
+    for variable in (
+        "ASSET_BASE_URL",
+        "UPLOADS_BUCKET",
+        "PROCESSED_BUCKET",
+        "IMAGES_QUEUE_URL",
+        "CHUNKS_QUEUE_URL",
+        "REQUESTS_TABLE",
+    ):
         assert f"{variable} must be set" in str(refused.value)
     without_mongodb = {name: value for name, value in RESOURCES.items() if name != "MONGODB_URI"}
     with pytest.raises(SettingsError, match="MONGODB_URI"):
@@ -162,11 +175,11 @@ def test_a_wrong_value_fails_the_cold_start_before_any_client_is_built() -> None
 
 
 def test_the_process_environment_is_read_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {**RESOURCES, "CHUNK_ROWS": "40"}.items():
+    for name, value in {**RESOURCES, "CHUNK_IMAGES": "40"}.items():
         monkeypatch.setenv(name, value)
-    assert FunctionSettings.from_env().domain().chunk_rows == 40
-    monkeypatch.setenv("CHUNK_ROWS", "forty")
-    with pytest.raises(SettingsError, match="CHUNK_ROWS"):
+    assert FunctionSettings.from_env().domain().chunk_images == 40
+    monkeypatch.setenv("CHUNK_IMAGES", "forty")
+    with pytest.raises(SettingsError, match="CHUNK_IMAGES"):
         FunctionSettings.from_env()
 
 

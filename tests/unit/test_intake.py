@@ -9,11 +9,11 @@ import pytest
 
 from ips.context import Settings
 from ips.errors import InvalidInput
+from ips.expansion import expand_chunk
 from ips.fetching import FetchError
 from ips.intake import (
     accept_csv,
     create_upload,
-    expand_chunk,
     expire_upload,
     incoming_key,
     ingest_upload,
@@ -33,7 +33,7 @@ CSV = (
 
 
 def fakes(**settings: object) -> Fakes:
-    return Fakes(settings=Settings(asset_base_url="http://assets.invalid", chunk_rows=2, **settings))  # type: ignore[arg-type]
+    return Fakes(settings=Settings(asset_base_url="http://assets.invalid", chunk_images=3, **settings))  # type: ignore[arg-type]
 
 
 def refuse_private(url: str) -> None:
@@ -51,7 +51,7 @@ def test_a_valid_csv_is_stored_recorded_counted_and_fanned_out_in_chunks() -> No
     assert record is not None and (record.tenant, record.total_images) == ("tenant-a", 4)
     assert record.deadline_at == world.settings.deadline(world.now, 4)
     assert world.ledger.counts(request_id).total == 4  # type: ignore[union-attr]
-    chunks = [parse_task(body) for body in world.queue.sent]
+    chunks = [parse_task(body) for body in world.chunks_queue.sent]
     assert [(c.chunk.first_row, c.chunk.products) for c in chunks if isinstance(c, ChunkTask)] == [(2, 2), (4, 1)]
     assert world.quotas.usage("tenant-a", "2026-12-01") == (4, 4)
 
@@ -62,7 +62,12 @@ def test_an_invalid_csv_stores_nothing_and_lists_every_problem() -> None:
     with pytest.raises(InvalidInput) as refused:
         accept_csv(bad, "tenant-a", None, world.intake(), check_url=refuse_nothing)
     assert [(p.row, p.code) for p in refused.value.problems] == [(2, "EMPTY_PRODUCT_NAME"), (3, "INVALID_URL")]
-    assert (world.uploads.objects, world.catalog.requests, world.queue.sent, world.quotas.reserved) == ({}, {}, [], {})
+    assert (world.uploads.objects, world.catalog.requests, world.chunks_queue.sent, world.quotas.reserved) == (
+        {},
+        {},
+        [],
+        {},
+    )
 
 
 def test_a_refused_webhook_url_or_a_full_quota_stores_nothing() -> None:
@@ -72,7 +77,7 @@ def test_a_refused_webhook_url_or_a_full_quota_stores_nothing() -> None:
     assert refused.value.code == "WEBHOOK_URL_INVALID" and "not a public address" in refused.value.problems[0].message
     with pytest.raises(QuotaExceeded, match="quota of 3 images a day"):
         accept_csv(CSV, "tenant-a", None, world.intake(), check_url=refuse_nothing)
-    assert (world.uploads.objects, world.catalog.requests, world.queue.sent) == ({}, {}, [])
+    assert (world.uploads.objects, world.catalog.requests, world.chunks_queue.sent) == ({}, {}, [])
 
 
 def test_a_failed_fan_out_ends_the_request_failed_and_releases_its_images() -> None:
@@ -81,7 +86,7 @@ def test_a_failed_fan_out_ends_the_request_failed_and_releases_its_images() -> N
     def broken(bodies: object) -> None:
         raise ConnectionError("SQS unreachable")
 
-    world.queue.send = broken  # type: ignore[method-assign]
+    world.chunks_queue.send = broken  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         accept_csv(CSV, "tenant-a", None, world.intake(), check_url=refuse_nothing)
     [record] = world.catalog.requests.values()
@@ -102,7 +107,7 @@ def test_the_presigned_path_validates_the_pinned_copy_then_fans_it_out_once() ->
     record = world.catalog.get(slot.request_id)
     assert record is not None and record.input_key and record.input_key != key and record.total_images == 4
     assert world.uploads.get(record.input_key) == CSV  # the chunks read the validated copy
-    assert len(world.queue.sent) == 2
+    assert len(world.chunks_queue.sent) == 2
 
 
 def test_an_invalid_presigned_file_ends_the_request_failed_with_its_problems() -> None:
@@ -112,7 +117,7 @@ def test_an_invalid_presigned_file_ends_the_request_failed_with_its_problems() -
     assert ingest_upload(incoming_key(slot.request_id), world.intake()) is RequestStatus.FAILED
     record = world.catalog.get(slot.request_id)
     assert record is not None and record.error["code"] == "CSV_INVALID" and record.error["errors"]  # type: ignore[index]
-    assert slot.request_id in world.ledger.failed_requests and world.queue.sent == []
+    assert slot.request_id in world.ledger.failed_requests and world.chunks_queue.sent == []
 
 
 def test_an_upload_that_never_came_expires_after_its_grace() -> None:
@@ -134,11 +139,11 @@ def test_an_upload_that_never_came_expires_after_its_grace() -> None:
 def test_a_chunk_becomes_products_and_image_tasks_and_again_adds_nothing_twice() -> None:
     world = fakes()
     accepted = accept_csv(CSV, "tenant-a", None, world.intake(), check_url=refuse_nothing)
-    first = parse_task(world.queue.sent[0])
+    first = parse_task(world.chunks_queue.sent[0])
     assert isinstance(first, ChunkTask)
-    world.queue.sent.clear()
-    assert expand_chunk(first, world.chunks()) == 3
-    assert expand_chunk(first, world.chunks()) == 3  # redelivered: the same tasks again, counted once later
+    assert expand_chunk(first, world.chunks()).sent == 3
+    again = expand_chunk(first, world.chunks())  # redelivered: its recorded progress says every task went out
+    assert (again.resumed_at, again.sent) == (3, 0)
     rows = [product.row for product in world.catalog.products(accepted.request_id)]
     assert rows == [2, 3]
     tasks = [parse_task(body) for body in world.queue.sent]

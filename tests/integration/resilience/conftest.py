@@ -27,6 +27,7 @@ MAX_RECEIVES = 3
 FAST_TOPOLOGY = dataclasses.replace(
     TOPOLOGY,
     images_queue=dataclasses.replace(TOPOLOGY.images_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
+    chunks_queue=dataclasses.replace(TOPOLOGY.chunks_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
 )
 
 
@@ -39,6 +40,7 @@ def aws() -> Iterator[Resources]:
 @pytest.fixture
 def pipeline(aws: Resources, function_env: dict[str, str], receiver, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
+    monkeypatch.setenv("CHUNK_MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
     reset_roots()
     return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in FAST_TOPOLOGY.functions})
 
@@ -90,13 +92,16 @@ def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
 
 def settle(pipeline: Pipeline, request_id: str, timeout: float = 30) -> dict[str, Any]:
     """Run the event sources as Lambda would until the request ends and nothing is left in flight."""
-    sqs, stream = pipeline.sqs_runner(), pipeline.stream_runner()
+    chunks, sqs, stream = pipeline.chunk_runner(), pipeline.sqs_runner(), pipeline.stream_runner()
+    chunks_url = pipeline.resources.chunks_queue_url
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        worked = sqs.poll_once()
+        worked = chunks.poll_once()
+        worked = sqs.poll_once() or worked
         stream.poll_once()
         _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
-        if status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED") and pipeline.queued() == 0:
+        ended = status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED")
+        if ended and pipeline.queued() == 0 and pipeline.queued(chunks_url) == 0:
             return status
         if not worked:
             time.sleep(0.2)

@@ -92,7 +92,7 @@ def with_adapters(**wrappers: Callable[[Any], Any]) -> Adapters:
 
 def one_batch(pipeline: Pipeline, count: int) -> list[dict[str, Any]]:
     """Expand the request's chunk, then receive its `count` image messages together (as one batch)."""
-    pipeline.sqs_runner().poll_once()
+    pipeline.chunk_runner().poll_once()
     sqs, messages = boto3.client("sqs"), []
     while len(messages) < count:
         received = sqs.receive_message(

@@ -100,7 +100,7 @@ def test_running_into_the_invocations_deadline_is_retried_then_fails_too_complex
     pipeline: Pipeline, bomb_server: BombServer, receiver
 ) -> None:
     request_id = upload(pipeline, HEADER + f"1,Rocket,http://{bomb_server.origin}/sk_rocket.jpg\n", receiver.url)
-    pipeline.sqs_runner().poll_once()  # the chunk: the product exists
+    pipeline.chunk_runner().poll_once()  # the chunk: the product exists
     task = ImageTask(request_id, 2, 0, f"http://{bomb_server.origin}/sk_rocket.jpg", "salt")
     ports = PROCESS().images
     too_late = time.monotonic() - 1  # the invocation has no time left to decode in

@@ -126,7 +126,7 @@ def test_a_batch_mixing_malformed_and_unknown_messages_with_valid_ones_processes
     processed and counted (before, the batch raised JSONDecodeError and every record went back to the queue)."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     sqs, queue_url = boto3.client("sqs"), pipeline.resources.queue_url
-    pipeline.sqs_runner().poll_once()  # the chunk: its 4 image messages are now queued
+    pipeline.chunk_runner().poll_once()  # the chunk: its 4 image messages are now queued
     poison = [
         "{not json",
         "[]",
@@ -164,18 +164,29 @@ def test_mongodb_down_at_upload_time_answers_500_and_queues_nothing(
 
 def test_a_chunk_that_fails_for_good_ends_its_request_failed(pipeline: Pipeline, image_server, receiver) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    resources = pipeline.resources
     # The stored CSV is gone before the chunk is expanded: every delivery of the chunk fails.
-    boto3.client("s3").delete_object(Bucket=pipeline.resources.uploads_bucket, Key=f"{request_id}/input.csv")
-    runner = pipeline.sqs_runner()
+    boto3.client("s3").delete_object(Bucket=resources.uploads_bucket, Key=f"{request_id}/input.csv")
+    runner = pipeline.chunk_runner()
     deadline = time.monotonic() + 20
-    while pipeline.queued(pipeline.resources.dead_letter_url) == 0 and time.monotonic() < deadline:
+    while pipeline.queued(resources.chunks_dead_letter_url) == 0 and time.monotonic() < deadline:
         if not runner.poll_once():
             time.sleep(0.3)
     _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    # Its last delivery ended the request at once, with the rows it could not queue.
     assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
-    assert pipeline.queued(pipeline.resources.dead_letter_url) == 1  # the chunk, kept for inspection
-    # The process function sends no webhook itself: the counter's OPEN -> FAILED flip brings it to notify.
+    assert "Rows 2+" in status["error"]["message"]
+    assert pipeline.queued(resources.chunks_dead_letter_url) == 1  # the chunk, kept for the reconciler
+    # The expand function sends no webhook itself: the counter's OPEN -> FAILED flip brings it to notify.
     assert receiver.deliveries == []
     assert pipeline.stream_runner().poll_once()
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["status"] == "FAILED"
+    # The reconciler drains the dead chunk; the request had ended, so it stays as it was, with its one webhook.
+    assert pipeline.reconcile()["dead_chunks"] == 1
+    assert pipeline.queued(resources.chunks_dead_letter_url) == 0
+    _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
+    pipeline.stream_runner().poll_once()
+    time.sleep(0.3)
+    assert len(receiver.deliveries) == 1

@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips.completion import FailPorts, WebhookBusy, complete_request, send_webhook
-from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips.model import ImageTask, RequestStatus
 from ips.reconcile import dead_letter_reason
 from ips_runtime import roots
 from ips_runtime.adapters import Adapters
@@ -26,14 +26,12 @@ from tests.integration.resilience.test_faults import mixed_csv
 
 
 def purge(pipeline: Pipeline) -> None:
-    """Work lost from the queue: a restarted local cloud, messages past retention, a broken redrive."""
+    """Work lost from the queues: a restarted local cloud, messages past retention, a broken redrive."""
     sqs = boto3.client("sqs")
-    while True:
-        messages = sqs.receive_message(QueueUrl=pipeline.resources.queue_url, MaxNumberOfMessages=10).get("Messages")
-        if not messages:
-            return
-        for message in messages:
-            sqs.delete_message(QueueUrl=pipeline.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    for url in (pipeline.resources.chunks_queue_url, pipeline.resources.queue_url):
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+            for message in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def status_of(pipeline: Pipeline, request_id: str) -> dict:
@@ -53,7 +51,7 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     pipeline: Pipeline, image_server, receiver
 ) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    pipeline.sqs_runner().poll_once()  # the chunk
+    pipeline.chunk_runner().poll_once()  # the chunk
     # MongoDB refuses every write of the images, past their last delivery: the safety net of the process
     # function (fetch and compress only) does not cover it, and the images go to the DLQ uncounted.
     adapters, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
@@ -114,7 +112,7 @@ def test_every_last_delivery_failure_ends_through_the_dead_letter_queue(
     """Whatever fails on an image's last delivery (the process function's own safety net covers fetch and
     compress only), the reconciler ends the image from the DLQ, counted once, and the request completes."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    pipeline.sqs_runner().poll_once()
+    pipeline.chunk_runner().poll_once()  # the chunk
     if fault is None:
         kill_every_delivery(pipeline)
     else:
@@ -143,27 +141,27 @@ def test_every_last_delivery_failure_ends_through_the_dead_letter_queue(
 
 def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline: Pipeline, image_server, receiver):
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    purge(pipeline)
-    # What a timeout or an out-of-memory kill on the chunk's last delivery leaves: the chunk in the DLQ, the
-    # request still open.
-    record = Adapters.from_env().catalog.get(request_id)
-    assert record is not None and record.input_key
-    from ips.csv_input import byte_lines, plan_csv
+    # What a timeout or an out-of-memory kill on the chunk's last delivery leaves (no code of the expand function
+    # runs then): the chunk in the chunks queue's DLQ, the request still open, nothing else queued.
+    sqs, resources = boto3.client("sqs"), pipeline.resources
+    [message] = sqs.receive_message(QueueUrl=resources.chunks_queue_url)["Messages"]
+    sqs.send_message(QueueUrl=resources.chunks_dead_letter_url, MessageBody=message["Body"])
+    sqs.delete_message(QueueUrl=resources.chunks_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert status_of(pipeline, request_id)["status"] == "PENDING"  # stuck, before the reconciler
 
-    plan = plan_csv(byte_lines([mixed_csv(image_server.url).encode()]))
-    boto3.client("sqs").send_message(
-        QueueUrl=pipeline.resources.dead_letter_url,
-        MessageBody=ChunkTask(
-            request_id, record.input_key, plan.columns, plan.chunks[0], record.asset_salt
-        ).to_message(),
-    )
     assert pipeline.reconcile()["dead_chunks"] == 1
+    assert pipeline.queued(resources.chunks_dead_letter_url) == 0
     status = status_of(pipeline, request_id)
     assert (status["status"], status["error"]["code"]) == ("FAILED", "DEAD_LETTERED")
     assert "Rows 2+" in status["error"]["message"]
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.stream_runner().poll_once()  # the counter's OPEN -> FAILED flip brings it to notify
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["error"]["code"] == "DEAD_LETTERED"
+    # A second round, and the stream again, change nothing and send nothing more.
+    assert pipeline.reconcile()["dead_chunks"] == 0
+    pipeline.stream_runner().poll_once()
+    time.sleep(0.3)
+    assert len(receiver.deliveries) == 1
 
 
 def test_dead_letters_that_are_no_task_or_for_no_request_are_dropped(pipeline: Pipeline) -> None:
@@ -182,7 +180,7 @@ def test_a_stalled_request_has_its_pending_work_requeued(
     reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     if lost == "images":
-        pipeline.sqs_runner().poll_once()  # the chunk is expanded, then its image messages are lost
+        pipeline.chunk_runner().poll_once()  # the chunk is expanded, then its image messages are lost
     purge(pipeline)
     report = pipeline.reconcile()
     assert (report["stalled"], report["requeued"]) == (1, 4 if lost == "images" else 1)
@@ -200,7 +198,7 @@ def test_a_request_waiting_behind_a_backlog_is_not_requeued(
     monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
     reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    pipeline.sqs_runner().poll_once()  # the chunk: its 4 image messages wait in the queue
+    pipeline.chunk_runner().poll_once()  # the chunk: its 4 image messages wait in the queue
     report = pipeline.reconcile()
     assert (report["waiting"], report["stalled"], report["requeued"]) == (1, 0, 0)
     assert pipeline.queued() == 4
@@ -216,7 +214,7 @@ def test_a_stalled_request_whose_images_were_recorded_but_not_counted_completes(
     monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
     reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    pipeline.sqs_runner().poll_once()
+    pipeline.chunk_runner().poll_once()  # the chunk
     adapters, _ = with_fault("ledger", "count", RuntimeError("crashed before counting"), times=10_000)
     with overriding_roots(adapters):
         run_to_dead_letters(pipeline)
@@ -237,7 +235,7 @@ def test_a_request_past_its_deadline_fails_what_is_pending_and_completes_through
     monkeypatch.setenv("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0")
     reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    pipeline.sqs_runner().poll_once()
+    pipeline.chunk_runner().poll_once()
     purge(pipeline)  # the images will never come
     report = pipeline.reconcile()
     assert (report["past_deadline"], report["images_failed_at_deadline"]) == (1, 4)
@@ -271,7 +269,7 @@ def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, re
     from ips.completion import fail_request
 
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    pipeline.sqs_runner().poll_once()
+    pipeline.chunk_runner().poll_once()
     adapters = Adapters.from_env()
     assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", FailPorts(adapters.catalog, adapters.ledger))
     pipeline.drain_queue()  # every image is processed and counted; the last count flips the counter

@@ -25,9 +25,11 @@ class Settings:
     presigned_csv_limits: CsvLimits = PRESIGNED_CSV_LIMITS
     upload_expiry_s: int = 900  # how long a presigned upload may be used
     output_url_expiry_s: int = 900  # how long an output CSV's presigned GET works (a fresh one on every read)
-    chunk_rows: int = 1000  # rows per fan-out chunk
+    # Images per fan-out chunk (whole rows; a row with more is a chunk alone): one chunk's expansion fits an invocation.
+    chunk_images: int = 1000
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold: the last delivery gives up instead of retrying
+    chunk_max_receive_count: int = 5  # the chunks queue's: a chunk failing its last delivery ends its request
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Longer than one delivery with all its retries, shorter than the notify function's timeout: a holder that
     # died mid-send is replaced by the next try after it (a stream retry, or the reconciler).

@@ -1,23 +1,23 @@
 """Accept a CSV (in the request body, or uploaded straight to S3), validate it whole, then fan it out.
 
-Accepting costs validation, not enqueueing: the file is cut into chunks of rows (byte ranges) and one message
-per chunk is queued; workers expand the chunks into product records and image tasks in parallel."""
+Accepting costs validation, not enqueueing: the file is cut into chunks of rows (byte ranges, sized by their
+images) and one message per chunk goes on the chunks queue; the expand function turns each into product records
+and image tasks (ips.expansion), in parallel."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ips.completion import FailPorts, fail_request
 from ips.context import Settings
-from ips.csv_input import CsvLimits, CsvPlan, ProductRow, byte_lines, plan_csv, read_chunk, url_problem
+from ips.csv_input import CsvPlan, byte_lines, plan_csv, url_problem
 from ips.errors import InvalidInput, Problem
 from ips.fetching import FetchError
-from ips.model import ChunkTask, ImageTask, RequestStatus
+from ips.model import ChunkTask, RequestStatus
 from ips.options import DEFAULT_OPTIONS, ImageOptions
 from ips.ports import (
     Catalog,
@@ -45,25 +45,10 @@ class IntakePorts:
     uploads: UploadStore
     catalog: Catalog
     ledger: Ledger
-    queue: TaskQueue
+    chunks: TaskQueue  # the chunks queue: the fan-out's one message per chunk (the expand function's)
     allowance: Allowance
     clock: Clock
     settings: Settings  # CSV limits, chunk size, upload expiry, deadlines
-
-    @property
-    def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)
-
-
-@dataclass(frozen=True)
-class ChunkPorts:
-    """What expanding a chunk of rows into image tasks needs (the process function)."""
-
-    uploads: UploadStore
-    catalog: Catalog
-    ledger: Ledger
-    queue: TaskQueue
-    limits: CsvLimits  # the presigned route's: a chunk is read with the limits its file was validated with
 
     @property
     def failing(self) -> FailPorts:
@@ -136,7 +121,7 @@ def accept_csv(
     accepted request. `check_url` refuses a webhook URL we must not call."""
     if webhook_url:
         validate_webhook_url(webhook_url, check_url)
-    plan = plan_csv(byte_lines([data]), ports.settings.csv_limits, ports.settings.chunk_rows)
+    plan = plan_csv(byte_lines([data]), ports.settings.csv_limits, ports.settings.chunk_images)
     request_id, salt = str(uuid.uuid4()), new_asset_salt()
     ports.allowance.reserve(tenant, request_id, plan.total_images)
     try:
@@ -242,7 +227,7 @@ def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
             )
         # Pin this version: validation and every chunk read the copy, never the live key the policy can rewrite.
         ports.uploads.copy_pinned(key, stored.etag, pinned)
-        plan = plan_csv(byte_lines(ports.uploads.stream(pinned)), limits, settings.chunk_rows)
+        plan = plan_csv(byte_lines(ports.uploads.stream(pinned)), limits, settings.chunk_images)
         ports.allowance.reserve(record.tenant, request_id, plan.total_images)
     except QuotaExceeded as exc:  # known only now: the request ends FAILED with the code (and its webhook)
         fail_request(request_id, exc.code, exc.message, ports.failing)
@@ -294,10 +279,11 @@ def fan_out(
     tenant: str = "",
     options: ImageOptions = DEFAULT_OPTIONS,
 ) -> None:
-    """Open the counter and queue one message per chunk. Repeating it (a retried ingestion) is harmless."""
+    """Open the counter and put one message per chunk on the chunks queue. Repeating it (a retried ingestion) is
+    harmless: a chunk expanded twice sends nothing twice that it recorded as sent (ips.expansion)."""
     try:
         ports.ledger.open(request_id, plan.total_images)
-        ports.queue.send(
+        ports.chunks.send(
             [
                 ChunkTask(request_id, key, plan.columns, chunk, salt, tenant, options).to_message()
                 for chunk in plan.chunks
@@ -307,44 +293,3 @@ def fan_out(
         # The request exists but could not be fanned out: end it FAILED rather than leave it pending.
         fail_request(request_id, "FAN_OUT_FAILED", f"Could not queue the work: {type(exc).__name__}", ports.failing)
         raise
-
-
-def expand_chunk(task: ChunkTask, ports: ChunkPorts, *, final_attempt: bool = False) -> int:
-    """Worker side of the fan-out: the chunk's rows become product records, then image tasks. Idempotent.
-    A chunk that fails on its last delivery ends its request FAILED (and goes on to the dead-letter queue),
-    so the request is never left waiting for images that will not come."""
-    try:
-        return _expand_chunk(task, ports)
-    except Exception as exc:
-        if final_attempt and fail_request(
-            task.request_id,
-            "FAN_OUT_FAILED",
-            f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}",
-            ports.failing,
-        ):
-            logger.exception("a chunk failed for good; the request ends FAILED", extra={"request_id": task.request_id})
-        raise
-
-
-def _expand_chunk(task: ChunkTask, ports: ChunkPorts) -> int:
-    data = ports.uploads.get_range(task.key, task.chunk.start, task.chunk.end)
-    products = read_chunk(data, task.chunk, task.columns, ports.limits)
-    ports.catalog.add_products(task.request_id, products)
-    tasks = image_tasks(task.request_id, products, task.salt, tenant=task.tenant, options=task.options)
-    ports.queue.send([image.to_message() for image in tasks])
-    return len(tasks)
-
-
-def image_tasks(
-    request_id: str,
-    products: Iterable[ProductRow],
-    salt: str,
-    *,
-    tenant: str = "",
-    options: ImageOptions = DEFAULT_OPTIONS,
-) -> list[ImageTask]:
-    return [
-        ImageTask(request_id, product.row, index, url, salt, tenant, options)
-        for product in products
-        for index, url in enumerate(product.image_urls)
-    ]

@@ -77,6 +77,19 @@ class TaskQueue(Protocol):
         ...
 
 
+class ChunkProgress(Protocol):
+    """How many of a chunk's image messages were sent, so a redelivered chunk goes on from there."""
+
+    def sent(self, request_id: str, first_row: int) -> int:
+        """0 for a chunk never started."""
+        ...
+
+    def advance(self, request_id: str, first_row: int, sent: int) -> None:
+        """Record that the chunk's first `sent` image messages were sent; never moves back (a slower, overlapping
+        delivery of the same chunk cannot undo a faster one's progress)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SourceValidators:
     """What a source's server said identifies this version of it (for a conditional GET next time)."""

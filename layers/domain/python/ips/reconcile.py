@@ -50,7 +50,8 @@ class ReconcilePorts:
 
     catalog: Catalog
     ledger: Ledger
-    queue: TaskQueue
+    queue: TaskQueue  # the images queue: a stalled request's pending images
+    chunks: TaskQueue  # the chunks queue: a stalled request's lost chunks
     uploads: UploadStore
     dead_letters: tuple[DeadLetterQueue, ...]
     clock: Clock
@@ -274,7 +275,8 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlog: Callabl
     lost_chunks = _lost_chunks(record, rows, ports) if missing_rows > 0 else []
     if backlog() >= len(pending) + len(lost_chunks):
         return None
-    ports.queue.send(lost_chunks + pending)
+    ports.chunks.send(lost_chunks)
+    ports.queue.send(pending)
     logger.warning(
         "stalled request re-queued",
         extra={"request_id": record.request_id, "images": len(pending), "chunks": len(lost_chunks)},
@@ -287,7 +289,7 @@ def _lost_chunks(record: RequestRecord, rows: list[int], ports: ReconcilePorts) 
         return []
     settings = ports.settings
     plan = plan_csv(
-        byte_lines(ports.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_rows
+        byte_lines(ports.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_images
     )
     present = sorted(rows)
     lost = []

@@ -17,6 +17,7 @@ from ips.context import Settings
 from ips.ports import (
     BlobStore,
     Catalog,
+    ChunkProgress,
     Clock,
     DeadLetterQueue,
     Fetcher,
@@ -122,6 +123,12 @@ class Adapters:
         return self._wrapped("queue", SqsTaskQueue(self._sqs, self.function_settings.images_queue_url))
 
     @cached_property
+    def chunks(self) -> TaskQueue:
+        from ips.adapters.aws import SqsTaskQueue
+
+        return self._wrapped("chunks", SqsTaskQueue(self._sqs, self.function_settings.chunks_queue_url))
+
+    @cached_property
     def dead_letters(self) -> tuple[DeadLetterQueue, ...]:
         """Only the reconciler's environment names them (and only its role may read them)."""
         from ips.adapters.aws import SqsDeadLetterQueue
@@ -140,6 +147,13 @@ class Adapters:
         from ips.adapters.dynamodb import DynamoQuotas
 
         return self._wrapped("quotas", DynamoQuotas(self._dynamodb, self.function_settings.requests_table))
+
+    @cached_property
+    def chunk_progress(self) -> ChunkProgress:
+        from ips.adapters.chunk_progress import DynamoChunkProgress
+
+        settings = self.function_settings
+        return self._wrapped("chunk_progress", DynamoChunkProgress(self._dynamodb, settings.requests_table))
 
     # -- MongoDB -----------------------------------------------------------------------------------------------
 

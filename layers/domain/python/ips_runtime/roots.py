@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ips.completion import CompletionPorts, OutputLinks, WebhookPorts
-from ips.intake import ChunkPorts, IntakePorts
+from ips.expansion import ChunkPorts
+from ips.intake import IntakePorts
 from ips.ports import TaskQueue, UrlCheck
 from ips.quotas import Allowance
 from ips.reconcile import ReconcilePorts
@@ -124,7 +125,7 @@ def intake_ports(adapters: Adapters) -> IntakePorts:
         uploads=adapters.uploads,
         catalog=adapters.catalog,
         ledger=adapters.ledger,
-        queue=adapters.queue,
+        chunks=adapters.chunks,
         allowance=allowance(adapters),
         clock=adapters.clock,
         settings=adapters.settings,
@@ -157,7 +158,6 @@ def build_ingest(adapters: Adapters) -> IntakePorts:
 @dataclass(frozen=True)
 class ProcessRoot:
     images: ProcessingPorts
-    chunks: ChunkPorts
     queue: TaskQueue  # a message is delayed on it when its source said when to come back
     max_receive_count: int  # the queue's redrive threshold: the last delivery gives up instead of retrying
 
@@ -180,10 +180,27 @@ def build_process(adapters: Adapters) -> ProcessRoot:
         image_limits=settings.image_limits,
         max_receive_count=settings.max_receive_count,
     )
+    return ProcessRoot(images, adapters.queue, settings.max_receive_count)
+
+
+@dataclass(frozen=True)
+class ExpandRoot:
+    chunks: ChunkPorts
+    max_receive_count: int  # the chunks queue's redrive threshold: a chunk's last delivery ends its request
+
+
+def build_expand(adapters: Adapters) -> ExpandRoot:
+    settings = adapters.settings
     chunks = ChunkPorts(
-        adapters.uploads, adapters.catalog, adapters.ledger, adapters.queue, settings.presigned_csv_limits
+        uploads=adapters.uploads,
+        catalog=adapters.catalog,
+        ledger=adapters.ledger,
+        queue=adapters.queue,
+        chunks=adapters.chunks,
+        progress=adapters.chunk_progress,
+        limits=settings.presigned_csv_limits,
     )
-    return ProcessRoot(images, chunks, adapters.queue, settings.max_receive_count)
+    return ExpandRoot(chunks, settings.chunk_max_receive_count)
 
 
 def build_notify(adapters: Adapters) -> CompletionPorts:
@@ -210,6 +227,7 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
         catalog=adapters.catalog,
         ledger=adapters.ledger,
         queue=adapters.queue,
+        chunks=adapters.chunks,
         uploads=adapters.uploads,
         dead_letters=adapters.dead_letters,
         clock=adapters.clock,
@@ -221,6 +239,7 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
 UPLOAD = Root("upload", build_upload)
 INGEST = Root("ingest", build_ingest)
 PROCESS = Root("process", build_process)
+EXPAND = Root("expand", build_expand)
 NOTIFY = Root("notify", build_notify)
 STATUS = Root("status", build_status)
 SECRET = Root("secret", build_secret)

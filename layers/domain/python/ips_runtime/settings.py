@@ -43,6 +43,7 @@ class FunctionSettings(EnvSettings):
     uploads_bucket: str
     processed_bucket: str
     images_queue_url: str
+    chunks_queue_url: str  # the fan-out's: intake sends chunks, expand re-queues them, the reconciler re-plans
     requests_table: str
     dead_letter_queue_urls: Annotated[tuple[str, ...], NoDecode] = ()  # comma separated; the reconciler's only
     mongodb_uri: str | None = None
@@ -59,7 +60,10 @@ class FunctionSettings(EnvSettings):
     presigned_csv_max_rows: Count = PRESIGNED_CSV_LIMITS.max_rows
     upload_expiry_seconds: Annotated[int, Field(ge=0)] = Settings.upload_expiry_s
     output_url_expiry_seconds: Annotated[int, Field(ge=0)] = Settings.output_url_expiry_s
-    chunk_rows: Count = Settings.chunk_rows
+    # Images per fan-out chunk: one chunk's expansion fits an expand invocation (whole rows; a bigger row alone).
+    chunk_images: Count = Settings.chunk_images
+    # Removed: chunks are sized by images (CHUNK_IMAGES), so a row count no longer bounds an expansion's work.
+    chunk_rows: str | None = None
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = Settings.jpeg_quality
     image_max_bytes: Count = ImageLimits.max_bytes  # also where a download stops reading (TOO_LARGE)
     image_max_pixels: Count = ImageLimits.max_pixels
@@ -70,6 +74,7 @@ class FunctionSettings(EnvSettings):
     # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}} (the local cloud writes it from IMAGE_QUOTAS).
     tenant_image_quotas: Annotated[dict[str, TenantImageLimits], NoDecode] = Field(default_factory=dict)
     max_receive_count: Count = Settings.max_receive_count
+    chunk_max_receive_count: Count = Settings.chunk_max_receive_count  # the chunks queue's (the topology sets it)
     status_page_max_bytes: Count = Settings.status_page_max_bytes
     output_retention_days: Annotated[float, Field(gt=0)] = Settings.output_retention_days
     request_deadline_seconds: Seconds = Settings.deadline_base_s
@@ -127,6 +132,12 @@ class FunctionSettings(EnvSettings):
         if value is not None:
             raise ValueError("no longer read: a download's byte cap is IMAGE_MAX_BYTES")
 
+    @field_validator("chunk_rows")
+    @classmethod
+    def _replaced_by_chunk_images(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError("no longer read: chunks are sized by their images, CHUNK_IMAGES")
+
     def domain(self) -> Settings:
         """The use cases' settings (the webhook secret fetched from Secrets Manager when given by ARN)."""
         default_quota = ImageQuota(per_day=self.image_quota_per_day, in_flight=self.images_in_flight)
@@ -152,13 +163,14 @@ class FunctionSettings(EnvSettings):
             ),
             upload_expiry_s=self.upload_expiry_seconds,
             output_url_expiry_s=self.output_url_expiry_seconds,
-            chunk_rows=self.chunk_rows,
+            chunk_images=self.chunk_images,
             image_limits=ImageLimits(
                 max_bytes=self.image_max_bytes,
                 max_pixels=self.image_max_pixels,
                 max_decode_seconds=self.image_max_decode_seconds,
             ),
             max_receive_count=self.max_receive_count,
+            chunk_max_receive_count=self.chunk_max_receive_count,
             status_page_max_bytes=self.status_page_max_bytes,
             webhook_retry=RetryPolicy(attempts=self.webhook_attempts, first_delay=self.webhook_first_delay),
             output_retention_days=self.output_retention_days,

@@ -114,18 +114,24 @@ def _open_reader(raw_lines: Iterable[bytes], limits: CsvLimits) -> tuple[Product
         raise
 
 
-def plan_csv(raw_lines: Iterable[bytes], limits: CsvLimits = DEFAULT_LIMITS, chunk_rows: int = 1000) -> CsvPlan:
-    """Validate a whole CSV in one streaming pass (never holding it) and cut it into chunks of `chunk_rows`
-    products, as byte ranges, for the fan-out. Raises InvalidInput listing every problem."""
+def plan_csv(raw_lines: Iterable[bytes], limits: CsvLimits = DEFAULT_LIMITS, chunk_images: int = 1000) -> CsvPlan:
+    """Validate a whole CSV in one streaming pass (never holding it) and cut it into chunks of at most
+    `chunk_images` images (a product's images stay together: a row with more is a chunk of its own), as byte
+    ranges, for the fan-out. Sized by images, not rows, so that expanding any chunk fits one invocation.
+    Raises InvalidInput listing every problem."""
     reader, lines = _open_reader(raw_lines, limits)
     chunks: list[Chunk] = []
     start, first_row, products, images = lines.offset, 2, 0, 0
+    # Where the last product's record ended, and its row: a new chunk starts right after it (blank rows between
+    # belong to the new chunk, whose row numbers count them).
+    end, last_row = lines.offset, 1
     for product in reader:
+        if products and images + len(product.image_urls) > chunk_images:
+            chunks.append(Chunk(start, end, first_row, products, images))
+            start, first_row, products, images = end, last_row + 1, 0, 0
         products += 1
         images += len(product.image_urls)
-        if products == chunk_rows:
-            chunks.append(Chunk(start, lines.offset, first_row, products, images))
-            start, first_row, products, images = lines.offset, product.row + 1, 0, 0
+        end, last_row = lines.offset, product.row
     if products:
         chunks.append(Chunk(start, lines.offset, first_row, products, images))
     return CsvPlan(reader.columns, chunks)

@@ -1,0 +1,75 @@
+"""SQS chunks queue (one message per invocation) -> expand a chunk of CSV rows into product records and image
+messages, going on from where an earlier delivery stopped (ips.expansion). A message that is not a chunk, or is
+for a request that does not exist, is logged with its message ID, counted, and removed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.expansion import expand_chunk
+from ips.messages import MalformedMessage, parse_task
+from ips.model import ChunkTask
+from ips_runtime.observability import observability
+from ips_runtime.roots import EXPAND as root
+
+logger, metrics, tracer = observability("expand")
+# Kept back from the invocation's remaining time: the group in flight (10 SendMessageBatch calls and a progress
+# write) and the re-queue of the rest must finish before the timeout.
+STOP_RESERVE_S = 15.0
+
+
+def _removed(record: SqsRecordModel, metric: str, message: str, **extra: Any) -> None:
+    logger.error(message, extra={"message_id": record.messageId, **extra})
+    metrics.add_metric(metric, MetricUnit.Count, 1)
+
+
+@tracer.capture_method
+def handle_record(record: SqsRecordModel, lambda_context: LambdaContext) -> None:
+    try:
+        task = parse_task(record.body)
+    except MalformedMessage as exc:
+        _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
+        return
+    if not isinstance(task, ChunkTask):
+        _removed(record, "MisroutedMessages", "an image task on the chunks queue removed", request_id=task.request_id)
+        return
+    logger.set_correlation_id(task.request_id)
+    wiring = root()
+    if wiring.chunks.catalog.get(task.request_id) is None:
+        _removed(record, "UnknownRequestMessages", "chunk for an unknown request removed")
+        return
+    receives = int(record.attributes.ApproximateReceiveCount or 1)
+    expansion = expand_chunk(
+        task,
+        wiring.chunks,
+        time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000 - STOP_RESERVE_S,
+        final_attempt=receives >= wiring.max_receive_count,
+    )
+    metrics.add_metric("ImagesQueued", MetricUnit.Count, expansion.sent)
+    if expansion.resumed_at:
+        metrics.add_metric("ChunksResumed", MetricUnit.Count, 1)
+    if expansion.requeued:
+        metrics.add_metric("ChunksRequeued", MetricUnit.Count, 1)
+    logger.info(
+        "chunk expanded",
+        extra={
+            "first_row": task.chunk.first_row,
+            "resumed_at": expansion.resumed_at,
+            "sent": expansion.sent,
+            "remaining": expansion.remaining,
+        },
+    )
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # A processor per invocation: its state is the batch's.
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
