@@ -7,14 +7,14 @@ was asked, so a test can say what a use case did. `Fakes` builds each use case's
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ips.completion import CompletionPorts, FailPorts, OutputLinks, WebhookPorts
 from ips.context import Settings
 from ips.csv_input import ProductRow
-from ips.errors import Problem
+from ips.errors import Problem, failure_record
 from ips.expansion import ChunkPorts
 from ips.fetching import Fetched, FetchError
 from ips.intake import IntakePorts
@@ -228,12 +228,7 @@ class MemoryCatalog:
     def mark_failed(
         self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
     ) -> bool:
-        error = {
-            "code": code,
-            "message": message,
-            "errors": [asdict(problem) for problem in problems],
-            "errorsTruncated": truncated,
-        }
+        error = failure_record(code, message, problems, truncated=truncated)
         return self._end(
             request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=datetime.now(UTC)
         )

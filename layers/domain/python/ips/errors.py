@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -11,6 +13,18 @@ class Problem:
     column: str | None
     code: str
     message: str
+
+
+def failure_record(
+    code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+) -> dict[str, Any]:
+    """Why a request failed, as the catalog stores it and the status document reads it."""
+    return {
+        "code": code,
+        "message": message,
+        "errors": [asdict(problem) for problem in problems],
+        "errorsTruncated": truncated,
+    }
 
 
 class InvalidInput(Exception):

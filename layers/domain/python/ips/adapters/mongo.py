@@ -12,7 +12,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ips.csv_input import ProductRow
-from ips.errors import Problem
+from ips.errors import Problem, failure_record
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, Savings
 from ips.options import ImageOptions
 from ips.ports import ProductRecord, RequestRecord, SecretGeneration
@@ -165,12 +165,7 @@ class MongoCatalog:
     def mark_failed(
         self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
     ) -> bool:
-        error = {
-            "code": code,
-            "message": message,
-            "errors": [asdict(p) for p in problems],
-            "errorsTruncated": truncated,
-        }
+        error = failure_record(code, message, problems, truncated=truncated)
         result = self._requests.update_one(
             {"_id": request_id, "status": _OPEN},
             {
