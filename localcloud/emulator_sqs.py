@@ -6,8 +6,9 @@ message), on each `SendMessage` and for each message a `ReceiveMessage` returns 
 whole queue twice on each delete. Queueing and draining n messages cost O(n^2): a py-spy profile of the local
 cloud put 61% of the emulator's samples in `Queue.attributes`. Here:
 
-- the approximate counts are recomputed at most once a second (SQS documents them as approximate, eventually
-  consistent figures);
+- the approximate counts that moto reads for itself on each send are recomputed at most once a second, while a
+  `GetQueueAttributes` call counts afresh (one pass): a caller (the reconciler's backlog check, a test waiting
+  for a queue to drain) never reads a count older than its own call;
 - a receive walks the queue in order and stops at the batch size (in-flight messages at the head are skipped),
   reading the retention period from the queue itself;
 - a delete finds its message through an index of receipt handles instead of scanning.
@@ -34,6 +35,7 @@ _COUNTED = (
     "approximate_number_of_messages_delayed",
 )
 _moto_receive = SQSBackend.receive_message
+_moto_get_attributes = SQSBackend.get_queue_attributes
 _moto_queue_delete = Queue.delete_message
 
 
@@ -55,6 +57,11 @@ def _counts(queue: Queue) -> dict[str, int]:
     counts = dict(zip(_COUNTED, (visible, not_visible, delayed), strict=True))
     queue.__dict__["_approximate_counts"] = (now, counts)
     return counts
+
+
+def _get_queue_attributes(self: SQSBackend, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
+    self.get_queue(queue_name).__dict__.pop("_approximate_counts", None)
+    return _moto_get_attributes(self, queue_name, attribute_names)
 
 
 def _counted(name: str) -> property:
@@ -144,6 +151,7 @@ def _delete_message(self: Queue, receipt_handle: str) -> None:
 def install() -> None:
     patches: dict[tuple[type, str], Callable[..., Any] | property] = {
         (SQSBackend, "receive_message"): _receive_message,
+        (SQSBackend, "get_queue_attributes"): _get_queue_attributes,
         (Queue, "delete_message"): _delete_message,
         **{(Queue, name): _counted(name) for name in _COUNTED},
     }

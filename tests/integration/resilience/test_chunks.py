@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from ips.expansion import SEND_GROUP
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots
 from localcloud.lambda_host import LocalFunction
+from localcloud.runners import SqsRunner
 from tests.integration.conftest import Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle, upload
 from tests.integration.test_api_handlers import HEADER
@@ -62,6 +64,19 @@ class KilledAfter:
         return getattr(self._real, name)
 
 
+def poll_until_quiet(runner: SqsRunner, quiet_s: float = 3.0, timeout_s: float = 60.0) -> None:
+    """Deliver until nothing has come for `quiet_s`, longer than the queue's 1 s visibility timeout: a message
+    held by a failed delivery has come back by then. Receives, not the queue's approximate counts, decide."""
+    deadline = time.monotonic() + timeout_s
+    last_delivery = time.monotonic()
+    while time.monotonic() - last_delivery < quiet_s:
+        assert time.monotonic() < deadline, "the queue kept delivering"
+        if runner.poll_once():
+            last_delivery = time.monotonic()
+        else:
+            time.sleep(0.1)
+
+
 def test_a_chunk_killed_midway_resumes_without_resending_and_its_request_completes(
     pipeline: Pipeline, image_server, receiver
 ) -> None:
@@ -77,9 +92,13 @@ def test_a_chunk_killed_midway_resumes_without_resending_and_its_request_complet
     with overriding_roots(adapters):
         chunks.poll_once()  # the delivery that dies
         assert progress.sent(request_id, 2) == SEND_GROUP
-        while pipeline.queued(pipeline.resources.chunks_queue_url):  # the redelivery, after the visibility timeout
-            chunks.poll_once()
-    assert pipeline.functions["expand"].invocations == 2
+        poll_until_quiet(chunks)  # the redelivery, after the visibility timeout
+    queues = (
+        pipeline.queued(pipeline.resources.chunks_queue_url),
+        pipeline.queued(pipeline.resources.chunks_dead_letter_url),
+    )
+    assert pipeline.functions["expand"].invocations == 2, f"chunks queue and its DLQ hold {queues}"
+    assert queues == (0, 0)
     assert progress.sent(request_id, 2) == 105
     # Each image sent once: the redelivery sent only what the dead one had not recorded as sent.
     assert queued_images(pipeline) == {(row, index): 1 for row in range(2, 23) for index in range(5)}
