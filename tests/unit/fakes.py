@@ -6,7 +6,7 @@ was asked, so a test can say what a use case did. `Fakes` builds each use case's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,9 +117,15 @@ class MemoryChunkProgress:
 class MemoryReuseIndex:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str, str], ReuseEntry] = {}
+        self.lookups = 0  # lookups by URL (one URL or a batch's)
 
     def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
+        self.lookups += 1
         return self.entries.get((tenant, options_key, url))
+
+    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
+        self.lookups += 1
+        return {url: entry for url in urls if (entry := self.entries.get((tenant, options_key, url))) is not None}
 
     def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None:
         return next(

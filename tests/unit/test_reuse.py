@@ -11,7 +11,7 @@ from PIL import Image
 import ips.processing
 from ips.model import ImageTask
 from ips.options import ImageOptions, OutputFormat
-from ips.processing import process_image
+from ips.processing import Prefetcher, process_image
 from tests.unit.fakes import Fakes, MemoryFetcher
 
 URL = "http://images.invalid/a.png"
@@ -129,3 +129,42 @@ def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, comp
     ips.processing.store_output(task, ports, prepared)  # stored and remembered, then it crashed
     process_image(task, ports, final_attempt=False)
     assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None
+
+
+def batch_of(request_id: str, urls: list[str]) -> list[ImageTask]:
+    return [ImageTask(request_id, row, 0, url, f"salt-of-{request_id}", "tenant-a") for row, url in enumerate(urls, 2)]
+
+
+def run_batch(fakes: Fakes, tasks: list[ImageTask]) -> None:
+    ports = fakes.processing()
+    prefetcher = Prefetcher(ports, len(tasks))
+    try:
+        prefetcher.start(tasks)
+        for task in tasks:
+            process_image(task, ports, final_attempt=False, prefetcher=prefetcher)
+    finally:
+        prefetcher.close()
+
+
+def test_a_batch_asks_the_index_once_and_reuses_each_image(fakes: Fakes, compressions: list[bytes]) -> None:
+    urls = [f"http://images.invalid/{number}.png" for number in range(5)]
+    fakes.fetcher.bodies.update({url: png((number * 40, 10, 10)) for number, url in enumerate(urls)})
+    run_batch(fakes, batch_of("req-1", urls))
+    fakes.reuse.lookups = 0
+    run_batch(fakes, batch_of("req-2", urls))
+    assert fakes.reuse.lookups == 1  # one lookup for the batch's five sources, not five
+    assert len(compressions) == len(urls)  # the first batch's only
+    assert all(fakes.catalog.images[("req-2", row, 0)].reused for row in range(2, 2 + len(urls)))
+
+
+def test_a_failed_batch_lookup_leaves_each_image_to_look_itself_up(
+    fakes: Fakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(fakes, "req-1")
+
+    def unavailable(*args: object) -> None:
+        raise ConnectionError("the index cannot be read now")
+
+    monkeypatch.setattr(fakes.reuse, "find_by_urls", unavailable)
+    run_batch(fakes, batch_of("req-2", [URL]))
+    assert fakes.catalog.images[("req-2", 2, 0)].reused and len(compressions) == 1

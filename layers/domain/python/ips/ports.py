@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -140,6 +140,10 @@ class ReuseIndex(Protocol):
     Every lookup names the tenant; no tenant ever sees another's entries."""
 
     def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None: ...
+    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
+        """The entries of those of `urls` that have one, by URL: a batch's images in one lookup."""
+        ...
+
     def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None: ...
     def remember(self, entry: ReuseEntry) -> None:
         """Insert or replace the entry for its (tenant, options, URL)."""

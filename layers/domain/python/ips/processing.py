@@ -13,7 +13,16 @@ from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
 from ips.polite import interleave_hosts
 from ips.ports import BlobStore, Catalog, CountResult, Fetcher, Ledger, ReuseEntry, SourceValidators
 from ips.redaction import redact_url
-from ips.reuse import ReusePorts, asset_url, content_hash, match_content, previous_entry, remember, reuse_output
+from ips.reuse import (
+    ReusePorts,
+    asset_url,
+    content_hash,
+    match_content,
+    previous_entries,
+    previous_entry,
+    remember,
+    reuse_output,
+)
 
 logger = logging.getLogger(__name__)
 NO_VALIDATORS = SourceValidators()
@@ -52,7 +61,13 @@ class Source:
 def fetch_source(task: ImageTask, ports: ProcessingPorts, timeout: float | None = None) -> Source:
     """Fetch the task's source; conditionally when this tenant had it processed with these options before.
     `timeout` (what the invocation has left) shortens the fetcher's own limit."""
-    previous = previous_entry(task, ports.reuse)
+    return fetch_known_source(task, previous_entry(task, ports.reuse), ports, timeout)
+
+
+def fetch_known_source(
+    task: ImageTask, previous: ReuseEntry | None, ports: ProcessingPorts, timeout: float | None = None
+) -> Source:
+    """`fetch_source` with the index's entry for the task (`previous`) already looked up."""
     validators = previous.validators if previous is not None and previous.validators else None
     return Source(previous, ports.fetcher.fetch(task.url, validators, timeout=timeout))
 
@@ -67,10 +82,17 @@ class Prefetcher:
         self._budget = budget
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
         self._pending: dict[ImageTask, Future[Source]] = {}
+        self._previous: dict[ImageTask, ReuseEntry | None] = {}
 
     def start(self, tasks: Iterable[ImageTask]) -> None:
         # Hosts interleaved: one host's images waiting for its fetch slots never hold up every other host's.
-        for task in interleave_hosts(tasks, lambda task: task.url):
+        ordered = interleave_hosts(tasks, lambda task: task.url)
+        try:
+            # The reuse index asked once for the batch, not once per image.
+            self._previous.update(previous_entries(ordered, self._ports.reuse))
+        except Exception:  # each fetch looks its own entry up (and fails its own record if it cannot)
+            logger.warning("could not look the batch's sources up in the reuse index", exc_info=True)
+        for task in ordered:
             self._pending.setdefault(task, self._pool.submit(self._fetch, task))
 
     def fetch(self, task: ImageTask) -> Source:
@@ -78,12 +100,16 @@ class Prefetcher:
         return future.result() if future is not None else self._fetch(task)
 
     def _fetch(self, task: ImageTask) -> Source:
-        if self._budget is None:
-            return fetch_source(task, self._ports)
-        left = self._budget()
-        if left <= 0:
-            raise FetchError(TIMEOUT, "no time left in this invocation to fetch the image", permanent=False)
-        return fetch_source(task, self._ports, timeout=left)
+        timeout: float | None = None
+        if self._budget is not None:
+            timeout = self._budget()
+            if timeout <= 0:
+                raise FetchError(TIMEOUT, "no time left in this invocation to fetch the image", permanent=False)
+        try:
+            previous = self._previous.pop(task)  # each looked-up entry serves one fetch
+        except KeyError:  # not started with the batch, or fetched again (a duplicate delivery): look it up now
+            return fetch_source(task, self._ports, timeout)
+        return fetch_known_source(task, previous, self._ports, timeout)
 
     def close(self) -> None:
         for future in self._pending.values():

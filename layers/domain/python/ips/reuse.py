@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -50,6 +52,28 @@ def previous_entry(task: ImageTask, ports: ReusePorts) -> ReuseEntry | None:
         return None
     entry = index.find_by_url(task.tenant, task.options.fingerprint(), task.url)
     return entry if entry is not None and entry.expires_at > ports.clock() else None
+
+
+def previous_entries(tasks: Iterable[ImageTask], ports: ReusePorts) -> dict[ImageTask, ReuseEntry | None]:
+    """`previous_entry` of each task, with one index lookup per (tenant, options) among them instead of one per
+    task: a batch's images usually all belong to one request."""
+    index = ports.index
+    found: dict[ImageTask, ReuseEntry | None] = {}
+    groups: dict[tuple[str, str], list[ImageTask]] = defaultdict(list)
+    for task in tasks:
+        if index is None or not task.tenant:
+            found[task] = None
+        else:
+            groups[(task.tenant, task.options.fingerprint())].append(task)
+    if index is None:
+        return found
+    now = ports.clock()
+    for (tenant, options_key), members in groups.items():
+        entries = index.find_by_urls(tenant, options_key, {task.url for task in members})
+        for task in members:
+            entry = entries.get(task.url)
+            found[task] = entry if entry is not None and entry.expires_at > now else None
+    return found
 
 
 def reuse_output(task: ImageTask, entry: ReuseEntry, ports: ReusePorts) -> ImageOutcome | None:

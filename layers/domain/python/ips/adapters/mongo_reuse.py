@@ -6,7 +6,7 @@ filters on `expiresAt` itself: an entry past its time is never used, whether or 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,11 @@ class MongoReuseIndex:
     def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
         return self._find({"_id": entry_id(tenant, options_key, url), "tenant": tenant})
 
+    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
+        ids = [entry_id(tenant, options_key, url) for url in urls]
+        documents = self._entries.find({"_id": {"$in": ids}, "tenant": tenant, "expiresAt": {"$gt": self._clock()}})
+        return {entry.url: entry for entry in map(_entry, documents)}
+
     def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None:
         return self._find({"tenant": tenant, "optionsKey": options_key, "contentSha256": content_sha256})
 
@@ -56,15 +61,17 @@ class MongoReuseIndex:
 
     def _find(self, query: dict[str, Any]) -> ReuseEntry | None:
         document = self._entries.find_one({**query, "expiresAt": {"$gt": self._clock()}})
-        if document is None:
-            return None
-        return ReuseEntry(
-            tenant=document["tenant"],
-            options_key=document["optionsKey"],
-            url=document["url"],
-            content_sha256=document["contentSha256"],
-            validators=SourceValidators(document.get("etag"), document.get("lastModified")),
-            output_key=document["outputKey"],
-            outcome=ImageOutcome.from_document(document["outcome"]),
-            expires_at=document["expiresAt"],
-        )
+        return None if document is None else _entry(document)
+
+
+def _entry(document: Mapping[str, Any]) -> ReuseEntry:
+    return ReuseEntry(
+        tenant=document["tenant"],
+        options_key=document["optionsKey"],
+        url=document["url"],
+        content_sha256=document["contentSha256"],
+        validators=SourceValidators(document.get("etag"), document.get("lastModified")),
+        output_key=document["outputKey"],
+        outcome=ImageOutcome.from_document(document["outcome"]),
+        expires_at=document["expiresAt"],
+    )

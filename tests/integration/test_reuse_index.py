@@ -1,0 +1,52 @@
+"""The reuse index on a real MongoDB wire server: a batch's lookup by URLs keeps the single lookup's rules (per
+tenant, per options, never an expired entry)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from ips.adapters.mongo import connect
+from ips.adapters.mongo_reuse import MongoReuseIndex
+from ips.model import ImageOutcome, ImageStatus
+from ips.ports import ReuseEntry, SourceValidators
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+OPTIONS = "jpeg-q50"
+
+
+def entry(
+    tenant: str, url: str, *, options_key: str = OPTIONS, expires_in: timedelta = timedelta(days=1)
+) -> ReuseEntry:
+    outcome = ImageOutcome(ImageStatus.SUCCEEDED, input_format="JPEG", input_bytes=100, output_bytes=40)
+    return ReuseEntry(
+        tenant=tenant,
+        options_key=options_key,
+        url=url,
+        content_sha256=uuid.uuid4().hex * 2,
+        validators=SourceValidators(f'"{uuid.uuid4().hex}"', None),
+        output_key=f"{tenant}/{url.rsplit('/', 1)[1]}",
+        outcome=outcome,
+        expires_at=NOW + expires_in,
+    )
+
+
+def test_a_batch_lookup_finds_only_this_tenants_live_entries_for_these_options(mongo_uri: str) -> None:
+    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
+    index.ensure_indexes()
+    mine = [entry("tenant-a", f"http://images.invalid/{name}.jpg") for name in ("a", "b")]
+    expired = entry("tenant-a", "http://images.invalid/old.jpg", expires_in=-timedelta(seconds=1))
+    others = [
+        entry("tenant-b", "http://images.invalid/a.jpg"),  # another tenant's, same URL
+        entry("tenant-a", "http://images.invalid/b.jpg", options_key="webp-q80"),  # other options
+        entry("tenant-a", "http://images.invalid/unasked.jpg"),
+    ]
+    for item in [*mine, expired, *others]:
+        index.remember(item)
+
+    asked = [item.url for item in mine] + [expired.url, "http://images.invalid/never-seen.jpg"]
+    found = index.find_by_urls("tenant-a", OPTIONS, asked)
+
+    assert found == {item.url: item for item in mine}
+    assert found == {url: hit for url in asked if (hit := index.find_by_url("tenant-a", OPTIONS, url)) is not None}
+    assert index.find_by_urls("tenant-c", OPTIONS, asked) == {}
