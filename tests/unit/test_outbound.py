@@ -23,6 +23,7 @@ import pytest
 
 from ips.adapters.outbound import OutboundClient, OutboundPolicy, Resolver, addresses, check_url, is_public_address
 from ips.fetching import Fetched, FetchError
+from ips.ports import SourceValidators
 
 # ------------------------------------------------------------------------------------------ local servers
 
@@ -276,6 +277,31 @@ def test_connections_are_kept_alive_and_reused(server, make_client, dialled):
     assert len(server.requests) == 2
     assert len(server.connections) == 1
     assert len(dialled) == 1
+
+
+def not_modified(h: Handler) -> None:
+    """A 304 as servers send it: no body, and no Content-Length."""
+    h.send_response(304)
+    h.send_header("ETag", '"v1"')
+    h.end_headers()
+
+
+def test_a_304_keeps_its_connection_for_the_next_fetch(server, make_client, dialled):
+    server.routes["/"] = not_modified
+    client = make_client(server)
+    validators = SourceValidators('"v1"', None)
+    assert [client.fetch(server.url(), validators).status for _ in range(3)] == [304, 304, 304]
+    assert len(server.requests) == 3
+    assert len(server.connections) == 1 and len(dialled) == 1
+
+
+def test_deadlines_share_one_watchdog_thread(server, make_client):
+    server.routes["/"] = reply(200, b"ok")
+    client = make_client(server)
+    for _ in range(20):
+        assert client.fetch(server.url()).body == b"ok"
+    # A thread per fetch would be started and stopped 20 times; one thread watches every deadline.
+    assert [thread.name for thread in threading.enumerate()].count("outbound-deadlines") == 1
 
 
 def test_cookies_from_strangers_are_not_kept(server, make_client):

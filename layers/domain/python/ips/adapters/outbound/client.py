@@ -110,6 +110,7 @@ class OutboundClient:
                     continue
                 etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
                 if status == 304 and headers:
+                    _finish_empty(response)
                     return Fetched(b"", response.headers.get("content-type"), target.url, status, etag, modified)
                 if not 200 <= status < 300:
                     permanent = status < 500 and status not in _RETRYABLE_4XX
@@ -181,6 +182,13 @@ def _drain_quietly(response: requests.Response) -> None:
         return
     with contextlib.suppress(Exception):  # the status is what the caller wants; the body is best effort
         response.raw.read(_DRAIN_LIMIT, decode_content=False)
+
+
+def _finish_empty(response: requests.Response) -> None:
+    """Read to the end of an answer that has no body (a 304), so its connection goes back to the pool instead of
+    being closed: a catalogue's second upload is one conditional GET per image to the same few hosts."""
+    with contextlib.suppress(Exception):  # the answer is what the caller wants; keeping the connection is a bonus
+        response.raw.read(decode_content=False)
 
 
 def _content_length(value: str | None) -> int | None:
