@@ -40,6 +40,8 @@ class SourceHost(LoopbackServer):
         host = self
 
         class Handler(Quiet, BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a CDN answers: a fetch need not open a connection
+
             def do_GET(self) -> None:
                 host._answer(self)
 
