@@ -4,6 +4,7 @@ tenant, per options, never an expired entry)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from ips.adapters.mongo import connect
@@ -50,3 +51,15 @@ def test_a_batch_lookup_finds_only_this_tenants_live_entries_for_these_options(m
     assert found == {item.url: item for item in mine}
     assert found == {url: hit for url in asked if (hit := index.find_by_url("tenant-a", OPTIONS, url)) is not None}
     assert index.find_by_urls("tenant-c", OPTIONS, asked) == {}
+
+
+def test_remembering_many_at_once_inserts_new_entries_and_replaces_old_ones(mongo_uri: str) -> None:
+    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
+    old = entry("tenant-a", "http://images.invalid/a.jpg")
+    index.remember(old)
+    newer = replace(old, output_key="tenant-a/copy-of-a", expires_at=NOW + timedelta(days=13))
+    fresh = entry("tenant-a", "http://images.invalid/b.jpg")
+
+    index.remember_many([newer, fresh])
+
+    assert index.find_by_urls("tenant-a", OPTIONS, [old.url, fresh.url]) == {old.url: newer, fresh.url: fresh}

@@ -118,6 +118,7 @@ class MemoryReuseIndex:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str, str], ReuseEntry] = {}
         self.lookups = 0  # lookups by URL (one URL or a batch's)
+        self.writes = 0  # remember calls (one entry or a batch's)
 
     def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
         self.lookups += 1
@@ -138,7 +139,13 @@ class MemoryReuseIndex:
         )
 
     def remember(self, entry: ReuseEntry) -> None:
+        self.writes += 1
         self.entries[(entry.tenant, entry.options_key, entry.url)] = entry
+
+    def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
+        self.writes += 1
+        for entry in entries:
+            self.entries[(entry.tenant, entry.options_key, entry.url)] = entry
 
 
 class MemoryFetcher:

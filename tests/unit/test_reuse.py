@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 import ips.processing
+from ips.image_batch import BatchImage, ImageBatch
 from ips.model import ImageTask
-from ips.options import ImageOptions, OutputFormat
+from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
 from ips.processing import Prefetcher, process_image
 from tests.unit.fakes import Fakes, MemoryFetcher
 
@@ -131,30 +132,45 @@ def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, comp
     assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None
 
 
-def batch_of(request_id: str, urls: list[str]) -> list[ImageTask]:
-    return [ImageTask(request_id, row, 0, url, f"salt-of-{request_id}", "tenant-a") for row, url in enumerate(urls, 2)]
+def batch_of(request_id: str, urls: list[str]) -> list[BatchImage]:
+    return [
+        BatchImage(
+            f"{request_id}-{row}", ImageTask(request_id, row, 0, url, f"salt-of-{request_id}", "tenant-a"), False
+        )
+        for row, url in enumerate(urls, start=2)
+    ]
 
 
-def run_batch(fakes: Fakes, tasks: list[ImageTask]) -> None:
+def run_batch(fakes: Fakes, images: list[BatchImage]) -> None:
+    """As the process function runs a batch: its downloads prefetched, its images through an ImageBatch."""
     ports = fakes.processing()
-    prefetcher = Prefetcher(ports, len(tasks))
+    prefetcher = Prefetcher(ports, len(images))
+    prefetcher.start(image.task for image in images)
+    batch = ImageBatch(ports, prefetcher)
+    batch.start(images)
     try:
-        prefetcher.start(tasks)
-        for task in tasks:
-            process_image(task, ports, final_attempt=False, prefetcher=prefetcher)
+        for image in images:
+            batch.result(image)
     finally:
+        batch.close()
         prefetcher.close()
 
 
-def test_a_batch_asks_the_index_once_and_reuses_each_image(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_a_batch_reads_and_writes_the_index_once_and_reuses_each_image(fakes: Fakes, compressions: list[bytes]) -> None:
     urls = [f"http://images.invalid/{number}.png" for number in range(5)]
     fakes.fetcher.bodies.update({url: png((number * 40, 10, 10)) for number, url in enumerate(urls)})
     run_batch(fakes, batch_of("req-1", urls))
-    fakes.reuse.lookups = 0
-    run_batch(fakes, batch_of("req-2", urls))
-    assert fakes.reuse.lookups == 1  # one lookup for the batch's five sources, not five
+    fakes.reuse.lookups = fakes.reuse.writes = 0
+    second = batch_of("req-2", urls)
+    run_batch(fakes, second)
     assert len(compressions) == len(urls)  # the first batch's only
-    assert all(fakes.catalog.images[("req-2", row, 0)].reused for row in range(2, 2 + len(urls)))
+    assert all(fakes.catalog.images[("req-2", image.task.row, 0)].reused for image in second)
+    # One lookup for the batch's five sources and one write of their refreshed entries, not five of each.
+    assert (fakes.reuse.lookups, fakes.reuse.writes) == (1, 1)
+    # Each entry now names the newest copy, the second request's own output.
+    assert {fakes.reuse.entries[("tenant-a", DEFAULT_OPTIONS.fingerprint(), url)].output_key for url in urls} == {
+        image.task.output_key for image in second
+    }
 
 
 def test_a_failed_batch_lookup_leaves_each_image_to_look_itself_up(
@@ -168,3 +184,16 @@ def test_a_failed_batch_lookup_leaves_each_image_to_look_itself_up(
     monkeypatch.setattr(fakes.reuse, "find_by_urls", unavailable)
     run_batch(fakes, batch_of("req-2", [URL]))
     assert fakes.catalog.images[("req-2", 2, 0)].reused and len(compressions) == 1
+
+
+def test_a_failed_batch_write_of_reuse_entries_fails_no_image(
+    fakes: Fakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(fakes, "req-1")
+
+    def unavailable(*args: object) -> None:
+        raise ConnectionError("the index cannot be written now")
+
+    monkeypatch.setattr(fakes.reuse, "remember_many", unavailable)
+    run_batch(fakes, batch_of("req-2", [URL]))
+    assert fakes.catalog.images[("req-2", 2, 0)].reused and ("req-2", 2, 0) in fakes.ledger.counted

@@ -8,7 +8,11 @@ yet finished, which bounds the outputs held in memory.
 
 Nothing about what is reported changes: each record's handler waits for its own image (`result`) and returns
 what it returned or raises what it raised (RetryLater included), so the batch's partial failures are reported
-per record as before; the finish is the same code as the sequential path's, so counting stays exactly once."""
+per record as before; the finish is the same code as the sequential path's, so counting stays exactly once.
+
+One thing is gathered for the batch: the reuse entries of reused outputs (each now naming its new copy) are
+written together when the batch closes, one MongoDB write instead of one per image (a catalogue sent again is
+all reused images). Like every reuse record they are best effort; only a later request reads them."""
 
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ips.model import ImageTask
-from ips.ports import CountResult
+from ips.ports import CountResult, ReuseEntry
 from ips.processing import Prefetcher, Prepared, ProcessingPorts, finish_image, prepare_image, process_image
+from ips.reuse import remember_entries
 
 # Images compressed and not yet finished. The finish is I/O (tens of ms against the services), so a few at
 # once keep small images, whose compression takes about a millisecond, from waiting on one another's writes.
@@ -51,6 +56,7 @@ class ImageBatch:
         self._finishers = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="finish")
         self._slots = threading.BoundedSemaphore(max(1, in_flight))
         self._results: dict[str, Future[CountResult]] = {}
+        self._reuse_entries: list[ReuseEntry] = []  # appended by the finishers, written by close()
 
     def start(self, images: Iterable[BatchImage]) -> None:
         """Queue the images, in order; each starts compressing when the lane reaches it."""
@@ -80,11 +86,14 @@ class ImageBatch:
         return result.result()
 
     def close(self) -> None:
-        """Wait for what is running (a finish started is never abandoned half-way) and drop what has not."""
+        """Wait for what is running (a finish started is never abandoned half-way) and drop what has not; then
+        write the reused outputs' reuse entries."""
         for result in self._results.values():
             result.cancel()
         self._lane.shutdown(wait=True)
         self._finishers.shutdown(wait=True)
+        entries, self._reuse_entries = self._reuse_entries, []
+        remember_entries(entries, self._ports.reuse)
 
     def _prepare(self, image: BatchImage, result: Future[CountResult]) -> None:
         if not result.set_running_or_notify_cancel():
@@ -106,7 +115,7 @@ class ImageBatch:
 
     def _finish(self, image: BatchImage, prepared: Prepared, result: Future[CountResult]) -> None:
         try:
-            result.set_result(finish_image(image.task, self._ports, prepared))
+            result.set_result(finish_image(image.task, self._ports, prepared, self._reuse_entries.append))
         except BaseException as exc:
             result.set_exception(exc)
         finally:

@@ -149,6 +149,10 @@ class ReuseIndex(Protocol):
         """Insert or replace the entry for its (tenant, options, URL)."""
         ...
 
+    def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
+        """`remember` each entry, in one write (a batch's reused images)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CountResult:

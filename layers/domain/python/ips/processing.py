@@ -18,14 +18,17 @@ from ips.reuse import (
     asset_url,
     content_hash,
     match_content,
+    newest_entry,
     previous_entries,
     previous_entry,
     remember,
+    remember_entries,
     reuse_output,
 )
 
 logger = logging.getLogger(__name__)
 NO_VALIDATORS = SourceValidators()
+RememberReuse = Callable[[ReuseEntry], None]  # takes a reused output's refreshed reuse entry, to write it
 
 
 class RetryLater(Exception):
@@ -140,12 +143,14 @@ def process_image(
 @dataclass(frozen=True)
 class Prepared:
     """What `prepare_image` hands to `finish_image`: the image's outcome when it is known already (it failed, or
-    an earlier output was reused), else the compressed image to store and what identifies its source."""
+    an earlier output was reused, with the reuse entry that now names this task's copy), else the compressed image
+    to store and what identifies its source."""
 
     outcome: ImageOutcome | None = None
     image: CompressedImage | None = None
     digest: str = ""
     validators: SourceValidators = NO_VALIDATORS
+    reuse_entry: ReuseEntry | None = None
 
 
 def prepare_image(
@@ -163,8 +168,9 @@ def prepare_image(
         if source.fetched.not_modified and source.previous is not None:
             # Unchanged since last time (304): reuse the output, no download, no compression.
             if (reused := reuse_output(task, source.previous, ports.reuse)) is not None:
-                remember(task, reused, source.previous.content_sha256, source.previous.validators, ports.reuse)
-                return Prepared(outcome=reused)
+                previous = source.previous
+                entry = newest_entry(task, reused, previous.content_sha256, previous.validators, ports.reuse)
+                return Prepared(outcome=reused, reuse_entry=entry)
             source = Source(None, ports.fetcher.fetch(task.url))  # its output is gone: fetch it whole
         fetched = source.fetched
         digest = content_hash(fetched.body)
@@ -172,8 +178,7 @@ def prepare_image(
         # Bytes this tenant already processed with these options: reuse the output, skip the compression.
         match = match_content(task, source.previous, digest, ports.reuse)
         if match is not None and (reused := reuse_output(task, match, ports.reuse)) is not None:
-            remember(task, reused, digest, validators, ports.reuse)
-            return Prepared(outcome=reused)
+            return Prepared(outcome=reused, reuse_entry=newest_entry(task, reused, digest, validators, ports.reuse))
         image = compress_image(fetched.body, limits=ports.image_limits, deadline=deadline, options=task.options)
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
@@ -194,19 +199,30 @@ def prepare_image(
     return Prepared(image=image, digest=digest, validators=validators)
 
 
-def finish_image(task: ImageTask, ports: ProcessingPorts, prepared: Prepared) -> CountResult:
+def finish_image(
+    task: ImageTask, ports: ProcessingPorts, prepared: Prepared, remember_reuse: RememberReuse | None = None
+) -> CountResult:
     """The I/O-bound part: store the output (S3), remember it for reuse, record the outcome (MongoDB), count it.
+    A reused output's refreshed entry goes to `remember_reuse` when given (a batch writes them together).
 
     The catalog keeps the first terminal state it is given, and the count follows what the catalog holds, so a
     redelivery that ends differently cannot make the counters disagree with the product records."""
-    outcome = store_output(task, ports, prepared)
+    outcome = store_output(task, ports, prepared, remember_reuse)
     stored = ports.catalog.record_image(task, outcome)
     return ports.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
 
 
-def store_output(task: ImageTask, ports: ProcessingPorts, prepared: Prepared) -> ImageOutcome:
-    """The prepared image's outcome, its output stored first when it was compressed."""
+def store_output(
+    task: ImageTask, ports: ProcessingPorts, prepared: Prepared, remember_reuse: RememberReuse | None = None
+) -> ImageOutcome:
+    """The prepared image's outcome, its output stored first when it was compressed (and remembered for reuse,
+    as is a reused output's new copy: through `remember_reuse` when given, else at once)."""
     if prepared.outcome is not None:
+        if prepared.reuse_entry is not None:
+            if remember_reuse is not None:
+                remember_reuse(prepared.reuse_entry)
+            else:
+                remember_entries([prepared.reuse_entry], ports.reuse)
         return prepared.outcome
     image = prepared.image
     assert image is not None, "a prepared image has an outcome or a compressed image"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -98,17 +98,17 @@ def match_content(task: ImageTask, previous: ReuseEntry | None, digest: str, por
     return entry if entry is not None and entry.expires_at > ports.clock() else None
 
 
-def remember(
+def newest_entry(
     task: ImageTask, outcome: ImageOutcome, digest: str, validators: SourceValidators, ports: ReusePorts
-) -> None:
-    """Record this task's output as the newest for its source. Best effort: reuse is an optimisation."""
-    index = ports.index
-    if index is None or not task.tenant or outcome.status is not ImageStatus.SUCCEEDED:
-        return
+) -> ReuseEntry | None:
+    """The entry that makes this task's output the newest for its source; None when nothing is to be recorded
+    (no index, no tenant, or the image did not succeed)."""
+    if ports.index is None or not task.tenant or outcome.status is not ImageStatus.SUCCEEDED:
+        return None
     stored = replace(outcome, output_url=None, reused=None)
     # A day short of the outputs' retention, so an entry never names an output the lifecycle already removed.
     lifetime = timedelta(days=max(ports.output_retention_days - 1, 0.5))
-    entry = ReuseEntry(
+    return ReuseEntry(
         tenant=task.tenant,
         options_key=task.options.fingerprint(),
         url=task.url,
@@ -118,7 +118,27 @@ def remember(
         outcome=stored,
         expires_at=ports.clock() + lifetime,
     )
+
+
+def remember(
+    task: ImageTask, outcome: ImageOutcome, digest: str, validators: SourceValidators, ports: ReusePorts
+) -> None:
+    """Record this task's output as the newest for its source. Best effort: reuse is an optimisation."""
+    index, entry = ports.index, newest_entry(task, outcome, digest, validators, ports)
+    if index is None or entry is None:
+        return
     try:
         index.remember(entry)
     except Exception:  # the image is done; only a later reuse of it is lost
         logger.warning("could not record the image for reuse", exc_info=True, extra={"request_id": task.request_id})
+
+
+def remember_entries(entries: Sequence[ReuseEntry], ports: ReusePorts) -> None:
+    """Record entries made by `newest_entry`, all in one write. Best effort, as `remember`."""
+    index = ports.index
+    if index is None or not entries:
+        return
+    try:
+        index.remember_many(entries)
+    except Exception:  # the images are done; only later reuses of them are lost
+        logger.warning("could not record %d image(s) for reuse", len(entries), exc_info=True)

@@ -6,11 +6,11 @@ filters on `expiresAt` itself: an entry past its time is never used, whether or 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.database import Database
 
 from ips.model import ImageOutcome
@@ -43,25 +43,33 @@ class MongoReuseIndex:
         return self._find({"tenant": tenant, "optionsKey": options_key, "contentSha256": content_sha256})
 
     def remember(self, entry: ReuseEntry) -> None:
-        self._entries.replace_one(
-            {"_id": entry_id(entry.tenant, entry.options_key, entry.url)},
-            {
-                "tenant": entry.tenant,
-                "optionsKey": entry.options_key,
-                "url": entry.url,
-                "contentSha256": entry.content_sha256,
-                "etag": entry.validators.etag,
-                "lastModified": entry.validators.last_modified,
-                "outputKey": entry.output_key,
-                "outcome": entry.outcome.to_document(),
-                "expiresAt": entry.expires_at,
-            },
-            upsert=True,
-        )
+        self._entries.replace_one(_key(entry), _document(entry), upsert=True)
+
+    def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
+        if entries:
+            self._entries.bulk_write([ReplaceOne(_key(entry), _document(entry), upsert=True) for entry in entries])
 
     def _find(self, query: dict[str, Any]) -> ReuseEntry | None:
         document = self._entries.find_one({**query, "expiresAt": {"$gt": self._clock()}})
         return None if document is None else _entry(document)
+
+
+def _key(entry: ReuseEntry) -> dict[str, str]:
+    return {"_id": entry_id(entry.tenant, entry.options_key, entry.url)}
+
+
+def _document(entry: ReuseEntry) -> dict[str, Any]:
+    return {
+        "tenant": entry.tenant,
+        "optionsKey": entry.options_key,
+        "url": entry.url,
+        "contentSha256": entry.content_sha256,
+        "etag": entry.validators.etag,
+        "lastModified": entry.validators.last_modified,
+        "outputKey": entry.output_key,
+        "outcome": entry.outcome.to_document(),
+        "expiresAt": entry.expires_at,
+    }
 
 
 def _entry(document: Mapping[str, Any]) -> ReuseEntry:
