@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ips.model import ImageTask
 from ips.ports import CountResult, ReuseEntry
 from ips.processing import Prefetcher, Prepared, ProcessingPorts, finish_image, prepare_image, process_image
 from ips.reuse import remember_entries
+from ips.thread_pools import Jobs, pool
 
 # Images compressed and not yet finished. The finish is I/O (tens of ms against the services), so a few at
 # once keep small images, whose compression takes about a millisecond, from waiting on one another's writes.
@@ -52,8 +53,9 @@ class ImageBatch:
         in_flight: int = IN_FLIGHT,
     ) -> None:
         self._ports, self._prefetcher, self._deadline = ports, prefetcher, deadline
-        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress")
-        self._finishers = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="finish")
+        # The process's threads (ips.thread_pools): one lane, and finishers enough for `in_flight` at once.
+        self._lane = Jobs(pool("compress", 1))
+        self._finishers = Jobs(pool("finish", in_flight))
         self._slots = threading.BoundedSemaphore(max(1, in_flight))
         self._results: dict[str, Future[CountResult]] = {}
         self._reuse_entries: list[ReuseEntry] = []  # appended by the finishers, written by close()
@@ -90,8 +92,8 @@ class ImageBatch:
         write the reused outputs' reuse entries."""
         for result in self._results.values():
             result.cancel()
-        self._lane.shutdown(wait=True)
-        self._finishers.shutdown(wait=True)
+        self._lane.close()  # before the finishers: the lane is what submits finishes
+        self._finishers.close()
         entries, self._reuse_entries = self._reuse_entries, []
         remember_entries(entries, self._ports.reuse)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from ips.fetching import TIMEOUT, Fetched, FetchError
@@ -25,6 +25,7 @@ from ips.reuse import (
     remember_entries,
     reuse_output,
 )
+from ips.thread_pools import Jobs, pool
 
 logger = logging.getLogger(__name__)
 NO_VALIDATORS = SourceValidators()
@@ -83,7 +84,9 @@ class Prefetcher:
     def __init__(self, ports: ProcessingPorts, workers: int, budget: Callable[[], float] | None = None) -> None:
         self._ports = ports
         self._budget = budget
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prefetch")
+        # The process's prefetch threads, at least `workers` of them (sizes rounded up to a power of two, so a
+        # process keeps a few pools whatever its batches' sizes).
+        self._jobs = Jobs(pool("prefetch", 1 << (max(1, workers) - 1).bit_length()))
         self._pending: dict[ImageTask, Future[Source]] = {}
         self._previous: dict[ImageTask, ReuseEntry | None] = {}
 
@@ -96,7 +99,8 @@ class Prefetcher:
         except Exception:  # each fetch looks its own entry up (and fails its own record if it cannot)
             logger.warning("could not look the batch's sources up in the reuse index", exc_info=True)
         for task in ordered:
-            self._pending.setdefault(task, self._pool.submit(self._fetch, task))
+            if task not in self._pending:
+                self._pending[task] = self._jobs.submit(self._fetch, task)
 
     def fetch(self, task: ImageTask) -> Source:
         future = self._pending.pop(task, None)
@@ -115,9 +119,10 @@ class Prefetcher:
         return fetch_known_source(task, previous, self._ports, timeout)
 
     def close(self) -> None:
+        """Drop the fetches that have not started and wait for those that have."""
         for future in self._pending.values():
             future.cancel()
-        self._pool.shutdown(wait=True)
+        self._jobs.close()
 
 
 def process_image(
