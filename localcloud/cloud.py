@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 
 from infra.topology import TOPOLOGY, Topology
+from localcloud.dynamodb_local import DynamoDBLocalMissing, dynamodb_local
 from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
@@ -32,6 +33,9 @@ FAKE_CREDENTIALS = {
     # moto answers DynamoDB Streams calls only without account-based endpoints.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
+# boto3's service-specific endpoints: every client of DynamoDB and its streams (the functions' and the stream
+# runner's) goes to DynamoDB Local, everything else to AWS_ENDPOINT_URL.
+DYNAMODB_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
 
 
 class LocalCloud:
@@ -49,16 +53,30 @@ class LocalCloud:
         try:
             os.environ.update({key: value for key, value in FAKE_CREDENTIALS.items() if key not in os.environ})
             aws_url = config.aws_endpoint_url
+            starting: list[ChildServer] = []
             if aws_url is None:
                 port = config.aws_port or free_port()
-                self._start_child(aws_emulator(port, logs, config.state_dir / "aws" if config.persist_aws else None))
+                starting.append(aws_emulator(port, logs, config.state_dir / "aws" if config.persist_aws else None))
                 aws_url = f"http://127.0.0.1:{port}"
+            dynamodb_server = self._dynamodb_server() if config.aws_endpoint_url is None else None
+            if dynamodb_server is not None:
+                starting.append(dynamodb_server)
             mongo_uri = config.mongodb_uri
             if mongo_uri is None:
                 port = config.mongo_port or free_port()
-                self._start_child(mongo_server(port, config.state_dir / "mongo", logs))
+                starting.append(mongo_server(port, config.state_dir / "mongo", logs))
                 mongo_uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+            for server in starting:  # all at once: the JVM's start overlaps the others'
+                self.children.append(server)
+                server.spawn()
+            for server in starting:
+                server.wait()
             os.environ["AWS_ENDPOINT_URL"] = aws_url
+            for name in DYNAMODB_ENDPOINT_VARIABLES:
+                if dynamodb_server is not None:
+                    os.environ[name] = f"http://127.0.0.1:{dynamodb_server.port}"
+                else:
+                    os.environ.pop(name, None)
             os.environ["MONGODB_URI"] = mongo_uri
             topology = self.topology
             if config.visibility_timeout_s is not None:
@@ -116,9 +134,20 @@ class LocalCloud:
             "POWERTOOLS_LOG_LEVEL": self.config.log_level,
         }
 
-    def _start_child(self, server: ChildServer) -> None:
-        self.children.append(server)
-        server.start()
+    def _dynamodb_server(self) -> ChildServer | None:
+        """DynamoDB Local (its tables in the state folder when the AWS state persists), or None when moto serves
+        DynamoDB: chosen so, or `auto` without DynamoDB Local installed."""
+        config = self.config
+        if config.dynamodb == "moto":
+            return None
+        folder = config.state_dir / "dynamodb" if config.persist_aws else None
+        try:
+            return dynamodb_local(free_port(), folder, config.state_dir / "logs")
+        except DynamoDBLocalMissing as missing:
+            if config.dynamodb == "dynamodb-local":
+                raise
+            logger.warning("%s; moto serves DynamoDB instead (slower per request)", missing)
+            return None
 
     def _start_functions(self, topology: Topology) -> None:
         """A pool of execution environments per function, one of each warmed (in parallel) before the gateway

