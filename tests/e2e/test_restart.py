@@ -29,6 +29,11 @@ def test_a_request_stopped_half_way_ends_after_a_restart(
 
     process = start_local_cloud(environment, log)
     try:
+        # The receiver verifies tenant A's own secret (the same after the restart: one master per state folder);
+        # set here too, so this test does not depend on the session's `cloud` fixture having run first.
+        secret = requests.get(f"{cloud.url}/api/v1/webhook-secret", headers={"x-api-key": KEYS[0]}, timeout=30)
+        secret.raise_for_status()
+        webhook_receiver.use_secret(secret.json()["secret"])
         done = upload(cloud, HEADER + f"1,Before,{image_server.url}/sk_coffee.png\n").json()
         before = wait_for_final(cloud, done["statusUrl"])
         rows = "".join(f"{n},Item {n},{image_server.url}/d_1mp_life.jpg\n" for n in range(1, 31))
