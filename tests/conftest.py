@@ -62,3 +62,22 @@ def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{server.port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The local cloud's DynamoDB Local (localcloud.dynamodb_local, in memory) as a child process; `make install`
+    installs it."""
+    from localcloud.dynamodb_local import dynamodb_local
+    from localcloud.servers import free_port
+
+    server = dynamodb_local(free_port(), None, tmp_path_factory.mktemp("dynamodb-local-logs"))
+    server.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+@pytest.fixture(params=["moto", "dynamodb-local"])
+def dynamodb_endpoint(request: pytest.FixtureRequest) -> str:
+    """Each server the local cloud may serve DynamoDB from (LOCAL_DYNAMODB)."""
+    return request.getfixturevalue("aws_endpoint" if request.param == "moto" else "dynamodb_local_endpoint")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 
 import pytest
@@ -43,6 +44,8 @@ def test_a_request_stopped_half_way_ends_after_a_restart(
     finally:
         stop_local_cloud(process, log)
     assert process.returncode in (0, -15)
+    if os.environ.get("LOCAL_DYNAMODB", "auto") != "moto":  # DynamoDB Local keeps its tables in the state folder
+        assert list((state / "dynamodb").glob("*.db"))
 
     process = start_local_cloud(environment, log)
     try:

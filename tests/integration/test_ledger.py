@@ -1,4 +1,5 @@
-"""The DynamoDB ledger against moto: each image counted once, the last count completes the request."""
+"""The DynamoDB ledger against moto, and against both servers the local cloud may use (its moto emulator, DynamoDB
+Local): each image counted once, the last count completes the request, a cancelled count leaves no trace."""
 
 from __future__ import annotations
 
@@ -37,15 +38,15 @@ def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger)
     assert ledger.count(task(2), succeeded=True).counted is False
 
 
-def test_concurrent_counting_is_exact(aws_endpoint: str) -> None:
-    """Against the local cloud's emulator over HTTP, from several threads: the counter's conditions must hold
-    under real concurrency (moto's in-process mock is not the thing to test atomicity on)."""
+def test_concurrent_counting_is_exact(dynamodb_endpoint: str) -> None:
+    """Against the local cloud's DynamoDB servers over HTTP, from several threads: the counter's conditions must
+    hold under real concurrency (moto's in-process mock is not the thing to test atomicity on)."""
     from botocore.config import Config
 
     from ips.adapters.dynamodb import DynamoLedger
     from localcloud.provision import _requests_table
 
-    client = boto3.client("dynamodb", endpoint_url=aws_endpoint, config=Config(max_pool_connections=50))
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, config=Config(max_pool_connections=50))
     table = f"ledger-{threading.get_ident()}-{id(client)}"
     _requests_table(table, client)
     ledger = DynamoLedger(client, table)
@@ -126,14 +127,14 @@ def test_the_stream_runner_sees_the_completion_after_a_cancelled_transaction(
     assert [record["dynamodb"]["Keys"]["pk"]["S"] for record in seen] == ["req-1"]
 
 
-def test_a_cancelled_transaction_leaves_no_trace_in_the_emulator(aws_endpoint: str) -> None:
-    """The local emulator rolls a cancelled transaction back item by item (not by copying whole tables): the
-    counter, the markers and the stream must look as if the duplicate never came."""
+def test_a_cancelled_transaction_leaves_no_trace_in_the_emulator(dynamodb_endpoint: str) -> None:
+    """The moto emulator rolls a cancelled transaction back item by item (not by copying whole tables); on both
+    servers the counter, the markers and the stream must look as if the duplicate never came."""
     from ips.adapters.dynamodb import DynamoLedger
     from localcloud.provision import _requests_table
 
-    client = boto3.client("dynamodb", endpoint_url=aws_endpoint)
-    streams = boto3.client("dynamodbstreams", endpoint_url=aws_endpoint)
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint)
     table = f"rollback-{threading.get_ident()}"
     stream_arn = _requests_table(table, client)
     ledger = DynamoLedger(client, table)
