@@ -285,7 +285,7 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
     look stalled. A lost chunk whose queue stays busy with others is re-sent once it drains below it; a chunk
     that dies ends its request through the chunks DLQ, and the deadline ends whatever is still open."""
     products = list(ports.catalog.products(record.request_id))
-    pending = [task for product in products for task, outcome in _product_images(record, product) if not outcome]
+    pending = [task for product in products for task, outcome in _product_images(record, product) if outcome is None]
     missing_rows = record.total_products - len(products)
     if not pending and missing_rows <= 0:
         # Every image is terminal but the count is short: a crash between recording an image and counting it,
