@@ -133,3 +133,15 @@ def test_a_lost_chunk_behind_a_busy_chunks_queue_waits_but_its_request_still_end
     record = fakes.catalog.get(request_id)
     assert (record.status, record.error["code"]) == (RequestStatus.FAILED, expected)
     assert request_id in fakes.ledger.failed_requests  # the counter's flip hands its webhook to notify
+
+
+def test_a_request_waiting_round_after_round_has_its_file_planned_once(
+    fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partly_expanded(fakes)
+    streamed: list[str] = []
+    read = fakes.uploads.stream
+    monkeypatch.setattr(fakes.uploads, "stream", lambda key: streamed.append(key) or read(key))
+    for _ in range(3):
+        assert reconcile(fakes.reconcile()).waiting == 1
+    assert len(streamed) == 1  # a stored CSV never changes: its plan is kept between rounds

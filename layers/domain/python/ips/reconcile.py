@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import bisect
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from ips.completion import CompletionPorts, FailPorts, WebhookBusy, complete_request, fail_request, send_webhook
 from ips.context import Settings
-from ips.csv_input import Chunk, Columns, byte_lines, plan_csv
+from ips.csv_input import Chunk, Columns, CsvPlan, byte_lines, plan_csv
 from ips.intake import expire_upload
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings
@@ -322,8 +324,11 @@ def _outstanding(
     if not record.input_key:
         return _Outstanding(pending, [])  # no file to re-plan: every pending image counts as sent
     settings = ports.settings
-    plan = plan_csv(
-        byte_lines(ports.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_images
+    plan = _PLANS.get(
+        (record.input_key, settings.chunk_images),
+        lambda key: plan_csv(
+            byte_lines(ports.uploads.stream(key)), settings.presigned_csv_limits, settings.chunk_images
+        ),
     )
     rows = [product.row for product in products]
     work = _Outstanding([], [])
@@ -342,6 +347,33 @@ def _outstanding(
         if sent < chunk.images:
             work.chunks.append(_chunk_task(record, plan.columns, chunk))
     return work
+
+
+class _Plans:
+    """Files re-planned by earlier rounds of this execution environment: a request waiting behind a backlog is
+    looked at every round, and planning a 100 MB file costs about 17 s of CPU. A stored CSV never changes (the
+    direct upload's is written once, a presigned upload's pinned copy is named by its ETag), and a plan holds
+    only its chunks' boundaries, so the latest few are kept."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._plans: OrderedDict[tuple[str, int], CsvPlan] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int], plan: Callable[[str], CsvPlan]) -> CsvPlan:
+        with self._lock:
+            if key in self._plans:
+                self._plans.move_to_end(key)
+                return self._plans[key]
+        planned = plan(key[0])
+        with self._lock:
+            self._plans[key] = planned
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return planned
+
+
+_PLANS = _Plans()
 
 
 def _chunk_task(record: RequestRecord, columns: Columns, chunk: Chunk) -> ChunkTask:
