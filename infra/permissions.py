@@ -32,7 +32,7 @@ class FunctionAccess:
     reads_webhook_secret: bool = False  # only where webhooks are signed
     lists_uploads: bool = False  # s3:ListBucket: HeadObject of a missing key answers 404, not 403
     drains_dead_letters: bool = False  # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues (all of them)
-    reads_images_queue_depth: bool = False  # sqs:GetQueueAttributes: its approximate message counts
+    reads_queue_depths: bool = False  # sqs:GetQueueAttributes on the images and chunks queues: approximate counts
 
 
 def function_access(topology: Topology) -> dict[str, FunctionAccess]:
@@ -86,8 +86,8 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         # drain the DLQs (images and chunks), fail images and count them, end requests, re-plan a CSV (direct, or
         # the pinned copy) to re-queue lost chunks (the chunks queue) and pending images (the images queue), check
         # whether an expired upload's file is there, finish a lost completion (the private output CSV) and resend
-        # undelivered webhooks (signing the CSV's presigned GET, releasing images); the images queue's depth tells
-        # lost work from work waiting in a backlog
+        # undelivered webhooks (signing the CSV's presigned GET, releasing images); the two queues' depths tell
+        # lost work from work waiting in a backlog, and each chunk's progress (Get) which of it was sent
         "reconcile": FunctionAccess(
             reads_uploads=(direct, presigned, pinned, output),
             lists_uploads=True,
@@ -97,7 +97,7 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
             table_actions=(GET, PUT, UPDATE),
             reads_webhook_secret=True,
             drains_dead_letters=True,
-            reads_images_queue_depth=True,
+            reads_queue_depths=True,
         ),
     }
     missing = [spec.name for spec in topology.functions if spec.name not in access]

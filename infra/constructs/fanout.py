@@ -58,6 +58,10 @@ class Fanout(Construct):
             function.add_to_role_policy(
                 iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.chunks.queue_arn])
             )
+        if access.reads_queue_depths:
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["sqs:GetQueueAttributes"], resources=[self.chunks.queue_arn])
+            )
         if access.drains_dead_letters:
             function.add_to_role_policy(
                 iam.PolicyStatement(

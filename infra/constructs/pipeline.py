@@ -96,7 +96,7 @@ class Pipeline(Construct):
             function.add_to_role_policy(
                 iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.images.queue_arn])
             )
-        if access.reads_images_queue_depth:
+        if access.reads_queue_depths:
             function.add_to_role_policy(
                 iam.PolicyStatement(actions=["sqs:GetQueueAttributes"], resources=[self.images.queue_arn])
             )

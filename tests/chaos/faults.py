@@ -2,8 +2,10 @@
 
 Each call of a wrapped adapter method may, at random (CHAOS_SEED, CHAOS_FAULT_RATE): fail before it runs (S3,
 MongoDB or DynamoDB refusing), or run and then fail (a crash between two steps of an image: stored but not
-recorded, recorded but not counted, ...). Queue sends may also be repeated (duplicate deliveries). The upload
-route's own writes are left alone, so every request a client was told about exists whole.
+recorded, recorded but not counted, a chunk's group sent but its progress not recorded, ...). Sends to either
+queue (images, chunks) may also be repeated (duplicate deliveries), and reading a queue's depth may fail. The
+upload route's own writes are left alone (its fan-out onto the chunks queue may only be repeated), so every
+request a client was told about exists whole.
 
 Replay: whether a call fails is a function of the seed and of the call itself (the port, the method, what it is
 about, and how many times it was made before, counted across every execution environment of the run in a
@@ -20,6 +22,7 @@ import mmap
 import os
 import re
 import struct
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,9 +44,16 @@ PORTS: dict[str, tuple[tuple[str, ...], Callable[[], Exception]]] = {
         ("count", "counts", "fail"),
         lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems"),
     ),
+    # each chunk's progress (the expand function's resume point, the reconciler's view of what was sent)
+    "chunk_progress": (
+        ("sent", "advance"),
+        lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem"),
+    ),
 }
+QUEUES = ("queue", "chunks")  # the images queue, the chunks queue: FaultyQueue
 _REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _URL_IN_BODY = re.compile(r'"url":"([^"]+)"')
+_CHUNK_IN_BODY = re.compile(r'"requestId":"([^"]+)".*"chunk":\[\d+,\d+,(\d+),')
 
 
 class SharedCounters:
@@ -138,26 +148,48 @@ class FaultyPort:
 
 
 class FaultyQueue:
-    """Sends fail, crash after sending, or send twice; chunk messages (the upload route's fan-out) are spared."""
+    """Sends fail, crash after sending, or send twice; reading the depth fails. `repeat_only`: the upload route's
+    fan-out, whose sends are only ever repeated (a duplicate chunk), never refused."""
 
-    def __init__(self, real: Any, chaos: Chaos) -> None:
-        self._real, self._chaos = real, chaos
+    def __init__(self, real: Any, port: str, chaos: Chaos, *, repeat_only: bool = False) -> None:
+        self._real, self._port, self._chaos, self._repeat_only = real, port, chaos, repeat_only
 
-    def __getattr__(self, name: str) -> Any:  # delay, backlog: as they are
+    def __getattr__(self, name: str) -> Any:  # delay: as it is
         return getattr(self._real, name)
 
+    def backlog(self) -> int:
+        if self._chaos.roll(self._port, "backlog", "") < self._chaos.rate:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "GetQueueAttributes")
+        return self._real.backlog()
+
     def send(self, bodies: Sequence[str]) -> None:
-        if any('"type":"chunk"' in body for body in bodies):
-            return self._real.send(bodies)
-        roll = self._chaos.roll("queue", "send", "|".join(url for body in bodies for url in _URL_IN_BODY.findall(body)))
-        if roll < self._chaos.rate / 2:
+        roll = self._chaos.roll(self._port, "send", self._chaos.about(["|".join(map(_what_is_sent, bodies))]))
+        if roll < self._chaos.rate / 2 and not self._repeat_only:
             raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "SendMessageBatch")
         self._real.send(bodies)
-        if roll < self._chaos.rate:
+        if roll < self._chaos.rate and not self._repeat_only:
             raise RuntimeError("chaos: crashed after sending")
         if roll < 2 * self._chaos.rate:
             self._real.send(bodies[: max(1, len(bodies) // 3)])  # duplicates
         return None
+
+
+def _what_is_sent(body: str) -> str:
+    """An image message by its source URL; a chunk by its request and first row."""
+    if urls := _URL_IN_BODY.findall(body):
+        return urls[0]
+    chunk = _CHUNK_IN_BODY.search(body)
+    return f"{chunk.group(1)} rows {chunk.group(2)}+" if chunk else body[:64]
+
+
+def _building_the_upload_root() -> bool:
+    """Whether the adapter is being built for the upload function's root (ips_runtime.roots.build_upload)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "build_upload" and frame.f_globals.get("__name__") == "ips_runtime.roots":
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _RequestNames:
@@ -189,8 +221,8 @@ def inject(name: str, adapter: Any) -> Any:
     """The hook: each adapter a function's root is built with, by port name -> the one it uses."""
     if name == "catalog" and _names.catalog is None:
         _names.catalog = adapter
-    if name == "queue":
-        return FaultyQueue(adapter, _chaos())
+    if name in QUEUES:
+        return FaultyQueue(adapter, name, _chaos(), repeat_only=name == "chunks" and _building_the_upload_root())
     if name in PORTS:
         methods, error = PORTS[name]
         return FaultyPort(adapter, name, methods, error, _chaos())

@@ -1,14 +1,15 @@
 """The chaos suite (`make chaos`): many requests from several tenants through the local cloud (a child process,
 as a user runs it) with faults injected at random at every port, then the promise checked request by request.
 
-Faults: S3, MongoDB and DynamoDB errors before a call, crashes after one (between the steps of an image), queue
-sends that fail or repeat (duplicate deliveries), redeliveries that overlap (a short visibility timeout beside
+Faults: S3, MongoDB and DynamoDB errors before a call (the chunks' progress too), crashes after one (between the
+steps of an image or of a chunk's expansion), sends to the images and chunks queues that fail or repeat
+(duplicate deliveries), queue depths that cannot be read, redeliveries that overlap (a short visibility timeout beside
 slow sources), malformed messages and messages for no request mixed into the batches, slow, failing, resetting,
 trickling and dead sources, and a webhook receiver that fails for a while.
 
 Checks: every request terminal before its deadline; succeeded + failed == total, equal to MongoDB's per-image
 states; every failure with a code and a message; exactly one verified webhook per request, whose counts equal
-the status; the output CSV whole; nothing left in the dead-letter queue.
+the status; the output CSV whole; nothing left in the dead-letter queues.
 
 CHAOS_IMAGES (default 2000), CHAOS_REQUESTS (10), CHAOS_SEED (random; printed, and reproduces the schedule of
 faults and sources), CHAOS_FAULT_RATE (0.03 per call)."""
@@ -260,10 +261,11 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
         ), request_id
     print("image failures by code:", dict(failure_codes))
     sqs = boto3.client("sqs", endpoint_url=cloud["aws"])
-    dead = sqs.get_queue_url(QueueName="ips-images-dlq")["QueueUrl"]
     time.sleep(RECONCILE_S + 1)
-    attributes = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["ApproximateNumberOfMessages"])
-    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0", "the reconciler drains the DLQ"
+    for name in ("ips-images-dlq", "ips-chunks-dlq"):
+        dead = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["ApproximateNumberOfMessages"])
+        assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0", f"the reconciler drains {name}"
 
 
 def read_status(cloud: dict[str, str], request_id: str, tenant: str) -> dict[str, Any]:

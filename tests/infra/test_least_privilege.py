@@ -76,7 +76,8 @@ EXPECTED = {
         # a completion the stream lost (private); the resent webhook's presigned GET
         ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},
         ("images", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},  # lost work re-queued; the depth
-        ("chunks", None): {"sqs:SendMessage"},  # ... and chunks whose rows never became products
+        # ... and chunks not fully expanded; its depth too (chunks queued or in flight are not lost work)
+        ("chunks", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("chunks-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},

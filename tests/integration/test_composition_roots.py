@@ -145,6 +145,7 @@ EXPECTED_PORTS = {
         "ledger",
         "queue",
         "chunks",
+        "chunk_progress",
         "uploads",
         "dead_letters",
         "clock",

@@ -21,6 +21,7 @@ from ips.intake import IntakePorts
 from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.ports import (
     CountResult,
+    DeadLetter,
     ObjectChanged,
     PresignedPost,
     ProductRecord,
@@ -32,6 +33,7 @@ from ips.ports import (
 )
 from ips.processing import ProcessingPorts
 from ips.quotas import Allowance
+from ips.reconcile import ReconcilePorts
 from ips.reuse import ReusePorts
 from ips.status import StatusPorts
 from ips.tenant_secrets import TenantSecrets
@@ -89,15 +91,41 @@ class MemoryBlobStore:
 
 
 class MemoryQueue:
+    """What was sent is what the queue holds (a test that loses messages, or has them taken, removes them from
+    `sent`); `others`: messages of other requests in it too, for its depth."""
+
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.delayed: list[tuple[str, float]] = []
+        self.others = 0
 
     def send(self, bodies: Sequence[str]) -> None:
         self.sent.extend(bodies)
 
     def delay(self, receipt_handle: str, seconds: float) -> None:
         self.delayed.append((receipt_handle, seconds))
+
+    def backlog(self) -> int:
+        return len(self.sent) + self.others
+
+
+class MemoryDeadLetters:
+    """A dead-letter queue: what is received is invisible until deleted (here: gone unless put back)."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+        self.deleted: list[DeadLetter] = []
+
+    def put(self, body: str) -> None:
+        number = len(self.letters) + len(self.deleted)
+        self.letters.append(DeadLetter(f"m-{number}", body, f"r-{number}", receive_count=5))
+
+    def receive(self, max_messages: int) -> list[DeadLetter]:
+        taken, self.letters = self.letters[:max_messages], self.letters[max_messages:]
+        return taken
+
+    def delete(self, letter: DeadLetter) -> None:
+        self.deleted.append(letter)
 
 
 class MemoryChunkProgress:
@@ -280,7 +308,7 @@ class MemoryLedger:
     def open(self, request_id: str, total: int) -> bool:
         if request_id in self.counters:
             return False
-        self.counters[request_id] = Counts(total, 0, 0)
+        self.counters[request_id] = Counts(total, 0, 0, progress_at=0.0)  # it last moved long ago: any stall window
         return True
 
     def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
@@ -299,6 +327,7 @@ class MemoryLedger:
             Savings(
                 total.bytes_in + savings.bytes_in, total.bytes_out + savings.bytes_out, total.reused + savings.reused
             ),
+            progress_at=counts.progress_at,
         )
         return CountResult(counted=True, completed=updated.complete)
 
@@ -379,6 +408,8 @@ class Fakes:
     uploads: MemoryBlobStore = field(default_factory=MemoryBlobStore)
     queue: MemoryQueue = field(default_factory=MemoryQueue)  # the images queue
     chunks_queue: MemoryQueue = field(default_factory=MemoryQueue)  # the fan-out's
+    dead_images: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the images queue's DLQ
+    dead_chunks: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the chunks queue's
     chunk_progress: MemoryChunkProgress = field(default_factory=MemoryChunkProgress)
     reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
     catalog: MemoryCatalog = field(default_factory=MemoryCatalog)
@@ -430,6 +461,20 @@ class Fakes:
 
     def completion(self, master: str | None = MASTER_SECRET) -> CompletionPorts:
         return CompletionPorts(self.catalog, self.ledger, self.uploads, self.clock, self.webhooks(master))  # type: ignore[arg-type]
+
+    def reconcile(self) -> ReconcilePorts:
+        return ReconcilePorts(
+            self.catalog,
+            self.ledger,
+            self.queue,
+            self.chunks_queue,
+            self.chunk_progress,
+            self.uploads,
+            (self.dead_images, self.dead_chunks),
+            self.clock,
+            self.completion(),
+            self.settings,
+        )  # type: ignore[arg-type]
 
     def status(self) -> StatusPorts:
         return StatusPorts(self.catalog, self.ledger, self.links())  # type: ignore[arg-type]

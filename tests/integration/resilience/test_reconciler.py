@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips.completion import FailPorts, WebhookBusy, complete_request, send_webhook
+from ips.expansion import SEND_GROUP
 from ips.model import ImageTask, RequestStatus
 from ips.reconcile import dead_letter_reason
 from ips_runtime import roots
@@ -22,6 +23,7 @@ from ips_runtime.roots import overriding_roots, reset_roots
 from localcloud.peers import WebhookReceiver
 from tests.integration.conftest import TENANT_SECRET, Pipeline
 from tests.integration.resilience.conftest import assert_consistent, settle, upload, with_fault
+from tests.integration.resilience.test_chunks import KilledAfter, queued_images, rows_csv
 from tests.integration.resilience.test_faults import mixed_csv
 
 
@@ -204,6 +206,50 @@ def test_a_request_waiting_behind_a_backlog_is_not_requeued(
     assert pipeline.queued() == 4
     status = settle(pipeline, request_id)
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+
+
+def test_a_request_whose_chunk_waits_in_the_chunks_queue_is_not_requeued(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """Its rows not expanded yet, nothing on the images queue: the chunks queue holds its work."""
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    report = pipeline.reconcile()
+    assert (report["waiting"], report["stalled"]) == (1, 0)  # before: the chunk was sent a second time
+    assert pipeline.queued(pipeline.resources.chunks_queue_url) == 1
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+
+
+def test_a_partly_expanded_request_is_requeued_by_what_each_queue_lost(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """A chunk killed after its first group: 100 image messages sent (its progress in DynamoDB says so), 5 images
+    left to the chunk's redelivery. The images its chunk has not sent are not the images queue's to hold; when the
+    image messages are lost, only those 100 are re-queued, and the chunk's redelivery sends the other 5."""
+    monkeypatch.setenv("STALL_AFTER_SECONDS", "0")
+    reset_roots()
+    request_id = upload(pipeline, rows_csv(image_server.url, rows=21, urls=5), receiver.url)  # 105 images, 1 chunk
+    adapters = Adapters.from_env(lambda name, adapter: KilledAfter(adapter, kill_at=2) if name == "queue" else adapter)
+    with overriding_roots(adapters):
+        pipeline.chunk_runner().poll_once()  # the first group goes out, then the invocation dies
+    assert adapters.chunk_progress.sent(request_id, 2) == SEND_GROUP
+    report = pipeline.reconcile()
+    assert (report["waiting"], report["stalled"]) == (1, 0)  # before: 100 messages < 105 pending, all re-queued
+    assert pipeline.queued() == 100
+
+    sqs, url = boto3.client("sqs"), pipeline.resources.queue_url
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:  # the image messages are lost; the chunk's message is not
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    report = pipeline.reconcile()
+    assert (report["stalled"], report["requeued"]) == (1, SEND_GROUP)  # not the chunk: it is in its queue
+    assert queued_images(pipeline) == {(row, index): 1 for row in range(2, 22) for index in range(5)}
+    status = settle(pipeline, request_id, timeout=120)
+    assert (status["status"], status["total"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 105, 105)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
 
 
 def test_a_stalled_request_whose_images_were_recorded_but_not_counted_completes(

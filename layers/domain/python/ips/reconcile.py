@@ -5,8 +5,9 @@ MongoDB's per-image state is the truth; queues carry work, not truth. Each round
   a dead chunk ends its request FAILED; a message that is not a task is logged and dropped;
 - ends presigned uploads that expired (UPLOAD_EXPIRED) and requests past their deadline: every image not yet
   terminal fails with DEADLINE_EXCEEDED, so the request completes through the normal path (CSV, webhook);
-- re-queues the pending images (and lost chunks) of a request that has not moved for the stall window, when
-  the images queue holds fewer messages than that work (so some was lost, not merely waiting in a backlog);
+- re-queues the lost work of a request that has not moved for the stall window: its sent but pending images
+  when the images queue holds fewer messages than they are, its unfinished chunks when the chunks queue holds
+  fewer than they are (so some was lost, not merely waiting in a backlog; see `_requeue_lost`);
 - completes a request whose last image was counted but whose completion was lost;
 - resends webhooks that are not delivered and not claimed by a live holder.
 
@@ -17,22 +18,26 @@ from __future__ import annotations
 
 import bisect
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from ips.completion import CompletionPorts, FailPorts, WebhookBusy, complete_request, fail_request, send_webhook
 from ips.context import Settings
-from ips.csv_input import byte_lines, plan_csv
+from ips.csv_input import Chunk, Columns, CsvPlan, byte_lines, plan_csv
 from ips.intake import expire_upload
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings
 from ips.ports import (
     Catalog,
+    ChunkProgress,
     Clock,
     DeadLetter,
     DeadLetterQueue,
     Ledger,
+    ProductRecord,
     RequestRecord,
     TaskQueue,
     UploadStore,
@@ -52,6 +57,7 @@ class ReconcilePorts:
     ledger: Ledger
     queue: TaskQueue  # the images queue: a stalled request's pending images
     chunks: TaskQueue  # the chunks queue: a stalled request's lost chunks
+    progress: ChunkProgress  # how far each chunk was expanded: which pending images were sent, which chunks left
     uploads: UploadStore
     dead_letters: tuple[DeadLetterQueue, ...]
     clock: Clock
@@ -72,7 +78,7 @@ class RoundReport:
     past_deadline: int = 0
     images_failed_at_deadline: int = 0
     stalled: int = 0  # work lost: re-queued
-    waiting: int = 0  # no progress, but the queue holds enough messages for all its work: left to them
+    waiting: int = 0  # no progress, but the queues hold enough messages for all its work: left to them
     requeued: int = 0
     completions_resumed: int = 0
     webhooks_resent: int = 0
@@ -88,13 +94,13 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     for queue in ports.dead_letters:
         drain_dead_letters(queue, ports, report, time_left)
     now = ports.clock()
-    backlog = _Backlog(ports.queue)
+    backlogs = _Backlogs(_Depth(ports.queue), _Depth(ports.chunks))
     for record in ports.catalog.open_requests():
         if time_left() <= 0:
             report.out_of_time = True
             return report
         try:
-            _reconcile_request(record, now, ports, report, backlog)
+            _reconcile_request(record, now, ports, report, backlogs)
         except Exception:  # one broken request must not stop the round for the others
             logger.exception("reconciling a request failed", extra={"request_id": record.request_id})
     _resend_webhooks(now, ports, report, time_left)
@@ -162,8 +168,8 @@ def _fail_image(task: ImageTask, code: str, message: str, ports: ReconcilePorts)
     ports.ledger.count(task, succeeded=stored.succeeded)
 
 
-class _Backlog:
-    """The images queue's depth, read once per round and only when a request looks stalled."""
+class _Depth:
+    """A queue's depth (waiting, in flight, delayed), read once per round and only when a request looks stalled."""
 
     def __init__(self, queue: TaskQueue) -> None:
         self._queue = queue
@@ -175,8 +181,14 @@ class _Backlog:
         return self._depth
 
 
+@dataclass(frozen=True)
+class _Backlogs:
+    images: Callable[[], int]
+    chunks: Callable[[], int]
+
+
 def _reconcile_request(
-    record: RequestRecord, now: datetime, ports: ReconcilePorts, report: RoundReport, backlog: Callable[[], int]
+    record: RequestRecord, now: datetime, ports: ReconcilePorts, report: RoundReport, backlogs: _Backlogs
 ) -> None:
     if record.awaiting_upload:
         if expire_upload(record, now, ports.uploads, ports.settings.upload_grace_s, ports.failing):
@@ -196,7 +208,7 @@ def _reconcile_request(
         complete_request(record.request_id, ports.completion)
         report.completions_resumed += 1
         return
-    requeued = _requeue_lost(record, ports, backlog)
+    requeued = _requeue_lost(record, ports, backlogs)
     if requeued:
         report.stalled += 1
         report.requeued += requeued
@@ -244,71 +256,131 @@ def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
 
 def _images(record: RequestRecord, ports: ReconcilePorts) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
     for product in ports.catalog.products(record.request_id):
-        for index, outcome in enumerate(product.images):
-            # The request's stored salt, tenant and options: a re-queued image goes to the key it always had.
-            url, salt = product.input_urls[index], record.asset_salt
-            yield ImageTask(record.request_id, product.row, index, url, salt, record.tenant, record.options), outcome
+        yield from _product_images(record, product)
 
 
-def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlog: Callable[[], int]) -> int | None:
-    """Send again what is not done (every pending image, and the chunks whose rows never became products) when
-    some of it must have been lost: the queue holds fewer messages than the work left needs. A request that only
-    waits behind a backlog (other requests' images, or its own retries) is left to it: re-queueing it would
-    double the backlog, slow every request and make more of them look stalled. None when it may be waiting."""
-    pending, rows, terminal = [], [], []
-    for task, outcome in _images(record, ports):
-        if task.index == 0:
-            rows.append(task.row)
-        if outcome is None:
-            pending.append(task.to_message())
-        else:
-            terminal.append((task, outcome))
-    missing_rows = record.total_products - len(rows)
+def _product_images(record: RequestRecord, product: ProductRecord) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
+    for index, outcome in enumerate(product.images):
+        # The request's stored salt, tenant and options: a re-queued image goes to the key it always had.
+        url, salt = product.input_urls[index], record.asset_salt
+        yield ImageTask(record.request_id, product.row, index, url, salt, record.tenant, record.options), outcome
+
+
+@dataclass
+class _Outstanding:
+    """A stalled request's work not done, by the queue that should hold it."""
+
+    images: list[ImageTask]  # pending images whose messages were sent: the images queue should hold them
+    chunks: list[ChunkTask]  # chunks not fully expanded: the chunks queue should hold them (resumed if re-sent)
+
+
+def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backlogs) -> int | None:
+    """Send again what must have been lost, queue by queue; None when all of it may be waiting in a backlog.
+
+    The rule: the pending images whose messages were sent (by the chunk's recorded progress) are re-queued when
+    the images queue holds fewer messages than they are; the chunks not fully expanded (rows that never became
+    products, or image messages not all sent) when the chunks queue holds fewer than they are. A pending image
+    that its chunk has not sent yet is the chunk's work, not the images queue's: it is neither counted against
+    the images queue nor re-queued as an image (the chunk, queued or in flight, will send it; re-sent, it
+    resumes from its progress). A request that only waits behind a backlog (other requests' work, its own
+    retries) is left to it: re-queueing it would double the backlog, slow every request and make more of them
+    look stalled. A lost chunk whose queue stays busy with others is re-sent once it drains below it; a chunk
+    that dies ends its request through the chunks DLQ, and the deadline ends whatever is still open."""
+    products = list(ports.catalog.products(record.request_id))
+    pending = [task for product in products for task, outcome in _product_images(record, product) if outcome is None]
+    missing_rows = record.total_products - len(products)
     if not pending and missing_rows <= 0:
         # Every image is terminal but the count is short: a crash between recording an image and counting it,
         # whose message is gone. Count them now, once each (the ledger's markers skip those counted before).
-        for task, outcome in terminal:
-            _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
+        for product in products:
+            for task, outcome in _product_images(record, product):
+                if outcome is not None:
+                    _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
         return 0
-    if backlog() >= len(pending) + missing_rows:  # each missing row is at most one chunk message
+    # Without reading the file: at most every pending image was sent, and every outstanding chunk has a missing
+    # row or a pending image. When both queues hold that much, it may all be waiting.
+    if backlogs.images() >= len(pending) and backlogs.chunks() >= missing_rows + len(pending):
         return None
-    lost_chunks = _lost_chunks(record, rows, ports) if missing_rows > 0 else []
-    if backlog() >= len(pending) + len(lost_chunks):
+    work = _outstanding(record, products, pending, ports)
+    lost_images = work.images if backlogs.images() < len(work.images) else []
+    lost_chunks = work.chunks if backlogs.chunks() < len(work.chunks) else []
+    if not lost_images and not lost_chunks:
         return None
-    ports.chunks.send(lost_chunks)
-    ports.queue.send(pending)
+    ports.chunks.send([chunk.to_message() for chunk in lost_chunks])
+    ports.queue.send([image.to_message() for image in lost_images])
     logger.warning(
         "stalled request re-queued",
-        extra={"request_id": record.request_id, "images": len(pending), "chunks": len(lost_chunks)},
+        extra={"request_id": record.request_id, "images": len(lost_images), "chunks": len(lost_chunks)},
     )
-    return len(pending) + len(lost_chunks)
+    return len(lost_images) + len(lost_chunks)
 
 
-def _lost_chunks(record: RequestRecord, rows: list[int], ports: ReconcilePorts) -> list[str]:
+def _outstanding(
+    record: RequestRecord, products: list[ProductRecord], pending: list[ImageTask], ports: ReconcilePorts
+) -> _Outstanding:
+    """Which of the pending images were sent, and which chunks are not done: the file re-planned (its chunks are
+    cut the same way every time), each chunk's images in the order its expansion sends them, against the
+    chunk's recorded progress. Only chunks with work left are looked up."""
     if not record.input_key:
-        return []
+        return _Outstanding(pending, [])  # no file to re-plan: every pending image counts as sent
     settings = ports.settings
-    plan = plan_csv(
-        byte_lines(ports.uploads.stream(record.input_key)), settings.presigned_csv_limits, settings.chunk_images
+    plan = _PLANS.get(
+        (record.input_key, settings.chunk_images),
+        lambda key: plan_csv(
+            byte_lines(ports.uploads.stream(key)), settings.presigned_csv_limits, settings.chunk_images
+        ),
     )
-    present = sorted(rows)
-    lost = []
+    rows = [product.row for product in products]
+    work = _Outstanding([], [])
     for number, chunk in enumerate(plan.chunks):
-        end = plan.chunks[number + 1].first_row if number + 1 < len(plan.chunks) else float("inf")
-        at = bisect.bisect_left(present, chunk.first_row)
-        if at == len(present) or present[at] >= end:
-            lost.append(
-                ChunkTask(
-                    record.request_id,
-                    record.input_key,
-                    plan.columns,
-                    chunk,
-                    record.asset_salt,
-                    record.tenant,
-                    record.options,
-                ).to_message()
-            )
-    return lost
+        first = bisect.bisect_left(rows, chunk.first_row)
+        last = bisect.bisect_left(rows, plan.chunks[number + 1].first_row) if number + 1 < len(plan.chunks) else None
+        chunk_products = products[first:last]
+        if len(chunk_products) < chunk.products:
+            work.chunks.append(_chunk_task(record, plan.columns, chunk))  # rows that never became products
+            continue
+        images = [pair for product in chunk_products for pair in _product_images(record, product)]
+        if all(outcome is not None for _, outcome in images):
+            continue  # every image of the chunk is terminal: nothing of it is needed any more
+        sent = ports.progress.sent(record.request_id, chunk.first_row)
+        work.images.extend(task for task, outcome in images[:sent] if outcome is None)
+        if sent < chunk.images:
+            work.chunks.append(_chunk_task(record, plan.columns, chunk))
+    return work
+
+
+class _Plans:
+    """Files re-planned by earlier rounds of this execution environment: a request waiting behind a backlog is
+    looked at every round, and planning a 100 MB file costs about 17 s of CPU. A stored CSV never changes (the
+    direct upload's is written once, a presigned upload's pinned copy is named by its ETag), and a plan holds
+    only its chunks' boundaries, so the latest few are kept."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._plans: OrderedDict[tuple[str, int], CsvPlan] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int], plan: Callable[[str], CsvPlan]) -> CsvPlan:
+        with self._lock:
+            if key in self._plans:
+                self._plans.move_to_end(key)
+                return self._plans[key]
+        planned = plan(key[0])
+        with self._lock:
+            self._plans[key] = planned
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return planned
+
+
+_PLANS = _Plans()
+
+
+def _chunk_task(record: RequestRecord, columns: Columns, chunk: Chunk) -> ChunkTask:
+    assert record.input_key is not None
+    return ChunkTask(
+        record.request_id, record.input_key, columns, chunk, record.asset_salt, record.tenant, record.options
+    )
 
 
 def _resend_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]) -> None:

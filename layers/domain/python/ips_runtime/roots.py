@@ -228,6 +228,7 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
         ledger=adapters.ledger,
         queue=adapters.queue,
         chunks=adapters.chunks,
+        progress=adapters.chunk_progress,
         uploads=adapters.uploads,
         dead_letters=adapters.dead_letters,
         clock=adapters.clock,
