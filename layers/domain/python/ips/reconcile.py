@@ -16,20 +16,17 @@ set once), so a round may run twice, or beside the pipeline, or beside another r
 
 from __future__ import annotations
 
-import bisect
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from ips.completion import CompletionPorts, FailPorts, WebhookBusy, complete_request, fail_request, send_webhook
 from ips.context import Settings
-from ips.csv_input import Chunk, Columns, CsvPlan, byte_lines, plan_csv
 from ips.intake import expire_upload
 from ips.messages import MalformedMessage, parse_task
 from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings
+from ips.outstanding import outstanding, product_images
 from ips.ports import (
     Catalog,
     ChunkProgress,
@@ -37,7 +34,6 @@ from ips.ports import (
     DeadLetter,
     DeadLetterQueue,
     Ledger,
-    ProductRecord,
     RequestRecord,
     TaskQueue,
     UploadStore,
@@ -256,22 +252,7 @@ def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
 
 def _images(record: RequestRecord, ports: ReconcilePorts) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
     for product in ports.catalog.products(record.request_id):
-        yield from _product_images(record, product)
-
-
-def _product_images(record: RequestRecord, product: ProductRecord) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
-    for index, outcome in enumerate(product.images):
-        # The request's stored salt, tenant and options: a re-queued image goes to the key it always had.
-        url, salt = product.input_urls[index], record.asset_salt
-        yield ImageTask(record.request_id, product.row, index, url, salt, record.tenant, record.options), outcome
-
-
-@dataclass
-class _Outstanding:
-    """A stalled request's work not done, by the queue that should hold it."""
-
-    images: list[ImageTask]  # pending images whose messages were sent: the images queue should hold them
-    chunks: list[ChunkTask]  # chunks not fully expanded: the chunks queue should hold them (resumed if re-sent)
+        yield from product_images(record, product)
 
 
 def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backlogs) -> int | None:
@@ -287,13 +268,13 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
     look stalled. A lost chunk whose queue stays busy with others is re-sent once it drains below it; a chunk
     that dies ends its request through the chunks DLQ, and the deadline ends whatever is still open."""
     products = list(ports.catalog.products(record.request_id))
-    pending = [task for product in products for task, outcome in _product_images(record, product) if outcome is None]
+    pending = [task for product in products for task, outcome in product_images(record, product) if outcome is None]
     missing_rows = record.total_products - len(products)
     if not pending and missing_rows <= 0:
         # Every image is terminal but the count is short: a crash between recording an image and counting it,
         # whose message is gone. Count them now, once each (the ledger's markers skip those counted before).
         for product in products:
-            for task, outcome in _product_images(record, product):
+            for task, outcome in product_images(record, product):
                 if outcome is not None:
                     _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
         return 0
@@ -301,7 +282,7 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
     # row or a pending image. When both queues hold that much, it may all be waiting.
     if backlogs.images() >= len(pending) and backlogs.chunks() >= missing_rows + len(pending):
         return None
-    work = _outstanding(record, products, pending, ports)
+    work = outstanding(record, products, pending, ports.uploads, ports.progress, ports.settings)
     lost_images = work.images if backlogs.images() < len(work.images) else []
     lost_chunks = work.chunks if backlogs.chunks() < len(work.chunks) else []
     if not lost_images and not lost_chunks:
@@ -313,74 +294,6 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
         extra={"request_id": record.request_id, "images": len(lost_images), "chunks": len(lost_chunks)},
     )
     return len(lost_images) + len(lost_chunks)
-
-
-def _outstanding(
-    record: RequestRecord, products: list[ProductRecord], pending: list[ImageTask], ports: ReconcilePorts
-) -> _Outstanding:
-    """Which of the pending images were sent, and which chunks are not done: the file re-planned (its chunks are
-    cut the same way every time), each chunk's images in the order its expansion sends them, against the
-    chunk's recorded progress. Only chunks with work left are looked up."""
-    if not record.input_key:
-        return _Outstanding(pending, [])  # no file to re-plan: every pending image counts as sent
-    settings = ports.settings
-    plan = _PLANS.get(
-        (record.input_key, settings.chunk_images),
-        lambda key: plan_csv(
-            byte_lines(ports.uploads.stream(key)), settings.presigned_csv_limits, settings.chunk_images
-        ),
-    )
-    rows = [product.row for product in products]
-    work = _Outstanding([], [])
-    for number, chunk in enumerate(plan.chunks):
-        first = bisect.bisect_left(rows, chunk.first_row)
-        last = bisect.bisect_left(rows, plan.chunks[number + 1].first_row) if number + 1 < len(plan.chunks) else None
-        chunk_products = products[first:last]
-        if len(chunk_products) < chunk.products:
-            work.chunks.append(_chunk_task(record, plan.columns, chunk))  # rows that never became products
-            continue
-        images = [pair for product in chunk_products for pair in _product_images(record, product)]
-        if all(outcome is not None for _, outcome in images):
-            continue  # every image of the chunk is terminal: nothing of it is needed any more
-        sent = ports.progress.sent(record.request_id, chunk.first_row)
-        work.images.extend(task for task, outcome in images[:sent] if outcome is None)
-        if sent < chunk.images:
-            work.chunks.append(_chunk_task(record, plan.columns, chunk))
-    return work
-
-
-class _Plans:
-    """Files re-planned by earlier rounds of this execution environment: a request waiting behind a backlog is
-    looked at every round, and planning a 100 MB file costs about 17 s of CPU. A stored CSV never changes (the
-    direct upload's is written once, a presigned upload's pinned copy is named by its ETag), and a plan holds
-    only its chunks' boundaries, so the latest few are kept."""
-
-    def __init__(self, size: int = 32) -> None:
-        self._plans: OrderedDict[tuple[str, int], CsvPlan] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, int], plan: Callable[[str], CsvPlan]) -> CsvPlan:
-        with self._lock:
-            if key in self._plans:
-                self._plans.move_to_end(key)
-                return self._plans[key]
-        planned = plan(key[0])
-        with self._lock:
-            self._plans[key] = planned
-            while len(self._plans) > self._size:
-                self._plans.popitem(last=False)
-        return planned
-
-
-_PLANS = _Plans()
-
-
-def _chunk_task(record: RequestRecord, columns: Columns, chunk: Chunk) -> ChunkTask:
-    assert record.input_key is not None
-    return ChunkTask(
-        record.request_id, record.input_key, columns, chunk, record.asset_salt, record.tenant, record.options
-    )
 
 
 def _resend_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]) -> None:
