@@ -35,6 +35,7 @@ import requests
 from bench.cloud import local_cloud
 from bench.peers import NotFoundServer
 from bench.stats import median, ratio, rotated, spread
+from localcloud.settings import KeyImageQuota
 
 API_KEY = "local-dev-key"
 DIRECT_SIZES = (100, 1_000, 10_000)
@@ -58,7 +59,7 @@ def _cloud(origin: str, workers: int, state: Path, log: Log) -> Iterator[tuple[s
     """Yields the API's URL and a function that empties the images queue."""
     # No throttling in the way of back-to-back uploads and status polls (the usage plan is not what is measured),
     # and no image quota: with workers=0 nothing ends, so the 100,000-row rounds would fill the in-flight cap.
-    unlimited = f"{API_KEY}:{10**9}:{10**9}"
+    unlimited = KeyImageQuota(API_KEY, per_day=10**9, in_flight=10**9)
     with local_cloud(
         origin, workers, state, throttle_rate=1000, throttle_burst=1000, image_quotas=[unlimited]
     ) as cloud:
