@@ -259,11 +259,21 @@ def render(results: dict[str, Any]) -> str:
             parts += ["", title, render_table(HEADERS, rows(results[key]))]
         elif key in results:
             parts += ["", f"{title}: {results[key]}"]
-    missed = [target for target in collect_targets(results) if not target["met"]]
-    parts.append("")
-    parts.append(
-        "Targets missed: " + "; ".join(f"{t['name']} {fmt_num(t['actual'], digits=2)} ({t['target']})" for t in missed)
-        if missed
-        else "Every target met."
-    )
+    parts += ["", verdicts(results, [key for key, _, _ in sections])]
     return "\n".join(parts)
+
+
+def verdicts(results: dict[str, Any], sections: list[str]) -> str:
+    """The report's last word: the targets missed, and the parts that failed (whose targets went unmeasured, so
+    a failed part never reads as every target met)."""
+    missed = [target for target in collect_targets(results) if not target["met"]]
+    failed = [key for key in sections if key in results and not isinstance(results[key], dict)]
+    lines = []
+    if missed:
+        lines.append(
+            "Targets missed: "
+            + "; ".join(f"{t['name']} {fmt_num(t['actual'], digits=2)} ({t['target']})" for t in missed)
+        )
+    if failed:
+        lines.append("Parts failed, their targets not measured: " + ", ".join(failed))
+    return "\n".join(lines) or "Every target met."

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from bench.report import collect_targets, fmt_pct, fmt_ratio, render_table, upload_rows, verdict, write_json
+from bench.report import (
+    collect_targets,
+    fmt_pct,
+    fmt_ratio,
+    render_table,
+    upload_rows,
+    verdict,
+    verdicts,
+    write_json,
+)
 
 
 def test_formatting_of_missing_and_present_values() -> None:
@@ -60,3 +69,16 @@ def test_write_json_replaces_the_file_whole(tmp_path) -> None:
     write_json({"engine": {"ratio_vs_sharp": 1.5}}, path)
     assert json.loads(path.read_text())["engine"]["ratio_vs_sharp"] == 1.5
     assert [p.name for p in path.parent.iterdir()] == ["latest.json"]
+
+
+def test_a_failed_part_is_named_and_never_reads_as_every_target_met() -> None:
+    sections = ["engine", "upload"]
+    met = {"engine": {"targets": [{"name": "vs sharp", "met": True, "actual": 1.4, "target": ">= 1.3x"}]}}
+    assert verdicts(met, sections) == "Every target met."
+    failed = met | {"upload": "failed: AttributeError: boom"}
+    assert verdicts(failed, sections) == "Parts failed, their targets not measured: upload"
+    missed = failed | {"engine": {"targets": [{"name": "vs sharp", "met": False, "actual": 1.2, "target": ">= 1.3x"}]}}
+    assert verdicts(missed, sections).splitlines() == [
+        "Targets missed: vs sharp 1.20 (>= 1.3x)",
+        "Parts failed, their targets not measured: upload",
+    ]
