@@ -36,6 +36,7 @@ LAYER_BUDGET_BYTES = 200 * 1024 * 1024
 SMOKE_IMPORTS = (
     "PIL.Image",
     "pymongo",
+    "pymongo_auth_aws",  # MONGODB-AWS: the functions authenticate to Atlas with their IAM roles
     "pydantic_core",
     "pydantic_settings",
     "python_multipart",

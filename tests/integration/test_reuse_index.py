@@ -7,7 +7,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from ips.adapters.mongo import connect
+from ips.adapters.mongo_connection import connect
 from ips.adapters.mongo_reuse import MongoReuseIndex
 from ips.model import ImageOutcome, ImageStatus
 from ips.ports import ReuseEntry, SourceValidators

@@ -36,6 +36,8 @@ from ips_runtime.settings import FunctionSettings
 if TYPE_CHECKING:
     from pymongo.database import Database
 
+    from ips.adapters.mongo_connection import MongoConnection
+
     from ips.adapters.outbound import OutboundClient, OutboundPolicy
 
 Wrap = Callable[[str, Any], Any]  # (port name, the adapter built) -> the adapter to use
@@ -164,23 +166,39 @@ class Adapters:
     # -- MongoDB -----------------------------------------------------------------------------------------------
 
     @cached_property
-    def _database(self) -> Database[Any]:
-        from ips.adapters.mongo import connect
+    def _mongodb(self) -> MongoConnection:
+        from ips.adapters.mongo_connection import MongoConnection, connect
 
         settings = self.function_settings
-        return connect(settings.mongodb_connection_uri(), settings.mongodb_database)
+        return MongoConnection(
+            lambda fresh: settings.mongodb_connection_uri(fresh=fresh),
+            lambda uri: connect(
+                uri,
+                settings.mongodb_database,
+                max_pool_size=settings.mongodb_max_pool_size,
+                aws_auth=settings.mongodb_auth == "iam",
+            ),
+        )
+
+    def _on_mongodb(self, build: Callable[[Database[Any]], Any]) -> Any:
+        """The adapter `build` makes, made again on a new client if the server refuses the credentials."""
+        from ips.adapters.mongo_connection import Reconnecting
+
+        return Reconnecting(self._mongodb, build)
 
     @cached_property
     def catalog(self) -> Catalog:
         from ips.adapters.mongo import MongoCatalog
 
-        return self._wrapped("catalog", MongoCatalog(self._database))
+        catalog: Catalog = self._on_mongodb(MongoCatalog)
+        return self._wrapped("catalog", catalog)
 
     @cached_property
     def secret_generations(self) -> SecretGenerations:
         from ips.adapters.mongo import MongoSecretGenerations
 
-        return self._wrapped("secret_generations", MongoSecretGenerations(self._database))
+        generations: SecretGenerations = self._on_mongodb(MongoSecretGenerations)
+        return self._wrapped("secret_generations", generations)
 
     @cached_property
     def reuse(self) -> ReuseIndex | None:
@@ -189,7 +207,8 @@ class Adapters:
             return None
         from ips.adapters.mongo_reuse import MongoReuseIndex
 
-        return self._wrapped("reuse", MongoReuseIndex(self._database))
+        index: ReuseIndex = self._on_mongodb(MongoReuseIndex)
+        return self._wrapped("reuse", index)
 
     def ensure_indexes(self) -> None:
         """Create the collections' indexes (a no-op when they exist). Only the functions that write requests,
@@ -199,9 +218,9 @@ class Adapters:
         from ips.adapters.mongo import MongoCatalog
         from ips.adapters.mongo_reuse import MongoReuseIndex
 
-        MongoCatalog(self._database).ensure_indexes()
+        self._on_mongodb(MongoCatalog).ensure_indexes()
         if self.function_settings.image_reuse:
-            MongoReuseIndex(self._database).ensure_indexes()
+            self._on_mongodb(MongoReuseIndex).ensure_indexes()
 
     # -- outbound HTTP (image sources, webhooks) ----------------------------------------------------------------
 

@@ -10,7 +10,8 @@ ARN of the Secrets Manager secret that holds it (`WEBHOOK_SECRET_SECRET_ARN`, `M
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
@@ -25,6 +26,11 @@ from ips.webhook import RetryPolicy
 from ips_runtime.env_settings import EnvSettings, SettingsError
 
 Count = Annotated[int, Field(ge=1)]
+MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+# Connections per execution environment: one invocation at a time, whose threads that reach MongoDB are the
+# process function's 4 finishing threads (ips.image_batch.IN_FLIGHT) and the handler's own. pymongo's default is
+# 100: a burst of 20 process containers could open 2,000 against Atlas's limit (1,500 on an M10).
+MONGODB_MAX_POOL_SIZE = 5
 Seconds = Annotated[float, Field(ge=0)]
 Timeout = Annotated[float, Field(gt=0)]
 
@@ -49,6 +55,10 @@ class FunctionSettings(EnvSettings):
     mongodb_uri: str | None = None
     mongodb_uri_secret_arn: str | None = None
     mongodb_database: str = "ips"
+    # uri: the credentials, if any, are in the URI (the local cloud; a password kept in Secrets Manager); iam:
+    # MONGODB-AWS, the function's IAM role (the stack's default), the URI carrying no user or password.
+    mongodb_auth: Literal["uri", "iam"] = "uri"
+    mongodb_max_pool_size: Count = MONGODB_MAX_POOL_SIZE
     web_origin: str | None = None  # the upload page's origin: the API's CORS headers allow it
     ips_adapter_hook: str | None = None  # local cloud only: `module:function` wrapping the adapters (chaos)
 
@@ -194,18 +204,35 @@ class FunctionSettings(EnvSettings):
             user_agent=f"{self.fetch_user_agent} (+{self.fetch_contact_url})",
         )
 
-    def mongodb_connection_uri(self) -> str:
-        """Checked by the functions that connect (a function that does not need MongoDB need not name it)."""
-        uri = resolve_secret(self.mongodb_uri, self.mongodb_uri_secret_arn)
+    def mongodb_connection_uri(self, *, fresh: bool = False) -> str:
+        """Checked by the functions that connect (a function that does not need MongoDB need not name it);
+        `fresh`: read from Secrets Manager again, not from the cache (credentials were refused)."""
+        uri = resolve_secret(self.mongodb_uri, self.mongodb_uri_secret_arn, fresh=fresh)
         if not uri:
             raise SettingsError("MONGODB_URI (or MONGODB_URI_SECRET_ARN) must be set")
+        where = (
+            "MONGODB_URI" if self.mongodb_uri else f"the secret MONGODB_URI_SECRET_ARN={self.mongodb_uri_secret_arn}"
+        )
+        if not uri.startswith(MONGODB_SCHEMES):
+            # The stack creates the secret with a random placeholder; the value itself is never quoted.
+            raise SettingsError(
+                f"{where} holds no MongoDB connection string (the stack's random placeholder until the Atlas URI "
+                "is put there): aws secretsmanager put-secret-value --secret-id <that ARN> --secret-string "
+                "'mongodb+srv://...' (docs/deployment.md)"
+            )
+        if self.mongodb_auth == "iam" and (urlsplit(uri).username or urlsplit(uri).password):
+            raise SettingsError(
+                f"{where} carries a user or password, but MONGODB_AUTH=iam authenticates with the function's IAM "
+                "role: store the URI without credentials, or deploy with mongodbAuth=uri"
+            )
         return uri
 
 
-def resolve_secret(value: str | None, arn: str | None) -> str | None:
-    """The value given, or the Secrets Manager secret `arn` names (cached by powertools for 5 minutes)."""
+def resolve_secret(value: str | None, arn: str | None, *, fresh: bool = False) -> str | None:
+    """The value given, or the Secrets Manager secret `arn` names (cached by powertools for 5 minutes; `fresh`:
+    fetched again)."""
     if value or not arn:
         return value
     from aws_lambda_powertools.utilities.parameters import get_secret
 
-    return str(get_secret(arn, max_age=300))
+    return str(get_secret(arn, max_age=300, force_fetch=fresh))

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -20,11 +20,6 @@ from ips.ports import ProductRecord, RequestRecord, SecretGeneration
 _INSERT_BATCH = 1000
 _DUPLICATE_KEY = 11000
 _OPEN = {"$nin": [status.value for status in RequestStatus if status.is_final]}
-
-
-def connect(uri: str, database: str) -> Database:
-    # tz_aware: datetimes come back as UTC-aware, the same as they went in.
-    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)[database]
 
 
 def product_id(request_id: str, row: int) -> str:
