@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from ips.adapters.mongo_connection import MongoConnection
-
     from ips.adapters.outbound import OutboundClient, OutboundPolicy
 
 Wrap = Callable[[str, Any], Any]  # (port name, the adapter built) -> the adapter to use
