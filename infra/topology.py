@@ -153,6 +153,8 @@ class Topology:
             "CHUNK_MAX_RECEIVE_COUNT": str(self.chunks_queue.max_receive_count),
             # Status pages stop adding products before their JSON would pass Lambda's response payload.
             "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.response_body_bytes),
+            # A reconciler round holds its lease at most as long as its invocation may run.
+            "RECONCILE_LEASE_SECONDS": str(self.function(self.reconcile_schedule.function).timeout_s),
         }
 
     @property

@@ -1,6 +1,7 @@
 """Scheduled (EventBridge rate schedule; a timer runner locally) -> one reconciler round: drain the dead-letter
 queues, end expired uploads and requests past their deadline, re-queue stalled work, resend undelivered
-webhooks. Idempotent, and safe beside the pipeline and beside another round."""
+webhooks. Idempotent, and safe beside the pipeline; one round at a time (a lease: an overlapping one is skipped).
+Each round that runs publishes ReconcilerRounds, the heartbeat the stack alarms on."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ RESERVE_S = 30.0  # stop starting new work this long before the function's timeo
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = reconcile(root(), lambda: context.get_remaining_time_in_millis() / 1000 - RESERVE_S)
     summary = report.as_dict()
+    if report.skipped:
+        metrics.add_metric("ReconcilerRoundsSkipped", MetricUnit.Count, 1)
+        return summary
+    # The heartbeat: a round that ran to its end (the ReconcilerHeartbeat alarm fires when none has for 15 min).
+    metrics.add_metric("ReconcilerRounds", MetricUnit.Count, 1)
     for name, metric in (
         ("dead_images", "DeadLetteredImages"),
         ("dead_chunks", "DeadLetteredChunks"),

@@ -148,6 +148,7 @@ EXPECTED_PORTS = {
         "chunk_progress",
         "uploads",
         "dead_letters",
+        "lease",
         "clock",
         "quotas",
         "secret_generations",

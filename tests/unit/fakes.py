@@ -142,6 +142,24 @@ class MemoryChunkProgress:
         self.marks[key] = max(self.marks.get(key, 0), sent)
 
 
+class MemoryLease:
+    """Named leases: one holder each until released or run out (the port's contract)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[str, datetime]] = {}
+
+    def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        current = self.held.get(name)
+        if current is not None and current[1] >= now:
+            return False
+        self.held[name] = (holder, until)
+        return True
+
+    def release(self, name: str, holder: str) -> None:
+        if name in self.held and self.held[name][0] == holder:
+            del self.held[name]
+
+
 class MemoryReuseIndex:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str, str], ReuseEntry] = {}
@@ -411,6 +429,7 @@ class Fakes:
     dead_images: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the images queue's DLQ
     dead_chunks: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the chunks queue's
     chunk_progress: MemoryChunkProgress = field(default_factory=MemoryChunkProgress)
+    lease: MemoryLease = field(default_factory=MemoryLease)
     reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
     catalog: MemoryCatalog = field(default_factory=MemoryCatalog)
     ledger: MemoryLedger = field(default_factory=MemoryLedger)
@@ -474,6 +493,7 @@ class Fakes:
             self.clock,
             self.completion(),
             self.settings,
+            self.lease,
         )  # type: ignore[arg-type]
 
     def status(self) -> StatusPorts:

@@ -40,6 +40,8 @@ class Settings:
     stall_after_s: float = 900  # no image counted for this long: the reconciler re-queues the pending ones
     upload_grace_s: float = 300  # after a presigned upload expires: S3 may still be delivering its event
     webhook_resend_window_s: float = 86_400  # undelivered webhooks are retried by the reconciler for this long
+    # A reconciler round holds its lease at most this long (the function's timeout): a round that died frees it.
+    reconcile_lease_s: float = 300
     # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
     status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
     output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them

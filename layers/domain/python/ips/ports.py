@@ -90,6 +90,18 @@ class ChunkProgress(Protocol):
         ...
 
 
+class Lease(Protocol):
+    """A named lease: one holder at a time, until it is released or its time is up (a holder that died)."""
+
+    def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Hold `name` until `until`; False while another holder's lease has not run out."""
+        ...
+
+    def release(self, name: str, holder: str) -> None:
+        """Give it up, if `holder` still holds it."""
+        ...
+
+
 @dataclass(frozen=True)
 class SourceValidators:
     """What a source's server said identifies this version of it (for a conditional GET next time)."""

@@ -12,11 +12,14 @@ MongoDB's per-image state is the truth; queues carry work, not truth. Each round
 - resends webhooks that are not delivered and not claimed by a live holder.
 
 Every step is conditional or idempotent (first terminal state wins, counts are once per image, final states are
-set once), so a round may run twice, or beside the pipeline, or beside another round."""
+set once), so a round may run twice, or beside the pipeline. Rounds run one at a time all the same (a lease in
+the table, held for the round or at most the function's timeout): a round that would overlap a slow one is
+skipped, not run beside it doing the same work twice."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -33,6 +36,7 @@ from ips.ports import (
     Clock,
     DeadLetter,
     DeadLetterQueue,
+    Lease,
     Ledger,
     RequestRecord,
     TaskQueue,
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 DEAD_LETTERED = "DEAD_LETTERED"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 MAX_DEAD_LETTERS = 2000  # per queue per round; the rest waits for the next round
+ROUND_LEASE = "reconciler"
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class ReconcilePorts:
     clock: Clock
     completion: CompletionPorts
     settings: Settings  # grace, stall and resend windows; how a lost chunk's file is re-planned
+    lease: Lease  # one round at a time
 
     @property
     def failing(self) -> FailPorts:
@@ -79,13 +85,26 @@ class RoundReport:
     completions_resumed: int = 0
     webhooks_resent: int = 0
     out_of_time: bool = False
+    skipped: bool = False  # another round held the lease: this one did nothing
 
     def as_dict(self) -> dict[str, int | bool]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: float("inf")) -> RoundReport:
-    """One round. `time_left` (seconds) lets it stop before its invocation does; the next round goes on."""
+    """One round, unless another still holds the lease. `time_left` (seconds) lets it stop before its invocation
+    does; the next round goes on."""
+    now, holder = ports.clock(), uuid.uuid4().hex
+    if not ports.lease.acquire(ROUND_LEASE, holder, now, now + timedelta(seconds=ports.settings.reconcile_lease_s)):
+        logger.info("another reconciler round is running: this one is skipped")
+        return RoundReport(skipped=True)
+    try:
+        return _round(ports, time_left)
+    finally:
+        ports.lease.release(ROUND_LEASE, holder)
+
+
+def _round(ports: ReconcilePorts, time_left: Callable[[], float]) -> RoundReport:
     report = RoundReport()
     for queue in ports.dead_letters:
         drain_dead_letters(queue, ports, report, time_left)

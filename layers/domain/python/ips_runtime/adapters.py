@@ -21,6 +21,7 @@ from ips.ports import (
     Clock,
     DeadLetterQueue,
     Fetcher,
+    Lease,
     Ledger,
     Quotas,
     ReuseIndex,
@@ -161,6 +162,12 @@ class Adapters:
 
         settings = self.function_settings
         return self._wrapped("chunk_progress", DynamoChunkProgress(self._dynamodb, settings.requests_table))
+
+    @cached_property
+    def lease(self) -> Lease:
+        from ips.adapters.lease import DynamoLease
+
+        return self._wrapped("lease", DynamoLease(self._dynamodb, self.function_settings.requests_table))
 
     # -- MongoDB -----------------------------------------------------------------------------------------------
 

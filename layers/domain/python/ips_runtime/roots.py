@@ -234,6 +234,7 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
         clock=adapters.clock,
         completion=completion_ports(adapters),
         settings=adapters.settings,
+        lease=adapters.lease,
     )
 
 

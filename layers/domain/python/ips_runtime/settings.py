@@ -91,6 +91,7 @@ class FunctionSettings(EnvSettings):
     request_deadline_per_image_seconds: Seconds = Settings.deadline_per_image_s
     stall_after_seconds: Seconds = Settings.stall_after_s
     upload_grace_seconds: Seconds = Settings.upload_grace_s
+    reconcile_lease_seconds: Timeout = Settings.reconcile_lease_s  # the topology sets the function's timeout
 
     # -- webhooks
     webhook_secret: str | None = None  # the master whsec_... each tenant's signing secret is derived from
@@ -190,6 +191,7 @@ class FunctionSettings(EnvSettings):
             stall_after_s=self.stall_after_seconds,
             upload_grace_s=self.upload_grace_seconds,
             webhook_resend_window_s=self.webhook_resend_window_seconds,
+            reconcile_lease_s=self.reconcile_lease_seconds,
         )
 
     def outbound_policy(self) -> OutboundPolicy:
