@@ -187,14 +187,14 @@ class LocalCloud:
         for runner in self.runners:
             runner.start()
 
-    def _read_asset(self, key: str) -> tuple[bytes, str] | None:
+    def _read_asset(self, key: str) -> tuple[bytes, str, str | None] | None:
         assert self.resources is not None
         s3 = boto3.client("s3")
         try:
             found = s3.get_object(Bucket=self.resources.processed_bucket, Key=key)
         except s3.exceptions.NoSuchKey:
             return None
-        return found["Body"].read(), found.get("ContentType", "application/octet-stream")
+        return found["Body"].read(), found.get("ContentType", "application/octet-stream"), found.get("CacheControl")
 
     def stop(self) -> None:
         if self.gateway is not None:

@@ -151,7 +151,7 @@ class Gateway:
         topology: Topology,
         functions: Mapping[str, Invocable],
         api_keys: list[ApiKey],
-        read_asset: Callable[[str], tuple[bytes, str] | None],
+        read_asset: Callable[[str], tuple[bytes, str, str | None] | None],  # bytes, type, Cache-Control
         openapi: Callable[[], dict[str, Any]],
         *,
         port: int = 5000,
@@ -313,12 +313,12 @@ class Gateway:
         if found is None:
             body = json.dumps({"code": "NOT_FOUND", "message": "No such object."}).encode()
             return 404, {"content-type": "application/json"}, body
-        data, content_type = found
-        return (
-            200,
-            {"content-type": content_type, "cache-control": "public, max-age=31536000, immutable"},
-            data,
-        )
+        data, content_type, cache_control = found
+        # As CloudFront does: the object's own Cache-Control (the process function stores it with each image).
+        headers = {"content-type": content_type}
+        if cache_control:
+            headers["cache-control"] = cache_control
+        return 200, headers, data
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         gateway = self

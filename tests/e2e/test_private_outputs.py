@@ -54,7 +54,10 @@ def test_the_output_csv_is_reachable_only_by_its_presigned_url(cloud: Cloud, ima
     for url, index in ((first, 0), (second, 1)):
         assert re.fullmatch(rf"{cloud.url}/assets/{request_id}/2/{index}-[\w-]{{22}}\.jpg", url)
     assert first.rsplit("-", 1)[1] != second.rsplit("-", 1)[1]
-    assert requests.get(first, timeout=30).status_code == 200
+    served = requests.get(first, timeout=30)
+    assert served.status_code == 200
+    # Immutable outputs: cached for as long as they are kept, as the image's stored metadata says (issue 21).
+    assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
 
     for attempt in derivations(first, request_id):
         got = requests.get(attempt, timeout=30)

@@ -120,9 +120,10 @@ class Adapters:
 
     @cached_property
     def processed(self) -> BlobStore:
-        from ips.adapters.aws import S3BlobStore
+        from ips.adapters.aws import IMMUTABLE, S3BlobStore
 
-        return self._wrapped("processed", S3BlobStore(self._s3, self.function_settings.processed_bucket))
+        store = S3BlobStore(self._s3, self.function_settings.processed_bucket, cache_control=IMMUTABLE)
+        return self._wrapped("processed", store)
 
     @cached_property
     def queue(self) -> TaskQueue:

@@ -11,16 +11,22 @@ from tenacity import RetryError
 from ips.adapters.retries import Again, again
 from ips.ports import DeadLetter, ObjectChanged, PresignedPost, StoredObject
 
+# Processed images never change under their key (a key names the request, the image and the options), so
+# CloudFront and browsers may keep them for as long as the bucket does (365 days by default).
+IMMUTABLE = "public, max-age=31536000, immutable"
+
 
 class S3BlobStore:
     PART_BYTES = 8 * 1024 * 1024  # S3's parts are at least 5 MiB (but the last)
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, *, cache_control: str | None = None) -> None:
         self._client = client
         self.bucket = bucket
+        # Stored with every object written (S3 serves it as the Cache-Control header, CloudFront passes it on).
+        self._metadata = {"CacheControl": cache_control} if cache_control else {}
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self._metadata)
 
     def get(self, key: str) -> bytes:
         return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -32,7 +38,8 @@ class S3BlobStore:
                 Key=key,
                 CopySource={"Bucket": self.bucket, "Key": source_key},
                 ContentType=content_type,
-                MetadataDirective="REPLACE",
+                MetadataDirective="REPLACE",  # the copy's own metadata, not its source's
+                **self._metadata,
             )
         except self._client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
@@ -52,7 +59,7 @@ class S3BlobStore:
                 if len(part) >= self.PART_BYTES:
                     if upload_id is None:
                         upload_id = self._client.create_multipart_upload(
-                            Bucket=self.bucket, Key=key, ContentType=content_type
+                            Bucket=self.bucket, Key=key, ContentType=content_type, **self._metadata
                         )["UploadId"]
                     parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(part)))
                     part.clear()
