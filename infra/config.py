@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_cdk.aws_logs import RetentionDays
 from pydantic import Field, TypeAdapter, field_validator
@@ -20,6 +20,12 @@ from ips_runtime.env_settings import EnvSettings
 from ips_runtime.settings import TenantImageLimits
 
 Count = Annotated[int, Field(ge=1)]
+# The default cap of images in flight per key, sized from the process function's concurrency: what that many
+# containers finish in BACKLOG_HOURS at IMAGES_PER_CONTAINER_S (docs/performance.md: 0.25 s billed per 4 MP JPEG
+# with its download), so the work one key may have queued is bounded by time, not by a fixed count. At the
+# default 20: 1,728,000 (a 1,000,000-image catalogue fits; at 2, 172,800).
+IMAGES_PER_CONTAINER_S = 4
+BACKLOG_HOURS = 6
 TENANT_IMAGE_QUOTAS = TypeAdapter(dict[str, TenantImageLimits])
 
 # CloudWatch Logs accepts only these retention periods.
@@ -53,6 +59,9 @@ class DeploymentConfig(EnvSettings):
     stage: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,128}$")] | None = None  # the topology's ("v1") when None
     mongodb_secret: str | None = None  # Secrets Manager ARN or name of the Atlas URI; the stack creates one when None
     mongodb_database: str = "ips"
+    # iam: MONGODB-AWS, each function's IAM role is an Atlas database user (no password to store or rotate; the
+    # secret holds the URI without credentials); uri: the user and password are in the secret's URI.
+    mongodb_auth: Literal["iam", "uri"] = "iam"
     throttle_rate: Annotated[float, Field(gt=0)] | None = None  # the default usage plan (per key); the topology's
     throttle_burst: Count | None = None
     quota_per_day: Count | None = None
@@ -64,6 +73,10 @@ class DeploymentConfig(EnvSettings):
     # Reserved for the process function; size it to MongoDB's connections. 2 to 1,000: the SQS event source's
     # MaximumConcurrency range (1,000 is also the default account concurrency).
     process_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
+    # Reserve the process and expand functions' concurrency (20 + 5) from the account's. Off for accounts whose
+    # quota cannot spare it (new accounts start at 10, and Lambda keeps 100 unreserved): the queues' event
+    # sources still cap both at the same numbers (MaximumConcurrency), so MongoDB sees no more connections.
+    reserve_concurrency: bool = True
     upload_retention_days: Count | None = None  # input and output CSVs expire; the topology's (30) when None
     processed_retention_days: Count | None = None  # processed images expire; the topology's (365) when None
     log_retention_days: int = 30
@@ -93,17 +106,28 @@ class DeploymentConfig(EnvSettings):
             TENANT_IMAGE_QUOTAS.validate_json(quotas)
         return quotas
 
-    def quota_environment(self) -> dict[str, str]:
-        """The functions' image-quota variables (ips_runtime.settings.FunctionSettings), where set."""
+    def quota_environment(self, topology: Topology) -> dict[str, str]:
+        """The functions' image-quota variables (ips_runtime.settings.FunctionSettings), where set; the cap of
+        images in flight always (sized from the deployed process concurrency unless given)."""
         return {
             name: str(value)
             for name, value in (
                 ("IMAGE_QUOTA_PER_DAY", self.image_quota_per_day),
-                ("IMAGES_IN_FLIGHT", self.images_in_flight),
+                ("IMAGES_IN_FLIGHT", self.in_flight_cap(topology)),
                 ("TENANT_IMAGE_QUOTAS", self.tenant_image_quotas),
             )
             if value is not None
         }
+
+    def in_flight_cap(self, topology: Topology) -> int:
+        """`imagesInFlight`, or what the process function's concurrency finishes in BACKLOG_HOURS."""
+        if self.images_in_flight is not None:
+            return self.images_in_flight
+        concurrency = topology.function(topology.queue_source.function).reserved_concurrency or 1
+        return concurrency * IMAGES_PER_CONTAINER_S * BACKLOG_HOURS * 3600
+
+    def mongodb_environment(self) -> dict[str, str]:
+        return {"MONGODB_DATABASE": self.mongodb_database, "MONGODB_AUTH": self.mongodb_auth}
 
     @property
     def log_retention(self) -> RetentionDays:

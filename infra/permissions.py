@@ -31,6 +31,9 @@ class FunctionAccess:
     reads_mongodb_uri: bool = True  # every function reads or writes the catalog
     reads_webhook_secret: bool = False  # only where webhooks are signed
     lists_uploads: bool = False  # s3:ListBucket: HeadObject of a missing key answers 404, not 403
+    lists_processed: bool = False  # the same on the processed bucket: a copy from a missing source is a 404
+    # s3:AbortMultipartUpload (PutObject does not allow it): a failed multipart write leaves no parts to pay for
+    aborts_uploads: tuple[str, ...] = ()
     drains_dead_letters: bool = False  # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues (all of them)
     reads_queue_depths: bool = False  # sqs:GetQueueAttributes on the images and chunks queues: approximate counts
 
@@ -56,6 +59,7 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         "process": FunctionAccess(
             writes_processed=IMAGES,
             reads_processed=IMAGES,  # a reused image is copied from an earlier request's output
+            lists_processed=True,  # ... whose expiry must answer 404 (ips.reuse falls back to a fresh fetch)
             table_actions=(GET, PUT, UPDATE),
         ),
         # read a chunk's rows (a byte range of the direct CSV or of the pinned copy), add its products, send its
@@ -72,7 +76,11 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         # the output CSV (and its presigned GET in the webhook) and the signed webhook; the request's images
         # leave flight (Get the reservation marker, Update it and the tenant's counter)
         "notify": FunctionAccess(
-            reads_uploads=(output,), writes_uploads=(output,), table_actions=(GET, UPDATE), reads_webhook_secret=True
+            reads_uploads=(output,),
+            writes_uploads=(output,),
+            aborts_uploads=(output,),  # a big output CSV is a multipart upload (ips.adapters.aws.put_stream)
+            table_actions=(GET, UPDATE),
+            reads_webhook_secret=True,
         ),
         # the presigned path: pin the uploaded CSV (CopyObject: read the source, write the copy), read and plan
         # the copy, reserve its images (ips.quotas), open the counter, fan out; a refused upload is handed to
@@ -87,11 +95,13 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         # the pinned copy) to re-queue lost chunks (the chunks queue) and pending images (the images queue), check
         # whether an expired upload's file is there, finish a lost completion (the private output CSV) and resend
         # undelivered webhooks (signing the CSV's presigned GET, releasing images); the two queues' depths tell
-        # lost work from work waiting in a backlog, and each chunk's progress (Get) which of it was sent
+        # lost work from work waiting in a backlog, and each chunk's progress (Get) which of it was sent; hold the
+        # round's lease (Put, Update)
         "reconcile": FunctionAccess(
             reads_uploads=(direct, presigned, pinned, output),
             lists_uploads=True,
             writes_uploads=(output,),
+            aborts_uploads=(output,),
             sends_to_images_queue=True,
             sends_to_chunks_queue=True,
             table_actions=(GET, PUT, UPDATE),

@@ -67,10 +67,11 @@ class ImageProcessingStack(Stack):
                 **pipeline.environment(),
                 **fanout.environment(),
                 **requests.environment(),
-                "MONGODB_DATABASE": config.mongodb_database,
-                **config.quota_environment(),
+                **config.mongodb_environment(),
+                **config.quota_environment(topology),
             },
             log_retention=log_retention,
+            reserve_concurrency=config.reserve_concurrency,
         )
         dead_letter_urls = ",".join(queue.queue_url for queue in (pipeline.images_dead_letters, fanout.dead_letters))
         for name, function in functions.items():
@@ -123,6 +124,8 @@ class ImageProcessingStack(Stack):
                 images=pipeline.images,
                 chunks=fanout.chunks,
                 dead_letters=dead_letters,
+                drained_dead_letters=("ImagesDeadLetters", "ChunksDeadLetters"),  # by every reconciler round
+                requests_table=requests.table,
             ),
             alarm_email=config.alarm_email,
         )
@@ -139,3 +142,11 @@ class ImageProcessingStack(Stack):
             ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
         ):
             CfnOutput(self, output_id, value=value, description=description)
+        # With mongodbAuth=iam each role is an Atlas database user (AWS IAM role type): docs/deployment.md.
+        for name, function in functions.items():
+            CfnOutput(
+                self,
+                f"{name.capitalize()}RoleArn",
+                value=function.role.role_arn,  # type: ignore[union-attr]
+                description=f"The {name} function's role: its Atlas database user with mongodbAuth=iam",
+            )

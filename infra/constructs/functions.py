@@ -32,6 +32,7 @@ class Functions(Construct):
         dependencies: BuiltLayer,
         environment: dict[str, str],
         log_retention: logs.RetentionDays,
+        reserve_concurrency: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.domain_layer = lambda_.LayerVersion(
@@ -76,7 +77,8 @@ class Functions(Construct):
                 handler=spec.handler,
                 memory_size=spec.memory_mb,
                 timeout=Duration.seconds(spec.timeout_s),
-                reserved_concurrent_executions=spec.reserved_concurrency,
+                # Off: the event sources' MaximumConcurrency still caps the queue consumers (pipeline.py).
+                reserved_concurrent_executions=spec.reserved_concurrency if reserve_concurrency else None,
                 layers=[self.dependencies_layer, self.domain_layer],
                 environment={**environment, "POWERTOOLS_SERVICE_NAME": spec.name},
                 role=role,

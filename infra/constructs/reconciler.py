@@ -1,5 +1,6 @@
-"""The reconciler's schedule: an EventBridge rate rule invoking the reconcile function (its grants come from
-infra/permissions.py through the other concerns' constructs, like every function's)."""
+"""The reconciler's schedule: an EventBridge rate rule invoking the reconcile function, with no asynchronous
+retries (its grants come from infra/permissions.py through the other concerns' constructs, like every
+function's)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,8 @@ class Reconciler(Construct):
             schedule=events.Schedule.rate(Duration.minutes(schedule.rate_minutes)),
             description=f"Every {schedule.rate_minutes} min: the {schedule.function} function's round",
         )
-        # Retried by EventBridge if the invocation cannot be made; a round that fails is simply run again next time.
+        # Retried by EventBridge if the invocation cannot be made; a round that fails is not retried by Lambda (its
+        # retries would start rounds between the scheduled ones): the next scheduled round goes on. Rounds run one
+        # at a time whatever the concurrency (a lease in the requests table, ips.reconcile).
         self.rule.add_target(targets.LambdaFunction(function, retry_attempts=2))
+        function.configure_async_invoke(retry_attempts=0)

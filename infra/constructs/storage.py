@@ -102,12 +102,13 @@ class Storage(Construct):
         )
 
     def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
-        """Exactly GetObject/PutObject on the key patterns the function reads or writes (and ListBucket on the
-        uploads bucket where asked)."""
+        """Exactly GetObject/PutObject (and AbortMultipartUpload) on the key patterns the function reads or writes,
+        and ListBucket on a bucket where asked."""
         self.grant_listing(function, access)
         for action, bucket, patterns in (
             ("s3:GetObject", self.uploads, access.reads_uploads),
             ("s3:PutObject", self.uploads, access.writes_uploads),
+            ("s3:AbortMultipartUpload", self.uploads, access.aborts_uploads),
             ("s3:PutObject", self.processed, access.writes_processed),
             ("s3:GetObject", self.processed, access.reads_processed),
         ):
@@ -128,10 +129,11 @@ class Storage(Construct):
             )
 
     def grant_listing(self, function: lambda_.Function, access: FunctionAccess) -> None:
-        if access.lists_uploads:
-            function.add_to_role_policy(
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.uploads.bucket_arn])
-            )
+        for lists, bucket in ((access.lists_uploads, self.uploads), (access.lists_processed, self.processed)):
+            if lists:
+                function.add_to_role_policy(
+                    iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+                )
 
     def environment(self) -> dict[str, str]:
         return {

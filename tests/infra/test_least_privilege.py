@@ -47,6 +47,8 @@ EXPECTED = {
         ("processed", "*.jpg"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.webp"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.avif"): {"s3:PutObject", "s3:GetObject"},
+        # a copy from a source that expired answers 404 (what ips.reuse falls back on), not 403, only with this
+        ("processed", None): {"s3:ListBucket"},
         ("images", None): QUEUE_CONSUMER,
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
@@ -74,18 +76,20 @@ EXPECTED = {
         ("uploads", "incoming/*.csv"): {"s3:GetObject"},  # is an expired upload's file there?
         ("uploads", None): {"s3:ListBucket"},  # ... which HeadObject answers with 404, not 403, only with this
         # a completion the stream lost (private); the resent webhook's presigned GET
-        ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},
+        ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"},
         ("images", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},  # lost work re-queued; the depth
         # ... and chunks not fully expanded; its depth too (chunks queued or in flight are not lost work)
         ("chunks", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("chunks-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        # ... and the round's lease (Put if free or run out, Update to give it back)
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
         ("webhook", None): SECRET,  # resends undelivered webhooks through the same notify code
     },
     "notify": {
-        ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject"},  # private; the webhook's presigned GET
+        # private; the webhook's presigned GET; a failed multipart write of a big one is aborted
+        ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the images leave flight
         ("stream", None): STREAM,
         ("mongodb", None): SECRET,

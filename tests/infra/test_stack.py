@@ -221,8 +221,11 @@ def test_presigned_uploads_invoke_ingest_and_failures_are_kept(synthesized):
         }
     ]
     assert custom["Properties"]["BucketName"]["Ref"].startswith("StorageUploads")
-    _, invoke_config = one(synthesized.of_type("AWS::Lambda::EventInvokeConfig"))
-    assert invoke_config["Properties"]["FunctionName"] == ref(ingest)
+    (invoke_config,) = [
+        c
+        for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == ref(ingest)
+    ]
     assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
     failures = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
     assert synthesized.resources[failures]["Type"] == "AWS::SQS::Queue"
@@ -433,35 +436,88 @@ def test_every_bucket_expires_what_it_stores(synthesized):
     assert expiry["AccessL"] == [365]
 
 
-def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synthesized):
-    alarms = [a["Properties"] for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()]
+def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_progress(synthesized):
+    """Issue 21: every alarm sustained or justified as immediate, the rates over a minimum request count,
+    progress instead of message age, the table's conflicts and throttles, near-timeouts, the heartbeat."""
+    alarms = {lid: a["Properties"] for lid, a in synthesized.of_type("AWS::CloudWatch::Alarm").items()}
     topic_id, _ = one(synthesized.of_type("AWS::SNS::Topic"))
-    assert all(a["AlarmActions"] == [ref(topic_id)] for a in alarms)
+    assert all(a["AlarmActions"] == [ref(topic_id)] == a["OKActions"] for a in alarms.values())
 
     def watched(namespace, metric):
-        return [a for a in alarms if (a["Namespace"], a["MetricName"]) == (namespace, metric)]
+        return [a for a in alarms.values() if (a.get("Namespace"), a.get("MetricName")) == (namespace, metric)]
 
-    dead_letters = {
-        lid for lid, q in synthesized.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" not in q["Properties"]
-    }
+    def sustained(alarm):
+        return alarm["DatapointsToAlarm"], alarm["EvaluationPeriods"]
+
+    def by_id(prefix):
+        (alarm,) = [a for lid, a in alarms.items() if lid.startswith(f"Monitoring{prefix}")]
+        return alarm
+
+    def expression(alarm):
+        (result,) = [m for m in alarm["Metrics"] if m.get("ReturnData", True) and "Expression" in m]
+        inputs = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+        return result["Expression"], inputs
+
+    queues = synthesized.of_type("AWS::SQS::Queue")
+    dead_letters = {lid for lid, q in queues.items() if "RedrivePolicy" not in q["Properties"]}
     depth = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in depth} == dead_letters
     assert len(dead_letters) == 4  # images, chunks, ingest failures, completion failures
-    for metric in ("Errors", "Throttles"):
-        functions = {a["Dimensions"][0]["Value"]["Ref"] for a in watched("AWS/Lambda", metric)}
-        assert functions == {synthesized.function_id(spec.name) for spec in TOPOLOGY.functions}
-    for metric in ("5XXError", "4XXError"):
-        (rate,) = watched("AWS/ApiGateway", metric)
-        assert rate["Statistic"] == "Average" and 0 < rate["Threshold"] < 1
-    ages = watched("AWS/SQS", "ApproximateAgeOfOldestMessage")
-    assert sorted(age["Threshold"] for age in ages) == sorted(
-        queue.visibility_timeout_s * queue.max_receive_count for queue in (TOPOLOGY.images_queue, TOPOLOGY.chunks_queue)
-    )
+    for alarm in depth:  # the reconciler drains two every round: those alarm when messages stay 15 minutes
+        queue = alarm["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        drained = queue.startswith(("PipelineImagesDeadLetters", "FanoutChunksDeadLetters"))
+        assert sustained(alarm) == ((3, 3) if drained else (1, 1)), queue
+    for metric in ("Errors", "Throttles", "Duration"):
+        found = watched("AWS/Lambda", metric)
+        assert {a["Dimensions"][0]["Value"]["Ref"] for a in found} == {
+            synthesized.function_id(spec.name) for spec in TOPOLOGY.functions
+        }
+        assert all(sustained(a) == (2, 3) for a in found), metric
+    for alarm in watched("AWS/Lambda", "Duration"):  # near the timeout: 95% of each function's own
+        spec = next(
+            s for s in TOPOLOGY.functions if synthesized.function_id(s.name) == alarm["Dimensions"][0]["Value"]["Ref"]
+        )
+        assert (alarm["Statistic"], alarm["Threshold"]) == ("Maximum", 0.95 * spec.timeout_s * 1000)
+    for metric, threshold, periods in (("5XXError", 0.01, (2, 3)), ("4XXError", 0.25, (3, 3))):
+        alarm = by_id(f"Api{metric}Rate")
+        formula, inputs = expression(alarm)
+        assert formula == "IF(requests >= 20, FILL(errors, 0) / requests, 0)"  # one 404 in a quiet hour is not 100%
+        assert inputs["errors"]["Metric"]["MetricName"] == metric and inputs["requests"]["Metric"]["MetricName"] == (
+            "Count"
+        )
+        assert {i["Stat"] for i in inputs.values()} == {"Sum"}
+        assert (alarm["Threshold"], sustained(alarm)) == (threshold, periods)
+    # Progress instead of message age: no alarm on the oldest message any more.
+    assert watched("AWS/SQS", "ApproximateAgeOfOldestMessage") == []
+    for title, finished in (
+        ("Images", {"counted": "ImagesCounted"}),
+        ("Chunks", {"sent": "ImagesQueued", "requeued": "ChunksRequeued"}),
+    ):
+        alarm = by_id(f"{title}Stalled")
+        formula, inputs = expression(alarm)
+        assert formula.startswith("IF(FILL(visible, 0) + FILL(inflight, 0) > 0 AND ")
+        assert {name: inputs[name]["Metric"]["MetricName"] for name in finished} == finished
+        assert inputs["visible"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert inputs["inflight"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesNotVisible"
+        assert (alarm["Threshold"], sustained(alarm)) == (1, (3, 3))  # no image finished for 15 minutes
     (past_deadline,) = watched("ImageProcessingSystem", "RequestsPastDeadline")
     assert past_deadline["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
-    assert past_deadline["Threshold"] == 1
+    assert (past_deadline["Threshold"], sustained(past_deadline)) == (1, (1, 1))
+    (heartbeat,) = watched("ImageProcessingSystem", "ReconcilerRounds")
+    assert heartbeat["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
+    assert heartbeat["ComparisonOperator"] == "LessThanThreshold" and heartbeat["Threshold"] == 1
+    assert heartbeat["TreatMissingData"] == "breaching" and sustained(heartbeat) == (3, 3)
     (lag,) = watched("AWS/Lambda", "IteratorAge")
     assert lag["Dimensions"][0]["Value"] == ref(synthesized.function_id(TOPOLOGY.stream_source.function))
+    assert sustained(lag) == (2, 3)
+    (conflicts,) = watched("AWS/DynamoDB", "TransactionConflict")
+    assert conflicts["Dimensions"] == [{"Name": "TableName", "Value": ref("CompletionRequests4C1CAE78")}]
+    assert (conflicts["Statistic"], conflicts["Threshold"], sustained(conflicts)) == ("Sum", 100, (3, 3))
+    throttles = by_id("RequestsTableThrottles")
+    formula, inputs = expression(throttles)
+    assert formula == "FILL(reads, 0) + FILL(writes, 0)"
+    assert {i["Metric"]["MetricName"] for i in inputs.values()} == {"ReadThrottleEvents", "WriteThrottleEvents"}
+    assert (throttles["Threshold"], sustained(throttles)) == (10, (2, 3))
     assert len(synthesized.of_type("AWS::CloudWatch::Dashboard")) == 1
 
 
