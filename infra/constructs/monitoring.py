@@ -152,7 +152,7 @@ class Monitoring(Construct):
                 function.metric_duration(period=PERIOD, statistic="Maximum"),
                 NEAR_TIMEOUT * timeout_s * 1000,
                 f"An invocation of the {name} function took over {NEAR_TIMEOUT:.0%} of its {timeout_s} s timeout in "
-                "10 of the last 15 minutes: it is about to time out (slow sources, MongoDB, or too much work per call).",
+                "10 of the last 15 minutes: it is about to time out (slow sources or MongoDB, or too much per call).",
                 TEN_OF_FIFTEEN,
             )
 
