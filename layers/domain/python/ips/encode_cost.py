@@ -27,8 +27,9 @@ MAX_SIDE: Final = {OutputFormat.JPEG: 65_500, OutputFormat.WEBP: 16_383, OutputF
 # the first's. Each is the most any subject cost (six corpus photos and uniform noise of 2 MP each; noise is the
 # costliest content for every codec, and what an attacker would send), times bench.encode_cost.SAFETY (1.25),
 # measured on the bench machine (2 shared cores, load 4 to 6; Pillow 13.0.0, libavif 1.4.2 at speed 6, libwebp
-# method 4) on 2026-12-01 with:
+# method 4) on 2026-12-06 with `python -m bench.encode_cost` (it prints these lines); a second run,
 #     python -m bench --only encode --out bench/results/encode-cost.json
+# measured at most 91% of each (docs/performance.md).
 QUALITY_POINTS: Final = (1, 25, 50, 75, 95)
 SECONDS_PER_MEGAPIXEL: Final[dict[tuple[OutputFormat, bool], tuple[float, ...]]] = {
     (OutputFormat.JPEG, False): (0.008, 0.011, 0.017, 0.022, 0.027),

@@ -167,15 +167,16 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def _check_time_for(plan: EncodePlan, deadline: float | None) -> None:
-    """An encode cannot be stopped once started: it starts only when its estimate ends before the deadline."""
+    """An encode cannot be stopped once started: it starts only when its estimate ends before the deadline. A
+    deadline already past is the decode's to report (its first read stops it: TOO_COMPLEX, as before)."""
     if deadline is None:
         return
     left = deadline - time.monotonic()
-    if plan.seconds > left:
+    if 0 < left < plan.seconds:
         raise OutOfTime(
             "TOO_COSTLY",
-            f"encoding it is estimated at {plan.seconds:.1f} s of CPU, more than the invocation had left "
-            f"({max(left, 0.0):.1f} s)",
+            f"encoding it is estimated at {plan.seconds:.1f} s of CPU, "
+            f"more than the invocation had left ({left:.1f} s)",
             True,
         )
 
