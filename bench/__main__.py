@@ -5,6 +5,7 @@
     python -m bench --only engine --engine-rounds 3
     python -m bench --images 1000 --pipeline-rounds 2
     python -m bench --quick          # a smoke run of every part in about two minutes
+    python -m bench --only encode --out bench/results/encode-cost.json   # the encode cost factors
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TextIO
 from bench import CORPUS, RESULTS
 from bench.report import collect_targets, render, write_json
 
-PARTS = ("engine", "pipeline", "upload", "reuse", "small")
+PARTS = ("engine", "pipeline", "upload", "reuse", "small", "encode")
 
 
 def cpu_model() -> str:
@@ -74,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--small-cap", type=float, default=300, help="seconds to watch each small catalogue (300)")
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
+    parser.add_argument("--encode-images", type=int, default=6, help="corpus photos of the encode part (6)")
+    parser.add_argument("--encode-megapixels", type=float, default=2.0, help="each encode subject's size (2 MP)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(
         "--presigned-cap", type=float, default=45, help="seconds to watch the 100k-row fan-out (default 45)"
@@ -90,6 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.reuse_images = 40
         args.presigned_cap = 15
         args.small_products, args.small_cap = "50,200", 120
+        args.encode_images, args.encode_megapixels = 1, 0.25
     args.small_sizes = tuple(int(size) for size in args.small_products.split(",") if size.strip())
     return args
 
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "cloud_workers": args.cloud_workers or args.workers,
             "upload_rounds": args.upload_rounds,
+            "encode_images": args.encode_images,
+            "encode_megapixels": args.encode_megapixels,
             "reuse_images": args.reuse_images,
             "small_products": list(args.small_sizes),
             "presigned": not args.no_presigned,
@@ -148,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.small import run_small
 
                 results["small"] = run_small(log, sizes=args.small_sizes, cap_s=args.small_cap)
+            elif part == "encode":
+                from bench.corpus import load_corpus
+                from bench.encode_cost import run_encode_cost
+
+                results["encode"] = run_encode_cost(
+                    load_corpus(), log, count=args.encode_images, megapixels=args.encode_megapixels
+                )
             elif part == "reuse":
                 from bench.reuse import run_reuse
 

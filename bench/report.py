@@ -45,7 +45,7 @@ def collect_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every section's targets, each tagged with its section."""
     return [
         {"section": section, **target}
-        for section in ("engine", "pipeline", "upload", "reuse", "small")
+        for section in ("engine", "pipeline", "upload", "reuse", "small", "encode")
         if isinstance(results.get(section), dict)
         for target in results[section].get("targets", [])
     ]
@@ -234,6 +234,12 @@ def _small_rows(small: dict[str, Any]) -> list[list[str]]:
     return small_rows(small)
 
 
+def _encode_rows(encode: dict[str, Any]) -> list[list[str]]:
+    from bench.encode_cost import encode_cost_rows
+
+    return encode_cost_rows(encode)
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report as text."""
     machine = results["machine"]
@@ -253,6 +259,7 @@ def render(results: dict[str, Any]) -> str:
         ("upload", "Upload: accept latency against CSV size", upload_rows),
         ("reuse", "Reuse: the same catalogue uploaded again by the same tenant", _reuse_rows),
         ("small", "Small images at scale: products x 2 small JPEGs through the presigned route", _small_rows),
+        ("encode", "Encode cost: CPU s per output megapixel, the costliest subject (ips.encode_cost)", _encode_rows),
     )
     for key, title, rows in sections:
         if isinstance(results.get(key), dict):

@@ -28,7 +28,8 @@ from ips_runtime.roots import PROCESS as root
 logger, metrics, tracer = observability("process")
 # Kept back from each fetch's share of the invocation: compressing, storing, recording and counting the image.
 FINISH_RESERVE_S = 8.0
-# Kept back from the invocation's remaining time when decoding: encoding, storing, recording and counting.
+# Kept back from the invocation's remaining time when compressing: storing, recording and counting (decoding stops
+# at the deadline this leaves, and an encode starts only when its estimate ends before it: ips.encode_cost).
 DECODE_RESERVE_S = 5.0
 _batch: contextvars.ContextVar[ImageBatch] = contextvars.ContextVar("image_batch")
 _known: contextvars.ContextVar[dict[str, bool]] = contextvars.ContextVar("known_requests")

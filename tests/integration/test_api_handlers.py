@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import requests
 from pymongo import MongoClient
@@ -96,6 +98,17 @@ def test_a_webhook_url_to_a_private_address_is_refused_at_upload(pipeline: Pipel
     assert answer["code"] == "WEBHOOK_URL_INVALID"
     assert answer["errors"][0]["column"] == "webhookUrl"
     assert pipeline.queued() == 0
+
+
+def test_a_refused_webhook_name_is_explained_without_the_address_it_resolves_to(
+    pipeline: Pipeline, image_server
+) -> None:
+    # localhost resolves (from the hosts file, not DNS) to loopback addresses: the answer says why, not which.
+    body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n", webhook="http://localhost:9/hook")
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert (status, answer["code"]) == (400, "WEBHOOK_URL_INVALID")
+    assert "localhost:9 resolves to an address that is not public" in answer["errors"][0]["message"]
+    assert "127.0.0.1" not in json.dumps(answer) and "::1" not in json.dumps(answer)
 
 
 def test_wrong_content_type_is_415_and_oversized_body_is_413(pipeline: Pipeline, function_env, monkeypatch) -> None:

@@ -136,7 +136,8 @@ EXPECTED_PORTS = {
     "ingest": {"uploads", "catalog", "ledger", "chunks", "quotas", "clock"},
     # the chunks are the expand function's: the process function no longer reads the CSV
     "expand": {"uploads", "catalog", "ledger", "queue", "chunks", "chunk_progress"},
-    "process": {"fetcher", "processed", "catalog", "ledger", "reuse", "clock", "queue"},
+    # quotas: a heavy image's work is charged to its tenant's daily quota
+    "process": {"fetcher", "processed", "catalog", "ledger", "reuse", "clock", "queue", "quotas"},
     "notify": {"catalog", "ledger", "uploads", "clock", "quotas", "secret_generations", "webhooks"},
     "status": {"catalog", "ledger", "uploads"},
     "secret": {"secret_generations", "clock"},

@@ -4,13 +4,20 @@ daily image quota and a cap on images in flight; over either, 429 IMAGE_QUOTA_EX
 from __future__ import annotations
 
 import json
+import uuid
 
 import boto3
 import pytest
 from pymongo import MongoClient
 
+from ips.adapters.dynamodb import DynamoQuotas
+from ips.encode_cost import plan_encode
+from ips.model import ImageTask
+from ips.options import ImageOptions, OutputFormat
+from ips.quotas import work_units
 from localcloud.cloud import tenant_image_quotas
 from localcloud.gateway import api_key_id
+from localcloud.provision import _requests_table
 from localcloud.settings import KeyImageQuota, LocalCloudSettings
 from tests.integration.conftest import API_KEY, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
@@ -108,3 +115,43 @@ def test_presigned_uploads_are_refused_without_room_and_fail_at_ingestion_over_i
     )  # no room left today: no slot at all
     assert (status, answer["code"]) == (429, "IMAGE_QUOTA_EXCEEDED")
     assert created(pipeline, function_env) == before
+
+
+def test_a_heavy_images_work_counts_against_the_daily_quota(
+    pipeline: Pipeline, image_server, monkeypatch, function_env
+) -> None:
+    limit_key(monkeypatch, per_day=10, in_flight=100)
+    options = ImageOptions(format=OutputFormat.AVIF, quality=95, maxWidth=1000)
+    units = work_units(plan_encode((1411, 1411), options, alpha=False, max_seconds=float("inf")).seconds)
+    assert units >= 2  # sk_retina.jpg (1411 x 1411) as a 1000 px AVIF at quality 95 is heavier than one image
+    body, headers = multipart(HEADER + f"1,Mug,{image_server.url}/sk_retina.jpg\n")
+    query = "format=avif&quality=95&maxWidth=1000"
+    status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers, query=query)
+    assert status == 202, answer
+    finish(pipeline)
+    _, document = pipeline.api("GET", f"/api/v1/status/{answer['requestId']}")
+    assert (document["status"], document["succeeded"], document["options"]["format"]) == ("COMPLETED", 1, "avif")
+    room = 10 - units  # the image reserved one at intake, its processing charged the rest
+    status, refused = upload(pipeline, room + 1, image_server.url)
+    assert (status, refused["code"]) == (429, "IMAGE_QUOTA_EXCEEDED")
+    assert upload(pipeline, room, image_server.url)[0] == 202
+
+
+def test_work_is_charged_once_per_image_and_only_within_the_quota(dynamodb_endpoint: str) -> None:
+    """On both servers the local cloud may use: the charge's transaction and its cancellation reasons."""
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    table = f"quotas-{uuid.uuid4().hex[:8]}"
+    _requests_table(table, client)
+    quotas, day = DynamoQuotas(client, table), "2026-12-01"
+    heavy, other = (ImageTask("req-1", 2, index, f"https://a.example/{index}.jpg", "salt", "t") for index in (0, 1))
+    assert quotas.reserve("t", "req-1", 2, 10, 100, day) is None
+    assert quotas.charge(heavy, 4, 10, day)
+    assert quotas.charge(heavy, 4, 10, day)  # a redelivery: charged before, nothing added
+    assert quotas.usage("t", day) == (6, 2)
+    assert not quotas.charge(other, 5, 10, day)  # 11 of 10: refused, nothing charged
+    assert quotas.usage("t", day) == (6, 2)
+    assert quotas.charge(other, 4, 10, day) and quotas.usage("t", day) == (10, 2)
+    assert quotas.reserve("t", "req-2", 1, 10, 100, day) == "perDay"  # the work counts against later requests
+    assert quotas.usage("u", day) == (0, 0)
+    quotas.release("req-1")
+    assert quotas.usage("t", day) == (10, 0)  # in flight is a count of images: the work leaves it with them

@@ -364,12 +364,23 @@ class MemoryQuotas:
     def __init__(self) -> None:
         self.reserved: dict[str, tuple[str, int, str]] = {}  # request -> (tenant, images, day)
         self.released: set[str] = set()
+        self.charged: dict[tuple[str, int, int], tuple[str, int, str]] = {}  # image -> (tenant, images, day)
 
     def usage(self, tenant: str, day: str) -> tuple[int, int]:
         mine = [(r, images, d) for r, (t, images, d) in self.reserved.items() if t == tenant]
-        today = sum(images for _, images, d in mine if d == day)
+        work = sum(images for t, images, d in self.charged.values() if t == tenant and d == day)
+        today = sum(images for _, images, d in mine if d == day) + work
         in_flight = sum(images for r, images, _ in mine if r not in self.released)
         return today, in_flight
+
+    def charge(self, task: ImageTask, images: int, per_day: int, day: str) -> bool:
+        image = (task.request_id, task.row, task.index)
+        if image in self.charged:
+            return True
+        if self.usage(task.tenant, day)[0] + images > per_day:
+            return False
+        self.charged[image] = (task.tenant, images, day)
+        return True
 
     def reserve(self, tenant: str, request_id: str, images: int, per_day: int, in_flight: int, day: str) -> str | None:
         if request_id in self.reserved:
@@ -444,10 +455,13 @@ class Fakes:
 
     def processing(self) -> ProcessingPorts:
         reuse = ReusePorts(self.reuse, self.processed, self.clock, self.settings.asset_base_url)
-        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse)  # type: ignore[arg-type]
+        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())  # type: ignore[arg-type]
 
     def allowance(self) -> Allowance:
-        return Allowance(self.quotas, self.clock, self.settings.image_quota, self.settings.tenant_image_quotas)
+        settings = self.settings
+        return Allowance(
+            self.quotas, self.clock, settings.image_quota, settings.tenant_image_quotas, settings.quota_work_unit_s
+        )
 
     def intake(self) -> IntakePorts:
         return IntakePorts(

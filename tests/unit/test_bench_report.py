@@ -82,3 +82,29 @@ def test_a_failed_part_is_named_and_never_reads_as_every_target_met() -> None:
         "Targets missed: vs sharp 1.20 (>= 1.3x)",
         "Parts failed, their targets not measured: upload",
     ]
+
+
+def test_the_encode_part_reports_each_kind_and_what_to_record() -> None:
+    from bench.encode_cost import encode_cost_rows, recorded_table
+
+    kind = {
+        "qualities": [1, 95],
+        "measured_max_s_per_mp": [0.2, 2.0],
+        "to_record": [0.25, 2.5],
+        "recorded": [0.25, 1.5],
+        "recorded_vs_measured": 0.75,
+    }
+    encode = {
+        "kinds": {"avif": kind, "webp alpha": kind | {"recorded_vs_measured": 1.2}},
+        "targets": [
+            {"name": "encode estimate covers the measured cost", "actual": 0.75, "target": ">= 1.00", "met": False}
+        ],
+    }
+    rows = encode_cost_rows(encode)
+    assert rows[0] == ["encode CPU s/MP, avif (q1, q95)", "0.200 / 2.000", "0.75x", "recorded covers it", "MISSED"]
+    assert rows[1][-1] == "met"
+    assert collect_targets({"encode": encode}) == [{"section": "encode", **encode["targets"][0]}]
+    assert recorded_table(encode).splitlines() == [
+        "    (OutputFormat.AVIF, False): (0.25, 2.5),",
+        "    (OutputFormat.WEBP, True): (0.25, 2.5),",
+    ]

@@ -44,7 +44,9 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         upload_expiry_s=900,
         output_url_expiry_s=900,
         chunk_images=1000,
-        image_limits=ImageLimits(max_bytes=25 * 1024 * 1024, max_pixels=50_000_000, max_decode_seconds=10.0),
+        image_limits=ImageLimits(
+            max_bytes=25 * 1024 * 1024, max_pixels=50_000_000, max_decode_seconds=10.0, max_encode_seconds=30.0
+        ),
         max_receive_count=5,
         chunk_max_receive_count=5,
         status_page_max_bytes=6 * 1024 * 1024 + 100 - 64 * 1024,
@@ -58,6 +60,7 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         webhook_resend_window_s=86_400,
         image_quota=ImageQuota(per_day=1_000_000, in_flight=500_000),
         tenant_image_quotas={},
+        quota_work_unit_s=2.0,
     )
     assert read().outbound_policy() == OutboundPolicy(
         allowlist=frozenset(),
@@ -86,6 +89,8 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         ("CHUNK_MAX_RECEIVE_COUNT", "3", lambda s: s.domain().chunk_max_receive_count, 3),
         ("IMAGE_MAX_PIXELS", "100", lambda s: s.domain().image_limits.max_pixels, 100),
         ("IMAGE_MAX_DECODE_SECONDS", "2.5", lambda s: s.domain().image_limits.max_decode_seconds, 2.5),
+        ("IMAGE_MAX_ENCODE_SECONDS", "12", lambda s: s.domain().image_limits.max_encode_seconds, 12),
+        ("IMAGE_QUOTA_WORK_SECONDS", "0.5", lambda s: s.domain().quota_work_unit_s, 0.5),
         ("WEBHOOK_ATTEMPTS", "2", lambda s: s.domain().webhook_retry.attempts, 2),
         ("WEBHOOK_FIRST_DELAY", "0.05", lambda s: s.domain().webhook_retry.first_delay, 0.05),
         ("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0", lambda s: s.domain().deadline_per_image_s, 0),
@@ -125,6 +130,8 @@ def test_outbound_policy_from_the_environment() -> None:
         ("CSV_MAX_ROWS", "-1"),
         ("JPEG_QUALITY", "101"),
         ("IMAGE_MAX_DECODE_SECONDS", "soon"),
+        ("IMAGE_MAX_ENCODE_SECONDS", "0"),
+        ("IMAGE_QUOTA_WORK_SECONDS", "-2"),
         ("WEBHOOK_FIRST_DELAY", "-1"),
         ("IMAGE_REUSE", "maybe"),
         ("TENANT_IMAGE_QUOTAS", "{not json"),

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ips.imaging import DecodeTimeUp, ImageLimits, ImageRejected, compress_image
+from ips.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
 
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
@@ -134,21 +134,21 @@ def test_decoding_stops_at_the_images_cpu_budget() -> None:
     # What the caps miss, the budget stops: with the scan caps lifted, the bomb runs out of its CPU seconds.
     bomb = scan_bomb(2000, 2000, 300)
     limits = ImageLimits(max_scans=10**6, max_scan_passes=10**6, max_decode_seconds=0.01)
-    with pytest.raises(DecodeTimeUp) as caught:
+    with pytest.raises(OutOfTime) as caught:
         compress_image(bomb, limits=limits)
     assert caught.value.code == "TOO_COMPLEX" and caught.value.invocation_deadline is False
 
 
 def test_decoding_stops_at_the_callers_deadline() -> None:
     photo = encoded(Image.new("RGB", (300, 200), (10, 120, 200)), "JPEG")
-    with pytest.raises(DecodeTimeUp) as caught:
+    with pytest.raises(OutOfTime) as caught:
         compress_image(photo, deadline=time.monotonic() - 1)
     assert caught.value.code == "TOO_COMPLEX" and caught.value.invocation_deadline is True
     assert compress_image(photo, deadline=time.monotonic() + 60).width == 300
 
 
 def test_the_time_up_rejection_survives_pickling() -> None:  # the local cloud runs functions in processes
-    copy = pickle.loads(pickle.dumps(DecodeTimeUp("late", True)))
+    copy = pickle.loads(pickle.dumps(OutOfTime("TOO_COMPLEX", "late", True)))
     assert (copy.code, copy.message, copy.invocation_deadline) == ("TOO_COMPLEX", "late", True)
 
 

@@ -421,6 +421,41 @@ def test_public_name_with_non_public_answer_refused_before_connecting(answer, ma
     assert dialled == []
 
 
+def spellings(answer: list[str]) -> set[str]:
+    """Every way a message could name the answer's addresses: as given, compressed, exploded, and the IPv4 inside."""
+    names = set()
+    for text in answer:
+        address = ipaddress.ip_address(text)
+        names |= {text, str(address), address.exploded}
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            names.add(str(address.ipv4_mapped))
+    return names
+
+
+@pytest.mark.parametrize("answer", NON_PUBLIC_ANSWERS, ids=lambda a: "+".join(a))
+def test_a_refused_name_is_explained_without_the_address_it_resolved_to(answer, make_client, dialled):
+    # The message reaches the tenant (an image's failure, the upload's 400, a webhook's lastError): naming the
+    # address would map our internal DNS for anyone who asks.
+    resolver = fixed({"internal.test": answer})
+    client = make_client(resolver=resolver)
+    for call in (
+        lambda: check_url("https://internal.test/hook", client.policy, resolver=resolver),
+        lambda: client.fetch("http://internal.test/a.jpg"),
+        lambda: client.post("https://internal.test/hook", b"{}", {}),
+    ):
+        message = str(refused("ADDRESS_REFUSED", call))
+        assert "internal.test" in message and "not public" in message, message
+        assert not [name for name in spellings(answer) if name in message], message
+    assert dialled == []
+
+
+def test_a_redirect_to_a_refused_name_is_explained_without_its_address(server, make_client):
+    server.routes["/"] = redirect("http://metadata.test/latest/meta-data/")
+    client = make_client(server, resolver=fixed({"metadata.test": ["169.254.169.254"]}))
+    message = str(refused("ADDRESS_REFUSED", lambda: client.fetch(server.url())))
+    assert "metadata.test" in message and "not public" in message and "169.254" not in message
+
+
 def test_allowlisted_name_skips_only_the_address_check(server, make_client, dialled):
     server.routes["/"] = reply(200, b"ok")
     resolver = fixed({"dev.test": ["127.0.0.1"]})
@@ -470,9 +505,10 @@ def test_earlier_check_url_is_not_trusted_at_connect_time(server, make_client, d
 def test_peer_address_is_verified_after_connecting(server, make_client, monkeypatch):
     real_getpeername = socket.socket.getpeername
     monkeypatch.setattr(socket.socket, "getpeername", lambda s: ("127.0.0.9", real_getpeername(s)[1]))
-    refused("ADDRESS_REFUSED", lambda: make_client(server).fetch(server.url()))
+    message = str(refused("ADDRESS_REFUSED", lambda: make_client(server).fetch(server.url())))
     monkeypatch.undo()
     assert server.requests == []
+    assert "127.0.0.9" not in message and "another address" in message  # the peer is not named
 
 
 # -------------------------------------------------------------------------------------------- URL checks

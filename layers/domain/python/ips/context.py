@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from ips.csv_input import CsvLimits
 from ips.imaging import ImageLimits
-from ips.quotas import ImageQuota
+from ips.quotas import WORK_UNIT_S, ImageQuota
 from ips.webhook import RetryPolicy
 
 # The presigned path: the client sends the file straight to S3, and it is validated as a stream.
@@ -47,6 +47,7 @@ class Settings:
     output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them
     image_quota: ImageQuota = field(default_factory=ImageQuota)  # every API key's, unless it has its own
     tenant_image_quotas: dict[str, ImageQuota] = field(default_factory=dict)  # by tenant (API key id)
+    quota_work_unit_s: float = WORK_UNIT_S  # estimated encode seconds one image of quota covers (ips.quotas)
 
     def deadline(self, start: datetime, total_images: int) -> datetime:
         return start + timedelta(seconds=self.deadline_base_s + self.deadline_per_image_s * total_images)

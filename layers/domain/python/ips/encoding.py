@@ -8,6 +8,7 @@ import io
 
 from PIL import Image
 
+from ips.encode_cost import output_size
 from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
 
 # AVIF's encoder speed (0 slowest .. 10 fastest): 6 is libavif's default trade-off and keeps an AVIF within a
@@ -17,16 +18,12 @@ WEBP_METHOD = 4  # libwebp's default effort
 
 
 def fit(pixels: Image.Image, options: ImageOptions = DEFAULT_OPTIONS) -> tuple[Image.Image, bool]:
-    """Scale down to fit inside (maxWidth, maxHeight), keeping the aspect ratio; never enlarge.
-    Returns the image and whether it was resized."""
-    bounds = options.bounds
-    if bounds is None:
+    """Scale down to fit inside (maxWidth, maxHeight), keeping the aspect ratio; never enlarge (the size is
+    `ips.encode_cost.output_size`'s: a box is narrowed to what the format can hold). Returns the image and
+    whether it was resized."""
+    size = output_size(pixels.size, options)
+    if size == pixels.size:
         return pixels, False
-    width, height = pixels.size
-    scale = min(bounds[0] / width, bounds[1] / height)
-    if scale >= 1:
-        return pixels, False
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # reducing_gap: a fast integer box reduction first, then Lanczos over the last factor (Pillow's thumbnail).
     return pixels.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), True
 

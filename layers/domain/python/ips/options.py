@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ips.errors import InvalidInput, Problem
 
 OPTION_INVALID: Final = "OPTION_INVALID"
-MAX_DIMENSION: Final = 16384  # the largest side WebP can encode; a bound beyond it could never apply
+# The largest box side a request may give. WebP holds one pixel less (16,383): its outputs are fitted inside
+# the box narrowed to that (ips.encode_cost.output_size), so every format takes the same options.
+MAX_DIMENSION: Final = 16384
 
 
 class OutputFormat(StrEnum):

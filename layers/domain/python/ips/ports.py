@@ -300,6 +300,11 @@ class Quotas(Protocol):
         """Take the request's images out of flight, once."""
         ...
 
+    def charge(self, task: ImageTask, images: int, per_day: int, day: str) -> bool:
+        """Add `images` to the task's tenant's images of `day` if that stays within `per_day`, once per task; True
+        when charged (now, or before for this task), False when the limit refused and nothing was charged."""
+        ...
+
 
 @dataclass(frozen=True)
 class SecretGeneration:

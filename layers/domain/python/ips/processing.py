@@ -8,10 +8,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from ips.fetching import TIMEOUT, Fetched, FetchError
-from ips.imaging import CompressedImage, DecodeTimeUp, ImageLimits, ImageRejected, compress_image
+from ips.imaging import CompressedImage, ImageLimits, ImageRejected, OutOfTime, compress_image
 from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
 from ips.polite import interleave_hosts
 from ips.ports import BlobStore, Catalog, CountResult, Fetcher, Ledger, ReuseEntry, SourceValidators
+from ips.quotas import Allowance, QuotaExceeded
 from ips.redaction import redact_url
 from ips.reuse import (
     ReusePorts,
@@ -50,6 +51,7 @@ class ProcessingPorts:
     catalog: Catalog
     ledger: Ledger
     reuse: ReusePorts
+    allowance: Allowance  # the work of heavy images is charged to their tenant's quota before they are decoded
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold (for the reason a given-up image fails with)
 
@@ -138,8 +140,10 @@ def process_image(
     Permanent problems (a refused address, a 404, not an image, too big, too costly to decode) fail the image
     with their reason. Transient ones raise RetryLater, except on the final delivery, where the image fails
     with the reason instead of going to the dead-letter queue uncounted. `deadline` (a `time.monotonic()`
-    instant) is when decoding must have finished for the invocation to end in time: running into it is
-    transient (a fresh invocation has more time), running out of the image's own CPU budget is not."""
+    instant) is when compressing must have finished for the invocation to end in time: running into it while
+    decoding, or an encode estimated to end past it, is transient (a fresh invocation has more time), running out
+    of the image's own CPU budget is not. A heavy image's work is charged to its tenant's quota before it is
+    decoded (ips.quotas); over the quota, it fails IMAGE_QUOTA_EXCEEDED."""
     fetch = prefetcher.fetch if prefetcher is not None else lambda task: fetch_source(task, ports)
     prepared = prepare_image(task, ports, fetch, final_attempt=final_attempt, deadline=deadline)
     return finish_image(task, ports, prepared)
@@ -184,17 +188,23 @@ def prepare_image(
         match = match_content(task, source.previous, digest, ports.reuse)
         if match is not None and (reused := reuse_output(task, match, ports.reuse)) is not None:
             return Prepared(outcome=reused, reuse_entry=newest_entry(task, reused, digest, validators, ports.reuse))
-        image = compress_image(fetched.body, limits=ports.image_limits, deadline=deadline, options=task.options)
+        image = compress_image(
+            fetched.body,
+            limits=ports.image_limits,
+            deadline=deadline,
+            options=task.options,
+            admit=lambda plan: ports.allowance.charge_work(task, plan.seconds),
+        )
     except FetchError as exc:
         if not exc.permanent and not final_attempt:
             raise RetryLater(f"{exc.code}: {exc}", exc.retry_after) from exc
         reason = str(exc) if exc.permanent else f"{exc} (gave up after {ports.max_receive_count} attempts)"
         return Prepared(outcome=ImageOutcome.failure(exc.code, reason))
-    except DecodeTimeUp as exc:
+    except OutOfTime as exc:
         if exc.invocation_deadline and not final_attempt:
             raise RetryLater(f"{exc.code}: {exc}") from exc
         return Prepared(outcome=ImageOutcome.failure(exc.code, str(exc)))
-    except ImageRejected as exc:
+    except (ImageRejected, QuotaExceeded) as exc:
         return Prepared(outcome=ImageOutcome.failure(exc.code, str(exc)))
     except Exception as exc:  # a codec bug must not poison the queue: fail the image on its last delivery
         if not final_attempt:

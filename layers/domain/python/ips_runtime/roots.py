@@ -88,7 +88,9 @@ def overriding_roots(adapters: Adapters) -> Iterator[Adapters]:
 
 def allowance(adapters: Adapters) -> Allowance:
     settings = adapters.settings
-    return Allowance(adapters.quotas, adapters.clock, settings.image_quota, settings.tenant_image_quotas)
+    return Allowance(
+        adapters.quotas, adapters.clock, settings.image_quota, settings.tenant_image_quotas, settings.quota_work_unit_s
+    )
 
 
 def output_links(adapters: Adapters) -> OutputLinks:
@@ -177,6 +179,7 @@ def build_process(adapters: Adapters) -> ProcessRoot:
         catalog=adapters.catalog,
         ledger=adapters.ledger,
         reuse=reuse,
+        allowance=allowance(adapters),
         image_limits=settings.image_limits,
         max_receive_count=settings.max_receive_count,
     )

@@ -78,9 +78,11 @@ class FunctionSettings(EnvSettings):
     image_max_bytes: Count = ImageLimits.max_bytes  # also where a download stops reading (TOO_LARGE)
     image_max_pixels: Count = ImageLimits.max_pixels
     image_max_decode_seconds: Timeout = ImageLimits.max_decode_seconds
+    image_max_encode_seconds: Timeout = ImageLimits.max_encode_seconds  # an encode's estimate (TOO_COSTLY past it)
     image_reuse: bool = True  # off: every image is fetched and compressed afresh
     image_quota_per_day: Count = ImageQuota.per_day
     images_in_flight: Count = ImageQuota.in_flight
+    image_quota_work_seconds: Timeout = Settings.quota_work_unit_s  # estimated encode seconds one image counts for
     # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}} (the local cloud writes it from IMAGE_QUOTAS).
     tenant_image_quotas: Annotated[dict[str, TenantImageLimits], NoDecode] = Field(default_factory=dict)
     max_receive_count: Count = Settings.max_receive_count
@@ -155,6 +157,7 @@ class FunctionSettings(EnvSettings):
         return Settings(
             asset_base_url=self.asset_base_url,
             image_quota=default_quota,
+            quota_work_unit_s=self.image_quota_work_seconds,
             tenant_image_quotas={
                 tenant: ImageQuota(
                     per_day=limits.perDay or default_quota.per_day, in_flight=limits.inFlight or default_quota.in_flight
@@ -179,6 +182,7 @@ class FunctionSettings(EnvSettings):
                 max_bytes=self.image_max_bytes,
                 max_pixels=self.image_max_pixels,
                 max_decode_seconds=self.image_max_decode_seconds,
+                max_encode_seconds=self.image_max_encode_seconds,
             ),
             max_receive_count=self.max_receive_count,
             chunk_max_receive_count=self.chunk_max_receive_count,

@@ -24,7 +24,7 @@ from ips.ports import CountResult
 COUNTER_SK = "COUNTER"
 OPEN, COMPLETE, FAILED = "OPEN", "COMPLETE", "FAILED"
 TTL_ATTRIBUTE = "expiresAt"
-QUOTA_IN_FLIGHT, QUOTA_MARKER = "INFLIGHT", "QUOTA"
+QUOTA_IN_FLIGHT, QUOTA_MARKER, WORK_MARKER = "INFLIGHT", "QUOTA", "WORK"
 
 # Lambda event filter for the table's stream (NEW_AND_OLD_IMAGES): only the update that completes a request.
 COMPLETION_FILTER: dict[str, Any] = {
@@ -211,8 +211,9 @@ class DynamoLedger:
 
 class DynamoQuotas:
     """Per-tenant image counters in the ledger's table: `TENANT#<tenant>` / `DAY#<date>` (images accepted that
-    day, expiring) and / `INFLIGHT`; one `QUOTA` marker per request (pk = the request id) holding what it
-    reserved, so a reservation and its release each happen once."""
+    day, and the work charged to it, expiring) and / `INFLIGHT`; one `QUOTA` marker per request (pk = the request
+    id) holding what it reserved, so a reservation and its release each happen once, and one `WORK#row#index`
+    marker per image whose work was charged, so a charge happens once."""
 
     def __init__(self, client: Any, table: str, *, attempts: int = 8, clock: Callable[[], float] = time.time) -> None:
         self._client = client
@@ -247,28 +248,17 @@ class DynamoQuotas:
             }
         }
 
-    def reserve(self, tenant: str, request_id: str, images: int, per_day: int, in_flight: int, day: str) -> str | None:
-        if images > per_day:
-            return "perDay"
-        if images > in_flight:
-            return "inFlight"
+    def _add_to_day(self, tenant: str, day: str, images: int, per_day: int) -> dict[str, Any]:
         expires = {"N": str(int(self._clock()) + 2 * 86_400)}
-        items = [
-            self._add_within(f"TENANT#{tenant}", f"DAY#{day}", images, per_day, **{TTL_ATTRIBUTE: expires}),
-            self._add_within(f"TENANT#{tenant}", QUOTA_IN_FLIGHT, images, in_flight),
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": {
-                        **self._key(request_id, QUOTA_MARKER),
-                        "tenant": {"S": tenant},
-                        "images": {"N": str(images)},
-                        TTL_ATTRIBUTE: {"N": str(int(self._clock()) + 30 * 86_400)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-        ]
+        return self._add_within(f"TENANT#{tenant}", f"DAY#{day}", images, per_day, **{TTL_ATTRIBUTE: expires})
+
+    def _put_marker(self, pk: str, sk: str, **attributes: dict[str, str]) -> dict[str, Any]:
+        item = {**self._key(pk, sk), **attributes, TTL_ATTRIBUTE: {"N": str(int(self._clock()) + 30 * 86_400)}}
+        return {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def _transact(self, items: list[dict[str, Any]], what: str) -> list[str | None] | None:
+        """Write the transaction, again while it conflicts with another; None when it went through, else the
+        cancellation reasons' codes, one per item (a condition failed)."""
         try:
             for attempt in again(self._attempts, 0.05, jitter=True):
                 with attempt:
@@ -276,21 +266,43 @@ class DynamoQuotas:
                         self._client.transact_write_items(TransactItems=items)
                         return None
                     except self._client.exceptions.TransactionCanceledException as exc:
-                        day_check, flight_check, marker = (
-                            reason.get("Code") for reason in exc.response.get("CancellationReasons", [])
-                        )
-                        if marker == "ConditionalCheckFailed":
-                            return None  # reserved before, by this request's earlier attempt
-                        if day_check == "ConditionalCheckFailed":
-                            return "perDay"
-                        if flight_check == "ConditionalCheckFailed":
-                            return "inFlight"
-                        if "TransactionConflict" not in (day_check, flight_check, marker):
+                        codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+                        if "TransactionConflict" in codes:
+                            raise Again("transaction conflict") from None
+                        if "ConditionalCheckFailed" not in codes:
                             raise
-                        raise Again("transaction conflict") from None
+                        return codes
         except RetryError:  # every attempt conflicted
             pass
-        raise LedgerError(f"could not reserve the images of {request_id} after {self._attempts} attempts")
+        raise LedgerError(f"could not {what} after {self._attempts} attempts")
+
+    def reserve(self, tenant: str, request_id: str, images: int, per_day: int, in_flight: int, day: str) -> str | None:
+        if images > per_day:
+            return "perDay"
+        if images > in_flight:
+            return "inFlight"
+        items = [
+            self._add_to_day(tenant, day, images, per_day),
+            self._add_within(f"TENANT#{tenant}", QUOTA_IN_FLIGHT, images, in_flight),
+            self._put_marker(request_id, QUOTA_MARKER, tenant={"S": tenant}, images={"N": str(images)}),
+        ]
+        codes = self._transact(items, f"reserve the images of {request_id}")
+        if codes is None:
+            return None
+        day_check, _, marker = codes
+        if marker == "ConditionalCheckFailed":
+            return None  # reserved before, by this request's earlier attempt
+        return "perDay" if day_check == "ConditionalCheckFailed" else "inFlight"
+
+    def charge(self, task: ImageTask, images: int, per_day: int, day: str) -> bool:
+        if images > per_day:
+            return False
+        items = [
+            self._add_to_day(task.tenant, day, images, per_day),
+            self._put_marker(task.request_id, f"{WORK_MARKER}#{task.row}#{task.index}", images={"N": str(images)}),
+        ]
+        codes = self._transact(items, f"charge the work of {task.output_key}")
+        return codes is None or codes[1] == "ConditionalCheckFailed"  # charged now, or before for this image
 
     def release(self, request_id: str) -> None:
         marker = self._client.get_item(
@@ -317,19 +329,5 @@ class DynamoQuotas:
                 }
             },
         ]
-        try:
-            for attempt in again(self._attempts, 0.05, jitter=True):
-                with attempt:
-                    try:
-                        self._client.transact_write_items(TransactItems=items)
-                        return
-                    except self._client.exceptions.TransactionCanceledException as exc:
-                        codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
-                        if codes and codes[0] == "ConditionalCheckFailed":
-                            return  # released by another call
-                        if "TransactionConflict" not in codes:
-                            raise
-                        raise Again("transaction conflict") from None
-        except RetryError:  # every attempt conflicted
-            pass
-        raise LedgerError(f"could not release the images of {request_id} after {self._attempts} attempts")
+        # A failed condition is the marker's: released by another call.
+        self._transact(items, f"release the images of {request_id}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ips.imaging.model import REJECTION_CODES, CompressedImage, DecodeTimeUp, ImageLimits, ImageRejected
+from ips.imaging.model import REJECTION_CODES, CompressedImage, ImageLimits, ImageRejected, OutOfTime
 
 if TYPE_CHECKING:
     from ips.imaging.engine import compress_image
@@ -23,4 +23,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["REJECTION_CODES", "CompressedImage", "DecodeTimeUp", "ImageLimits", "ImageRejected", "compress_image"]
+__all__ = ["REJECTION_CODES", "CompressedImage", "ImageLimits", "ImageRejected", "OutOfTime", "compress_image"]

@@ -11,14 +11,20 @@ Pure domain code (Pillow only). The one entry point is `compress_image`:
    Content-Type are never trusted; TIFF only with the compressions in `_TIFF_COMPRESSIONS`) and check the
    container is complete (JPEG up to EOI, PNG up to IEND, WebP RIFF length), so a truncated file fails even if
    someone set Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES`;
-4. decode the first frame (later frames and pages are never decoded) within a time budget: the image's own
+4. plan the encode from the header (`ips.encode_cost`): the output's size must fit its format
+   (UNSUPPORTED_DIMENSIONS) and its estimated CPU seconds the image's encode budget (`max_encode_seconds`,
+   TOO_COSTLY), both before a pixel is decoded; an estimate longer than the caller's `deadline` leaves raises
+   `OutOfTime` (TOO_COSTLY, worth a fresh invocation); then the caller's `admit` sees the plan (the work quota);
+5. decode the first frame (later frames and pages are never decoded) within a time budget: the image's own
    CPU seconds (`max_decode_seconds`) and the caller's `deadline`, checked each time the decoder reads more
-   input, and again after decoding (TOO_COMPLEX, raised as `DecodeTimeUp`);
-5. apply the EXIF orientation, bring the pixels to 8-bit sRGB (RGB) or grey (L) (`colour`);
-6. encode a baseline JPEG at `quality` with optimised Huffman tables and no metadata at all (no EXIF, no GPS,
-   no ICC, no XMP, no comment), or, as a request's options say (`ips.encoding`), fit it inside a box and
-   encode WebP / AVIF (alpha kept) or JPEG with another matte;
-7. for an input JPEG whose pixels needed no change, keep the input instead when, with its metadata segments
+   input, and again after decoding (TOO_COMPLEX, raised as `OutOfTime`);
+6. apply the EXIF orientation, bring the pixels to 8-bit sRGB (RGB) or grey (L) (`colour`);
+7. plan the encode again from the pixels themselves (the header's EXIF may not be all of it) and check its
+   estimate against the time left, then encode a baseline JPEG at `quality` with optimised Huffman tables and
+   no metadata at all (no EXIF, no GPS, no ICC, no XMP, no comment), or, as a request's options say
+   (`ips.encoding`), fit it inside a box and encode WebP / AVIF (alpha kept) or JPEG with another matte. The
+   encode is one codec call that cannot be interrupted: the plan is what keeps it inside the budgets;
+8. for an input JPEG whose pixels needed no change, keep the input instead when, with its metadata segments
    removed losslessly, it is smaller than the re-encoded one (`kept_original=True`).
 
 Global state: none is written. Pillow's `Image.MAX_IMAGE_PIXELS` guard is left at its default (about 89 MP
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from typing import Final
 
 # The *ImagePlugin imports register the decoders we allow that Image.preinit() does not, so Image.open never
@@ -41,10 +48,11 @@ from typing import Final
 # surface than the allow-list suggests).
 from PIL import Image, MpoImagePlugin, TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
+from ips.encode_cost import EncodePlan, plan_encode
 from ips.encoding import encode, fit
 from ips.imaging.colour import TRANSPOSE, orientation, to_srgb
 from ips.imaging.containers import check_complete, survey
-from ips.imaging.model import CompressedImage, DecodeTimeUp, ImageLimits, ImageRejected
+from ips.imaging.model import CompressedImage, ImageLimits, ImageRejected, OutOfTime
 from ips.imaging.sniffing import classify_unidentified, describe, webp_canvas
 from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
 
@@ -59,6 +67,9 @@ _TIFF_COMPRESSIONS: Final = frozenset({"raw", "tiff_lzw", "tiff_adobe_deflate", 
 # Bytes the decoder is given per read: between reads the time budget is checked, and a progressive JPEG scan
 # can cost a pass over the whole image in a few dozen bytes.
 _DECODE_READ_BYTES: Final = 16 * 1024
+# Orientations that swap width and height, and the decoded modes that carry alpha.
+_TRANSPOSING: Final = frozenset({5, 6, 7, 8})
+_ALPHA_MODES: Final = frozenset({"RGBA", "LA"})
 
 _DEFAULT_LIMITS: Final = ImageLimits()
 
@@ -70,13 +81,15 @@ def compress_image(
     limits: ImageLimits = _DEFAULT_LIMITS,
     deadline: float | None = None,
     options: ImageOptions | None = None,
+    admit: Callable[[EncodePlan], None] | None = None,
 ) -> CompressedImage:
     """Compress one image to JPEG at `quality`, or as `options` say (ips.encoding: format, quality, fit-inside
     size, matte); raise ImageRejected for input that can never succeed.
 
-    `deadline` (a `time.monotonic()` instant) is when the caller needs an answer by: decoding past it raises
-    DecodeTimeUp with `invocation_deadline=True`. Deterministic: the same bytes, quality and limits give the
-    same output bytes."""
+    `deadline` (a `time.monotonic()` instant) is when the caller needs an answer by: decoding past it, or an
+    encode estimated to end past it, raises OutOfTime with `invocation_deadline=True`. `admit` is shown the
+    encode's plan before anything is decoded, and may refuse the image by raising. Deterministic: the same
+    bytes, quality and limits give the same output bytes."""
     if options is None:
         if not 1 <= quality <= 100:
             raise ValueError(f"JPEG quality must be 1..100, not {quality}")
@@ -95,6 +108,11 @@ def compress_image(
     _check_pixels(fmt, image.size, limits)
     _check_decoder(image, fmt)
     jpeg = check_complete(fmt, found)
+    oriented = (height, width) if orientation(image) in _TRANSPOSING else (width, height)
+    plan = plan_encode(oriented, options, alpha=_has_alpha(image), max_seconds=limits.max_encode_seconds)
+    _check_time_for(plan, deadline)
+    if admit is not None:
+        admit(plan)
     source.arm(limits.max_decode_seconds, deadline)
     _load(image, fmt)
     source.check()
@@ -105,6 +123,8 @@ def compress_image(
         pixels, changed = pixels.transpose(method), True
     pixels, resized = fit(pixels, options)
     source.check()
+    alpha = pixels.mode in _ALPHA_MODES
+    _check_time_for(plan_encode(pixels.size, options, alpha=alpha, max_seconds=limits.max_encode_seconds), deadline)
     encoded = encode(pixels, options)
     same_output = options.format is OutputFormat.JPEG and not resized
 
@@ -131,7 +151,34 @@ def compress_image(
     )
 
 
-# --- opening and decoding -------------------------------------------------------------------------------
+# --- planning, opening and decoding ---------------------------------------------------------------------
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """Whether the decoded pixels will carry alpha, from the header: an alpha band, a transparent colour key
+    (PNG tRNS, GIF) or a palette with alpha."""
+    palette = image.palette if image.mode == "P" else None
+    return (
+        "A" in image.mode
+        or "a" in image.mode
+        or image.info.get("transparency") is not None
+        or (palette is not None and "A" in palette.mode)
+    )
+
+
+def _check_time_for(plan: EncodePlan, deadline: float | None) -> None:
+    """An encode cannot be stopped once started: it starts only when its estimate ends before the deadline. A
+    deadline already past is the decode's to report (its first read stops it: TOO_COMPLEX, as before)."""
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if 0 < left < plan.seconds:
+        raise OutOfTime(
+            "TOO_COSTLY",
+            f"encoding it is estimated at {plan.seconds:.1f} s of CPU, "
+            f"more than the invocation had left ({left:.1f} s)",
+            True,
+        )
 
 
 class _TimedSource(io.BytesIO):
@@ -148,9 +195,9 @@ class _TimedSource(io.BytesIO):
 
     def check(self) -> None:
         if self._deadline is not None and time.monotonic() > self._deadline:
-            raise DecodeTimeUp("decoding did not finish before the invocation's deadline", True)
+            raise OutOfTime("TOO_COMPLEX", "decoding did not finish before the invocation's deadline", True)
         if self._cpu_until is not None and time.thread_time() > self._cpu_until:
-            raise DecodeTimeUp("decoding took more CPU time than one image may use", False)
+            raise OutOfTime("TOO_COMPLEX", "decoding took more CPU time than one image may use", False)
 
     def read(self, size: int | None = -1, /) -> bytes:
         self.check()

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from typing import Final
 
 REJECTION_CODES: Final = frozenset(
-    {"TOO_LARGE", "TOO_MANY_PIXELS", "TOO_COMPLEX", "NOT_AN_IMAGE", "UNSUPPORTED_FORMAT", "CORRUPT_IMAGE"}
+    {
+        "TOO_LARGE",
+        "TOO_MANY_PIXELS",
+        "TOO_COMPLEX",
+        "TOO_COSTLY",
+        "UNSUPPORTED_DIMENSIONS",
+        "NOT_AN_IMAGE",
+        "UNSUPPORTED_FORMAT",
+        "CORRUPT_IMAGE",
+    }
 )
 
 
@@ -25,6 +34,9 @@ class ImageLimits:
     max_chunks: int = 20_000
     # CPU seconds one image may spend decoding (the invocation's own deadline may cut it shorter).
     max_decode_seconds: float = 10.0
+    # CPU seconds one image's encode may be estimated at (ips.encode_cost): over it, TOO_COSTLY before decoding.
+    # Half the process function's timeout: a fresh invocation has room for the fetch, the decode and this.
+    max_encode_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -53,12 +65,13 @@ class ImageRejected(Exception):
         return self.message
 
 
-class DecodeTimeUp(ImageRejected):
-    """TOO_COMPLEX because a time budget ran out while decoding. `invocation_deadline` says whether it was the
-    caller's deadline (the invocation running out: worth another delivery with a fresh one) rather than the
-    image's own CPU budget (as expensive next time)."""
+class OutOfTime(ImageRejected):
+    """A time budget ran out while decoding (TOO_COMPLEX), or would run out during the encode (TOO_COSTLY: its
+    estimate is more than the caller has left). `invocation_deadline` says whether it was the caller's deadline
+    (the invocation running out: worth another delivery with a fresh one) rather than the image's own CPU budget
+    (as expensive next time)."""
 
-    def __init__(self, message: str, invocation_deadline: bool) -> None:
-        super().__init__("TOO_COMPLEX", message)
-        self.args = (message, invocation_deadline)  # what pickling passes back to __init__
+    def __init__(self, code: str, message: str, invocation_deadline: bool) -> None:
+        super().__init__(code, message)
+        self.args = (code, message, invocation_deadline)  # what pickling passes back to __init__
         self.invocation_deadline = invocation_deadline

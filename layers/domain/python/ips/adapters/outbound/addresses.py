@@ -104,6 +104,16 @@ def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def not_public(host: str, port: int) -> str:
+    """Why a host is refused, in words. Never which address it resolved to: the message reaches the tenant (an
+    image's failure, the upload's 400, the webhook's lastError), and the addresses behind internal names are ours."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"{hostport(host, port)} resolves to an address that is not public (only public addresses are reached)"
+    return f"{hostport(host, port)} is not a public address (only public addresses are reached)"
+
+
 class Guard:
     """Resolve-and-check, shared by check_url() and the connection classes so both decide identically."""
 
@@ -121,10 +131,8 @@ class Guard:
             addresses = self._resolve(host, port)
         if (normalize_host(host), port) in self.policy.allowlist:
             return addresses
-        for address in addresses:
-            if not is_public_address(address):
-                message = f"{hostport(host, port)} resolves to non-public address {address}"
-                raise FetchError(ADDRESS_REFUSED, message, permanent=True)
+        if not all(is_public_address(address) for address in addresses):
+            raise FetchError(ADDRESS_REFUSED, not_public(host, port), permanent=True)
         return addresses
 
     def _resolve(self, host: str, port: int) -> list[IPAddress]:

@@ -21,7 +21,7 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ips.adapters.outbound.addresses import Guard
+from ips.adapters.outbound.addresses import Guard, hostport
 from ips.adapters.outbound.deadline import ACTIVE_DEADLINE, Deadline
 from ips.fetching import ADDRESS_REFUSED, FetchError
 
@@ -67,7 +67,9 @@ def _open_checked_socket(conn: HTTPConnection, guard: Guard) -> socket.socket:
             continue
         if peer != ipaddress.ip_address(str(address).split("%")[0]):
             sock.close()
-            raise FetchError(ADDRESS_REFUSED, f"connected to {peer}, expected {address}", permanent=True)
+            # Never the peer's address: the message reaches the tenant (see addresses.not_public).
+            message = f"the connection to {hostport(host, port)} reached another address than the one checked"
+            raise FetchError(ADDRESS_REFUSED, message, permanent=True)
         return sock
     message = f"Failed to connect to {conn.host}:{port} ({'; '.join(failures)})"
     if timed_out:
