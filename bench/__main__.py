@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from bench import CORPUS, RESULTS
 from bench.report import collect_targets, render, write_json
 
-PARTS = ("engine", "pipeline", "upload", "reuse", "small")
+PARTS = ("engine", "pipeline", "upload", "reuse", "small", "repeat", "calls")
 
 
 def cpu_model() -> str:
@@ -73,6 +73,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--small-products", default="500,20000", help="catalogue sizes (products x 2 small images) of the small part"
     )
     parser.add_argument("--small-cap", type=float, default=300, help="seconds to watch each small catalogue (300)")
+    parser.add_argument(
+        "--repeat-products", type=int, default=1000, help="catalogue size (products x 2) of the repeat part (1000)"
+    )
+    parser.add_argument("--repeat-cap", type=float, default=300, help="seconds to watch each repeat (300)")
+    parser.add_argument(
+        "--calls-products", type=int, default=500, help="catalogue size (products x 2) of the calls part (500)"
+    )
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--no-presigned", action="store_true", help="skip the presigned upload path")
     parser.add_argument(
@@ -90,6 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.reuse_images = 40
         args.presigned_cap = 15
         args.small_products, args.small_cap = "50,200", 120
+        args.repeat_products, args.repeat_cap = 50, 120
+        args.calls_products = 50
     args.small_sizes = tuple(int(size) for size in args.small_products.split(",") if size.strip())
     return args
 
@@ -123,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             "upload_rounds": args.upload_rounds,
             "reuse_images": args.reuse_images,
             "small_products": list(args.small_sizes),
+            "repeat_products": args.repeat_products,
+            "calls_products": args.calls_products,
             "presigned": not args.no_presigned,
             "quick": args.quick,
             "corpus": str(CORPUS),
@@ -148,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.small import run_small
 
                 results["small"] = run_small(log, sizes=args.small_sizes, cap_s=args.small_cap)
+            elif part == "repeat":
+                from bench.repeat import run_repeat
+
+                results["repeat"] = run_repeat(log, products=args.repeat_products, cap_s=args.repeat_cap)
+            elif part == "calls":
+                from bench.calls import run_calls
+
+                results["calls"] = run_calls(log, products=args.calls_products)
             elif part == "reuse":
                 from bench.reuse import run_reuse
 
@@ -166,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{part}: done")
     results["machine"]["load_end"] = " ".join(f"{load:.2f}" for load in os.getloadavg())
     results["duration_s"] = time.monotonic() - started
+    if isinstance(results.get("calls"), dict):
+        from bench.calls import million_images
+
+        results["costs"] = million_images(results["calls"], results.get("pipeline"))
     results["targets"] = collect_targets(results)
     write_json(results, args.out)
     print()
