@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat-products", type=int, default=1000, help="catalogue size (products x 2) of the repeat part (1000)"
     )
-    parser.add_argument("--repeat-cap", type=float, default=300, help="seconds to watch each repeat (300)")
+    parser.add_argument("--repeat-cap", type=float, default=240, help="seconds to watch each repeat (240)")
     parser.add_argument(
         "--calls-products", type=int, default=500, help="catalogue size (products x 2) of the calls part (500)"
     )
