@@ -1,6 +1,7 @@
 """`python -m bench`: run the benchmarks, print the table, write bench/results/latest.json.
 
-`make bench` runs it with the defaults (about 7 minutes on 2 cores). Examples:
+`make bench` runs it with the defaults (under an hour on 2 cores: each part that watches a catalogue is capped).
+Examples:
 
     python -m bench --only engine --engine-rounds 3
     python -m bench --images 1000 --pipeline-rounds 2

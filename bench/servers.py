@@ -159,7 +159,8 @@ def nx27017(root: Path, args: argparse.Namespace) -> Iterator[Server]:
 
 
 def _client(service: str, url: str) -> Any:
-    return boto3.client(service, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
+    # A session of its own: a session keeps the credentials it first read (s3rver takes only its own keys).
+    return boto3.session.Session().client(service, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
 
 
 def s3_calls(url: str) -> dict[str, Callable[[int], Any]]:
