@@ -19,7 +19,7 @@ help:
 	@echo "make clean-state  forget the local cloud's state (S3, SQS, DynamoDB, MongoDB, the webhook secret)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
 	@echo "make lint    ruff check and format check"
-	@echo "make bench   benchmarks: engine vs sharp, pipeline vs engine, upload latency (~7 min)"
+	@echo "make bench   benchmarks: engine, pipeline, upload, reuse, small images, history, requests per image (under an hour: every catalogue part is capped)"
 
 $(STAMP):
 	@python=""; for candidate in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \

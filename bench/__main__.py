@@ -1,6 +1,7 @@
 """`python -m bench`: run the benchmarks, print the table, write bench/results/latest.json.
 
-`make bench` runs it with the defaults (about 7 minutes on 2 cores). Examples:
+`make bench` runs it with the defaults (under an hour on 2 cores: each part that watches a catalogue is capped).
+Examples:
 
     python -m bench --only engine --engine-rounds 3
     python -m bench --images 1000 --pipeline-rounds 2
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 from bench import CORPUS, RESULTS
 from bench.report import collect_targets, render, write_json
 
-PARTS = ("engine", "pipeline", "upload", "reuse", "small", "encode")
+PARTS = ("engine", "pipeline", "upload", "reuse", "small", "repeat", "calls", "encode")
 
 
 def cpu_model() -> str:
@@ -74,6 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--small-products", default="500,20000", help="catalogue sizes (products x 2 small images) of the small part"
     )
     parser.add_argument("--small-cap", type=float, default=300, help="seconds to watch each small catalogue (300)")
+    parser.add_argument(
+        "--repeat-products", type=int, default=1000, help="catalogue size (products x 2) of the repeat part (1000)"
+    )
+    parser.add_argument("--repeat-cap", type=float, default=240, help="seconds to watch each repeat (240)")
+    parser.add_argument(
+        "--calls-products", type=int, default=500, help="catalogue size (products x 2) of the calls part (500)"
+    )
     parser.add_argument("--upload-rounds", type=int, default=5, help="rounds of direct uploads (default 5)")
     parser.add_argument("--encode-images", type=int, default=6, help="corpus photos of the encode part (6)")
     parser.add_argument("--encode-megapixels", type=float, default=2.0, help="each encode subject's size (2 MP)")
@@ -94,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.presigned_cap = 15
         args.small_products, args.small_cap = "50,200", 120
         args.encode_images, args.encode_megapixels = 1, 0.25
+        args.repeat_products, args.repeat_cap = 50, 120
+        args.calls_products = 50
     args.small_sizes = tuple(int(size) for size in args.small_products.split(",") if size.strip())
     return args
 
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             "encode_megapixels": args.encode_megapixels,
             "reuse_images": args.reuse_images,
             "small_products": list(args.small_sizes),
+            "repeat_products": args.repeat_products,
+            "calls_products": args.calls_products,
             "presigned": not args.no_presigned,
             "quick": args.quick,
             "corpus": str(CORPUS),
@@ -161,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["encode"] = run_encode_cost(
                     load_corpus(), log, count=args.encode_images, megapixels=args.encode_megapixels
                 )
+            elif part == "repeat":
+                from bench.repeat import run_repeat
+
+                results["repeat"] = run_repeat(log, products=args.repeat_products, cap_s=args.repeat_cap)
+            elif part == "calls":
+                from bench.calls import run_calls
+
+                results["calls"] = run_calls(log, products=args.calls_products)
             elif part == "reuse":
                 from bench.reuse import run_reuse
 
@@ -179,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{part}: done")
     results["machine"]["load_end"] = " ".join(f"{load:.2f}" for load in os.getloadavg())
     results["duration_s"] = time.monotonic() - started
+    if isinstance(results.get("calls"), dict):
+        from bench.calls import million_images
+
+        results["costs"] = million_images(results["calls"], results.get("pipeline"))
     results["targets"] = collect_targets(results)
     write_json(results, args.out)
     print()

@@ -26,8 +26,7 @@ def local_cloud(allowlist: str, workers: int, state: Path, **options: Any) -> It
     """Start LocalCloud with OUTBOUND_ALLOWLIST=`allowlist`; yields the running LocalCloud.
 
     The functions' stdout (powertools' metric lines, from every execution environment) goes to a log file in the
-    state folder. LOCAL_DYNAMODB chooses what serves DynamoDB, as for `make up` (auto: DynamoDB Local when
-    installed), so one bench part can be run against each."""
+    state folder."""
     from localcloud.cloud import LocalCloud, LocalCloudConfig
     from localcloud.servers import free_port
 
@@ -43,7 +42,6 @@ def local_cloud(allowlist: str, workers: int, state: Path, **options: Any) -> It
         workers=workers,
         function_stdout=stdout,
         persist_aws=False,  # fresh state each phase: snapshots would only add to what is measured
-        dynamodb=os.environ.get("LOCAL_DYNAMODB", "auto"),
         **options,
     )
     try:

@@ -1,8 +1,9 @@
 """The other side of the wire for the benchmarks, on 127.0.0.1.
 
-- The image server is localcloud.peers.ImageServer serving the benchmark corpus, run in a child process (it stands
-  in for remote image hosts: in the cloud's own process it would compete for the GIL with the workers it
-  serves; its CPU is still counted, separately).
+- The image server is localcloud.source_host.SourceHost serving the benchmark corpus, run in a child process (it
+  stands in for remote image hosts: in the cloud's own process it would compete for the GIL with the workers it
+  serves; its CPU is still counted, separately). Each URL's `?v=` query is appended to its file's bytes
+  (`distinct_queries`), so every URL is a distinct source and nothing is reused by content.
 - The 404 server answers every request 404 at once (upload benchmarks: URLs whose fetch costs nothing).
 
 `python -m bench.peers FOLDER` serves FOLDER and prints its port, then serves until stdin closes."""
@@ -75,9 +76,10 @@ class NotFoundServer(LoopbackServer):
 
 
 def _serve(folder: Path) -> None:
-    from localcloud.peers import ImageServer
+    from localcloud.source_host import SourceHost
 
-    with ImageServer(folder) as server:
+    with SourceHost(folder) as server:
+        server.distinct_queries = True
         print(server.origin.rsplit(":", 1)[1], flush=True)
         sys.stdin.read()  # until the parent closes our stdin (or exits)
 

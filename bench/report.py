@@ -41,11 +41,14 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+SECTIONS = ("engine", "pipeline", "upload", "reuse", "small", "repeat", "calls", "encode")
+
+
 def collect_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every section's targets, each tagged with its section."""
     return [
         {"section": section, **target}
-        for section in ("engine", "pipeline", "upload", "reuse", "small", "encode")
+        for section in SECTIONS
         if isinstance(results.get(section), dict)
         for target in results[section].get("targets", [])
     ]
@@ -154,6 +157,21 @@ def pipeline_rows(pipeline: dict[str, Any]) -> list[list[str]]:
             ],
         ]
     rows.append(["request upload-to-COMPLETED", f"{latency['request_s']:.1f} s", "", "-", "-"])
+    if "distinct_sources" in pipeline:
+        rows.append(
+            [
+                "distinct sources / reused per round",
+                f"{pipeline['distinct_sources']} / {pipeline['reused_per_round']}",
+                "",
+                "-",
+                "-",
+            ]
+        )
+    for other in pipeline["targets"][1:]:
+        actual = other["actual"]
+        rows.append(
+            [other["name"], "", "n/a" if actual is None else f"{actual:.2f}", other["target"], verdict(other["met"])]
+        )
     for label, value in pipeline["breakdown"].items():
         if label.startswith("stage_ms_mean: "):
             rows.append([f"  per image: {label.removeprefix('stage_ms_mean: ')}", f"{value:.0f} ms", "", "-", "-"])
@@ -240,6 +258,18 @@ def _encode_rows(encode: dict[str, Any]) -> list[list[str]]:
     return encode_cost_rows(encode)
 
 
+def _repeat_rows(repeat: dict[str, Any]) -> list[list[str]]:
+    from bench.repeat import repeat_rows
+
+    return repeat_rows(repeat)
+
+
+def _calls_rows(calls: dict[str, Any]) -> list[list[str]]:
+    from bench.calls import calls_rows
+
+    return calls_rows(calls)
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole report as text."""
     machine = results["machine"]
@@ -260,6 +290,8 @@ def render(results: dict[str, Any]) -> str:
         ("reuse", "Reuse: the same catalogue uploaded again by the same tenant", _reuse_rows),
         ("small", "Small images at scale: products x 2 small JPEGs through the presigned route", _small_rows),
         ("encode", "Encode cost: CPU s per output megapixel, the costliest subject (ips.encode_cost)", _encode_rows),
+        ("repeat", "History: the same-size catalogue three times into one local cloud", _repeat_rows),
+        ("calls", "Requests per image, counted, and a million images at AWS list prices", _calls_rows),
     )
     for key, title, rows in sections:
         if isinstance(results.get(key), dict):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import secrets
 import threading
@@ -15,7 +14,7 @@ from typing import Any
 import boto3
 
 from infra.topology import TOPOLOGY, Topology
-from localcloud.dynamodb_local import DynamoDBLocalMissing, dynamodb_local
+from localcloud.dynamodb_local import dynamodb_local
 from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
@@ -24,13 +23,12 @@ from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, Ti
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 from localcloud.settings import KeyImageQuota, LocalCloudConfig
 
-logger = logging.getLogger("localcloud")
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
-    # moto answers DynamoDB Streams calls only without account-based endpoints.
+    # No account-based endpoints: the emulators answer on one address.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
 # boto3's service-specific endpoints: every client of DynamoDB and its streams (the functions' and the stream
@@ -134,20 +132,12 @@ class LocalCloud:
             "POWERTOOLS_LOG_LEVEL": self.config.log_level,
         }
 
-    def _dynamodb_server(self) -> ChildServer | None:
-        """DynamoDB Local (its tables in the state folder when the AWS state persists), or None when moto serves
-        DynamoDB: chosen so, or `auto` without DynamoDB Local installed."""
+    def _dynamodb_server(self) -> ChildServer:
+        """DynamoDB Local, its tables in the state folder when the AWS state persists (in memory otherwise).
+        Missing (no `make install`, no Java 17+), it raises DynamoDBLocalMissing, which says how to install it."""
         config = self.config
-        if config.dynamodb == "moto":
-            return None
         folder = config.state_dir / "dynamodb" if config.persist_aws else None
-        try:
-            return dynamodb_local(free_port(), folder, config.state_dir / "logs")
-        except DynamoDBLocalMissing as missing:
-            if config.dynamodb == "dynamodb-local":
-                raise
-            logger.warning("%s; moto serves DynamoDB instead (slower per request)", missing)
-            return None
+        return dynamodb_local(free_port(), folder, config.state_dir / "logs")
 
     def _start_functions(self, topology: Topology) -> None:
         """A pool of execution environments per function, one of each warmed (in parallel) before the gateway

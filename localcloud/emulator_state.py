@@ -1,7 +1,7 @@
-"""The emulator's S3, SQS and DynamoDB on disk, so that a restart of the local cloud loses nothing accepted.
+"""The emulator's S3 and SQS on disk, so that a restart of the local cloud loses nothing accepted.
 
 moto keeps every service in memory. Here its backends are snapshotted (pickled whole, at one instant: requests
-wait while the snapshot is taken, so S3, SQS and DynamoDB agree with each other) every few seconds when
+wait while the snapshot is taken, so S3 and SQS agree with each other) every few seconds when
 something changed, and when the emulator stops; a start loads the last snapshot. Written to a temporary file and
 renamed, so a crash mid-write leaves the previous snapshot whole.
 
@@ -26,7 +26,7 @@ from moto.backends import get_backend
 from moto.core.utils import unix_time_millis
 
 logger = logging.getLogger("localcloud.emulator_state")
-SERVICES = ("s3", "sqs", "dynamodb", "dynamodbstreams")
+SERVICES = ("s3", "sqs")
 SNAPSHOT_NAME = "aws-emulator.pickle"
 SNAPSHOT_SHARE = 0.05  # of the emulator's time, at most, spent holding requests for a snapshot
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -86,7 +86,7 @@ class PersistentState:
         with self.lock.shared():
             body = list(self.app(environ, start_response))  # served whole inside the lock
             if environ.get("REQUEST_METHOD") != "GET":
-                self._changes += 1  # POSTs include reads (SQS receive, DynamoDB get): it only costs a snapshot
+                self._changes += 1  # POSTs include reads (SQS receive): it only costs a snapshot
         return body
 
     def load(self) -> bool:

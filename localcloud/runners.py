@@ -189,9 +189,8 @@ class S3NotificationRunner(_Loop):
 
 
 class StreamRunner(_Loop):
-    # Lambda polls a stream's shards 4 times a second. Every poll is three DynamoDB Streams calls, served one at a
-    # time with every DynamoDB call of the pipeline (localcloud.aws_emulator): with 0.05 s between idle polls
-    # they were tens of calls a second, more than the images' own counts at a few images a second.
+    # Lambda polls a stream's shards 4 times a second. Every poll is three DynamoDB Streams calls: with 0.05 s
+    # between idle polls they were tens of calls a second, more than the images' own counts at a few a second.
     idle_wait_s = 0.25
 
     def __init__(
@@ -217,9 +216,8 @@ class StreamRunner(_Loop):
         self.failed_batches: list[dict[str, Any]] = []  # the on-failure destination
 
     def _iterator(self, shard_id: str) -> str:
-        # A fresh iterator after the last record seen, on every poll. Reusing NextShardIterator would be enough
-        # on DynamoDB, but moto replaces a table's state (its stream shard included) whenever a transaction is
-        # cancelled, and an old iterator keeps reading the replaced shard, never seeing a new record.
+        # A fresh iterator after the last record seen, on every poll: the position is all the runner keeps (and
+        # saves across restarts), whatever iterators the server has expired meanwhile.
         after = self._last_sequence.get(shard_id)
         position = (
             {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}

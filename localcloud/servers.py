@@ -97,7 +97,13 @@ def aws_emulator(port: int, log_dir: Path, state_dir: Path | None = None) -> Chi
 
 
 def mongo_server(port: int, storage: Path | str, log_dir: Path) -> ChildServer:
-    """SecantusDB (GPL-2.0, dev/local only): MongoDB's wire protocol on WiredTiger, data kept in `storage`."""
+    """SecantusDB (GPL-2.0, dev/local only): MongoDB's wire protocol on WiredTiger, data kept in `storage`.
+
+    Standalone, as a single mongod is: by default it presents itself as a one-member replica set, so pymongo
+    makes every write retryable, and SecantusDB keeps each retryable write's reply for 30 minutes (up to
+    10,000) and walks, then sorts, all of them on every write. The cost of a write grew with the writes before
+    it (SecantusDB's CPU per small image doubled and tripled over three catalogues). Standalone it keeps no
+    such records and writes no oplog (nothing here reads one: no change streams, no transactions)."""
     if storage != ":memory:":
         Path(storage).mkdir(parents=True, exist_ok=True)
     return ChildServer(
@@ -112,6 +118,7 @@ def mongo_server(port: int, storage: Path | str, log_dir: Path) -> ChildServer:
             str(storage),
             "--log-level",
             "WARNING",
+            "--standalone",
         ],
         port,
         log_dir / "mongo.log",

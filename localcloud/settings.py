@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -18,8 +18,6 @@ from pydantic_settings import NoDecode
 from ips_runtime.env_settings import EnvSettings
 
 DEFAULT_STATE_DIR = Path(".local/state")
-# What serves DynamoDB and its streams: DynamoDB Local when it is installed (the default, `auto`), else moto.
-DynamoDBServer = Literal["auto", "dynamodb-local", "moto"]
 
 Port = Annotated[int, Field(ge=0, le=65_535)]  # 0: any free port
 Count = Annotated[int, Field(ge=1)]
@@ -84,7 +82,6 @@ class LocalCloudConfig:
     upload_retention_days: int | None = None  # S3 lifecycle expiry; the topology's when None
     processed_retention_days: int | None = None
     aws_endpoint_url: str | None = None  # use an emulator that is already running (DynamoDB included)
-    dynamodb: DynamoDBServer = "auto"
     mongodb_uri: str | None = None  # use a MongoDB that is already running
     # "module:function" each execution environment calls with its handler module once imported (the bench's
     # step timing), and where the functions' stdout goes (inherited when None).
@@ -117,7 +114,6 @@ class LocalCloudSettings(EnvSettings):
     upload_retention_days: Count | None = None
     processed_retention_days: Count | None = None
     aws_endpoint_url: str | None = None
-    local_dynamodb: DynamoDBServer = LocalCloudConfig.dynamodb
     mongodb_uri: str | None = None
     local_reconcile_seconds: Annotated[float, Field(gt=0)] | None = None
     webhook_secret: str | None = None
@@ -152,7 +148,6 @@ class LocalCloudSettings(EnvSettings):
             upload_retention_days=self.upload_retention_days,
             processed_retention_days=self.processed_retention_days,
             aws_endpoint_url=self.aws_endpoint_url,
-            dynamodb=self.local_dynamodb,
             mongodb_uri=self.mongodb_uri,
             reconcile_interval_s=self.local_reconcile_seconds,
             webhook_secret=self.webhook_secret,

@@ -55,7 +55,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The local cloud's AWS emulator (moto server with atomic DynamoDB writes) as a child process."""
+    """The local cloud's AWS emulator (moto's server for S3 and SQS) as a child process."""
     from localcloud.servers import aws_emulator, free_port
 
     server = aws_emulator(free_port(), tmp_path_factory.mktemp("aws-logs"))
@@ -75,9 +75,3 @@ def dynamodb_local_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server.start()
     yield f"http://127.0.0.1:{server.port}"
     server.stop()
-
-
-@pytest.fixture(params=["moto", "dynamodb-local"])
-def dynamodb_endpoint(request: pytest.FixtureRequest) -> str:
-    """Each server the local cloud may serve DynamoDB from (LOCAL_DYNAMODB)."""
-    return request.getfixturevalue("aws_endpoint" if request.param == "moto" else "dynamodb_local_endpoint")

@@ -130,7 +130,7 @@ def start_upload(body: UploadSlotRequest) -> Response[UploadSlotResponse]:
     tenant = tenant_of(app.current_event)
     slot = create_upload(tenant, body.webhookUrl, wiring.intake, options, check_url=wiring.check_webhook_url)
     logger.set_correlation_id(slot.request_id)
-    logger.info("presigned upload created", extra={"filename": body.filename})
+    logger.info("presigned upload created", extra={"upload_filename": body.filename})
     metrics.add_metric("UploadsStarted", MetricUnit.Count, 1)
     result = UploadSlotResponse(
         requestId=slot.request_id,

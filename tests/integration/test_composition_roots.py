@@ -60,7 +60,7 @@ def status_event(request_id: str, api_key: str = API_KEY) -> dict[str, object]:
 
 
 def test_the_status_function_serves_a_request_without_pillow_or_requests(
-    aws_endpoint: str, mongo_uri: str, monkeypatch
+    aws_endpoint: str, dynamodb_local_endpoint: str, mongo_uri: str, monkeypatch
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     topology = dataclasses.replace(
@@ -72,13 +72,15 @@ def test_the_status_function_serves_a_request_without_pillow_or_requests(
             TOPOLOGY.images_queue, name=f"roots-{suffix}-images", dead_letter_name=f"roots-{suffix}-dlq"
         ),
     )
-    clients = {name: boto3.client(name, endpoint_url=aws_endpoint) for name in ("sqs", "dynamodb")}
+    clients = {"sqs": boto3.client("sqs", endpoint_url=aws_endpoint)}
+    clients["dynamodb"] = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint)
     s3 = boto3.client("s3", endpoint_url=aws_endpoint, config=Config(signature_version="s3v4"))
     resources = provision(topology, s3, clients["sqs"], clients["dynamodb"])
     environment = {
         **topology.function_environment(),
         **resources.environment(),
         "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local_endpoint,
         "MONGODB_URI": mongo_uri,
         "MONGODB_DATABASE": f"ips_roots_{suffix}",
         "ASSET_BASE_URL": "http://assets.invalid/assets",

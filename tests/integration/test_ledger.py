@@ -38,7 +38,7 @@ def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger)
     assert ledger.count(task(2), succeeded=True).counted is False
 
 
-def test_concurrent_counting_is_exact(dynamodb_endpoint: str) -> None:
+def test_concurrent_counting_is_exact(dynamodb_local_endpoint: str) -> None:
     """Against the local cloud's DynamoDB servers over HTTP, from several threads: the counter's conditions must
     hold under real concurrency (moto's in-process mock is not the thing to test atomicity on)."""
     from botocore.config import Config
@@ -46,7 +46,7 @@ def test_concurrent_counting_is_exact(dynamodb_endpoint: str) -> None:
     from ips.adapters.dynamodb import DynamoLedger
     from localcloud.provision import _requests_table
 
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, config=Config(max_pool_connections=50))
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint, config=Config(max_pool_connections=50))
     table = f"ledger-{threading.get_ident()}-{id(client)}"
     _requests_table(table, client)
     ledger = DynamoLedger(client, table)
@@ -127,14 +127,13 @@ def test_the_stream_runner_sees_the_completion_after_a_cancelled_transaction(
     assert [record["dynamodb"]["Keys"]["pk"]["S"] for record in seen] == ["req-1"]
 
 
-def test_a_cancelled_transaction_leaves_no_trace_in_the_emulator(dynamodb_endpoint: str) -> None:
-    """The moto emulator rolls a cancelled transaction back item by item (not by copying whole tables); on both
-    servers the counter, the markers and the stream must look as if the duplicate never came."""
+def test_a_cancelled_transaction_leaves_no_trace(dynamodb_local_endpoint: str) -> None:
+    """The counter, the markers and the stream must look as if the duplicate never came."""
     from ips.adapters.dynamodb import DynamoLedger
     from localcloud.provision import _requests_table
 
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint)
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint)
+    streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_local_endpoint)
     table = f"rollback-{threading.get_ident()}"
     stream_arn = _requests_table(table, client)
     ledger = DynamoLedger(client, table)

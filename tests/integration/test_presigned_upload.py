@@ -206,3 +206,17 @@ def test_a_second_upload_through_the_same_policy_changes_nothing_that_was_ingest
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
     assert [product["productName"] for product in status["products"]] == [f"Genuine {n}" for n in range(1, 5)]
     assert status["total"] == 4
+
+
+def test_a_presigned_upload_is_created_at_the_deployed_log_level(pipeline: Pipeline, receiver) -> None:
+    # Lambda runs the functions at powertools' default level, INFO: a log line at that level must not break the
+    # route (its `filename` extra overwrote a LogRecord attribute, so every POST /api/v1/uploads answered 500).
+    from functions.upload import handler
+
+    level = handler.logger.log_level
+    handler.logger.setLevel("INFO")
+    try:
+        slot = start_upload(pipeline, receiver.url)  # with a file name, which the INFO line logs
+    finally:
+        handler.logger.setLevel(level)
+    assert slot["requestId"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import MongoClient, monitoring
 
 from ips.adapters.mongo_connection import connect
 from ips.adapters.mongo_reuse import MongoReuseIndex
@@ -63,3 +66,42 @@ def test_remembering_many_at_once_inserts_new_entries_and_replaces_old_ones(mong
     index.remember_many([newer, fresh])
 
     assert index.find_by_urls("tenant-a", OPTIONS, [old.url, fresh.url]) == {old.url: newer, fresh.url: fresh}
+
+
+class _Finds(monitoring.CommandListener):
+    """The `find` commands a client sends, as the server received them."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_the_content_lookup_reads_only_its_matches_however_many_entries_the_index_holds(mongo_uri: str) -> None:
+    # Every compressed image asks the index for its content hash; a lookup that reads every entry makes each
+    # image cost more the more images came before it (the second catalogue ran at a third of the first's rate).
+    finds = _Finds()
+    name = f"ips_{uuid.uuid4().hex[:12]}"
+    database = MongoClient(mongo_uri, tz_aware=True, event_listeners=[finds])[name]
+    index = MongoReuseIndex(database, clock=lambda: NOW)
+    index.ensure_indexes()
+    history = [entry("tenant-a", f"http://images.invalid/{number}.jpg") for number in range(300)]
+    index.remember_many(history)
+    wanted = history[123]
+
+    found = index.find_by_content("tenant-a", OPTIONS, wanted.content_sha256)
+
+    assert found == wanted
+    (lookup,) = finds.commands
+    plan = database.command(
+        "explain", {"find": "reuse", "filter": lookup["filter"], "limit": 1}, verbosity="executionStats"
+    )
+    assert plan["executionStats"]["totalDocsExamined"] <= 1, plan["queryPlanner"]["winningPlan"]

@@ -26,7 +26,6 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         None,
     )
     assert (config.aws_endpoint_url, config.mongodb_uri, config.webhook_secret) == (None, None, None)
-    assert config.dynamodb == "auto"  # DynamoDB Local when installed, else moto
     assert (config.metrics_disabled, config.log_level) == (True, "WARNING")
 
 
@@ -47,7 +46,6 @@ def test_every_variable_reaches_the_config() -> None:
             "UPLOAD_RETENTION_DAYS": "7",
             "PROCESSED_RETENTION_DAYS": "60",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
-            "LOCAL_DYNAMODB": "moto",
             "MONGODB_URI": "mongodb://127.0.0.1:27017/",
             "LOCAL_RECONCILE_SECONDS": "1.5",
             "WEBHOOK_SECRET": "whsec_c2VjcmV0",
@@ -70,7 +68,6 @@ def test_every_variable_reaches_the_config() -> None:
         upload_retention_days=7,
         processed_retention_days=60,
         aws_endpoint_url="http://127.0.0.1:4566",
-        dynamodb="moto",
         mongodb_uri="mongodb://127.0.0.1:27017/",
         reconcile_interval_s=1.5,
         webhook_secret="whsec_c2VjcmV0",
@@ -94,7 +91,6 @@ def test_every_variable_reaches_the_config() -> None:
         ("IMAGE_QUOTAS", "key:10"),
         ("IMAGE_QUOTAS", "key:ten:5"),
         ("POWERTOOLS_METRICS_DISABLED", "sometimes"),
-        ("LOCAL_DYNAMODB", "dynamo"),  # auto, dynamodb-local or moto
     ],
 )
 def test_a_wrong_value_is_refused_with_the_variables_name(variable: str, value: str) -> None:

@@ -124,10 +124,11 @@ class MongoCatalog:
         return image.get("lastError") if image["status"] == ImageStatus.PENDING.value else None
 
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
-        cursor = self._products.find({"requestId": request_id, "row": {"$gt": after_row}}).sort("row", ASCENDING)
-        if limit is not None:
-            cursor = cursor.limit(limit)
-        for document in cursor:
+        documents = self._next_rows(request_id, after_row, limit) if limit else None
+        if documents is None:
+            cursor = self._products.find({"requestId": request_id, "row": {"$gt": after_row}}).sort("row", ASCENDING)
+            documents = cursor.limit(limit) if limit is not None else cursor
+        for document in documents:
             yield ProductRecord(
                 row=document["row"],
                 serial_number=document["serialNumber"],
@@ -138,6 +139,17 @@ class MongoCatalog:
                     for image in document["images"]
                 ],
             )
+
+    def _next_rows(self, request_id: str, after_row: int, limit: int) -> list[dict[str, Any]] | None:
+        """The `limit` products after `after_row` read by their ids, when the rows that follow it are (nearly)
+        consecutive, as a catalogue's are: the rows after_row+1 .. after_row+limit+1 (one more, for the header's
+        row or a blank line). If `limit` of them exist they are the page, since every other row is further on;
+        else None, and the page is the general query's. A status poll reads a page of a request that may hold
+        100,000 products: the general query (a range on the index, sorted) is a page's work on MongoDB, but
+        SecantusDB, the local MongoDB, sorts every product of the request first (about 40 ms per 1,000)."""
+        ids = [product_id(request_id, row) for row in range(after_row + 1, after_row + limit + 2)]
+        found = sorted(self._products.find({"_id": {"$in": ids}}), key=lambda document: document["row"])
+        return found[:limit] if len(found) >= limit else None
 
     def finalise(
         self, request_id: str, status: RequestStatus, counts: Counts, output_csv_key: str, at: datetime

@@ -16,6 +16,13 @@ from pymongo.database import Database
 from ips.model import ImageOutcome
 from ips.ports import ReuseEntry, SourceValidators
 
+CONTENT_INDEX = [
+    ("tenant", ASCENDING),
+    ("optionsKey", ASCENDING),
+    ("contentSha256", ASCENDING),
+    ("expiresAt", ASCENDING),
+]
+
 
 def entry_id(tenant: str, options_key: str, url: str) -> str:
     # Hashed: URLs can be longer than an index key should be; the tenant is part of every key.
@@ -29,7 +36,11 @@ class MongoReuseIndex:
 
     def ensure_indexes(self) -> None:
         self._entries.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
-        self._entries.create_index([("tenant", ASCENDING), ("optionsKey", ASCENDING), ("contentSha256", ASCENDING)])
+        # The content lookup's equality fields, then its range (expiresAt): the whole filter is in the index.
+        # Without the range in it, SecantusDB (the local MongoDB) answered the lookup with a scan of every
+        # entry, so every compressed image cost more the more images had been processed before (257 ms of its
+        # CPU per lookup at 10,000 entries, 529 ms at 20,000; 0.4 ms at either with this index).
+        self._entries.create_index(CONTENT_INDEX)
 
     def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
         return self._find({"_id": entry_id(tenant, options_key, url), "tenant": tenant})
