@@ -137,9 +137,9 @@ def test_a_heavy_images_work_counts_against_the_daily_quota(
     assert upload(pipeline, room, image_server.url)[0] == 202
 
 
-def test_work_is_charged_once_per_image_and_only_within_the_quota(dynamodb_endpoint: str) -> None:
-    """On both servers the local cloud may use: the charge's transaction and its cancellation reasons."""
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+def test_work_is_charged_once_per_image_and_only_within_the_quota(dynamodb_local_endpoint: str) -> None:
+    """On DynamoDB Local: the charge's transaction and its cancellation reasons."""
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint)
     table = f"quotas-{uuid.uuid4().hex[:8]}"
     _requests_table(table, client)
     quotas, day = DynamoQuotas(client, table), "2026-12-01"

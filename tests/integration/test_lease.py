@@ -1,5 +1,5 @@
-"""The reconciler's lease on DynamoDB (ips.adapters.lease) against both servers the local cloud may use (its moto
-emulator, DynamoDB Local): of many rounds starting at once exactly one holds it; only its holder gives it back;
+"""The reconciler's lease on DynamoDB (ips.adapters.lease) against DynamoDB Local (what serves the local cloud's
+DynamoDB): of many rounds starting at once exactly one holds it; only its holder gives it back;
 it runs out at its time."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ def lease_on(endpoint: str) -> DynamoLease:
     return DynamoLease(client, table)
 
 
-def test_of_rounds_starting_at_once_exactly_one_holds_the_lease(dynamodb_endpoint: str) -> None:
-    lease = lease_on(dynamodb_endpoint)
+def test_of_rounds_starting_at_once_exactly_one_holds_the_lease(dynamodb_local_endpoint: str) -> None:
+    lease = lease_on(dynamodb_local_endpoint)
     won: list[str] = []
     start = threading.Barrier(8)
 
@@ -42,8 +42,8 @@ def test_of_rounds_starting_at_once_exactly_one_holds_the_lease(dynamodb_endpoin
     assert len(won) == 1
 
 
-def test_only_the_holder_gives_it_back_and_it_runs_out(dynamodb_endpoint: str) -> None:
-    lease = lease_on(dynamodb_endpoint)
+def test_only_the_holder_gives_it_back_and_it_runs_out(dynamodb_local_endpoint: str) -> None:
+    lease = lease_on(dynamodb_local_endpoint)
     until = NOW + timedelta(seconds=300)
     assert lease.acquire("reconciler", "first", NOW, until)
     lease.release("reconciler", "second")  # not its lease: nothing changes
