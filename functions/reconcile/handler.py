@@ -1,6 +1,7 @@
-"""Scheduled (EventBridge rate schedule; a timer runner locally) -> one reconciler round: drain the dead-letter
-queues, end expired uploads and requests past their deadline, re-queue stalled work, resend undelivered
-webhooks. Idempotent, and safe beside the pipeline and beside another round."""
+"""Scheduled (EventBridge rate schedule; a timer runner locally) -> one reconciler round: wait out a store
+outage (moving deadlines by it afterwards), put dead letters back or end them, re-ingest failed uploads, end
+expired uploads and requests past their deadline, re-queue stalled work, wake webhooks whose wake-up was lost.
+Idempotent, and safe beside the pipeline and beside another round."""
 
 from __future__ import annotations
 
@@ -24,14 +25,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     report = reconcile(root(), lambda: context.get_remaining_time_in_millis() / 1000 - RESERVE_S)
     summary = report.as_dict()
     for name, metric in (
+        ("store_outage", "StoreOutageRounds"),
+        ("deadlines_paused", "DeadlinesPaused"),
+        ("redriven", "DeadLettersRedriven"),
         ("dead_images", "DeadLetteredImages"),
         ("dead_chunks", "DeadLetteredChunks"),
         ("dead_dropped", "DeadLettersDropped"),
+        ("uploads_reingested", "UploadsReingested"),
         ("uploads_expired", "UploadsExpired"),
         ("past_deadline", "RequestsPastDeadline"),
         ("images_failed_at_deadline", "ImagesFailedAtDeadline"),
         ("stalled", "RequestsStalled"),
-        ("webhooks_resent", "WebhooksResent"),
+        ("webhooks_woken", "WebhooksWoken"),
     ):
         metrics.add_metric(metric, MetricUnit.Count, int(summary[name]))
     logger.info("reconciler round finished", extra=summary)

@@ -1,8 +1,9 @@
 """Alarms (to an SNS topic, optionally e-mailed) and one dashboard.
 
 Alarms: anything in a dead-letter queue, function errors and throttles, the API's 5xx and 4xx rates, the age of the
-oldest image task and of the oldest chunk, how far the notify function lags behind the table's stream, and requests
-the reconciler found past their deadline."""
+oldest image task and of the oldest chunk, how far the notify function lags behind the table's stream, requests
+the reconciler found past their deadline, and reconciler rounds that found a store failing (an outage: the work
+waits, and deadlines move by it)."""
 
 from __future__ import annotations
 
@@ -130,18 +131,29 @@ class Monitoring(Construct):
 
     def _reconciler_alarms(self, monitored: Monitored) -> None:
         topology = monitored.topology
-        self._alarm(
-            "RequestsPastDeadline",
-            cloudwatch.Metric(
-                namespace=topology.environment["POWERTOOLS_METRICS_NAMESPACE"],
-                metric_name="RequestsPastDeadline",
-                dimensions_map={"service": topology.reconcile_schedule.function},
-                period=PERIOD,
-                statistic="Sum",
+        for metric_name, description in (
+            (
+                "RequestsPastDeadline",
+                "Requests reached their deadline and were ended by the reconciler: work is being lost or is too slow.",
             ),
-            1,
-            "Requests reached their deadline and were ended by the reconciler: work is being lost or is too slow.",
-        )
+            (
+                "StoreOutageRounds",
+                "A reconciler round found MongoDB or DynamoDB failing: the work waits (dead letters are put back, "
+                "deadlines move by the outage); see docs/deployment.md for what to check and how to redrive.",
+            ),
+        ):
+            self._alarm(
+                metric_name,
+                cloudwatch.Metric(
+                    namespace=topology.environment["POWERTOOLS_METRICS_NAMESPACE"],
+                    metric_name=metric_name,
+                    dimensions_map={"service": topology.reconcile_schedule.function},
+                    period=PERIOD,
+                    statistic="Sum",
+                ),
+                1,
+                description,
+            )
 
     def _dashboard(self, monitored: Monitored) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))

@@ -23,7 +23,9 @@ from ips.ports import (
     Fetcher,
     Ledger,
     Quotas,
+    Receivers,
     ReuseIndex,
+    RoundLog,
     SecretGenerations,
     TaskQueue,
     UploadStore,
@@ -135,6 +137,20 @@ class Adapters:
         return self._wrapped("chunks", SqsTaskQueue(self._sqs, self.function_settings.chunks_queue_url))
 
     @cached_property
+    def webhook_queue(self) -> TaskQueue:
+        from ips.adapters.aws import SqsTaskQueue
+
+        return self._wrapped("webhook_queue", SqsTaskQueue(self._sqs, self.function_settings.webhooks_queue_url))
+
+    @cached_property
+    def ingest_failures(self) -> DeadLetterQueue | None:
+        """Only the reconciler's environment names it (in AWS: the ingest function's on-failure destination)."""
+        from ips.adapters.aws import SqsDeadLetterQueue
+
+        url = self.function_settings.ingest_failures_queue_url
+        return self._wrapped("ingest_failures", SqsDeadLetterQueue(self._sqs, url)) if url else None
+
+    @cached_property
     def dead_letters(self) -> tuple[DeadLetterQueue, ...]:
         """Only the reconciler's environment names them (and only its role may read them)."""
         from ips.adapters.aws import SqsDeadLetterQueue
@@ -175,6 +191,18 @@ class Adapters:
         from ips.adapters.mongo import MongoCatalog
 
         return self._wrapped("catalog", MongoCatalog(self._database))
+
+    @cached_property
+    def receivers(self) -> Receivers:
+        from ips.adapters.mongo import MongoReceivers
+
+        return self._wrapped("receivers", MongoReceivers(self._database))
+
+    @cached_property
+    def rounds(self) -> RoundLog:
+        from ips.adapters.mongo import MongoRoundLog
+
+        return self._wrapped("rounds", MongoRoundLog(self._database))
 
     @cached_property
     def secret_generations(self) -> SecretGenerations:
