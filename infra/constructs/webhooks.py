@@ -25,10 +25,10 @@ class Webhooks(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, queue: Queue) -> None:
         super().__init__(scope, construct_id)
         self.spec = queue
-        self.dead_letters = dead_letter_queue(self, "WebhooksDeadLetters")
+        self.dead_letters = dead_letter_queue(self, "DeadLetters")
         self.queue = sqs.Queue(
             self,
-            "Webhooks",
+            "Queue",
             visibility_timeout=Duration.seconds(queue.visibility_timeout_s),
             retention_period=Duration.days(queue.retention_days),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=queue.max_receive_count),

@@ -18,6 +18,7 @@ RESOURCE_NAMES = (
     "PROCESSED_BUCKET",
     "IMAGES_QUEUE_URL",
     "CHUNKS_QUEUE_URL",
+    "WEBHOOKS_QUEUE_URL",
     "REQUESTS_TABLE",
     "ASSET_BASE_URL",
 )
@@ -64,20 +65,26 @@ def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
         assert variables["ASSET_BASE_URL"] == {
             "Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]
         }
-        # Only the reconciler is told where the dead letters are: both DLQs with a redrive source (images, chunks).
+        # Only the reconciler is told where the dead letters are: every DLQ with a redrive source (images, chunks,
+        # webhooks), and the ingest function's on-failure queue.
         dead_letters = variables.get("DEAD_LETTER_QUEUE_URLS")
-        assert (dead_letters is not None) == (spec.name == TOPOLOGY.reconcile_schedule.function)
+        reconciler = spec.name == TOPOLOGY.reconcile_schedule.function
+        assert (dead_letters is not None) == reconciler == ("INGEST_FAILURES_QUEUE_URL" in variables)
         if dead_letters is not None:
             named = {part["Ref"] for part in dead_letters["Fn::Join"][1] if isinstance(part, dict)}
             queues = [q["Properties"] for q in synthesized.of_type("AWS::SQS::Queue").values()]
             redriven = {
                 q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for q in queues if "RedrivePolicy" in q
             }
-            assert named == redriven and len(named) == 2
-        # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed.
+            assert named == redriven and len(named) == 3
+            _, invoke_config = one(synthesized.of_type("AWS::Lambda::EventInvokeConfig"))
+            on_failure = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+            assert variables["INGEST_FAILURES_QUEUE_URL"] == ref(on_failure["Fn::GetAtt"][0])
+        # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed
+        # (the webhook function) or the secret is handed out (the secret route): not notify, not the reconciler.
         assert "MONGODB_URI" not in variables and "WEBHOOK_SECRET" not in variables
         assert "MONGODB_URI_SECRET_ARN" in variables
-        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "reconcile", "secret"))
+        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("webhook", "secret"))
 
 
 def test_secrets_are_generated_or_referenced_never_written_in_the_template(synthesized):
@@ -97,8 +104,9 @@ def test_secrets_are_generated_or_referenced_never_written_in_the_template(synth
     [
         (TOPOLOGY.queue_source, TOPOLOGY.images_queue, "PipelineImages"),
         (TOPOLOGY.chunk_source, TOPOLOGY.chunks_queue, "FanoutChunks"),
+        (TOPOLOGY.webhook_source, TOPOLOGY.webhooks_queue, "WebhooksQueue"),
     ],
-    ids=["images-to-process", "chunks-to-expand"],
+    ids=["images-to-process", "chunks-to-expand", "wake-ups-to-webhook"],
 )
 def test_each_queue_feeds_its_function_with_partial_batch_responses(synthesized, template, source, queue, logical_id):
     function = TOPOLOGY.function(source.function)
@@ -127,7 +135,7 @@ def test_each_queue_feeds_its_function_with_partial_batch_responses(synthesized,
 
 def test_every_queue_is_encrypted_and_keeps_messages_14_days(synthesized):
     queues = synthesized.of_type("AWS::SQS::Queue")
-    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 2  # images, chunks
+    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 3  # images, chunks, webhooks
     for properties in (q["Properties"] for q in queues.values()):
         assert properties["SqsManagedSseEnabled"] is True
         # Every queue keeps its messages for SQS's maximum: work waits out an outage instead of vanishing.
@@ -186,14 +194,49 @@ def test_the_reconciler_runs_on_its_rate_schedule(synthesized):
     assert [p["FunctionName"] for p in permissions] == [arn_of(synthesized.function_id(schedule.function))]
 
 
-def test_a_webhook_claim_outlives_a_delivery_and_ends_before_the_notify_timeout():
-    from ips.webhook import RetryPolicy
+def test_a_webhook_claim_outlives_an_attempt_and_ends_before_the_wake_up_comes_back():
+    """One attempt (one POST within its timeout) fits the webhook function; the claim outlives the function, so
+    a live sender is never doubled, and ends before the webhook queue's visibility timeout, so the redelivery of
+    a sender that died mid-POST finds it expired."""
+    from ips.context import Settings
 
     lease = int(TOPOLOGY.environment["WEBHOOK_LEASE_SECONDS"])
-    notify = TOPOLOGY.function(TOPOLOGY.stream_source.function)
-    retry = RetryPolicy()
-    delivery = sum(retry.delays()) + retry.attempts * 30  # the outbound total timeout per attempt
-    assert delivery < lease < notify.timeout_s
+    webhook = TOPOLOGY.function(TOPOLOGY.webhook_source.function)
+    assert Settings.webhook_timeout_s < webhook.timeout_s < lease < TOPOLOGY.webhooks_queue.visibility_timeout_s
+    assert TOPOLOGY.webhook_source.batch_size == 1  # a receiver that never answers holds one wake-up, no other
+
+
+def test_notify_only_queues_webhooks_and_the_webhook_function_alone_sends_them(synthesized, template):
+    """The new queue, its function and its grants: notify (first wake-ups), the webhook function (the next ones)
+    and the reconciler (lost and dead ones) may send to it; only the webhook function reads it (its event
+    source) and holds the signing secret; only the reconciler drains its DLQ."""
+    queue_id = next(lid for lid in synthesized.of_type("AWS::SQS::Queue") if lid.startswith("WebhooksQueue"))
+    dead_id = next(lid for lid in synthesized.of_type("AWS::SQS::Queue") if lid.startswith("WebhooksDeadLetters"))
+    senders, readers, drainers = set(), set(), set()
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        role = policy["Properties"]["Roles"][0]["Ref"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if arn_of(queue_id) in resources and "sqs:SendMessage" in actions:
+                senders.add(role)
+            if arn_of(queue_id) in resources and "sqs:ReceiveMessage" in actions:
+                readers.add(role)
+            if arn_of(dead_id) in resources and "sqs:ReceiveMessage" in actions:
+                drainers.add(role)
+
+    def role(function):
+        return synthesized.resources[synthesized.function_id(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+    assert senders == {role("notify"), role("webhook"), role("reconcile")}
+    assert readers == {role("webhook")} and drainers == {role("reconcile")}
+    (alarm,) = [
+        a["Properties"]
+        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == dead_id
+    ]
+    assert alarm["Threshold"] == 1
 
 
 def test_requests_table_is_on_demand_recoverable_expiring_and_streamed(synthesized):
@@ -223,7 +266,7 @@ def test_presigned_uploads_invoke_ingest_and_failures_are_kept(synthesized):
     assert custom["Properties"]["BucketName"]["Ref"].startswith("StorageUploads")
     _, invoke_config = one(synthesized.of_type("AWS::Lambda::EventInvokeConfig"))
     assert invoke_config["Properties"]["FunctionName"] == ref(ingest)
-    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == notification.retry_attempts == 2
     failures = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
     assert synthesized.resources[failures]["Type"] == "AWS::SQS::Queue"
 
@@ -446,7 +489,7 @@ def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synt
     }
     depth = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in depth} == dead_letters
-    assert len(dead_letters) == 4  # images, chunks, ingest failures, completion failures
+    assert len(dead_letters) == 5  # images, chunks, webhooks, ingest failures, completion failures
     for metric in ("Errors", "Throttles"):
         functions = {a["Dimensions"][0]["Value"]["Ref"] for a in watched("AWS/Lambda", metric)}
         assert functions == {synthesized.function_id(spec.name) for spec in TOPOLOGY.functions}
@@ -457,9 +500,10 @@ def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_queue_age(synt
     assert sorted(age["Threshold"] for age in ages) == sorted(
         queue.visibility_timeout_s * queue.max_receive_count for queue in (TOPOLOGY.images_queue, TOPOLOGY.chunks_queue)
     )
-    (past_deadline,) = watched("ImageProcessingSystem", "RequestsPastDeadline")
-    assert past_deadline["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
-    assert past_deadline["Threshold"] == 1
+    for metric in ("RequestsPastDeadline", "StoreOutageRounds"):  # work too slow or lost; a store failing
+        (reconciler,) = watched("ImageProcessingSystem", metric)
+        assert reconciler["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
+        assert reconciler["Threshold"] == 1
     (lag,) = watched("AWS/Lambda", "IteratorAge")
     assert lag["Dimensions"][0]["Value"] == ref(synthesized.function_id(TOPOLOGY.stream_source.function))
     assert len(synthesized.of_type("AWS::CloudWatch::Dashboard")) == 1

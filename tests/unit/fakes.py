@@ -211,6 +211,7 @@ class MemoryCatalog:
         self.requests: dict[str, RequestRecord] = {}
         self.rows: dict[str, dict[int, ProductRow]] = {}
         self.images: dict[tuple[str, int, int], ImageOutcome] = {}
+        self.last_errors: dict[tuple[str, int, int], str] = {}
 
     def create(self, record: RequestRecord) -> None:
         assert record.request_id not in self.requests
@@ -242,6 +243,14 @@ class MemoryCatalog:
 
     def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
         return self.images.setdefault((task.request_id, task.row, task.index), outcome)
+
+    def note_failed_delivery(self, task: ImageTask, reason: str) -> None:
+        if (task.request_id, task.row, task.index) not in self.images:
+            self.last_errors[(task.request_id, task.row, task.index)] = reason
+
+    def last_error(self, task: ImageTask) -> str | None:
+        key = (task.request_id, task.row, task.index)
+        return None if key in self.images else self.last_errors.get(key)
 
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
         rows = [

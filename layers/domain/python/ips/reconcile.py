@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 DEAD_LETTERED = "DEAD_LETTERED"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 MAX_DEAD_LETTERS = 2000  # per queue per round; the rest waits for the next round
-PROBE = "reconciler-probe"  # a counter that never exists: reading it tells whether DynamoDB answers
+PROBE = "reconciler-probe"  # a request that never exists: reading it tells whether each store answers
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,9 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     report = RoundReport()
     now = ports.clock()
     try:
+        ports.catalog.get(PROBE)  # MongoDB answers
+        ports.ledger.counts(PROBE)  # DynamoDB answers
         last_healthy = ports.rounds.last_healthy()
-        ports.ledger.counts(PROBE)
         _pause_deadlines(last_healthy, now, ports, report)
         ports.rounds.mark_healthy(now)
     except Exception:  # the stores are the truth: without them nothing may be ended, only waited for
