@@ -300,7 +300,8 @@ class Catalog(Protocol):
 
 
 class RoundLog(Protocol):
-    """The reconciler's own note (beside the catalog): when a round last found every store answering."""
+    """The reconciler's own note (beside the catalog): when a round last found every store answering (it looks
+    when it starts and when it ends)."""
 
     def last_healthy(self) -> datetime | None: ...
     def mark_healthy(self, at: datetime) -> None: ...

@@ -115,10 +115,8 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     report = RoundReport()
     now = ports.clock()
     try:
-        ports.catalog.get(PROBE)  # MongoDB answers
-        ports.ledger.counts(PROBE)  # DynamoDB answers
-        last_healthy = ports.rounds.last_healthy()
-        _pause_deadlines(last_healthy, now, ports, report)
+        _probe(ports)
+        _pause_deadlines(ports.rounds.last_healthy(), now, ports, report)
         ports.rounds.mark_healthy(now)
     except Exception:  # the stores are the truth: without them nothing may be ended, only waited for
         logger.exception("a store is failing: this round does nothing, and the deadlines wait for it")
@@ -138,13 +136,25 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
         except Exception:  # one broken request must not stop the round for the others
             logger.exception("reconciling a request failed", extra={"request_id": record.request_id})
     _wake_webhooks(now, ports, report, time_left)
+    try:  # the stores answered to the end: a long round is not taken for an outage by the next one
+        _probe(ports)
+        ports.rounds.mark_healthy(ports.clock())
+    except Exception:
+        logger.warning("a store failed during the round", exc_info=True)
     return report
 
 
+def _probe(ports: ReconcilePorts) -> None:
+    """Raises unless both stores answer."""
+    ports.catalog.get(PROBE)  # MongoDB
+    ports.ledger.counts(PROBE)  # DynamoDB
+
+
 def _pause_deadlines(last_healthy: datetime | None, now: datetime, ports: ReconcilePorts, report: RoundReport) -> None:
-    """After a gap of more than two schedule periods since the last round that found the stores answering (a
-    store outage, or no round ran), every open request's deadline moves by the time it spent in the gap: the
-    clock stops while nothing could work, so an outage fails nothing that could be done once it is over."""
+    """After a gap of more than two schedule periods since a round last found the stores answering (at its start
+    or at its end: a long round is no outage), a store outage or no round running, every open request's
+    deadline moves by the time it spent in the gap: the clock stops while nothing could work, so an outage
+    fails nothing that could be done once it is over."""
     gap = now - last_healthy if last_healthy is not None else timedelta(0)
     if gap.total_seconds() <= 2 * ports.settings.reconcile_interval_s:
         return
