@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -68,11 +68,12 @@ class WebhookPorts:
     links: OutputLinks
     queue: TaskQueue  # the webhook queue: the next wake-up of a delivery not done yet
     clock: Clock
-    # Longer than one attempt (the webhook function's timeout), shorter than the webhook queue's visibility.
-    lease_s: int = 60
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: float = 10.0  # one POST's whole limit
-    window_s: float = 86_400  # after the request ended, no attempt is made past this
+    # The settings' (ips.context.Settings): the claim's lease (longer than one attempt, shorter than the queue's
+    # visibility), the backoff and the cap on attempts, one POST's whole limit, and the window after the end.
+    lease_s: int
+    retry: RetryPolicy
+    timeout_s: float
+    window_s: float
 
 
 @dataclass(frozen=True)
