@@ -129,7 +129,7 @@ def test_a_receiver_that_never_answers_holds_no_completion_and_no_other_tenants_
         monkeypatch.setenv("OUTBOUND_TOTAL_TIMEOUT", "1")  # the old inline delivery's limit, per attempt
         monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "1")
         monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
-        monkeypatch.setenv("WEBHOOK_FIRST_DELAY", "3")  # the retry comes after the checks below
+        monkeypatch.setenv("WEBHOOK_FIRST_DELAY", "5")  # the retry comes after the checks below
         reset_roots()
         other_secret = derive_secret(WEBHOOK_SECRET, api_key_id(OTHER_KEY), 0)
         receiver.use_secret(other_secret)
