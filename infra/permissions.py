@@ -27,6 +27,7 @@ class FunctionAccess:
     reads_processed: tuple[str, ...] = ()  # s3:GetObject: the source of a server-side copy (image reuse)
     sends_to_images_queue: bool = False  # sqs:SendMessage (SendMessageBatch is authorised by it)
     sends_to_chunks_queue: bool = False  # sqs:SendMessage on the chunks queue (the fan-out)
+    sends_to_webhooks_queue: bool = False  # sqs:SendMessage on the webhook queue (a delivery's wake-ups)
     table_actions: tuple[str, ...] = ()
     reads_mongodb_uri: bool = True  # every function reads or writes the catalog
     reads_webhook_secret: bool = False  # only where webhooks are signed
@@ -34,7 +35,8 @@ class FunctionAccess:
     lists_processed: bool = False  # the same on the processed bucket: a copy from a missing source is a 404
     # s3:AbortMultipartUpload (PutObject does not allow it): a failed multipart write leaves no parts to pay for
     aborts_uploads: tuple[str, ...] = ()
-    drains_dead_letters: bool = False  # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues (all of them)
+    # sqs:ReceiveMessage and DeleteMessage on the dead-letter queues (all of them) and the ingest failures queue
+    drains_dead_letters: bool = False
     reads_queue_depths: bool = False  # sqs:GetQueueAttributes on the images and chunks queues: approximate counts
 
 
@@ -63,25 +65,29 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
             table_actions=(GET, PUT, UPDATE),
         ),
         # read a chunk's rows (a byte range of the direct CSV or of the pinned copy), add its products, send its
-        # image tasks, record its progress (Get, Update), re-queue the rest when out of time; a chunk failing its
-        # last delivery ends its request (the counter's OPEN -> FAILED flip: Put an empty one if none, Update)
+        # image tasks, record its progress (Get, Update), re-queue the rest when out of time (a chunk failing
+        # every delivery is the reconciler's, from the DLQ)
         "expand": FunctionAccess(
             reads_uploads=(direct, pinned),
             sends_to_images_queue=True,
             sends_to_chunks_queue=True,
-            table_actions=(GET, PUT, UPDATE),
+            table_actions=(GET, UPDATE),
         ),
         # the tenant's webhook secret, derived from the master; its generation is in the catalog (MongoDB)
         "secret": FunctionAccess(reads_webhook_secret=True),
-        # the output CSV (and its presigned GET in the webhook) and the signed webhook; the request's images
-        # leave flight (Get the reservation marker, Update it and the tenant's counter)
+        # the output CSV and the final status; the request's images leave flight (Get the reservation marker,
+        # Update it and the tenant's counter); its webhook's first wake-up on the webhook queue (no secret: it
+        # signs nothing)
         "notify": FunctionAccess(
             reads_uploads=(output,),
             writes_uploads=(output,),
             aborts_uploads=(output,),  # a big output CSV is a multipart upload (ips.adapters.aws.put_stream)
             table_actions=(GET, UPDATE),
-            reads_webhook_secret=True,
+            sends_to_webhooks_queue=True,
         ),
+        # one attempt of a webhook: signed with the tenant's secret (derived from the master), the output CSV's
+        # presigned GET in it (signed with this role, so it needs the read), the next wake-up on its own queue
+        "webhook": FunctionAccess(reads_uploads=(output,), reads_webhook_secret=True, sends_to_webhooks_queue=True),
         # the presigned path: pin the uploaded CSV (CopyObject: read the source, write the copy), read and plan
         # the copy, reserve its images (ips.quotas), open the counter, fan out; a refused upload is handed to
         # notify (the counter's OPEN -> FAILED flip), which sends its webhook
@@ -91,21 +97,23 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
             sends_to_chunks_queue=True,
             table_actions=(GET, PUT, UPDATE),
         ),
-        # drain the DLQs (images and chunks), fail images and count them, end requests, re-plan a CSV (direct, or
-        # the pinned copy) to re-queue lost chunks (the chunks queue) and pending images (the images queue), check
-        # whether an expired upload's file is there, finish a lost completion (the private output CSV) and resend
-        # undelivered webhooks (signing the CSV's presigned GET, releasing images); the two queues' depths tell
-        # lost work from work waiting in a backlog, and each chunk's progress (Get) which of it was sent; hold the
+        # drain the DLQs (images, chunks, webhooks: put back on their queue, or fail images and count them, end
+        # requests), re-plan a CSV (direct, or the pinned copy) to re-queue lost chunks (the chunks queue) and
+        # pending images (the images queue), check whether an expired upload's file is there and ingest it (as
+        # ingest does: pin the copy, plan it, reserve its images, open the counter, fan out) as it does each
+        # upload of the ingest failures queue, finish a lost completion (the private output CSV, releasing images)
+        # and wake lost webhook deliveries (the webhook queue; it signs nothing); the two queues' depths tell lost
+        # work from work waiting in a backlog, and each chunk's progress (Get) which of it was sent; hold the
         # round's lease (Put, Update)
         "reconcile": FunctionAccess(
             reads_uploads=(direct, presigned, pinned, output),
             lists_uploads=True,
-            writes_uploads=(output,),
+            writes_uploads=(pinned, output),
             aborts_uploads=(output,),
             sends_to_images_queue=True,
             sends_to_chunks_queue=True,
+            sends_to_webhooks_queue=True,
             table_actions=(GET, PUT, UPDATE),
-            reads_webhook_secret=True,
             drains_dead_letters=True,
             reads_queue_depths=True,
         ),

@@ -1,6 +1,6 @@
 """One stack composing the system from the topology, one construct per concern.
 
-functions (layers, roles, logs) -> secrets, storage, pipeline, fan-out, the requests table: each adds the
+functions (layers, roles, logs) -> secrets, storage, pipeline, fan-out, webhooks, the requests table: each adds the
 environment variables that name its resources and the grants of infra/permissions.py on them -> completion (the
 table's stream to notify) -> api (routes) -> the upload page -> monitoring."""
 
@@ -23,6 +23,7 @@ from infra.constructs.requests_table import RequestsTable
 from infra.constructs.secrets import Secrets
 from infra.constructs.storage import Storage
 from infra.constructs.web import WebPage
+from infra.constructs.webhooks import Webhooks
 from infra.layers import BuiltLayer
 from infra.permissions import function_access
 from infra.topology import TOPOLOGY, Topology
@@ -54,6 +55,7 @@ class ImageProcessingStack(Stack):
         )
         pipeline = Pipeline(self, "Pipeline", queue=topology.images_queue)
         fanout = Fanout(self, "Fanout", queue=topology.chunks_queue)
+        webhooks = Webhooks(self, "Webhooks", queue=topology.webhooks_queue)
         requests = RequestsTable(self, "Requests")
         completion = Completion(self, "Completion", requests=requests.table)
         functions = Functions(
@@ -66,6 +68,7 @@ class ImageProcessingStack(Stack):
                 **storage.environment(),
                 **pipeline.environment(),
                 **fanout.environment(),
+                **webhooks.environment(),
                 **requests.environment(),
                 **config.mongodb_environment(),
                 **config.quota_environment(topology),
@@ -73,17 +76,22 @@ class ImageProcessingStack(Stack):
             log_retention=log_retention,
             reserve_concurrency=config.reserve_concurrency,
         )
-        dead_letter_urls = ",".join(queue.queue_url for queue in (pipeline.images_dead_letters, fanout.dead_letters))
+        dead_letter_urls = ",".join(
+            queue.queue_url for queue in (pipeline.images_dead_letters, fanout.dead_letters, webhooks.dead_letters)
+        )
         for name, function in functions.items():
-            for concern in (secrets, storage, pipeline, fanout, requests):
+            for concern in (secrets, storage, pipeline, fanout, webhooks, requests):
                 concern.grant(function, access[name])
             if access[name].drains_dead_letters:  # only the reconciler is told where the dead letters are
                 function.add_environment("DEAD_LETTER_QUEUE_URLS", dead_letter_urls)
+                function.add_environment("INGEST_FAILURES_QUEUE_URL", pipeline.ingest_failures.queue_url)
 
         process = topology.queue_source.function
         pipeline.connect_process(functions[process], topology.queue_source, topology.function(process))
         expand = topology.chunk_source.function
         fanout.connect_expand(functions[expand], topology.chunk_source, topology.function(expand))
+        webhook = topology.webhook_source.function
+        webhooks.connect_webhook(functions[webhook], topology.webhook_source, topology.function(webhook))
         notification = topology.upload_notification
         pipeline.connect_uploads(storage.uploads, functions[notification.function], notification)
         completion.connect(functions[topology.stream_source.function], topology.stream_source)
@@ -110,6 +118,7 @@ class ImageProcessingStack(Stack):
         dead_letters = {
             "ImagesDeadLetters": pipeline.images_dead_letters,
             "ChunksDeadLetters": fanout.dead_letters,
+            "WebhooksDeadLetters": webhooks.dead_letters,
             "IngestFailures": pipeline.ingest_failures,
             "CompletionFailures": completion.failures,
         }
@@ -124,7 +133,7 @@ class ImageProcessingStack(Stack):
                 images=pipeline.images,
                 chunks=fanout.chunks,
                 dead_letters=dead_letters,
-                drained_dead_letters=("ImagesDeadLetters", "ChunksDeadLetters"),  # by every reconciler round
+                drained_dead_letters=("ImagesDeadLetters", "ChunksDeadLetters", "WebhooksDeadLetters"),  # every round
                 requests_table=requests.table,
             ),
             alarm_email=config.alarm_email,

@@ -65,10 +65,14 @@ class StreamSource:
 
 @dataclass(frozen=True)
 class BucketNotification:
-    """S3 ObjectCreated on the uploads bucket under `prefix` -> `function` (the presigned-upload path)."""
+    """S3 ObjectCreated on the uploads bucket under `prefix` -> `function` (the presigned-upload path), invoked
+    asynchronously: an event that still fails after `retry_attempts` retries goes to the `failures_queue`
+    (Lambda's on-failure destination), which the reconciler drains by ingesting the file again."""
 
     function: str
     prefix: str
+    retry_attempts: int = 2  # Lambda's maximum for asynchronous invocations
+    failures_queue: str = "ips-ingest-failures"
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,9 @@ class Topology:
     # The fan-out's own queue: one chunk of CSV rows per invocation, expanded into image messages.
     chunks_queue: Queue
     chunk_source: QueueSource
+    # Webhook deliveries on their own queue: notify queues a wake-up, the webhook function makes each attempt.
+    webhooks_queue: Queue
+    webhook_source: QueueSource
     stream_source: StreamSource
     upload_notification: BucketNotification
     reconcile_schedule: Schedule
@@ -150,7 +157,8 @@ class Topology:
         return {
             **self.environment,
             "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count),
-            "CHUNK_MAX_RECEIVE_COUNT": str(self.chunks_queue.max_receive_count),
+            # Rounds further apart than twice this had a store outage between them (ips.reconcile).
+            "RECONCILE_INTERVAL_SECONDS": str(self.reconcile_schedule.rate_minutes * 60),
             # Status pages stop adding products before their JSON would pass Lambda's response payload.
             "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.response_body_bytes),
             # A reconciler round holds its lease at most as long as its invocation may run.
@@ -169,8 +177,10 @@ class Topology:
 PROCESS_TIMEOUT_S = 60
 EXPAND_TIMEOUT_S = 120
 NOTIFY_TIMEOUT_S = 300
-# A webhook claim outlives one delivery with all its retries and ends before the notify function's timeout.
-WEBHOOK_LEASE_S = 240
+WEBHOOK_TIMEOUT_S = 30  # one attempt: a POST of at most WEBHOOK_TIMEOUT_SECONDS (10 s), the claim and the record
+# A webhook claim outlives one attempt (the webhook function's timeout) and ends before the webhook queue's
+# visibility timeout, so the redelivery of a sender that died mid-POST finds it expired.
+WEBHOOK_LEASE_S = 2 * WEBHOOK_TIMEOUT_S
 
 TOPOLOGY = Topology(
     functions=(
@@ -208,13 +218,20 @@ TOPOLOGY = Topology(
         Function(
             "notify",
             "functions/notify",
-            "Write the output CSV, finalise, send the webhook",
-            timeout_s=NOTIFY_TIMEOUT_S,  # room for the webhook's retries with backoff
+            "Write the output CSV, finalise, queue the webhook",
+            timeout_s=NOTIFY_TIMEOUT_S,  # a million images' output CSV, streamed
+        ),
+        Function(
+            "webhook",
+            "functions/webhook",
+            "Sign and send one attempt of an ended request's webhook; schedule the next through its queue",
+            timeout_s=WEBHOOK_TIMEOUT_S,
+            reserved_concurrency=10,  # its claims and records share MongoDB's connections with the pipeline's
         ),
         Function(
             "reconcile",
             "functions/reconcile",
-            "Make every request end: drain DLQs, enforce deadlines, re-queue stalled work, resend webhooks",
+            "Make every request end: wait out outages, drain DLQs, enforce deadlines, re-queue stalled work",
             timeout_s=300,
         ),
     ),
@@ -240,6 +257,14 @@ TOPOLOGY = Topology(
     ),
     # One chunk per invocation: a chunk is sized (CHUNK_IMAGES) to fit one, and never waits behind another.
     chunk_source=QueueSource(queue="ips-chunks", function="expand", batch_size=1, max_batching_window_s=0),
+    webhooks_queue=Queue(
+        name="ips-webhooks",
+        dead_letter_name="ips-webhooks-dlq",
+        visibility_timeout_s=6 * WEBHOOK_TIMEOUT_S,
+        max_receive_count=5,  # deliveries that crash or time out; failed attempts are not receives (ips.completion)
+    ),
+    # One wake-up per invocation: a receiver that never answers holds one invocation for one POST's timeout.
+    webhook_source=QueueSource(queue="ips-webhooks", function="webhook", batch_size=1, max_batching_window_s=0),
     stream_source=StreamSource(function="notify", batch_size=10, filter_pattern=COMPLETION_FILTER, retry_attempts=5),
     upload_notification=BucketNotification(function="ingest", prefix="incoming/"),
     reconcile_schedule=Schedule(function="reconcile", rate_minutes=5),

@@ -82,6 +82,7 @@ class LocalCloud:
                     topology,
                     images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
                     chunks_queue=replace(topology.chunks_queue, visibility_timeout_s=config.visibility_timeout_s),
+                    webhooks_queue=replace(topology.webhooks_queue, visibility_timeout_s=config.visibility_timeout_s),
                 )
             topology = replace(
                 topology,
@@ -118,9 +119,12 @@ class LocalCloud:
         state = self.config.state_dir
         # The topology's settings (JPEG_QUALITY, WEBHOOK_LEASE_SECONDS, ...), unless this environment sets them.
         chosen = {name: os.environ[name] for name in self.topology.environment if name in os.environ}
+        interval = self.config.reconcile_interval_s
         return {
             **self.topology.function_environment(),
             **chosen,
+            # The reconciler's rate here (a store outage is a gap of more than two of its rounds).
+            **({"RECONCILE_INTERVAL_SECONDS": str(interval)} if interval is not None else {}),
             **self.resources.environment(),
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
             "WEB_ORIGIN": self.gateway.url,  # the upload page's origin: the API's CORS headers allow it

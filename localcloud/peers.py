@@ -53,9 +53,10 @@ class ImageServer(LoopbackServer):
 
 
 class WebhookReceiver(LoopbackServer):
-    """Verifies each delivery with the `standardwebhooks` library, as a client's receiver would."""
+    """Verifies each delivery with the `standardwebhooks` library, as a client's receiver would. `silent`: it reads
+    each request and never answers (holding the connection until it stops), as a broken receiver can."""
 
-    def __init__(self, secret: str | None = None, *, fail_first: int = 0, port: int = 0) -> None:
+    def __init__(self, secret: str | None = None, *, fail_first: int = 0, silent: bool = False, port: int = 0) -> None:
         # Without a secret (until use_secret) every delivery is refused: nothing unverified is ever accepted.
         self.verifier = Webhook(secret) if secret else None
         self.deliveries: list[dict[str, Any]] = []  # verified payloads, with their webhook-id
@@ -63,11 +64,17 @@ class WebhookReceiver(LoopbackServer):
         self.attempts = 0
         self._fail_first = fail_first
         self._arrived = threading.Condition()
+        self._silent = threading.Event() if silent else None
         receiver = self
 
         class Handler(Quiet, BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if receiver._silent is not None:
+                    with receiver._arrived:
+                        receiver.attempts += 1
+                    receiver._silent.wait()  # never answers; the connection closes when the receiver stops
+                    return
                 status = receiver._receive(body, {key.lower(): value for key, value in self.headers.items()})
                 self.send_response(status)
                 self.send_header("content-length", "0")
@@ -90,6 +97,11 @@ class WebhookReceiver(LoopbackServer):
             self.deliveries.append({"id": headers["webhook-id"], "payload": payload})
             self._arrived.notify_all()
             return 204
+
+    def __exit__(self, *exc: object) -> None:
+        if self._silent is not None:
+            self._silent.set()
+        super().__exit__(*exc)
 
     def use_secret(self, secret: str) -> None:
         """Verify with another secret from now on (a tenant's, read from the API once the cloud is up)."""

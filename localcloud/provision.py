@@ -1,4 +1,5 @@
-"""Create the topology's resources on an AWS endpoint (idempotent): buckets, queues + DLQs, table + stream."""
+"""Create the topology's resources on an AWS endpoint (idempotent): buckets, queues + DLQs (images, chunks,
+webhooks), the ingest failures queue, table + stream."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class Resources:
     chunks_queue_url: str
     chunks_queue_arn: str
     chunks_dead_letter_url: str
+    webhooks_queue_url: str
+    webhooks_queue_arn: str
+    webhooks_dead_letter_url: str
+    ingest_failures_url: str  # the ingest function's on-failure destination (AWS's is the stack's queue)
     table: str
     stream_arn: str
     upload_events_url: str  # S3 notifications of the uploads bucket (a queue, where AWS invokes the function)
@@ -33,8 +38,12 @@ class Resources:
             "PROCESSED_BUCKET": self.processed_bucket,
             "IMAGES_QUEUE_URL": self.queue_url,
             "CHUNKS_QUEUE_URL": self.chunks_queue_url,
+            "WEBHOOKS_QUEUE_URL": self.webhooks_queue_url,
             "REQUESTS_TABLE": self.table,
-            "DEAD_LETTER_QUEUE_URLS": f"{self.dead_letter_url},{self.chunks_dead_letter_url}",
+            "DEAD_LETTER_QUEUE_URLS": ",".join(
+                (self.dead_letter_url, self.chunks_dead_letter_url, self.webhooks_dead_letter_url)
+            ),
+            "INGEST_FAILURES_QUEUE_URL": self.ingest_failures_url,
         }
 
 
@@ -63,6 +72,11 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origi
         s3.put_bucket_cors(Bucket=topology.uploads_bucket, CORSConfiguration=uploads_cors(web_origins))
     queue_url, queue_arn, dead_letter_url = _queue(topology.images_queue, sqs)
     chunks_url, chunks_arn, chunks_dead_letter_url = _queue(topology.chunks_queue, sqs)
+    webhooks_url, webhooks_arn, webhooks_dead_letter_url = _queue(topology.webhooks_queue, sqs)
+    retention = str(topology.images_queue.retention_days * 86_400)
+    ingest_failures_url = sqs.create_queue(
+        QueueName=topology.upload_notification.failures_queue, Attributes={"MessageRetentionPeriod": retention}
+    )["QueueUrl"]
     upload_events_url = _upload_notifications(topology, s3, sqs)
     return Resources(
         uploads_bucket=topology.uploads_bucket,
@@ -73,6 +87,10 @@ def provision(topology: Topology, s3: Any, sqs: Any, dynamodb: Any, *, web_origi
         chunks_queue_url=chunks_url,
         chunks_queue_arn=chunks_arn,
         chunks_dead_letter_url=chunks_dead_letter_url,
+        webhooks_queue_url=webhooks_url,
+        webhooks_queue_arn=webhooks_arn,
+        webhooks_dead_letter_url=webhooks_dead_letter_url,
+        ingest_failures_url=ingest_failures_url,
         table=topology.requests_table,
         stream_arn=_requests_table(topology.requests_table, dynamodb),
         upload_events_url=upload_events_url,

@@ -1,8 +1,10 @@
 """Event-source runners: drive the functions the way Lambda's event source mappings do.
 
-SqsRunner: long-polls a queue (the images queue, the chunks queue), hands batches to the function, deletes what
-succeeded, leaves the reported failures to come back after the visibility timeout (the queue's redrive policy moves
-them to the DLQ).
+SqsRunner: long-polls a queue (the images queue, the chunks queue, the webhook queue), hands batches to the
+function, deletes what succeeded, leaves the reported failures to come back after the visibility timeout (the
+queue's redrive policy moves them to the DLQ).
+S3NotificationRunner: invokes a function with each S3 event as S3 does (asynchronously): an event whose invocation
+fails is retried, and after the topology's retries its on-failure record goes to the failures queue.
 StreamRunner: reads the table's stream, keeps the records matching the mapping's filter pattern, and retries
 a failed batch from the first failed record, as Lambda does with ReportBatchItemFailures.
 TimerRunner: invokes a function on a fixed rate with a scheduled event, as an EventBridge rate rule does."""
@@ -166,26 +168,57 @@ class SqsRunner(_Loop):
 
 
 class S3NotificationRunner(_Loop):
-    """Invokes a function with the S3 events that moto put on a queue, as S3 would invoke it directly."""
+    """Invokes a function with the S3 events that moto put on a queue, as S3 would invoke it directly: an event
+    whose invocation fails comes back (after the events queue's visibility timeout) `retry_attempts` times, as
+    Lambda retries an asynchronous invocation, then Lambda's on-failure record of it goes to `failures_url`."""
 
-    def __init__(self, sqs: Any, queue_url: str, function: Invocable) -> None:
+    def __init__(
+        self, sqs: Any, queue_url: str, function: Invocable, *, retry_attempts: int, failures_url: str
+    ) -> None:
         super().__init__(f"s3-{function.spec.name}", 1)
         self.sqs, self.queue_url, self.function = sqs, queue_url, function
+        self.retry_attempts, self.failures_url = retry_attempts, failures_url
 
     def poll_once(self) -> bool:
-        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages", []
-        )
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
         for message in messages:
             records = json.loads(message["Body"]).get("Records")  # absent in S3's s3:TestEvent
             if records:
+                event = {"Records": records}
                 try:
-                    self.function.invoke({"Records": records})
-                except Exception:
-                    logger.exception("%s: invocation failed; the event will be delivered again", self.name)
-                    continue
+                    self.function.invoke(event)
+                except Exception as exc:
+                    invocations = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                    if invocations <= self.retry_attempts:
+                        logger.exception("%s: invocation failed; the event will be delivered again", self.name)
+                        continue
+                    logger.exception("%s: invocation failed %d times; sent to on-failure", self.name, invocations)
+                    record = on_failure_record(self.function.spec.name, event, exc, invocations)
+                    self.sqs.send_message(QueueUrl=self.failures_url, MessageBody=json.dumps(record))
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return bool(messages)
+
+
+def on_failure_record(function: str, event: dict[str, Any], error: Exception, invocations: int) -> dict[str, Any]:
+    """What Lambda sends an asynchronous invocation's on-failure destination when its retries are exhausted."""
+    return {
+        "version": "1.0",
+        "timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:us-east-1:000000000000:function:{function}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
+    }
 
 
 class StreamRunner(_Loop):
@@ -327,13 +360,14 @@ def event_runners(
     wait_seconds: int = 1,
     state_dir: Path | None = None,
     reconcile_interval_s: float | None = None,
-) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner, TimerRunner, SqsRunner]:
+) -> tuple[SqsRunner, StreamRunner, S3NotificationRunner, TimerRunner, SqsRunner, SqsRunner]:
     """The topology's event sources: the images queue, the requests table's stream, the uploads bucket, the
-    reconciler's schedule (its rate, unless `reconcile_interval_s` says otherwise), the chunks queue. With
-    `state_dir`, the stream's position is kept there across restarts."""
-    schedule = topology.reconcile_schedule
+    reconciler's schedule (its rate, unless `reconcile_interval_s` says otherwise), the chunks queue, the webhook
+    queue. With `state_dir`, the stream's position is kept there across restarts."""
+    schedule, notification = topology.reconcile_schedule, topology.upload_notification
     queue_source, stream_source, chunk_source = topology.queue_source, topology.stream_source, topology.chunk_source
-    expand = topology.function(chunk_source.function)
+    webhook_source = topology.webhook_source
+    expand, webhook = topology.function(chunk_source.function), topology.function(webhook_source.function)
     return (
         SqsRunner(
             boto3.client("sqs"),
@@ -354,7 +388,11 @@ def event_runners(
             position_path=state_dir / "stream-position.json" if state_dir is not None else None,
         ),
         S3NotificationRunner(
-            boto3.client("sqs"), resources.upload_events_url, functions[topology.upload_notification.function]
+            boto3.client("sqs"),
+            resources.upload_events_url,
+            functions[notification.function],
+            retry_attempts=notification.retry_attempts,
+            failures_url=resources.ingest_failures_url,
         ),
         TimerRunner(
             functions[schedule.function],
@@ -368,6 +406,15 @@ def event_runners(
             batch_size=chunk_source.batch_size,
             # Lambda polls with no more concurrency than the mapping's cap (the function's reserved concurrency).
             workers=min(workers, expand.reserved_concurrency or workers),
+            wait_seconds=wait_seconds,
+        ),
+        SqsRunner(
+            boto3.client("sqs"),
+            resources.webhooks_queue_url,
+            resources.webhooks_queue_arn,
+            functions[webhook_source.function],
+            batch_size=webhook_source.batch_size,
+            workers=min(workers, webhook.reserved_concurrency or workers),
             wait_seconds=wait_seconds,
         ),
     )

@@ -1,6 +1,8 @@
 """SQS chunks queue (one message per invocation) -> expand a chunk of CSV rows into product records and image
 messages, going on from where an earlier delivery stopped (ips.expansion). A message that is not a chunk, or is
-for a request that does not exist, is logged with its message ID, counted, and removed."""
+for a request that does not exist, is logged with its message ID, counted, and removed. A chunk that fails every
+delivery goes to the dead-letter queue, where the reconciler puts it back while its request has time (an outage
+pauses the work), or ends the request."""
 
 from __future__ import annotations
 
@@ -39,16 +41,12 @@ def handle_record(record: SqsRecordModel, lambda_context: LambdaContext) -> None
         _removed(record, "MisroutedMessages", "an image task on the chunks queue removed", request_id=task.request_id)
         return
     logger.set_correlation_id(task.request_id)
-    wiring = root()
-    if wiring.chunks.catalog.get(task.request_id) is None:
+    ports = root()
+    if ports.catalog.get(task.request_id) is None:
         _removed(record, "UnknownRequestMessages", "chunk for an unknown request removed")
         return
-    receives = int(record.attributes.ApproximateReceiveCount or 1)
     expansion = expand_chunk(
-        task,
-        wiring.chunks,
-        time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000 - STOP_RESERVE_S,
-        final_attempt=receives >= wiring.max_receive_count,
+        task, ports, time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000 - STOP_RESERVE_S
     )
     metrics.add_metric("ImagesQueued", MetricUnit.Count, expansion.sent)
     if expansion.resumed_at:

@@ -1,5 +1,6 @@
 """DynamoDB stream (filtered to the update that completes or fails a request) -> complete it (output CSV, final
-status) and send its webhook: the one place a webhook is sent from the pipeline (ips.completion.send_webhook)."""
+status) and queue its webhook's delivery on the webhook queue (functions/webhook sends it): a receiver, however
+slow, never holds a completion, nor another tenant's on the same shard."""
 
 from __future__ import annotations
 

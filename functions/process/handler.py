@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.image_batch import BatchImage, ImageBatch
 from ips.messages import MalformedMessage, parse_task
-from ips.model import ChunkTask, ImageTask
+from ips.model import ImageTask
 from ips.ports import Catalog
 from ips.processing import Prefetcher, RetryLater, note_failed_delivery
 from ips_runtime.observability import observability
@@ -60,10 +60,10 @@ def handle_record(record: SqsRecordModel) -> None:
         # Retrying cannot mend it, and the rest of the batch must go on: log it (with a bounded excerpt) and drop it.
         _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
         return
-    if isinstance(task, ChunkTask):
+    if not isinstance(task, ImageTask):
         # Chunks go to the chunks queue; one left here by an older deployment is removed, and the reconciler
         # re-plans the rows of its stalled request onto the chunks queue.
-        _removed(record, "MisroutedMessages", "a chunk on the images queue removed", request_id=task.request_id)
+        _removed(record, "MisroutedMessages", "a task of another queue removed", request_id=task.request_id)
         return
     logger.set_correlation_id(task.request_id)
     wiring = root()

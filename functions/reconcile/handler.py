@@ -1,7 +1,8 @@
-"""Scheduled (EventBridge rate schedule; a timer runner locally) -> one reconciler round: drain the dead-letter
-queues, end expired uploads and requests past their deadline, re-queue stalled work, resend undelivered
-webhooks. Idempotent, and safe beside the pipeline; one round at a time (a lease: an overlapping one is skipped).
-Each round that runs publishes ReconcilerRounds, the heartbeat the stack alarms on."""
+"""Scheduled (EventBridge rate schedule; a timer runner locally) -> one reconciler round: wait out a store
+outage (moving deadlines by it afterwards), put dead letters back or end them, re-ingest failed uploads, end
+expired uploads and requests past their deadline, re-queue stalled work, wake webhooks whose wake-up was lost.
+Idempotent, and safe beside the pipeline; one round at a time (a lease: an overlapping one is skipped). Each round
+that runs publishes ReconcilerRounds, the heartbeat the stack alarms on."""
 
 from __future__ import annotations
 
@@ -30,14 +31,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # The heartbeat: a round that ran to its end (the ReconcilerHeartbeat alarm fires when none has for 15 min).
     metrics.add_metric("ReconcilerRounds", MetricUnit.Count, 1)
     for name, metric in (
+        ("store_outage", "StoreOutageRounds"),
+        ("deadlines_paused", "DeadlinesPaused"),
+        ("redriven", "DeadLettersRedriven"),
         ("dead_images", "DeadLetteredImages"),
         ("dead_chunks", "DeadLetteredChunks"),
         ("dead_dropped", "DeadLettersDropped"),
+        ("uploads_reingested", "UploadsReingested"),
         ("uploads_expired", "UploadsExpired"),
         ("past_deadline", "RequestsPastDeadline"),
         ("images_failed_at_deadline", "ImagesFailedAtDeadline"),
         ("stalled", "RequestsStalled"),
-        ("webhooks_resent", "WebhooksResent"),
+        ("webhooks_woken", "WebhooksWoken"),
     ):
         metrics.add_metric(metric, MetricUnit.Count, int(summary[name]))
     logger.info("reconciler round finished", extra=summary)

@@ -6,7 +6,8 @@ the API's error rates only over a minimum number of requests, and progress is wa
 1,000,000-image job legitimately keeps old messages queued for hours): images or chunks waiting while none is
 finished, requests past their deadline. Also: anything left in a dead-letter queue, function errors, throttles
 and invocations near their timeout, notify's lag behind the table's stream, the requests table's transaction
-conflicts and throttles, and the reconciler's heartbeat (a round that ran, every 5 minutes)."""
+conflicts and throttles, the reconciler's heartbeat (a round that ran, every 5 minutes), and rounds that found a
+store failing (an outage: the work waits, and deadlines move by it)."""
 
 from __future__ import annotations
 
@@ -250,6 +251,14 @@ class Monitoring(Construct):
             FIFTEEN_MINUTES,
             comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             missing=cloudwatch.TreatMissingData.BREACHING,  # no datapoint is the very thing watched
+        )
+        self._alarm(
+            "StoreOutageRounds",
+            self._metric(topology, "StoreOutageRounds", reconciler),
+            1,
+            "A reconciler round found MongoDB or DynamoDB failing: the work waits (dead letters are put back, "
+            "deadlines move by the outage); see docs/deployment.md for what to check and how to redrive.",
+            AT_ONCE,
         )
 
     def _table_alarms(self, table: dynamodb.ITable) -> None:

@@ -22,7 +22,6 @@ from infra.permissions import FunctionAccess
 from infra.topology import BucketNotification, Function, Queue, QueueSource
 
 VISIBILITY_TIMEOUT_FACTOR = 6
-INGEST_RETRY_ATTEMPTS = 2  # Lambda's maximum for asynchronous invocations
 
 
 class Pipeline(Construct):
@@ -68,9 +67,9 @@ class Pipeline(Construct):
 
     def connect_uploads(self, uploads: s3.Bucket, ingest: lambda_.Function, notification: BucketNotification) -> None:
         """ObjectCreated under the prefix invokes ingest asynchronously; what still fails after Lambda's retries is
-        kept (with the event) in the ingest-failures queue."""
+        kept (with the event) in the ingest-failures queue, which the reconciler drains by ingesting it again."""
         ingest.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.ingest_failures), retry_attempts=INGEST_RETRY_ATTEMPTS
+            on_failure=destinations.SqsDestination(self.ingest_failures), retry_attempts=notification.retry_attempts
         )
         uploads.add_event_notification(
             s3.EventType.OBJECT_CREATED,
@@ -104,7 +103,7 @@ class Pipeline(Construct):
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"],
-                    resources=[self.images_dead_letters.queue_arn],
+                    resources=[self.images_dead_letters.queue_arn, self.ingest_failures.queue_arn],
                 )
             )
 

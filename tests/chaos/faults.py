@@ -7,6 +7,9 @@ queue (images, chunks) may also be repeated (duplicate deliveries), and reading 
 upload route's own writes are left alone (its fan-out onto the chunks queue may only be repeated), so every
 request a client was told about exists whole.
 
+A store outage: while the file CHAOS_OUTAGE names exists (the suite creates it for longer than the queues'
+retries, then removes it), every call of every MongoDB adapter fails, as a MongoDB that is down refuses them all.
+
 Replay: whether a call fails is a function of the seed and of the call itself (the port, the method, what it is
 about, and how many times it was made before, counted across every execution environment of the run in a
 shared file, CHAOS_COUNTERS), never of the order in which unrelated calls happened to arrive. What a call is
@@ -50,7 +53,8 @@ PORTS: dict[str, tuple[tuple[str, ...], Callable[[], Exception]]] = {
         lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem"),
     ),
 }
-QUEUES = ("queue", "chunks")  # the images queue, the chunks queue: FaultyQueue
+QUEUES = ("queue", "chunks", "webhook_queue")  # the images, chunks and webhook queues: FaultyQueue
+MONGODB = ("catalog", "reuse", "secret_generations", "receivers", "rounds")  # what a MongoDB outage takes down
 _REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _URL_IN_BODY = re.compile(r'"url":"([^"]+)"')
 _CHUNK_IN_BODY = re.compile(r'"requestId":"([^"]+)".*"chunk":\[\d+,\d+,(\d+),')
@@ -182,6 +186,26 @@ def _what_is_sent(body: str) -> str:
     return f"{chunk.group(1)} rows {chunk.group(2)}+" if chunk else body[:64]
 
 
+class Outage:
+    """Every call fails while the outage file exists (a MongoDB that is down)."""
+
+    def __init__(self, real: Any, flag: str) -> None:
+        self._real, self._flag = real, flag
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._real, name)
+        if not callable(attribute):
+            return attribute
+        flag = self._flag
+
+        def unless_down(*args: Any, **kwargs: Any) -> Any:
+            if os.path.exists(flag):
+                raise AutoReconnect("chaos: MongoDB is down (a long outage)")
+            return attribute(*args, **kwargs)
+
+        return unless_down
+
+
 def _building_the_upload_root() -> bool:
     """Whether the adapter is being built for the upload function's root (ips_runtime.roots.build_upload)."""
     frame = sys._getframe(1)
@@ -225,5 +249,7 @@ def inject(name: str, adapter: Any) -> Any:
         return FaultyQueue(adapter, name, _chaos(), repeat_only=name == "chunks" and _building_the_upload_root())
     if name in PORTS:
         methods, error = PORTS[name]
-        return FaultyPort(adapter, name, methods, error, _chaos())
+        adapter = FaultyPort(adapter, name, methods, error, _chaos())
+    if name in MONGODB and os.environ.get("CHAOS_OUTAGE"):
+        return Outage(adapter, os.environ["CHAOS_OUTAGE"])
     return adapter

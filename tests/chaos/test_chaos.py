@@ -5,14 +5,18 @@ Faults: S3, MongoDB and DynamoDB errors before a call (the chunks' progress too)
 steps of an image or of a chunk's expansion), sends to the images and chunks queues that fail or repeat
 (duplicate deliveries), queue depths that cannot be read, redeliveries that overlap (a short visibility timeout beside
 slow sources), malformed messages and messages for no request mixed into the batches, slow, failing, resetting,
-trickling and dead sources, and a webhook receiver that fails for a while.
+trickling and dead sources, webhook receivers that fail for a while, one tenant's receiver that never answers,
+and a MongoDB outage longer than the queues' retries (every call of every MongoDB adapter refused for
+CHAOS_OUTAGE_SECONDS, after the uploads were accepted).
 
-Checks: every request terminal before its deadline; succeeded + failed == total, equal to MongoDB's per-image
-states; every failure with a code and a message; exactly one verified webhook per request, whose counts equal
-the status; the output CSV whole; nothing left in the dead-letter queues.
+Checks: every request terminal before its deadline (moved by the outage); succeeded + failed == total, equal to
+MongoDB's per-image states; every failure with a code and a message, and none of them DEAD_LETTERED or
+DEADLINE_EXCEEDED (the outage paused the work, it threw none away); exactly one verified webhook per request of
+every tenant but the silent one, whose counts equal the status; the silent tenant's webhooks within their cap,
+the status saying so; the output CSV whole; nothing left in the dead-letter queues.
 
 CHAOS_IMAGES (default 2000), CHAOS_REQUESTS (10), CHAOS_SEED (random; printed, and reproduces the schedule of
-faults and sources), CHAOS_FAULT_RATE (0.03 per call)."""
+faults and sources), CHAOS_FAULT_RATE (0.03 per call), CHAOS_OUTAGE_SECONDS (90; 0: none)."""
 
 from __future__ import annotations
 
@@ -46,9 +50,12 @@ from tests.integration.test_api_handlers import HEADER, multipart
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"chaos-suite-signing-key-01234567").decode()
-TENANTS = ("tenant-a", "tenant-b", "tenant-c")
+TENANTS = ("tenant-a", "tenant-b", "tenant-c", "tenant-d")
+SILENT = "tenant-d"  # its receiver accepts every delivery and never answers
 FINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED"}
 RECONCILE_S = 3
+VISIBILITY_S, RECEIVES = 10, 5  # the local cloud's visibility timeout here, the queues' maxReceiveCount
+WEBHOOK_ATTEMPTS = 10
 POLL_S = 5  # between rounds of status reads (each read is a function invocation on the same two cores)
 URLS_PER_ROW = 2
 
@@ -83,14 +90,21 @@ def api_key(tenant: str) -> str:
 @pytest.fixture(scope="module")
 def receivers() -> Iterator[dict[str, WebhookReceiver]]:
     """Each tenant's receiver, verifying with that tenant's own secret (generation 0) and failing its first
-    deliveries for a while before it recovers."""
+    deliveries for a while before it recovers; the silent tenant's never answers."""
     with contextlib.ExitStack() as stack:
         yield {
             tenant: stack.enter_context(
-                WebhookReceiver(derive_secret(SECRET, api_key_id(api_key(tenant)), 0), fail_first=5)
+                WebhookReceiver(
+                    derive_secret(SECRET, api_key_id(api_key(tenant)), 0), fail_first=5, silent=tenant == SILENT
+                )
             )
             for tenant in TENANTS
         }
+
+
+def outage_s() -> int:
+    """Longer than the queues' retries (VISIBILITY_S x RECEIVES), so work reaches the dead-letter queues."""
+    return setting("CHAOS_OUTAGE_SECONDS", 90)
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +133,18 @@ def cloud(seed: int, sources: ChaosSources, receivers: dict[str, WebhookReceiver
         # Retries come back after 10 s (not 6 min). A batch that outlasts it (slow sources, a loaded machine) is
         # delivered again while it runs: overlapping deliveries. Much shorter, and a batch of chunks, expanded one
         # after another, outlasted it on a loaded machine every time: each was expanded two or three times over.
-        "LOCAL_VISIBILITY_TIMEOUT": "10",
+        "LOCAL_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
         "CHUNK_IMAGES": "50",  # quick to expand, and more of them to fault
         "LOCAL_RECONCILE_SECONDS": str(RECONCILE_S),
         "STALL_AFTER_SECONDS": "45",
         "REQUEST_DEADLINE_SECONDS": str(deadline_s()),
-        "WEBHOOK_ATTEMPTS": "2",
+        # Every receiver fails its first 5 deliveries: each request's attempts, and its tenant's receiver's
+        # pauses, wait 0.2 s, 0.8 s, 3.2 s, ... (x4) between them; the silent one's costs 2 s an attempt.
+        "WEBHOOK_ATTEMPTS": str(WEBHOOK_ATTEMPTS),
         "WEBHOOK_FIRST_DELAY": "0.2",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
         "WEBHOOK_LEASE_SECONDS": "15",  # a sender that crashed holding the claim is replaced after this
+        "CHAOS_OUTAGE": str(state / "mongodb-down"),
         "IPS_ADAPTER_HOOK": "tests.chaos.faults:inject",
         "CHAOS_SEED": str(seed),
         "CHAOS_COUNTERS": str(state / "chaos-counters"),
@@ -152,6 +170,7 @@ def cloud(seed: int, sources: ChaosSources, receivers: dict[str, WebhookReceiver
             "aws": f"http://127.0.0.1:{ports['aws']}",
             "mongo": f"mongodb://127.0.0.1:{ports['mongo']}/?directConnection=true",
             "log": str(log),
+            "outage": str(state / "mongodb-down"),
         }
     finally:
         process.terminate()
@@ -222,9 +241,19 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
         if number == 1:
             poison(cloud["aws"])  # malformed messages mixed into the first requests' batches
 
-    # Every request must end by its deadline (the reconciler ends what is left then): wait a little past it.
-    statuses = wait_for_the_end(cloud, accepted, timeout=deadline_s() + 4 * RECONCILE_S + 60)
-    deliveries = wait_for_webhooks(receivers, accepted, timeout=120)
+    if outage_s():
+        time.sleep(15)  # the work is under way, then MongoDB goes down for longer than the queues' retries
+        assert outage_s() > VISIBILITY_S * RECEIVES
+        flag = Path(cloud["outage"])
+        flag.touch()
+        print(f"chaos: MongoDB down for {outage_s()} s")
+        time.sleep(outage_s())  # no status read meanwhile: the API answers 500 while its store is down
+        flag.unlink()
+
+    # Every request must end by its deadline (the reconciler ends what is left then, the outage's time added):
+    # wait a little past it.
+    statuses = wait_for_the_end(cloud, accepted, timeout=deadline_s() + outage_s() + 4 * RECONCILE_S + 60)
+    deliveries = wait_for_webhooks(receivers, accepted, timeout=300)
     elapsed = time.monotonic() - started
     print(f"chaos: {images} images, {count} requests, {len(TENANTS)} tenants ended in {elapsed:.0f} s")
     print("outcomes:", dict(Counter(s["status"] for s in statuses.values())))
@@ -251,6 +280,9 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
                     failure_codes[image["error_code"]] += 1
             # A fresh link: the one read when the request ended may have expired by now (15 minutes).
             assert_output_csv_whole(read_status(cloud, request_id, accepted[request_id]), products)
+        if accepted[request_id] == SILENT:
+            assert_capped(read_status(cloud, request_id, SILENT)["webhook"])
+            continue
         [delivery] = deliveries[request_id]
         data = delivery["payload"]["data"]
         assert (data["status"], data["total"], data["succeeded"], data["failed"]) == (
@@ -260,9 +292,15 @@ def test_every_request_ends_with_its_counts_its_csv_and_one_webhook(
             status["failed"],
         ), request_id
     print("image failures by code:", dict(failure_codes))
+    # The outage paused the work: nothing was thrown away for it (dead letters went back, deadlines moved).
+    assert not {"DEAD_LETTERED", "DEADLINE_EXCEEDED"} & set(failure_codes), failure_codes
+    silent = receivers[SILENT]
+    silent_requests = sum(tenant == SILENT for tenant in accepted.values())
+    print(f"chaos: the silent receiver was tried {silent.attempts} times for {silent_requests} requests")
+    assert silent.attempts <= WEBHOOK_ATTEMPTS * silent_requests
     sqs = boto3.client("sqs", endpoint_url=cloud["aws"])
     time.sleep(RECONCILE_S + 1)
-    for name in ("ips-images-dlq", "ips-chunks-dlq"):
+    for name in ("ips-images-dlq", "ips-chunks-dlq", "ips-webhooks-dlq"):
         dead = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         attributes = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["ApproximateNumberOfMessages"])
         assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0", f"the reconciler drains {name}"
@@ -302,24 +340,36 @@ def wait_for_the_end(cloud: dict[str, str], accepted: dict[str, str], timeout: f
 def wait_for_webhooks(
     receivers: dict[str, WebhookReceiver], accepted: dict[str, str], timeout: float
 ) -> dict[str, list]:
-    """Each request's verified deliveries, at its own tenant's receiver (signed with that tenant's secret)."""
+    """Each request's verified deliveries, at its own tenant's receiver (signed with that tenant's secret); none
+    for the silent tenant's, whose receiver never answers."""
 
     def delivered(request_id: str) -> list[dict]:
         found = receivers[accepted[request_id]].deliveries
         return [delivery for delivery in found if delivery["id"] == f"msg_{request_id}"]
 
+    answered = [request_id for request_id, tenant in accepted.items() if tenant != SILENT]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(delivered(request_id) for request_id in accepted):
+    while time.monotonic() < deadline and not all(delivered(request_id) for request_id in answered):
         time.sleep(1)
     time.sleep(2 * RECONCILE_S + 1)  # rounds that might (wrongly) send again
-    by_request = {request_id: delivered(request_id) for request_id in accepted}
+    by_request = {request_id: delivered(request_id) for request_id in answered}
     counts = {request_id: len(found) for request_id, found in by_request.items()}
     assert set(counts.values()) == {1}, f"webhooks per request: {counts}"
     rejected = {tenant: receiver.rejected for tenant, receiver in receivers.items() if receiver.rejected}
     assert not rejected, f"deliveries that did not verify with their tenant's secret: {rejected}"
     everything = sum(len(receiver.deliveries) for receiver in receivers.values())
-    assert everything == len(accepted), "a webhook for no request of the tenant, or twice"
+    assert everything == len(answered), "a webhook for no request of the tenant, or twice"
     return by_request
+
+
+def assert_capped(webhook: dict[str, Any] | None) -> None:
+    """The silent tenant's webhook: never delivered, within its cap of attempts, each one timed out, and the
+    status saying what comes next (or that it was given up)."""
+    if webhook is None:  # not attempted yet: its receiver's pause held it back
+        return
+    assert not webhook["delivered"] and webhook["attempts"] <= WEBHOOK_ATTEMPTS, webhook
+    assert webhook["lastError"] is None or webhook["lastError"].startswith("TIMEOUT"), webhook
+    assert webhook["gaveUp"] or webhook["nextAttemptAt"], webhook
 
 
 def assert_output_csv_whole(status: dict[str, Any], products: list[dict]) -> None:

@@ -30,7 +30,11 @@ def test_reserved_concurrency_is_on_by_default(synthesized):
         assert function_properties(synthesized, spec.name).get("ReservedConcurrentExecutions") == (
             spec.reserved_concurrency
         )
-    assert caps(synthesized) == {synthesized.function_id("process"): 20, synthesized.function_id("expand"): 5}
+    assert caps(synthesized) == {
+        synthesized.function_id("process"): 20,
+        synthesized.function_id("expand"): 5,
+        synthesized.function_id("webhook"): 10,
+    }
 
 
 def test_reserved_concurrency_off_reserves_nothing_and_the_queues_still_cap_their_consumers(synth):
@@ -38,7 +42,11 @@ def test_reserved_concurrency_off_reserves_nothing_and_the_queues_still_cap_thei
     for spec in TOPOLOGY.functions:  # nothing taken from an account quota of 10
         assert "ReservedConcurrentExecutions" not in function_properties(synthesized, spec.name), spec.name
     # MongoDB still sees no more containers than before: the event sources cap them.
-    assert caps(synthesized) == {synthesized.function_id("process"): 20, synthesized.function_id("expand"): 5}
+    assert caps(synthesized) == {
+        synthesized.function_id("process"): 20,
+        synthesized.function_id("expand"): 5,
+        synthesized.function_id("webhook"): 10,
+    }
 
 
 def test_the_in_flight_cap_is_sized_from_the_process_concurrency(synth, synthesized):

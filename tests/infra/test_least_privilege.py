@@ -58,8 +58,8 @@ EXPECTED = {
         ("uploads", "*/input-*.csv"): {"s3:GetObject"},  # ... or of a presigned upload's pinned copy
         ("chunks", None): QUEUE_CONSUMER | {"sqs:SendMessage"},  # the rest of a chunk re-queued when out of time
         ("images", None): {"sqs:SendMessage"},
-        # the chunk's progress (Get, Update); a chunk failing its last delivery: OPEN -> FAILED (Put, Update)
-        ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        # the chunk's progress (Get, Update); a chunk failing every delivery is the reconciler's (its DLQ)
+        ("table", None): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
     },
     "ingest": {  # no webhook secret: a refused upload reaches notify through the counter's OPEN -> FAILED
@@ -70,31 +70,40 @@ EXPECTED = {
         ("mongodb", None): SECRET,
         ("ingest-failures", None): DESTINATION,
     },
-    "reconcile": {
+    "reconcile": {  # no webhook secret: it wakes webhook deliveries, it never sends one
         ("uploads", "*/input.csv"): {"s3:GetObject"},  # re-plan a CSV to re-queue its lost chunks
-        ("uploads", "*/input-*.csv"): {"s3:GetObject"},  # ... or a presigned upload's pinned copy
-        ("uploads", "incoming/*.csv"): {"s3:GetObject"},  # is an expired upload's file there?
+        # ... or a presigned upload's pinned copy; a failed ingestion run again pins it (CopyObject)
+        ("uploads", "*/input-*.csv"): {"s3:GetObject", "s3:PutObject"},
+        ("uploads", "incoming/*.csv"): {"s3:GetObject"},  # is an expired upload's file there? (and ingest it)
         ("uploads", None): {"s3:ListBucket"},  # ... which HeadObject answers with 404, not 403, only with this
-        # a completion the stream lost (private); the resent webhook's presigned GET
+        # a completion the stream lost (private); a failed multipart write of a big one is aborted
         ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"},
         ("images", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},  # lost work re-queued; the depth
         # ... and chunks not fully expanded; its depth too (chunks queued or in flight are not lost work)
         ("chunks", None): {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+        ("webhooks", None): {"sqs:SendMessage"},  # lost wake-ups replaced, dead ones put back
         ("images-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         ("chunks-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        ("webhooks-dlq", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        ("ingest-failures", None): {"sqs:ReceiveMessage", "sqs:DeleteMessage"},  # ingested again
         # ... and the round's lease (Put if free or run out, Update to give it back)
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         ("mongodb", None): SECRET,
-        ("webhook", None): SECRET,  # resends undelivered webhooks through the same notify code
     },
-    "notify": {
-        # private; the webhook's presigned GET; a failed multipart write of a big one is aborted
+    "notify": {  # no webhook secret: it queues the webhook's first wake-up
+        # private; a failed multipart write of a big one is aborted
         ("uploads", "*/output.csv"): {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"},
         ("table", None): {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the images leave flight
         ("stream", None): STREAM,
+        ("webhooks", None): {"sqs:SendMessage"},
+        ("mongodb", None): SECRET,
+        ("completion-failures", None): DESTINATION,
+    },
+    "webhook": {  # the only function that signs and sends webhooks
+        ("uploads", "*/output.csv"): {"s3:GetObject"},  # the webhook's presigned GET is signed with it
+        ("webhooks", None): QUEUE_CONSUMER | {"sqs:SendMessage"},  # its event source; the next wake-up
         ("mongodb", None): SECRET,
         ("webhook", None): SECRET,
-        ("completion-failures", None): DESTINATION,
     },
 }
 
@@ -108,6 +117,8 @@ KINDS = {
     "PipelineIngestFailures": "ingest-failures",
     "FanoutChunks": "chunks",
     "FanoutChunksDeadLetters": "chunks-dlq",
+    "WebhooksQueue": "webhooks",
+    "WebhooksDeadLetters": "webhooks-dlq",
     "CompletionCompletionFailures": "completion-failures",
     "CompletionRequests": "table",  # the requests table keeps its first logical id (requests_table.py)
     "SecretsMongoDbUri": "mongodb",

@@ -18,6 +18,7 @@ RESOURCE_NAMES = (
     "PROCESSED_BUCKET",
     "IMAGES_QUEUE_URL",
     "CHUNKS_QUEUE_URL",
+    "WEBHOOKS_QUEUE_URL",
     "REQUESTS_TABLE",
     "ASSET_BASE_URL",
 )
@@ -64,20 +65,30 @@ def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
         assert variables["ASSET_BASE_URL"] == {
             "Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]
         }
-        # Only the reconciler is told where the dead letters are: both DLQs with a redrive source (images, chunks).
+        # Only the reconciler is told where the dead letters are: every DLQ with a redrive source (images, chunks,
+        # webhooks), and the ingest function's on-failure queue.
         dead_letters = variables.get("DEAD_LETTER_QUEUE_URLS")
-        assert (dead_letters is not None) == (spec.name == TOPOLOGY.reconcile_schedule.function)
+        reconciler = spec.name == TOPOLOGY.reconcile_schedule.function
+        assert (dead_letters is not None) == reconciler == ("INGEST_FAILURES_QUEUE_URL" in variables)
         if dead_letters is not None:
             named = {part["Ref"] for part in dead_letters["Fn::Join"][1] if isinstance(part, dict)}
             queues = [q["Properties"] for q in synthesized.of_type("AWS::SQS::Queue").values()]
             redriven = {
                 q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for q in queues if "RedrivePolicy" in q
             }
-            assert named == redriven and len(named) == 2
-        # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed.
+            assert named == redriven and len(named) == 3
+            (invoke_config,) = [  # ingest's (the reconciler has one too: no asynchronous retries)
+                c
+                for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
+                if "DestinationConfig" in c["Properties"]
+            ]
+            on_failure = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+            assert variables["INGEST_FAILURES_QUEUE_URL"] == ref(on_failure["Fn::GetAtt"][0])
+        # Secrets never travel as values: only the ARNs, and the webhook secret only where webhooks are signed
+        # (the webhook function) or the secret is handed out (the secret route): not notify, not the reconciler.
         assert "MONGODB_URI" not in variables and "WEBHOOK_SECRET" not in variables
         assert "MONGODB_URI_SECRET_ARN" in variables
-        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("notify", "reconcile", "secret"))
+        assert ("WEBHOOK_SECRET_SECRET_ARN" in variables) == (spec.name in ("webhook", "secret"))
 
 
 def test_secrets_are_generated_or_referenced_never_written_in_the_template(synthesized):
@@ -97,8 +108,9 @@ def test_secrets_are_generated_or_referenced_never_written_in_the_template(synth
     [
         (TOPOLOGY.queue_source, TOPOLOGY.images_queue, "PipelineImages"),
         (TOPOLOGY.chunk_source, TOPOLOGY.chunks_queue, "FanoutChunks"),
+        (TOPOLOGY.webhook_source, TOPOLOGY.webhooks_queue, "WebhooksQueue"),
     ],
-    ids=["images-to-process", "chunks-to-expand"],
+    ids=["images-to-process", "chunks-to-expand", "wake-ups-to-webhook"],
 )
 def test_each_queue_feeds_its_function_with_partial_batch_responses(synthesized, template, source, queue, logical_id):
     function = TOPOLOGY.function(source.function)
@@ -127,7 +139,7 @@ def test_each_queue_feeds_its_function_with_partial_batch_responses(synthesized,
 
 def test_every_queue_is_encrypted_and_keeps_messages_14_days(synthesized):
     queues = synthesized.of_type("AWS::SQS::Queue")
-    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 2  # images, chunks
+    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 3  # images, chunks, webhooks
     for properties in (q["Properties"] for q in queues.values()):
         assert properties["SqsManagedSseEnabled"] is True
         # Every queue keeps its messages for SQS's maximum: work waits out an outage instead of vanishing.
@@ -186,14 +198,49 @@ def test_the_reconciler_runs_on_its_rate_schedule(synthesized):
     assert [p["FunctionName"] for p in permissions] == [arn_of(synthesized.function_id(schedule.function))]
 
 
-def test_a_webhook_claim_outlives_a_delivery_and_ends_before_the_notify_timeout():
-    from ips.webhook import RetryPolicy
+def test_a_webhook_claim_outlives_an_attempt_and_ends_before_the_wake_up_comes_back():
+    """One attempt (one POST within its timeout) fits the webhook function; the claim outlives the function, so
+    a live sender is never doubled, and ends before the webhook queue's visibility timeout, so the redelivery of
+    a sender that died mid-POST finds it expired."""
+    from ips.context import Settings
 
     lease = int(TOPOLOGY.environment["WEBHOOK_LEASE_SECONDS"])
-    notify = TOPOLOGY.function(TOPOLOGY.stream_source.function)
-    retry = RetryPolicy()
-    delivery = sum(retry.delays()) + retry.attempts * 30  # the outbound total timeout per attempt
-    assert delivery < lease < notify.timeout_s
+    webhook = TOPOLOGY.function(TOPOLOGY.webhook_source.function)
+    assert Settings.webhook_timeout_s < webhook.timeout_s < lease < TOPOLOGY.webhooks_queue.visibility_timeout_s
+    assert TOPOLOGY.webhook_source.batch_size == 1  # a receiver that never answers holds one wake-up, no other
+
+
+def test_notify_only_queues_webhooks_and_the_webhook_function_alone_sends_them(synthesized, template):
+    """The new queue, its function and its grants: notify (first wake-ups), the webhook function (the next ones)
+    and the reconciler (lost and dead ones) may send to it; only the webhook function reads it (its event
+    source) and holds the signing secret; only the reconciler drains its DLQ."""
+    queue_id = next(lid for lid in synthesized.of_type("AWS::SQS::Queue") if lid.startswith("WebhooksQueue"))
+    dead_id = next(lid for lid in synthesized.of_type("AWS::SQS::Queue") if lid.startswith("WebhooksDeadLetters"))
+    senders, readers, drainers = set(), set(), set()
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        role = policy["Properties"]["Roles"][0]["Ref"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if arn_of(queue_id) in resources and "sqs:SendMessage" in actions:
+                senders.add(role)
+            if arn_of(queue_id) in resources and "sqs:ReceiveMessage" in actions:
+                readers.add(role)
+            if arn_of(dead_id) in resources and "sqs:ReceiveMessage" in actions:
+                drainers.add(role)
+
+    def role(function):
+        return synthesized.resources[synthesized.function_id(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+    assert senders == {role("notify"), role("webhook"), role("reconcile")}
+    assert readers == {role("webhook")} and drainers == {role("reconcile")}
+    (alarm,) = [
+        a["Properties"]
+        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == dead_id
+    ]
+    assert alarm["Threshold"] == 1
 
 
 def test_requests_table_is_on_demand_recoverable_expiring_and_streamed(synthesized):
@@ -226,7 +273,7 @@ def test_presigned_uploads_invoke_ingest_and_failures_are_kept(synthesized):
         for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
         if c["Properties"]["FunctionName"] == ref(ingest)
     ]
-    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == notification.retry_attempts == 2
     failures = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
     assert synthesized.resources[failures]["Type"] == "AWS::SQS::Queue"
 
@@ -462,10 +509,10 @@ def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_progress(synth
     dead_letters = {lid for lid, q in queues.items() if "RedrivePolicy" not in q["Properties"]}
     depth = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in depth} == dead_letters
-    assert len(dead_letters) == 4  # images, chunks, ingest failures, completion failures
-    for alarm in depth:  # the reconciler drains two every round: those alarm when messages stay 15 minutes
+    assert len(dead_letters) == 5  # images, chunks, webhooks, ingest failures, completion failures
+    for alarm in depth:  # the reconciler drains three every round: those alarm when messages stay 15 minutes
         queue = alarm["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        drained = queue.startswith(("PipelineImagesDeadLetters", "FanoutChunksDeadLetters"))
+        drained = queue.startswith(("PipelineImagesDeadLetters", "FanoutChunksDeadLetters", "WebhooksDeadLetters"))
         assert sustained(alarm) == ((3, 3) if drained else (1, 1)), queue
     for metric in ("Errors", "Throttles", "Duration"):
         found = watched("AWS/Lambda", metric)
@@ -500,9 +547,10 @@ def test_alarms_cover_dead_letters_errors_throttles_api_rates_and_progress(synth
         assert inputs["visible"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert inputs["inflight"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesNotVisible"
         assert (alarm["Threshold"], sustained(alarm)) == (1, (3, 3))  # no image finished for 15 minutes
-    (past_deadline,) = watched("ImageProcessingSystem", "RequestsPastDeadline")
-    assert past_deadline["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
-    assert (past_deadline["Threshold"], sustained(past_deadline)) == (1, (1, 1))
+    for metric in ("RequestsPastDeadline", "StoreOutageRounds"):  # work too slow or lost; a store failing
+        (reconciler,) = watched("ImageProcessingSystem", metric)
+        assert reconciler["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
+        assert (reconciler["Threshold"], sustained(reconciler)) == (1, (1, 1))
     (heartbeat,) = watched("ImageProcessingSystem", "ReconcilerRounds")
     assert heartbeat["Dimensions"] == [{"Name": "service", "Value": TOPOLOGY.reconcile_schedule.function}]
     assert heartbeat["ComparisonOperator"] == "LessThanThreshold" and heartbeat["Threshold"] == 1

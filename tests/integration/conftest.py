@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +145,34 @@ class Pipeline:
     def s3_runner(self) -> S3NotificationRunner:
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[2]
 
+    def webhook_runner(self) -> SqsRunner:
+        """The webhook queue's (each wake-up: at most one signed POST, the next one scheduled)."""
+        return event_runners(TOPOLOGY, self.resources, self.functions, workers=1, wait_seconds=0)[5]
+
+    def send_webhooks(self, max_polls: int = 50) -> int:
+        """Run the webhook function on the wake-ups the webhook queue holds visible now (a retry's waits out its
+        delay); how many polls found one."""
+        runner = self.webhook_runner()
+        for found in range(max_polls):
+            if not runner.poll_once():
+                return found
+        raise AssertionError("the webhook queue did not drain")
+
+    def webhooks_until(self, done: Callable[[], object], timeout: float = 20) -> None:
+        """Run the webhook queue's wake-ups as they come due (retries wait out their delays) until `done()`."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError("the webhook deliveries did not get there in time")
+            if not self.send_webhooks():
+                time.sleep(0.2)
+
+    def notify(self) -> bool:
+        """The table's stream to notify (completions, failures), then the webhooks that queued."""
+        found = self.stream_runner().poll_once()
+        self.send_webhooks()
+        return found
+
     def reconcile(self) -> dict[str, Any]:
         """One reconciler round, as its schedule would run it."""
         return event_runners(TOPOLOGY, self.resources, self.functions, workers=1)[3].fire()
@@ -158,11 +187,16 @@ class Pipeline:
                 raise AssertionError("the queue did not drain")
 
     def queued(self, url: str | None = None) -> int:
+        """Every message the queue holds: waiting, in flight or delayed."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         attributes = boto3.client("sqs").get_queue_attributes(
-            QueueUrl=url or self.resources.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            QueueUrl=url or self.resources.queue_url, AttributeNames=names
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return sum(int(attributes.get(name, 0)) for name in names)
 
 
 @pytest.fixture

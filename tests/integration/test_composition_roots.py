@@ -128,7 +128,14 @@ def test_the_status_function_serves_a_request_without_pillow_or_requests(
     assert status["products"][0]["outputImageBytes"] == [300]
     assert f"{request_id}/output.csv" in status["outputCsvUrl"] and "X-Amz-Signature" in status["outputCsvUrl"]
     # The stored delivery, mapped to the public contract (never its stored snake_case fields).
-    assert status["webhook"] == {"delivered": False, "attempts": 3, "lastStatus": 500, "lastError": "HTTP 500"}
+    assert status["webhook"] == {
+        "delivered": False,
+        "attempts": 3,
+        "lastStatus": 500,
+        "lastError": "HTTP 500",
+        "nextAttemptAt": None,
+        "gaveUp": False,
+    }
     assert theirs["statusCode"] == unknown["statusCode"] == 404
 
 
@@ -137,10 +144,13 @@ EXPECTED_PORTS = {
     "upload": {"uploads", "catalog", "ledger", "chunks", "quotas", "clock", "check_webhook_url"},
     "ingest": {"uploads", "catalog", "ledger", "chunks", "quotas", "clock"},
     # the chunks are the expand function's: the process function no longer reads the CSV
-    "expand": {"uploads", "catalog", "ledger", "queue", "chunks", "chunk_progress"},
+    "expand": {"uploads", "catalog", "queue", "chunks", "chunk_progress"},
     # quotas: a heavy image's work is charged to its tenant's daily quota
     "process": {"fetcher", "processed", "catalog", "ledger", "reuse", "clock", "queue", "quotas"},
-    "notify": {"catalog", "ledger", "uploads", "clock", "quotas", "secret_generations", "webhooks"},
+    # notify signs nothing: no master secret, no outbound client, only the webhook queue
+    "notify": {"catalog", "ledger", "uploads", "clock", "quotas", "webhook_queue"},
+    # the only function that signs and sends webhooks
+    "webhook": {"catalog", "receivers", "secret_generations", "clock", "webhooks", "uploads", "webhook_queue"},
     "status": {"catalog", "ledger", "uploads"},
     "secret": {"secret_generations", "clock"},
     "reconcile": {
@@ -152,10 +162,11 @@ EXPECTED_PORTS = {
         "uploads",
         "dead_letters",
         "lease",
+        "ingest_failures",
+        "rounds",
         "clock",
         "quotas",
-        "secret_generations",
-        "webhooks",
+        "webhook_queue",
     },
 }
 
@@ -170,6 +181,8 @@ def test_each_functions_root_builds_only_the_adapters_its_use_cases_take(mongo_u
         "PROCESSED_BUCKET": "processed",
         "IMAGES_QUEUE_URL": "http://127.0.0.1:1/queue/images",
         "CHUNKS_QUEUE_URL": "http://127.0.0.1:1/queue/chunks",
+        "WEBHOOKS_QUEUE_URL": "http://127.0.0.1:1/queue/webhooks",
+        "INGEST_FAILURES_QUEUE_URL": "http://127.0.0.1:1/queue/ingest-failures",
         "REQUESTS_TABLE": "requests",
         "DEAD_LETTER_QUEUE_URLS": "http://127.0.0.1:1/queue/images-dlq,http://127.0.0.1:1/queue/chunks-dlq",
         "MONGODB_URI": mongo_uri,  # the upload and process roots create the indexes at their cold start
@@ -184,6 +197,7 @@ def test_each_functions_root_builds_only_the_adapters_its_use_cases_take(mongo_u
         roots.EXPAND,
         roots.PROCESS,
         roots.NOTIFY,
+        roots.WEBHOOK,
         roots.STATUS,
         roots.SECRET,
         roots.RECONCILE,

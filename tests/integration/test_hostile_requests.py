@@ -33,7 +33,7 @@ def test_a_field_over_the_csv_modules_limit_fails_a_presigned_upload_with_its_we
         (2, "Input Image Urls", "FIELD_TOO_LONG")
     ]
     assert pipeline.queued() == 0
-    assert pipeline.stream_runner().poll_once()  # the webhook's one owner, notify, sends it
+    assert pipeline.notify()  # the webhook's one owner, notify, sends it
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["status"] == "FAILED"
     assert delivery["payload"]["data"]["error"]["code"] == "CSV_INVALID"

@@ -49,7 +49,7 @@ def created(pipeline: Pipeline, function_env: dict[str, str]) -> tuple[int, int,
 
 def finish(pipeline: Pipeline) -> None:
     pipeline.drain_queue()
-    assert pipeline.stream_runner().poll_once()  # the completion (notify) ends the request
+    assert pipeline.notify()  # the completion (notify) ends the request
 
 
 def test_local_cloud_image_quotas_are_by_key_id() -> None:
@@ -104,7 +104,7 @@ def test_presigned_uploads_are_refused_without_room_and_fail_at_ingestion_over_i
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
     assert (status["status"], status["error"]["code"], status["total"]) == ("FAILED", "IMAGE_QUOTA_EXCEEDED", 0)
     assert pipeline.queued() == 0
-    assert pipeline.stream_runner().poll_once()  # the counter's OPEN -> FAILED flip hands it to notify
+    assert pipeline.notify()  # the counter's OPEN -> FAILED flip hands it to notify
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["error"]["code"] == "IMAGE_QUOTA_EXCEEDED"
 

@@ -28,7 +28,7 @@ def test_form_options_make_webp_fitted_inside_the_box(pipeline: Pipeline, image_
     assert status == 202, answer
     request_id = answer["requestId"]
     pipeline.drain_queue()
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
 
     status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert result["status"] == "COMPLETED", result

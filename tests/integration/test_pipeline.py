@@ -36,7 +36,7 @@ def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
 def test_mixed_request_completes_with_errors_and_each_reason(pipeline: Pipeline, image_server, receiver) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.drain_queue()
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
 
     status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert status == 200
@@ -130,9 +130,8 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
     # Then every image message twice.
     assert duplicate_every_message(pipeline, pipeline.resources.queue_url) == 6
     pipeline.drain_queue()
-    stream = pipeline.stream_runner()
-    stream.poll_once()
-    stream.poll_once()
+    pipeline.notify()
+    pipeline.notify()
     _, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
     assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 3)
     assert len(receiver.wait(1, timeout=10)) == 1
@@ -142,6 +141,7 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
     from ips_runtime.roots import NOTIFY
 
     assert complete_request(request_id, NOTIFY()).value == "COMPLETED_WITH_ERRORS"
+    assert pipeline.send_webhooks() == 0  # delivered already: nothing queued
     assert len(receiver.deliveries) == 1
     assert pipeline.queued() == 0 and pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
@@ -156,8 +156,10 @@ def test_webhook_retries_with_the_same_id_until_the_receiver_accepts(
         reset_roots()
         request_id = upload(pipeline, HEADER + f"1,Mug,{image_server.url}/sk_coffee.png\n", flaky.url)
         pipeline.drain_queue()
-        pipeline.stream_runner().poll_once()
-        [delivery] = flaky.wait(1, timeout=10)
+        assert pipeline.stream_runner().poll_once()
+        assert flaky.attempts == 0  # notify completed the request and queued its webhook: it posts nothing
+        pipeline.webhooks_until(lambda: flaky.deliveries)  # each attempt a wake-up, each retry after its delay
+        [delivery] = flaky.deliveries
         assert flaky.attempts == 3
         assert delivery["id"] == f"msg_{request_id}"
         _, result = pipeline.api("GET", f"/api/v1/status/{request_id}")

@@ -43,7 +43,7 @@ def until_done(pipeline: Pipeline, request_id: str, deadline_s: float = 120) -> 
         pipeline.drain_queue()
         _status, result = pipeline.api("GET", f"/api/v1/status/{request_id}")
         if result["succeeded"] + result["failed"] == result["total"]:
-            assert pipeline.stream_runner().poll_once()
+            assert pipeline.notify()
             return pipeline.api("GET", f"/api/v1/status/{request_id}")[1]
         time.sleep(0.2)
     raise AssertionError(f"request {request_id} did not finish: {result}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import requests
 
 from tests.integration.conftest import Pipeline
@@ -56,7 +57,7 @@ def test_a_big_csv_through_s3_is_validated_fanned_out_and_completed(
     assert (status["status"], status["detail"], status["total"], status["totalProducts"]) == ("PENDING", None, 100, 100)
     assert pipeline.queued(pipeline.resources.chunks_queue_url) == 3  # 100 images in chunks of 40
     pipeline.drain_queue()
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}", query="limit=30")
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED", 100, 0)
     assert [product["serialNumber"] for product in status["products"]] == [str(n) for n in range(1, 31)]
@@ -78,7 +79,7 @@ def test_an_invalid_csv_through_s3_ends_failed_with_rows_and_the_webhook(pipelin
     assert pipeline.queued() == 0
     # Ingest signs nothing: the counter's OPEN -> FAILED flip brings the request to notify, the webhook's owner.
     assert receiver.deliveries == []
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["status"] == "FAILED"
     assert delivery["payload"]["data"]["error"]["code"] == "CSV_INVALID"
@@ -131,7 +132,7 @@ def test_an_upload_that_never_comes_is_ended_by_the_reconciler_with_its_webhook(
     _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
     assert (status["status"], status["error"]["code"]) == ("FAILED", "UPLOAD_EXPIRED")
     assert status["detail"] is None
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["error"]["code"] == "UPLOAD_EXPIRED"
     assert pipeline.reconcile()["uploads_expired"] == 0  # once
@@ -220,3 +221,65 @@ def test_a_presigned_upload_is_created_at_the_deployed_log_level(pipeline: Pipel
     finally:
         handler.logger.setLevel(level)
     assert slot["requestId"]
+
+
+def test_an_upload_whose_ingestion_failed_every_try_is_ingested_by_the_reconciler(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    """MongoDB is down while S3's event is delivered: every try of the ingestion fails and the event goes to the
+    ingest failures queue (Lambda's on-failure destination). Before, nothing drained it and the request waited
+    for its upload for ever, with no webhook."""
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from ips_runtime.roots import overriding_roots
+    from localcloud.runners import S3NotificationRunner
+    from tests.integration.resilience.conftest import with_fault
+
+    slot = start_upload(pipeline, receiver.url)
+    assert post_to_s3(slot, (HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n").encode()).status_code in (200, 204)
+    resources = pipeline.resources
+    events = S3NotificationRunner(  # as the topology's, with no retry left (the retries failed too)
+        boto3.client("sqs"),
+        resources.upload_events_url,
+        pipeline.functions["ingest"],
+        retry_attempts=0,
+        failures_url=resources.ingest_failures_url,
+    )
+    adapters, _ = with_fault("catalog", "get", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    with overriding_roots(adapters):
+        assert events.poll_once()
+    assert pipeline.queued(resources.ingest_failures_url) == 1
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["detail"]) == ("PENDING", "WAITING_FOR_UPLOAD")
+
+    report = pipeline.reconcile()  # MongoDB is back
+    assert report["uploads_reingested"] == 1
+    assert pipeline.queued(resources.ingest_failures_url) == 0
+    pipeline.drain_queue()
+    assert pipeline.notify()
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["succeeded"]) == ("COMPLETED", 1)
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["status"] == "COMPLETED"
+
+
+def test_a_request_awaiting_its_upload_past_its_deadline_ends_failed_with_its_webhook(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """The file came, but its ingestion never went through: the request is held to its deadline like any other
+    (before, the round returned before its deadline check while a request awaited its upload, and the expiry
+    skipped it because the file was there)."""
+    monkeypatch.setenv("UPLOAD_EXPIRY_SECONDS", "0")
+    monkeypatch.setenv("REQUEST_DEADLINE_SECONDS", "0")
+    from ips_runtime.roots import reset_roots
+
+    reset_roots()
+    slot = start_upload(pipeline, receiver.url)
+    assert post_to_s3(slot, (HEADER + f"1,Mug,{image_server.url}/sk_rocket.jpg\n").encode()).status_code in (200, 204)
+    report = pipeline.reconcile()  # the event was lost: no ingestion ran
+    assert (report["past_deadline"], report["uploads_reingested"]) == (1, 0)
+    _, status = pipeline.api("GET", f"/api/v1/status/{slot['requestId']}")
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "DEADLINE_EXCEEDED")
+    assert pipeline.notify()
+    [delivery] = receiver.wait(1, timeout=10)
+    assert delivery["payload"]["data"]["error"]["code"] == "DEADLINE_EXCEEDED"

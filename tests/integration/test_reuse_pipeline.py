@@ -37,7 +37,7 @@ def run(pipeline: Pipeline, csv_text: str, *, api_key: str | None = None, **form
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers, **_key(api_key))
     assert status == 202, answer
     pipeline.drain_queue()
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     status, result = pipeline.api("GET", f"/api/v1/status/{answer['requestId']}", **_key(api_key))
     assert result["status"] == "COMPLETED", result
     return result

@@ -28,7 +28,7 @@ def request_with_webhook(pipeline: Pipeline, image_url: str, webhook: str, api_k
     status, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers, api_key=api_key)
     assert status == 202, answer
     pipeline.drain_queue()
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     return answer["requestId"]
 
 
@@ -59,6 +59,7 @@ def test_each_tenant_has_its_own_secret_and_another_tenants_does_not_verify(
     holding_mine.use_secret(mine["secret"])
     # Tenant B's receiver is sent tenant A's webhook (as a forger would): it does not verify with B's secret.
     request_with_webhook(pipeline, image_server.url, holding_theirs.url)
+    pipeline.webhooks_until(lambda: len(holding_theirs.rejected) == 2)  # every attempt, through the queue
     assert holding_theirs.deliveries == [] and holding_theirs.rejected == ["No matching signature found"] * 2
     request_id = request_with_webhook(pipeline, image_server.url, holding_mine.url)
     [delivery] = holding_mine.wait(1, timeout=10)

@@ -94,6 +94,10 @@ def isolated(topology: Topology = TOPOLOGY, **queue: Any) -> Topology:
         chunks_queue=dataclasses.replace(
             topology.chunks_queue, name=f"ips-chunks-{run}", dead_letter_name=f"ips-chunks-{run}-dlq", **queue
         ),
+        webhooks_queue=dataclasses.replace(
+            topology.webhooks_queue, name=f"ips-webhooks-{run}", dead_letter_name=f"ips-webhooks-{run}-dlq"
+        ),
+        upload_notification=dataclasses.replace(topology.upload_notification, failures_queue=f"ips-ingest-{run}"),
     )
 
 
@@ -112,6 +116,9 @@ def delete_resources(resources: Resources) -> None:
         resources.dead_letter_url,
         resources.chunks_queue_url,
         resources.chunks_dead_letter_url,
+        resources.webhooks_queue_url,
+        resources.webhooks_dead_letter_url,
+        resources.ingest_failures_url,
         resources.upload_events_url,
     ):
         with contextlib.suppress(ClientError):

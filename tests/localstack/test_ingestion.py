@@ -117,7 +117,8 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
     counts = Adapters.from_env().ledger.counts(request_id)
     assert counts is not None and (counts.total, counts.succeeded, counts.failed) == (10, 10, 0)
 
-    # StreamRunner on DynamoDB Local's stream -> notify: the output CSV, the final status, the webhook.
+    # StreamRunner on DynamoDB Local's stream -> notify: the output CSV, the final status, the webhook's wake-up;
+    # SqsRunner -> webhook: the signed POST.
     stream = pipeline.stream_runner()
     status = wait_until(
         lambda: (answer := pipeline.api("GET", f"/api/v1/status/{request_id}")[1])["status"] == "COMPLETED" and answer,
@@ -134,6 +135,7 @@ def test_a_presigned_upload_is_notified_ingested_fanned_out_processed_and_comple
     # The output CSV is in the private uploads bucket, beside the ingested (pinned) copy of the upload.
     output = s3.get_object(Bucket=resources.uploads_bucket, Key=f"{request_id}/output.csv")["Body"].read().decode()
     assert output.splitlines()[0].endswith("Output Image Urls") and len(output.splitlines()) == 11
+    pipeline.send_webhooks()
     [delivery] = receiver.wait(1, timeout=15)
     assert delivery["payload"]["data"]["status"] == "COMPLETED"
     assert pipeline.queued() == 0 and pipeline.queued(resources.dead_letter_url) == 0

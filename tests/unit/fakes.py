@@ -97,6 +97,7 @@ class MemoryQueue:
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.delayed: list[tuple[str, float]] = []
+        self.scheduled: list[tuple[str, float]] = []  # sent with a delay (send_after)
         self.others = 0
 
     def send(self, bodies: Sequence[str]) -> None:
@@ -105,27 +106,37 @@ class MemoryQueue:
     def delay(self, receipt_handle: str, seconds: float) -> None:
         self.delayed.append((receipt_handle, seconds))
 
+    def send_after(self, body: str, seconds: float) -> None:
+        self.scheduled.append((body, min(900.0, seconds)))
+
     def backlog(self) -> int:
         return len(self.sent) + self.others
 
 
 class MemoryDeadLetters:
-    """A dead-letter queue: what is received is invisible until deleted (here: gone unless put back)."""
+    """A dead-letter queue: what is received is invisible until deleted, or until `reappear` (its visibility
+    timeout passed)."""
 
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []
+        self.received: list[DeadLetter] = []  # taken and not deleted
         self.deleted: list[DeadLetter] = []
 
     def put(self, body: str) -> None:
-        number = len(self.letters) + len(self.deleted)
+        number = len(self.letters) + len(self.received) + len(self.deleted)
         self.letters.append(DeadLetter(f"m-{number}", body, f"r-{number}", receive_count=5))
 
     def receive(self, max_messages: int) -> list[DeadLetter]:
         taken, self.letters = self.letters[:max_messages], self.letters[max_messages:]
+        self.received.extend(taken)
         return taken
 
     def delete(self, letter: DeadLetter) -> None:
+        self.received.remove(letter)
         self.deleted.append(letter)
+
+    def reappear(self) -> None:
+        self.letters, self.received = self.received + self.letters, []
 
 
 class MemoryChunkProgress:
@@ -218,7 +229,7 @@ class MemoryCatalog:
         self.requests: dict[str, RequestRecord] = {}
         self.rows: dict[str, dict[int, ProductRow]] = {}
         self.images: dict[tuple[str, int, int], ImageOutcome] = {}
-        self.claims: dict[str, datetime] = {}
+        self.last_errors: dict[tuple[str, int, int], str] = {}
 
     def create(self, record: RequestRecord) -> None:
         assert record.request_id not in self.requests
@@ -250,6 +261,14 @@ class MemoryCatalog:
 
     def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
         return self.images.setdefault((task.request_id, task.row, task.index), outcome)
+
+    def note_failed_delivery(self, task: ImageTask, reason: str) -> None:
+        if (task.request_id, task.row, task.index) not in self.images:
+            self.last_errors[(task.request_id, task.row, task.index)] = reason
+
+    def last_error(self, task: ImageTask) -> str | None:
+        key = (task.request_id, task.row, task.index)
+        return None if key in self.images else self.last_errors.get(key)
 
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
         rows = [
@@ -292,27 +311,87 @@ class MemoryCatalog:
             request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=datetime.now(UTC)
         )
 
-    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
+    def extend_deadline(
+        self, request_id: str, deadline_at: datetime, paused_through: datetime, *, was: datetime | None
+    ) -> bool:
         record = self.requests[request_id]
-        if (record.webhook or {}).get("delivered") or self.claims.get(request_id, now) > now:
+        if record.status.is_final or record.paused_through != was:
             return False
-        self.claims[request_id] = now + timedelta(seconds=lease_seconds)
+        self.requests[request_id] = replace(record, deadline_at=deadline_at, paused_through=paused_through)
         return True
 
-    def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
-        self.requests[request_id] = replace(self.requests[request_id], webhook=delivery)
-        self.claims.pop(request_id, None)
+    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> int | None:
+        record = self.requests[request_id]
+        state = dict(record.webhook or {})
+        due = state.get("next_attempt_at")
+        claimed = record.webhook_claim_until is not None and record.webhook_claim_until >= now
+        if state.get("delivered") or state.get("gave_up") or claimed or (due is not None and due > now):
+            return None
+        state["attempts"] = int(state.get("attempts") or 0) + 1
+        until = now + timedelta(seconds=lease_seconds)
+        self.requests[request_id] = replace(record, webhook=state, webhook_claim_until=until)
+        return int(state["attempts"])
+
+    def record_webhook(self, request_id: str, outcome: dict[str, Any]) -> None:
+        record = self.requests[request_id]
+        self.requests[request_id] = replace(
+            record, webhook={**(record.webhook or {}), **outcome}, webhook_claim_until=None
+        )
+
+    def reschedule_webhook(self, request_id: str, at: datetime, wake: str) -> None:
+        record = self.requests[request_id]
+        state = record.webhook or {}
+        if not state.get("delivered") and not state.get("gave_up"):
+            self.requests[request_id] = replace(record, webhook={**state, "next_attempt_at": at, "wake": wake})
 
     def open_requests(self) -> Iterator[RequestRecord]:
         yield from (record for record in list(self.requests.values()) if not record.status.is_final)
 
-    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
+    def undelivered_webhooks(self, ended_after: datetime, due_before: datetime, now: datetime) -> Iterator[str]:
         for record in list(self.requests.values()):
-            ended = record.completed_at
-            in_window = record.status.is_final and ended is not None and ended_after <= ended < ended_before
-            delivered = (record.webhook or {}).get("delivered")
-            if in_window and record.webhook_url and not delivered and self.claims.get(record.request_id, now) <= now:
+            ended, state = record.completed_at, record.webhook or {}
+            if not record.status.is_final or ended is None or ended < ended_after or not record.webhook_url:
+                continue
+            claimed = record.webhook_claim_until is not None and record.webhook_claim_until >= now
+            due = state.get("next_attempt_at") or ended
+            if not (state.get("delivered") or state.get("gave_up") or claimed) and due < due_before:
                 yield record.request_id
+
+
+class MemoryRoundLog:
+    def __init__(self) -> None:
+        self.healthy: datetime | None = None
+
+    def last_healthy(self) -> datetime | None:
+        return self.healthy
+
+    def mark_healthy(self, at: datetime) -> None:
+        self.healthy = at
+
+
+class MemoryReceivers:
+    """Each receiver's failures in a row and pause (the MongoDB adapter's contract)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[int, datetime]] = {}  # receiver -> (failures, until)
+
+    def admit(self, receiver: str, now: datetime, probe_s: float) -> datetime | None:
+        if receiver not in self.states:
+            return None
+        failures, until = self.states[receiver]
+        if until > now:
+            return until
+        self.states[receiver] = (failures, now + timedelta(seconds=probe_s))  # this caller tries it again
+        return None
+
+    def failed(self, receiver: str, now: datetime, policy: RetryPolicy) -> datetime:
+        failures = self.states.get(receiver, (0, now))[0] + 1
+        until = now + timedelta(seconds=policy.delay(failures))
+        self.states[receiver] = (failures, until)
+        return until
+
+    def answered(self, receiver: str) -> None:
+        self.states.pop(receiver, None)
 
 
 @dataclass
@@ -413,15 +492,21 @@ class MemorySecretGenerations:
 
 
 class MemoryPoster:
-    """A webhook receiver: answers `statuses` in turn (then the last one again) and keeps what it was sent."""
+    """A webhook receiver: answers `statuses` in turn (then the last one again; a FetchError is raised, as a
+    receiver that never answers makes the client raise) and keeps what it was sent, and each POST's timeout."""
 
-    def __init__(self, *statuses: int) -> None:
+    def __init__(self, *statuses: int | FetchError) -> None:
         self.statuses = list(statuses) or [204]
         self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+        self.timeouts: list[float | None] = []
 
-    def post(self, url: str, body: bytes, headers: Any) -> int:
+    def post(self, url: str, body: bytes, headers: Any, timeout: float | None = None) -> int:
         self.posts.append((url, body, dict(headers)))
-        return self.statuses[min(len(self.posts), len(self.statuses)) - 1]
+        self.timeouts.append(timeout)
+        answer = self.statuses[min(len(self.posts), len(self.statuses)) - 1]
+        if isinstance(answer, FetchError):
+            raise answer
+        return answer
 
 
 def refuse_nothing(url: str) -> None:
@@ -437,8 +522,13 @@ class Fakes:
     uploads: MemoryBlobStore = field(default_factory=MemoryBlobStore)
     queue: MemoryQueue = field(default_factory=MemoryQueue)  # the images queue
     chunks_queue: MemoryQueue = field(default_factory=MemoryQueue)  # the fan-out's
+    webhook_queue: MemoryQueue = field(default_factory=MemoryQueue)  # webhook deliveries' wake-ups
     dead_images: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the images queue's DLQ
     dead_chunks: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the chunks queue's
+    dead_webhooks: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # the webhook queue's
+    ingest_failures: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # on-failure records of ingest
+    rounds: MemoryRoundLog = field(default_factory=MemoryRoundLog)
+    receivers: MemoryReceivers = field(default_factory=MemoryReceivers)
     chunk_progress: MemoryChunkProgress = field(default_factory=MemoryChunkProgress)
     lease: MemoryLease = field(default_factory=MemoryLease)
     reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
@@ -472,7 +562,6 @@ class Fakes:
         return ChunkPorts(
             self.uploads,
             self.catalog,
-            self.ledger,
             self.queue,
             self.chunks_queue,
             self.chunk_progress,
@@ -487,13 +576,24 @@ class Fakes:
 
     def webhooks(self, master: str | None = MASTER_SECRET) -> WebhookPorts:
         secrets = TenantSecrets(master, self.secret_generations, self.clock)
-        no_waiting = RetryPolicy(attempts=3, first_delay=0.0)
         return WebhookPorts(
-            self.catalog, self.allowance(), secrets, self.poster, self.links(), self.clock, retry=no_waiting
+            self.catalog,
+            self.receivers,
+            secrets,
+            self.poster,
+            self.links(),
+            self.webhook_queue,
+            self.clock,
+            lease_s=self.settings.webhook_lease_seconds,
+            retry=self.settings.webhook_retry,
+            timeout_s=self.settings.webhook_timeout_s,
+            window_s=self.settings.webhook_resend_window_s,
         )  # type: ignore[arg-type]
 
-    def completion(self, master: str | None = MASTER_SECRET) -> CompletionPorts:
-        return CompletionPorts(self.catalog, self.ledger, self.uploads, self.clock, self.webhooks(master))  # type: ignore[arg-type]
+    def completion(self) -> CompletionPorts:
+        return CompletionPorts(
+            self.catalog, self.ledger, self.uploads, self.clock, self.allowance(), self.webhook_queue
+        )  # type: ignore[arg-type]
 
     def reconcile(self) -> ReconcilePorts:
         return ReconcilePorts(
@@ -503,11 +603,13 @@ class Fakes:
             self.chunks_queue,
             self.chunk_progress,
             self.uploads,
-            (self.dead_images, self.dead_chunks),
+            (self.dead_images, self.dead_chunks, self.dead_webhooks),
             self.clock,
             self.completion(),
             self.settings,
             self.lease,
+            self.rounds,
+            self.ingest_failures,
         )  # type: ignore[arg-type]
 
     def status(self) -> StatusPorts:

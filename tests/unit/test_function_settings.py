@@ -23,6 +23,7 @@ RESOURCES = {
     "PROCESSED_BUCKET": "processed",
     "IMAGES_QUEUE_URL": "http://127.0.0.1:1/queue/images",
     "CHUNKS_QUEUE_URL": "http://127.0.0.1:1/queue/chunks",
+    "WEBHOOKS_QUEUE_URL": "http://127.0.0.1:1/queue/webhooks",
     "REQUESTS_TABLE": "requests",
     "MONGODB_URI": "mongodb://127.0.0.1:1/",
 }
@@ -48,16 +49,18 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
             max_bytes=25 * 1024 * 1024, max_pixels=50_000_000, max_decode_seconds=10.0, max_encode_seconds=30.0
         ),
         max_receive_count=5,
-        chunk_max_receive_count=5,
+        dead_letter_redrives=3,
         status_page_max_bytes=6 * 1024 * 1024 + 100 - 64 * 1024,
-        webhook_retry=RetryPolicy(attempts=5, first_delay=1.0),
+        webhook_retry=RetryPolicy(attempts=8, first_delay=5.0, factor=4.0, max_delay=6 * 3600.0),
+        webhook_timeout_s=10.0,
         output_retention_days=14,
-        webhook_lease_seconds=240,
+        webhook_lease_seconds=60,
         deadline_base_s=3 * 3600,
         deadline_per_image_s=0.05,
         stall_after_s=900,
         upload_grace_s=300,
         webhook_resend_window_s=86_400,
+        reconcile_interval_s=300,
         image_quota=ImageQuota(per_day=1_000_000, in_flight=500_000),
         tenant_image_quotas={},
         quota_work_unit_s=2.0,
@@ -86,7 +89,10 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         ("PRESIGNED_CSV_MAX_ROWS", "9", lambda s: s.domain().presigned_csv_limits.max_rows, 9),
         ("JPEG_QUALITY", "80", lambda s: s.domain().jpeg_quality, 80),
         ("CHUNK_IMAGES", "2", lambda s: s.domain().chunk_images, 2),
-        ("CHUNK_MAX_RECEIVE_COUNT", "3", lambda s: s.domain().chunk_max_receive_count, 3),
+        ("DEAD_LETTER_REDRIVES", "0", lambda s: s.domain().dead_letter_redrives, 0),
+        ("WEBHOOK_TIMEOUT_SECONDS", "2.5", lambda s: s.domain().webhook_timeout_s, 2.5),
+        ("RECONCILE_INTERVAL_SECONDS", "3", lambda s: s.domain().reconcile_interval_s, 3),
+        ("INGEST_FAILURES_QUEUE_URL", "http://q/i", lambda s: s.ingest_failures_queue_url, "http://q/i"),
         ("IMAGE_MAX_PIXELS", "100", lambda s: s.domain().image_limits.max_pixels, 100),
         ("IMAGE_MAX_DECODE_SECONDS", "2.5", lambda s: s.domain().image_limits.max_decode_seconds, 2.5),
         ("IMAGE_MAX_ENCODE_SECONDS", "12", lambda s: s.domain().image_limits.max_encode_seconds, 12),
@@ -147,7 +153,10 @@ def test_outbound_policy_from_the_environment() -> None:
         ("OUTBOUND_MAX_BYTES", "1000"),  # removed: set, it is refused rather than ignored
         ("CHUNK_ROWS", "1000"),  # replaced by CHUNK_IMAGES: refused rather than silently ignored
         ("CHUNK_IMAGES", "0"),
-        ("CHUNK_MAX_RECEIVE_COUNT", "0"),
+        ("CHUNK_MAX_RECEIVE_COUNT", "5"),  # removed: a dead chunk is the reconciler's
+        ("DEAD_LETTER_REDRIVES", "-1"),
+        ("WEBHOOK_TIMEOUT_SECONDS", "0"),
+        ("RECONCILE_INTERVAL_SECONDS", "0"),
         ("OUTBOUND_TOTAL_TIMEOUT", "0"),
         ("OUTBOUND_MAX_REDIRECTS", "-1"),
     ],
@@ -166,6 +175,7 @@ def test_missing_resources_are_all_named() -> None:
         "PROCESSED_BUCKET",
         "IMAGES_QUEUE_URL",
         "CHUNKS_QUEUE_URL",
+        "WEBHOOKS_QUEUE_URL",
         "REQUESTS_TABLE",
     ):
         assert f"{variable} must be set" in str(refused.value)

@@ -12,12 +12,13 @@ from ips.errors import InvalidInput
 from ips.expansion import expand_chunk
 from ips.fetching import FetchError
 from ips.intake import (
+    OverdueUpload,
     accept_csv,
     create_upload,
-    expire_upload,
     incoming_key,
     ingest_upload,
     input_csv_key,
+    settle_overdue_upload,
 )
 from ips.messages import parse_task
 from ips.model import ChunkTask, ImageTask, RequestStatus
@@ -125,15 +126,27 @@ def test_an_upload_that_never_came_expires_after_its_grace() -> None:
     slot = create_upload("tenant-a", None, world.intake(), check_url=refuse_nothing)
     record = world.catalog.get(slot.request_id)
     assert record is not None and record.upload_expires_at is not None
-    failing = world.failing()
-    assert not expire_upload(record, record.upload_expires_at, world.uploads, 60, failing)  # within the grace
+    assert settle_overdue_upload(record, record.upload_expires_at, world.intake()) is None  # within the grace
     later = record.upload_expires_at + timedelta(seconds=61)
-    world.uploads.put(incoming_key(slot.request_id), CSV, "text/csv")  # S3 took a POST signed in time
-    assert not expire_upload(record, later, world.uploads, 60, failing)  # its ingestion may still be running
-    del world.uploads.objects[incoming_key(slot.request_id)]
-    assert expire_upload(record, later, world.uploads, 60, failing)
+    assert settle_overdue_upload(record, later, world.intake()) is OverdueUpload.EXPIRED
     assert slot.request_id in world.ledger.failed_requests
     assert world.catalog.get(slot.request_id).error["code"] == "UPLOAD_EXPIRED"  # type: ignore[union-attr,index]
+
+
+def test_a_file_that_came_but_was_never_ingested_is_ingested_after_the_grace() -> None:
+    """S3 took a POST signed in time, and its event's ingestion failed every try (or the event was lost): the
+    file is ingested then, not left waiting for ever (before: the expiry skipped it because the file exists)."""
+    world = fakes(upload_grace_s=60)
+    slot = create_upload("tenant-a", None, world.intake(), check_url=refuse_nothing)
+    world.uploads.put(incoming_key(slot.request_id), CSV, "text/csv")
+    record = world.catalog.get(slot.request_id)
+    assert record is not None and record.upload_expires_at is not None
+    later = record.upload_expires_at + timedelta(seconds=61)
+    assert settle_overdue_upload(record, later, world.intake()) is OverdueUpload.INGESTED
+    ingested = world.catalog.get(slot.request_id)
+    assert ingested is not None and not ingested.awaiting_upload and ingested.total_images == 4
+    assert len(world.chunks_queue.sent) == 2  # chunks of 3 images
+    assert settle_overdue_upload(ingested, later, world.intake()) is None  # once
 
 
 def test_a_chunk_becomes_products_and_image_tasks_and_again_adds_nothing_twice() -> None:

@@ -6,6 +6,7 @@ when the images queue is busy, and resumes from its progress; one that stays los
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ips import expansion
 from ips.expansion import expand_chunk
 from ips.intake import accept_csv
-from ips.messages import parse_task
+from ips.messages import parse_task, redrive_count
 from ips.model import ChunkTask, ImageTask, RequestStatus
 from ips.reconcile import reconcile
 from tests.unit.fakes import Fakes, refuse_nothing
@@ -123,11 +124,14 @@ def test_a_lost_chunk_behind_a_busy_chunks_queue_waits_but_its_request_still_end
     assert reconcile(fakes.reconcile()).waiting == 1
     assert fakes.chunks_queue.sent == []
     if end == "dead-lettered":
-        fakes.dead_chunks.put(chunk)  # every delivery of it failed
-        assert reconcile(fakes.reconcile()).dead_chunks == 1
+        fakes.dead_chunks.put(chunk)  # every delivery of it failed: put back while its request has time
+        assert (reconcile(fakes.reconcile()).redriven, redrive_count(fakes.chunks_queue.sent[-1])) == (1, 1)
+        fakes.dead_chunks.put(json.dumps({**json.loads(chunk), "redrives": fakes.settings.dead_letter_redrives}))
+        assert reconcile(fakes.reconcile()).dead_chunks == 1  # put back enough times: its request ends
         expected = "DEAD_LETTERED"
     else:
         fakes.now = fakes.catalog.get(request_id).deadline_at + timedelta(seconds=1)
+        fakes.rounds.mark_healthy(fakes.now)  # the rounds ran all along: no outage to stop the clock for
         assert reconcile(fakes.reconcile()).past_deadline == 1
         expected = "DEADLINE_EXCEEDED"  # rows 6-7 never became products
     record = fakes.catalog.get(request_id)

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from ips.adapters.outbound import OutboundClient, OutboundPolicy, check_url
-from ips.completion import complete_request
+from ips.completion import complete_request, deliver_webhook
 from ips.errors import InvalidInput
 from ips.intake import accept_csv
-from ips.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus
+from ips.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
 from ips.ports import RequestRecord
 from ips.processing import process_image
 from ips_runtime.status_document import webhook_delivery
@@ -64,6 +64,7 @@ def test_the_status_documents_webhook_last_error_names_no_address(client: Outbou
     world.catalog.record_image(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))
     world.ledger.count(task, False)
     complete_request("req-1", world.completion())
+    deliver_webhook(WebhookTask("req-1"), world.webhooks())  # the webhook function's attempt, from its queue
     record = world.catalog.get("req-1")
     assert record is not None
     delivery = webhook_delivery(record.webhook)

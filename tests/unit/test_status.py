@@ -77,7 +77,14 @@ def test_an_ended_request_shows_its_final_counts_output_link_webhook_and_error_i
         "2026-12-01T00:00:00Z",
     )
     assert document["outputCsvUrl"] == f"http://uploads.invalid/{request_id}/output.csv?expires=900"
-    assert document["webhook"] == {"delivered": True, "attempts": 2, "lastStatus": 204, "lastError": None}
+    assert document["webhook"] == {
+        "delivered": True,
+        "attempts": 2,
+        "lastStatus": 204,
+        "lastError": None,
+        "nextAttemptAt": None,
+        "gaveUp": False,
+    }
     assert document["products"][0]["outputImageBytes"] == [4]
     assert "last_status" not in json.dumps(document)
 

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from ips.fetching import FetchError
-from ips.webhook import RetryPolicy, WebhookSigner, deliver, encode_event
+from ips.webhook import Attempt, RetryPolicy, WebhookSigner, attempt, encode_event
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -20,9 +20,11 @@ class ScriptedPoster:
     def __init__(self, *answers: int | FetchError) -> None:
         self.answers = list(answers)
         self.sent: list[tuple[str, bytes, dict[str, str]]] = []
+        self.timeouts: list[float | None] = []
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float | None = None) -> int:
         self.sent.append((url, body, dict(headers)))
+        self.timeouts.append(timeout)
         answer = self.answers.pop(0)
         if isinstance(answer, FetchError):
             raise answer
@@ -56,42 +58,29 @@ def test_two_secrets_give_two_signatures_each_verifying_alone() -> None:
         Webhook(third).verify(body, headers)
 
 
-def test_retries_keep_the_message_id_and_back_off_exponentially() -> None:
-    poster = ScriptedPoster(500, FetchError("TIMEOUT", "slow", permanent=False), 503, 200)
-    pauses: list[float] = []
-    delivery = deliver(
-        poster,
-        WebhookSigner([SECRET]),
-        "https://hooks.example/x",
-        "msg_r1",
-        b"{}",
-        RetryPolicy(attempts=5, first_delay=1, factor=2),
-        sleep=pauses.append,
-    )
-    assert (delivery.delivered, delivery.attempts, delivery.last_status) == (True, 4, 200)
-    assert pauses == [1, 2, 4]
-    assert {headers["webhook-id"] for _, _, headers in poster.sent} == {"msg_r1"}
+def test_an_attempt_is_one_signed_post_within_the_timeout_and_says_what_it_got() -> None:
+    signer, now = WebhookSigner([SECRET]), int(time.time())
+    body = encode_event("request.completed", {"requestId": "r1"}, now)
+    poster = ScriptedPoster(204, 500, FetchError("TIMEOUT", "slow", permanent=False))
+    outcomes = [attempt(poster, signer, "https://hooks.example/x", "msg_r1", body, timeout=7) for _ in "abc"]
+    assert outcomes[0] == Attempt(True, 204, None)
+    assert outcomes[1] == Attempt(False, 500, "HTTP 500")
+    assert outcomes[2] == Attempt(False, None, "TIMEOUT: slow", permanent=False)
+    assert poster.timeouts == [7, 7, 7] and {h["webhook-id"] for _, _, h in poster.sent} == {"msg_r1"}
+    Webhook(SECRET).verify(poster.sent[0][1], poster.sent[0][2])
 
 
-def test_gives_up_after_the_budget_and_says_why() -> None:
-    poster = ScriptedPoster(500, 500, 500)
-    delivery = deliver(
-        poster,
-        WebhookSigner([SECRET]),
-        "https://hooks.example/x",
-        "m",
-        b"{}",
-        RetryPolicy(attempts=3),
-        sleep=lambda _: None,
-    )
-    assert (delivery.delivered, delivery.attempts, delivery.last_error) == (False, 3, "HTTP 500")
-
-
-def test_a_refused_address_is_not_retried() -> None:
+def test_a_refused_address_is_refused_for_good() -> None:
     poster = ScriptedPoster(FetchError("ADDRESS_REFUSED", "private address", permanent=True))
-    delivery = deliver(poster, WebhookSigner([SECRET]), "http://10.0.0.1/", "m", b"{}", sleep=lambda _: None)
-    assert (delivery.delivered, delivery.attempts) == (False, 1)
-    assert delivery.last_error is not None and delivery.last_error.startswith("ADDRESS_REFUSED")
+    outcome = attempt(poster, WebhookSigner([SECRET]), "http://10.0.0.1/", "m", b"{}")
+    assert (outcome.delivered, outcome.permanent) == (False, True)
+    assert outcome.error is not None and outcome.error.startswith("ADDRESS_REFUSED")
+
+
+def test_the_backoff_grows_fourfold_up_to_its_cap() -> None:
+    policy = RetryPolicy()
+    assert policy.delays() == [5, 20, 80, 320, 1280, 5120, 20480]  # about 7.6 h from the first to the eighth
+    assert RetryPolicy(attempts=5, first_delay=1, factor=2, max_delay=3).delays() == [1, 2, 3, 3]
 
 
 def test_secret_must_be_a_standard_webhooks_secret() -> None:

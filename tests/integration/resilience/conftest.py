@@ -28,6 +28,7 @@ FAST_TOPOLOGY = dataclasses.replace(
     TOPOLOGY,
     images_queue=dataclasses.replace(TOPOLOGY.images_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
     chunks_queue=dataclasses.replace(TOPOLOGY.chunks_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
+    webhooks_queue=dataclasses.replace(TOPOLOGY.webhooks_queue, visibility_timeout_s=1, max_receive_count=MAX_RECEIVES),
 )
 
 
@@ -40,7 +41,6 @@ def aws() -> Iterator[Resources]:
 @pytest.fixture
 def pipeline(aws: Resources, function_env: dict[str, str], receiver, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
-    monkeypatch.setenv("CHUNK_MAX_RECEIVE_COUNT", str(MAX_RECEIVES))
     reset_roots()
     return Pipeline(aws, {spec.name: LocalFunction(spec) for spec in FAST_TOPOLOGY.functions})
 
@@ -91,7 +91,8 @@ def upload(pipeline: Pipeline, csv_text: str, webhook: str) -> str:
 
 
 def settle(pipeline: Pipeline, request_id: str, timeout: float = 30) -> dict[str, Any]:
-    """Run the event sources as Lambda would until the request ends and nothing is left in flight."""
+    """Run the event sources as Lambda would until the request ends and nothing is left in flight, and its
+    webhook's wake-ups due by then have run (a retry scheduled for later is left in its queue)."""
     chunks, sqs, stream = pipeline.chunk_runner(), pipeline.sqs_runner(), pipeline.stream_runner()
     chunks_url = pipeline.resources.chunks_queue_url
     deadline = time.monotonic() + timeout
@@ -99,6 +100,7 @@ def settle(pipeline: Pipeline, request_id: str, timeout: float = 30) -> dict[str
         worked = chunks.poll_once()
         worked = sqs.poll_once() or worked
         stream.poll_once()
+        pipeline.send_webhooks()
         _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
         ended = status["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED")
         if ended and pipeline.queued() == 0 and pipeline.queued(chunks_url) == 0:

@@ -15,11 +15,15 @@ from botocore.exceptions import ClientError
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ips.model import ImageTask
+from ips.tenant_secrets import derive_secret
 from ips_runtime.roots import overriding_roots, reset_roots
+from localcloud.gateway import api_key_id
 from localcloud.peers import LoopbackServer, Quiet, WebhookReceiver
-from tests.integration.conftest import TENANT_SECRET, Pipeline
+from tests.integration.conftest import TENANT_SECRET, WEBHOOK_SECRET, Pipeline
 from tests.integration.resilience.conftest import MAX_RECEIVES, assert_consistent, settle, upload, with_fault
 from tests.integration.test_api_handlers import HEADER, multipart
+
+OTHER_KEY = "another-tenants-key"
 
 
 def mixed_csv(images: str) -> str:
@@ -67,11 +71,12 @@ def test_notify_crashing_after_the_csv_before_the_webhook_still_sends_it_once(
     pipeline: Pipeline, image_server, receiver
 ) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    adapters, faulty = with_fault("catalog", "claim_webhook", RuntimeError("notify crashed"), times=1)
+    # Finalised, then dead before the webhook's wake-up was queued: the stream's retry queues it.
+    adapters, faulty = with_fault("webhook_queue", "send", RuntimeError("notify crashed"), times=1)
     with overriding_roots(adapters):
         status = settle(pipeline, request_id)
         time.sleep(0.5)  # the stream runner's retry of the failed batch
-        pipeline.stream_runner().poll_once()
+        pipeline.notify()
     assert faulty.remaining <= 0
     assert status["outputCsvUrl"]
     deliveries = receiver.wait(1, timeout=10)
@@ -88,10 +93,68 @@ def test_a_webhook_that_always_fails_is_given_up_after_its_budget_and_says_so(
         reset_roots()
         request_id = upload(pipeline, mixed_csv(image_server.url), broken.url)
         status = settle(pipeline, request_id)
+        assert status["status"] == "COMPLETED_WITH_ERRORS"
+        assert_consistent(pipeline, request_id, status)
+        pipeline.webhooks_until(lambda: status_of(pipeline, request_id)["webhook"]["gaveUp"])
+        for _ in range(3):  # later rounds and wake-ups send nothing more
+            pipeline.reconcile()
+            pipeline.send_webhooks()
         assert broken.attempts == 3
-    assert status["status"] == "COMPLETED_WITH_ERRORS"
-    assert status["webhook"] == {"delivered": False, "attempts": 3, "lastStatus": 500, "lastError": "HTTP 500"}
-    assert_consistent(pipeline, request_id, status)
+    assert status_of(pipeline, request_id)["webhook"] == {
+        "delivered": False,
+        "attempts": 3,
+        "lastStatus": 500,
+        "lastError": "HTTP 500",
+        "nextAttemptAt": None,
+        "gaveUp": True,
+    }
+    assert pipeline.queued(pipeline.resources.webhooks_queue_url) == 0
+
+
+def status_of(pipeline: Pipeline, request_id: str, **key: str) -> dict:
+    return pipeline.api("GET", f"/api/v1/status/{request_id}", **key)[1]
+
+
+def test_a_receiver_that_never_answers_holds_no_completion_and_no_other_tenants_webhook(
+    pipeline: Pipeline, image_server, receiver, monkeypatch, function_env
+) -> None:
+    """One tenant's receiver accepts the connection and never answers. Before, notify delivered inline: each
+    completion on the stream waited for it, 5 attempts of the whole timeout plus backoff, and other tenants'
+    completions in the same stream batch waited behind it. Now notify only queues the wake-up; the webhook
+    function's attempt costs one short timeout, is retried through the queue and capped; the other tenant's
+    webhook goes out meanwhile."""
+    with WebhookReceiver(TENANT_SECRET, silent=True) as silent:
+        allowed = f"{function_env['OUTBOUND_ALLOWLIST']},{receiver.origin},{silent.origin}"
+        monkeypatch.setenv("OUTBOUND_ALLOWLIST", allowed)
+        monkeypatch.setenv("OUTBOUND_TOTAL_TIMEOUT", "1")  # the old inline delivery's limit, per attempt
+        monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "1")
+        monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
+        monkeypatch.setenv("WEBHOOK_FIRST_DELAY", "5")  # the retry comes after the checks below
+        reset_roots()
+        other_secret = derive_secret(WEBHOOK_SECRET, api_key_id(OTHER_KEY), 0)
+        receiver.use_secret(other_secret)
+        stuck = upload(pipeline, mixed_csv(image_server.url), silent.url)
+        body, headers = multipart(mixed_csv(image_server.url), receiver.url)
+        code, answer = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers, api_key=OTHER_KEY)
+        assert code == 202
+        other = answer["requestId"]
+        pipeline.drain_queue()
+        assert pipeline.notify()  # both completions in one stream batch
+        assert (
+            status_of(pipeline, stuck)["status"]
+            == status_of(pipeline, other, api_key=OTHER_KEY)["status"]
+            == "COMPLETED_WITH_ERRORS"
+        )
+        [delivery] = receiver.wait(1, timeout=10)  # the other tenant's webhook, delivered
+        assert delivery["payload"]["data"]["requestId"] == other
+        webhook = status_of(pipeline, stuck)["webhook"]
+        assert (webhook["delivered"], webhook["attempts"], silent.attempts) == (False, 1, 1)
+        assert webhook["lastError"].startswith("TIMEOUT") and webhook["nextAttemptAt"]
+        pipeline.webhooks_until(lambda: status_of(pipeline, stuck)["webhook"]["gaveUp"])
+        for _ in range(3):
+            pipeline.reconcile()
+            pipeline.send_webhooks()
+        assert silent.attempts == 2  # capped: never again, whatever the rounds
 
 
 class _Unavailable(Quiet, BaseHTTPRequestHandler):
@@ -162,31 +225,38 @@ def test_mongodb_down_at_upload_time_answers_500_and_queues_nothing(
     assert pipeline.queued() == 0
 
 
-def test_a_chunk_that_fails_for_good_ends_its_request_failed(pipeline: Pipeline, image_server, receiver) -> None:
+def test_a_chunk_that_fails_for_good_is_put_back_then_ends_its_request_failed(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    monkeypatch.setenv("DEAD_LETTER_REDRIVES", "1")
+    reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     resources = pipeline.resources
     # The stored CSV is gone before the chunk is expanded: every delivery of the chunk fails.
     boto3.client("s3").delete_object(Bucket=resources.uploads_bucket, Key=f"{request_id}/input.csv")
-    runner = pipeline.chunk_runner()
-    deadline = time.monotonic() + 20
-    while pipeline.queued(resources.chunks_dead_letter_url) == 0 and time.monotonic() < deadline:
-        if not runner.poll_once():
-            time.sleep(0.3)
-    _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
-    # Its last delivery ended the request at once, with the rows it could not queue.
-    assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
+
+    def to_the_dead_letters() -> None:
+        runner, deadline = pipeline.chunk_runner(), time.monotonic() + 20
+        while pipeline.queued(resources.chunks_dead_letter_url) == 0 and time.monotonic() < deadline:
+            if not runner.poll_once():
+                time.sleep(0.3)
+        assert pipeline.queued(resources.chunks_dead_letter_url) == 1
+
+    to_the_dead_letters()
+    # Its last delivery no longer ends the request (a store outage would end it too): the DLQ keeps it.
+    assert status_of(pipeline, request_id)["status"] == "PENDING"
+    assert pipeline.reconcile()["redriven"] == 1  # before its deadline: put back once
+    to_the_dead_letters()
+    assert pipeline.reconcile()["dead_chunks"] == 1  # put back enough: the request ends
+    status = status_of(pipeline, request_id)
+    assert (status["status"], status["error"]["code"]) == ("FAILED", "DEAD_LETTERED")
     assert "Rows 2+" in status["error"]["message"]
-    assert pipeline.queued(resources.chunks_dead_letter_url) == 1  # the chunk, kept for the reconciler
-    # The expand function sends no webhook itself: the counter's OPEN -> FAILED flip brings it to notify.
+    assert pipeline.queued(resources.chunks_dead_letter_url) == 0
+    # The reconciler sends no webhook itself: the counter's OPEN -> FAILED flip brings it to notify.
     assert receiver.deliveries == []
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["status"] == "FAILED"
-    # The reconciler drains the dead chunk; the request had ended, so it stays as it was, with its one webhook.
-    assert pipeline.reconcile()["dead_chunks"] == 1
-    assert pipeline.queued(resources.chunks_dead_letter_url) == 0
-    _, status = pipeline.api("GET", f"/api/v1/status/{request_id}")
-    assert (status["status"], status["error"]["code"]) == ("FAILED", "FAN_OUT_FAILED")
-    pipeline.stream_runner().poll_once()
+    pipeline.notify()
     time.sleep(0.3)
     assert len(receiver.deliveries) == 1

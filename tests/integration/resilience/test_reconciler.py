@@ -1,6 +1,8 @@
 """The reconciler makes every request end, whatever was lost: dead letters, lost queue messages, lost
-completions, passed deadlines, crashed or failed webhook senders. Each test loses something the pipeline alone
-never recovers (it stays PROCESSING, or its webhook is never sent), then runs a round as the schedule would."""
+completions, passed deadlines, crashed or failed webhook senders; and an outage only pauses the work: dead letters
+go back to their queue while their request has time, and deadlines move by a store outage. Each test loses
+something the pipeline alone never recovers (it stays PROCESSING, or its webhook is never sent), then runs a
+round as the schedule would."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from botocore.exceptions import ClientError
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
-from ips.completion import FailPorts, WebhookBusy, complete_request, send_webhook
+from ips.completion import FailPorts, complete_request
 from ips.expansion import SEND_GROUP
-from ips.model import ImageTask, RequestStatus
+from ips.messages import redrive_count
+from ips.model import ImageTask, RequestStatus, WebhookTask
 from ips.reconcile import dead_letter_reason
 from ips_runtime import roots
 from ips_runtime.adapters import Adapters
@@ -49,13 +52,14 @@ def run_to_dead_letters(pipeline: Pipeline, timeout: float = 30) -> None:
     assert pipeline.queued() == 0
 
 
-def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_completes(
+def test_images_dead_lettered_while_mongodb_was_down_go_back_to_their_queue_and_succeed_once_it_is_back(
     pipeline: Pipeline, image_server, receiver
 ) -> None:
+    """An outage longer than the queue's retries: every delivery failed, so the images went to the DLQ. Their
+    request is still before its deadline, so the reconciler puts them back (before: each failed DEAD_LETTERED,
+    the work thrown away although it could be done once MongoDB was back)."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()  # the chunk
-    # MongoDB refuses every write of the images, past their last delivery: the safety net of the process
-    # function (fetch and compress only) does not cover it, and the images go to the DLQ uncounted.
     adapters, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
     with overriding_roots(adapters):
         run_to_dead_letters(pipeline)
@@ -63,11 +67,32 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     assert status_of(pipeline, request_id)["status"] == "PENDING"  # stuck, before the reconciler
 
     report = pipeline.reconcile()
-    assert report["dead_images"] == 4
+    assert (report["redriven"], report["dead_images"]) == (4, 0)
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
+    assert {redrive_count(body) for body in queued_bodies(pipeline)} == {1}
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert {e["code"] for p in status["products"] for e in p["errors"]} == {"HTTP_STATUS"}  # only the 404
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_an_image_that_keeps_dying_is_put_back_up_to_the_cap_then_fails_quoting_its_last_error(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    monkeypatch.setenv("DEAD_LETTER_REDRIVES", "1")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.chunk_runner().poll_once()
+    adapters, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    with overriding_roots(adapters):
+        run_to_dead_letters(pipeline)
+        assert pipeline.reconcile()["redriven"] == 4  # the first time: put back
+        run_to_dead_letters(pipeline)  # and dead again
+    report = pipeline.reconcile()
+    assert (report["redriven"], report["dead_images"]) == (0, 4)
     status = settle(pipeline, request_id)
     assert (status["status"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 4)
-    assert {e["code"] for p in status["products"] for e in p["errors"]} == {"DEAD_LETTERED"}
     messages = {e["message"] for p in status["products"] for e in p["errors"]}
     # The last error each delivery noted (MongoDB refused the image's record), quoted by its failure.
     assert messages == {dead_letter_reason("ServerSelectionTimeoutError")}
@@ -75,6 +100,15 @@ def test_a_dead_lettered_image_fails_with_dead_lettered_and_the_request_complete
     assert_consistent(pipeline, request_id, status, orphans_allowed=True)
     assert len(receiver.wait(1, timeout=10)) == 1
     assert pipeline.reconcile()["dead_images"] == 0
+
+
+def queued_bodies(pipeline: Pipeline) -> list[str]:
+    """The images queue's messages (taken, then made visible again at once)."""
+    sqs, url = boto3.client("sqs"), pipeline.resources.queue_url
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return [message["Body"] for message in messages]
 
 
 def kill_every_delivery(pipeline: Pipeline) -> None:
@@ -106,13 +140,17 @@ def test_every_last_delivery_failure_ends_through_the_dead_letter_queue(
     pipeline: Pipeline,
     image_server,
     receiver,
+    monkeypatch,
     fault: tuple[str, str, Exception] | None,
     in_dlq: int,
     dead: int,
     last_error: str | None,
 ) -> None:
     """Whatever fails on an image's last delivery (the process function's own safety net covers fetch and
-    compress only), the reconciler ends the image from the DLQ, counted once, and the request completes."""
+    compress only), once it has been put back as often as it may be (here: never), the reconciler ends the
+    image from the DLQ, counted once, and the request completes."""
+    monkeypatch.setenv("DEAD_LETTER_REDRIVES", "0")
+    reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()  # the chunk
     if fault is None:
@@ -141,14 +179,37 @@ def test_every_last_delivery_failure_ends_through_the_dead_letter_queue(
     assert len(receiver.wait(1, timeout=10)) == 1
 
 
-def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline: Pipeline, image_server, receiver):
-    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    # What a timeout or an out-of-memory kill on the chunk's last delivery leaves (no code of the expand function
-    # runs then): the chunk in the chunks queue's DLQ, the request still open, nothing else queued.
+def kill_the_chunk(pipeline: Pipeline) -> None:
+    """What a timeout or an out-of-memory kill on every delivery of the chunk leaves (no code of the expand
+    function runs then): the chunk in the chunks queue's DLQ, the request still open, nothing else queued."""
     sqs, resources = boto3.client("sqs"), pipeline.resources
     [message] = sqs.receive_message(QueueUrl=resources.chunks_queue_url)["Messages"]
     sqs.send_message(QueueUrl=resources.chunks_dead_letter_url, MessageBody=message["Body"])
     sqs.delete_message(QueueUrl=resources.chunks_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_a_dead_chunk_before_its_deadline_goes_back_to_its_queue_and_its_request_completes(
+    pipeline: Pipeline, image_server, receiver
+) -> None:
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    kill_the_chunk(pipeline)
+    report = pipeline.reconcile()
+    # Before: the whole request ended FAILED, DEAD_LETTERED.
+    assert (report["redriven"], report["dead_chunks"]) == (1, 0)
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)
+    assert len(receiver.wait(1, timeout=10)) == 1
+
+
+def test_a_dead_chunk_put_back_enough_ends_its_request_failed_with_a_reason_and_webhook(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+):
+    monkeypatch.setenv("DEAD_LETTER_REDRIVES", "0")
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    resources = pipeline.resources
+    kill_the_chunk(pipeline)
     assert status_of(pipeline, request_id)["status"] == "PENDING"  # stuck, before the reconciler
 
     assert pipeline.reconcile()["dead_chunks"] == 1
@@ -156,14 +217,15 @@ def test_a_dead_chunk_ends_its_request_failed_with_a_reason_and_webhook(pipeline
     status = status_of(pipeline, request_id)
     assert (status["status"], status["error"]["code"]) == ("FAILED", "DEAD_LETTERED")
     assert "Rows 2+" in status["error"]["message"]
-    assert pipeline.stream_runner().poll_once()  # the counter's OPEN -> FAILED flip brings it to notify
+    assert pipeline.notify()  # the counter's OPEN -> FAILED flip brings it to notify
     [delivery] = receiver.wait(1, timeout=10)
     assert delivery["payload"]["data"]["error"]["code"] == "DEAD_LETTERED"
     # A second round, and the stream again, change nothing and send nothing more.
     assert pipeline.reconcile()["dead_chunks"] == 0
-    pipeline.stream_runner().poll_once()
+    pipeline.notify()
     time.sleep(0.3)
     assert len(receiver.deliveries) == 1
+    assert pipeline.queued(resources.chunks_queue_url) == 0
 
 
 def test_dead_letters_that_are_no_task_or_for_no_request_are_dropped(pipeline: Pipeline) -> None:
@@ -285,7 +347,7 @@ def test_a_request_past_its_deadline_fails_what_is_pending_and_completes_through
     purge(pipeline)  # the images will never come
     report = pipeline.reconcile()
     assert (report["past_deadline"], report["images_failed_at_deadline"]) == (1, 4)
-    assert pipeline.stream_runner().poll_once()  # the last count completed it: output CSV, final status, webhook
+    assert pipeline.notify()  # the last count completed it: output CSV, final status, webhook
     status = status_of(pipeline, request_id)
     assert (status["status"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 4)
     assert {e["code"] for p in status["products"] for e in p["errors"]} == {"DEADLINE_EXCEEDED"}
@@ -306,7 +368,7 @@ def test_a_request_past_its_deadline_with_rows_never_read_ends_failed(
     pipeline.reconcile()
     status = status_of(pipeline, request_id)
     assert (status["status"], status["error"]["code"]) == ("FAILED", "DEADLINE_EXCEEDED")
-    assert pipeline.stream_runner().poll_once()
+    assert pipeline.notify()
     assert len(receiver.wait(1, timeout=10)) == 1
 
 
@@ -319,7 +381,7 @@ def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, re
     adapters = Adapters.from_env()
     assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", FailPorts(adapters.catalog, adapters.ledger))
     pipeline.drain_queue()  # every image is processed and counted; the last count flips the counter
-    pipeline.stream_runner().poll_once()
+    pipeline.notify()
     complete_request(request_id, roots.NOTIFY())  # and a late completion changes nothing
     status = status_of(pipeline, request_id)
     assert (status["status"], status["error"]["code"], status["outputCsvUrl"]) == ("FAILED", "FAN_OUT_FAILED", None)
@@ -332,29 +394,30 @@ def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, re
     )
 
 
-def test_a_live_claim_held_by_another_fails_the_retry_and_an_expired_one_is_resent(
+def test_a_live_claim_held_by_another_waits_for_it_and_an_expired_one_is_taken_over(
     pipeline: Pipeline, image_server, receiver, function_env
 ) -> None:
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     adapters = Adapters.from_env()
-    # Another notify took the claim and then died mid-send (no delivery recorded).
-    clock = adapters.clock
-    assert adapters.catalog.claim_webhook(request_id, 600, clock())
     pipeline.drain_queue()
-    stream = pipeline.stream_runner()
-    stream.poll_once()  # the completion's notify finds the live claim: its try fails, to be retried
-    assert stream.failed_batches, "the stream record was reported failed, not quietly done"
-    with pytest.raises(WebhookBusy):
-        send_webhook(request_id, roots.NOTIFY().webhooks)
+    # Another webhook sender took the claim and then died mid-POST (no outcome recorded).
+    clock = adapters.clock
+    assert adapters.catalog.claim_webhook(request_id, 600, clock()) == 1
+    pipeline.notify()  # the completion queues the wake-up; the webhook function finds the live claim
     assert receiver.deliveries == []
-    assert pipeline.reconcile()["webhooks_resent"] == 0  # still live: not the reconciler's either
-    # The claim expires: the reconciler's next round sends it, once.
+    assert pipeline.queued(pipeline.resources.webhooks_queue_url) == 1  # woken again when the claim ends
+    assert pipeline.reconcile()["webhooks_woken"] == 0  # claimed: not the reconciler's either
+    # The claim expires, and the wake-up comes back (its delay shortened here): delivered once.
     database = MongoClient(function_env["MONGODB_URI"])[function_env["MONGODB_DATABASE"]]
     database["requests"].update_one({"_id": request_id}, {"$set": {"webhookClaimUntil": clock() - timedelta(1)}})
-    assert pipeline.reconcile()["webhooks_resent"] == 1
+    sqs, url = boto3.client("sqs"), pipeline.resources.webhooks_queue_url
+    sqs.purge_queue(QueueUrl=url)  # the delayed wake-up, arriving now instead
+    sqs.send_message(QueueUrl=url, MessageBody=WebhookTask(request_id).to_message())
+    pipeline.send_webhooks()
     assert [d["id"] for d in receiver.wait(1, timeout=10)] == [f"msg_{request_id}"]
-    assert pipeline.reconcile()["webhooks_resent"] == 0
-    assert status_of(pipeline, request_id)["status"] == RequestStatus.COMPLETED_WITH_ERRORS.value
+    status = status_of(pipeline, request_id)
+    assert status["status"] == RequestStatus.COMPLETED_WITH_ERRORS.value
+    assert (status["webhook"]["delivered"], status["webhook"]["attempts"]) == (True, 2)  # the dead one's counts
 
 
 def test_a_webhook_receiver_that_fails_for_a_while_gets_exactly_one_delivery(
@@ -362,12 +425,42 @@ def test_a_webhook_receiver_that_fails_for_a_while_gets_exactly_one_delivery(
 ) -> None:
     with WebhookReceiver(TENANT_SECRET, fail_first=2) as flaky:
         monkeypatch.setenv("OUTBOUND_ALLOWLIST", f"{function_env['OUTBOUND_ALLOWLIST']},{flaky.origin}")
-        monkeypatch.setenv("WEBHOOK_ATTEMPTS", "2")
+        monkeypatch.setenv("WEBHOOK_ATTEMPTS", "3")
         reset_roots()
         request_id = upload(pipeline, mixed_csv(image_server.url), flaky.url)
         status = settle(pipeline, request_id)
         assert status["webhook"]["delivered"] is False and flaky.deliveries == []
-        assert pipeline.reconcile()["webhooks_resent"] == 1
-        assert [d["id"] for d in flaky.wait(1, timeout=10)] == [f"msg_{request_id}"]
-        assert pipeline.reconcile()["webhooks_resent"] == 0
-        assert len(flaky.deliveries) == 1
+        assert status["webhook"]["nextAttemptAt"] and not status["webhook"]["gaveUp"]  # it says what comes next
+        pipeline.webhooks_until(lambda: flaky.deliveries)
+        assert [d["id"] for d in flaky.deliveries] == [f"msg_{request_id}"]
+        assert pipeline.reconcile()["webhooks_woken"] == 0
+        pipeline.send_webhooks()
+        assert (len(flaky.deliveries), flaky.attempts) == (1, 3)
+
+
+def test_deadlines_stop_while_a_store_is_down_and_its_pending_images_are_done_afterwards(
+    pipeline: Pipeline, image_server, receiver, monkeypatch
+) -> None:
+    """MongoDB is down past the request's deadline: the rounds then do nothing, and the first one after the
+    outage moves the deadline by it (before: it failed every pending image DEADLINE_EXCEEDED)."""
+    monkeypatch.setenv("REQUEST_DEADLINE_SECONDS", "2")
+    monkeypatch.setenv("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0")
+    monkeypatch.setenv("RECONCILE_INTERVAL_SECONDS", "0.5")  # so 2 s without a healthy round is an outage
+    reset_roots()
+    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
+    pipeline.chunk_runner().poll_once()  # its 4 image messages wait in the queue
+    assert not pipeline.reconcile()["store_outage"]
+    deadline = Adapters.from_env().catalog.get(request_id).deadline_at  # type: ignore[union-attr]
+    adapters, _ = with_fault("catalog", "get", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    with overriding_roots(adapters):
+        for _ in range(3):  # past the deadline, a round every second finds MongoDB down
+            time.sleep(1)
+            report = pipeline.reconcile()
+            assert report["store_outage"] and report["images_failed_at_deadline"] == 0
+    report = pipeline.reconcile()
+    assert (report["store_outage"], report["deadlines_paused"], report["past_deadline"]) == (False, 1, 0)
+    moved = Adapters.from_env().catalog.get(request_id).deadline_at  # type: ignore[union-attr]
+    assert moved is not None and deadline is not None and moved - deadline >= timedelta(seconds=3)
+    status = settle(pipeline, request_id)
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
+    assert_consistent(pipeline, request_id, status)

@@ -29,19 +29,24 @@ class Settings:
     chunk_images: int = 1000
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold: the last delivery gives up instead of retrying
-    chunk_max_receive_count: int = 5  # the chunks queue's: a chunk failing its last delivery ends its request
+    # A dead letter whose request is still before its deadline is put back on its queue this many times at most.
+    dead_letter_redrives: int = 3
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # Longer than one delivery with all its retries, shorter than the notify function's timeout: a holder that
-    # died mid-send is replaced by the next try after it (a stream retry, or the reconciler).
-    webhook_lease_seconds: int = 240
+    webhook_timeout_s: float = 10.0  # one webhook POST's whole limit: a receiver that never answers costs this
+    # Longer than one attempt (the webhook function's timeout), shorter than the webhook queue's visibility
+    # timeout: a sender that died mid-POST is replaced by the redelivery of its message.
+    webhook_lease_seconds: int = 60
     # Every request ends by created (or uploaded) + base + per image x images; the reconciler enforces it.
     deadline_base_s: float = 3 * 3600
     deadline_per_image_s: float = 0.05
     stall_after_s: float = 900  # no image counted for this long: the reconciler re-queues the pending ones
     upload_grace_s: float = 300  # after a presigned upload expires: S3 may still be delivering its event
-    webhook_resend_window_s: float = 86_400  # undelivered webhooks are retried by the reconciler for this long
     # A reconciler round holds its lease at most this long (the function's timeout): a round that died frees it.
     reconcile_lease_s: float = 300
+    webhook_resend_window_s: float = 86_400  # after its request ended, a webhook is attempted for this long at most
+    # The reconciler's schedule: rounds further apart than twice this (found every store answering) had an outage
+    # (or no round ran) between them, and the open requests' deadlines move by the time in between.
+    reconcile_interval_s: float = 300
     # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
     status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
     output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them

@@ -13,11 +13,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ips.completion import FailPorts, fail_request
 from ips.csv_input import CsvLimits, ProductRow, read_chunk
 from ips.model import ChunkTask, ImageTask
 from ips.options import DEFAULT_OPTIONS, ImageOptions
-from ips.ports import Catalog, ChunkProgress, Ledger, TaskQueue, UploadStore
+from ips.ports import Catalog, ChunkProgress, TaskQueue, UploadStore
 
 logger = logging.getLogger(__name__)
 # Image messages between two progress records (10 SendMessageBatch calls): the most a crash can make us resend.
@@ -30,15 +29,10 @@ class ChunkPorts:
 
     uploads: UploadStore
     catalog: Catalog
-    ledger: Ledger
     queue: TaskQueue  # the images queue: where the chunk's image messages go
     chunks: TaskQueue  # the chunks queue: where a chunk stopped for time goes back
     progress: ChunkProgress
     limits: CsvLimits  # the presigned route's: a chunk is read with the limits its file was validated with
-
-    @property
-    def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)
 
 
 @dataclass(frozen=True)
@@ -53,30 +47,13 @@ class Expansion:
 
 
 def expand_chunk(
-    task: ChunkTask,
-    ports: ChunkPorts,
-    *,
-    time_left: Callable[[], float] = lambda: float("inf"),
-    final_attempt: bool = False,
+    task: ChunkTask, ports: ChunkPorts, *, time_left: Callable[[], float] = lambda: float("inf")
 ) -> Expansion:
     """The chunk's rows become product records, then image messages, from where earlier deliveries stopped.
     `time_left` (seconds, already less what the caller keeps back) stops it between groups once it reaches 0.
-    A chunk that fails on its last delivery ends its request FAILED (and goes on to the dead-letter queue,
-    which the reconciler drains), so the request is never left waiting for images that will not come."""
-    try:
-        return _expand(task, ports, time_left)
-    except Exception as exc:
-        if final_attempt and fail_request(
-            task.request_id,
-            "FAN_OUT_FAILED",
-            f"Rows {task.chunk.first_row}+ could not be queued: {type(exc).__name__}",
-            ports.failing,
-        ):
-            logger.exception("a chunk failed for good; the request ends FAILED", extra={"request_id": task.request_id})
-        raise
-
-
-def _expand(task: ChunkTask, ports: ChunkPorts, time_left: Callable[[], float]) -> Expansion:
+    A failure raises: the delivery is retried, and a chunk that fails every delivery is dead-lettered, where the
+    reconciler decides (put back while its request has time, else the request ends FAILED): a store outage on
+    the last delivery no longer ends a request whose work could still be done."""
     chunk = task.chunk
     done = ports.progress.sent(task.request_id, chunk.first_row)
     if done >= chunk.images:

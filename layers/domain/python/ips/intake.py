@@ -11,6 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from ips.completion import FailPorts, fail_request
 from ips.context import Settings
@@ -246,23 +247,27 @@ def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
     return RequestStatus.PENDING
 
 
-def expire_upload(
-    record: RequestRecord, now: datetime, uploads: UploadStore, grace_s: float, failing: FailPorts
-) -> bool:
-    """End a request whose presigned upload never came (with its webhook). True when this call ended it.
+class OverdueUpload(StrEnum):
+    EXPIRED = "EXPIRED"  # no file came: ended FAILED, UPLOAD_EXPIRED (its webhook through notify)
+    INGESTED = "INGESTED"  # a file is there that was never ingested: ingested now
 
-    Only after `grace_s` past the expiry, and only when no file is there: S3 accepts a POST signed before the
-    expiry, and its ingestion may still be running."""
+
+def settle_overdue_upload(record: RequestRecord, now: datetime, ports: IntakePorts) -> OverdueUpload | None:
+    """A presigned upload still awaited past its expiry + UPLOAD_GRACE_SECONDS (S3 accepts a POST signed before
+    the expiry, and its event's ingestion may still be running until then): with no file, the request ends
+    FAILED, UPLOAD_EXPIRED; with one, whose ingestion failed every try or whose event was lost, it is ingested
+    now (ingestion is idempotent). None when neither was done (not overdue, or ended since)."""
     expires = record.upload_expires_at
     if not record.awaiting_upload or expires is None:
-        return False
-    if now <= expires + timedelta(seconds=grace_s):
-        return False
-    if uploads.head(incoming_key(record.request_id)) is not None:
-        return False
-    return fail_request(
-        record.request_id, "UPLOAD_EXPIRED", "The CSV was not uploaded before the upload expired.", failing
-    )
+        return None
+    if now <= expires + timedelta(seconds=ports.settings.upload_grace_s):
+        return None
+    key = incoming_key(record.request_id)
+    if ports.uploads.head(key) is not None:
+        ingest_upload(key, ports)
+        return OverdueUpload.INGESTED
+    message = "The CSV was not uploaded before the upload expired."
+    return OverdueUpload.EXPIRED if fail_request(record.request_id, "UPLOAD_EXPIRED", message, ports.failing) else None
 
 
 def new_asset_salt() -> str:

@@ -1,14 +1,18 @@
 """The queues' message bodies as typed models: each record is parsed and validated on its own, so one malformed
-message never touches the rest of its batch."""
+message never touches the rest of its batch.
+
+A message the reconciler put back from a dead-letter queue carries how many times it was (`redrives`), so that a
+message that keeps dying is ended after a few redrives instead of going round for ever."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from ips.csv_input import Chunk, Columns
-from ips.model import ChunkTask, ImageTask
+from ips.model import ChunkTask, ImageTask, WebhookTask
 from ips.options import ImageOptions
 
 
@@ -23,6 +27,7 @@ class _Message(BaseModel):
     salt: str = Field(min_length=1)  # the request's asset salt: image keys are tagged under it
     tenant: str = ""  # older messages carry neither: the defaults
     options: dict[str, Any] | None = None
+    redrives: int = Field(0, ge=0)  # times the reconciler put it back from its dead-letter queue
 
 
 class ImageMessage(_Message):
@@ -72,21 +77,54 @@ class ChunkMessage(_Message):
         )
 
 
+class WebhookMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    type: Literal["webhook"]
+    request_id: str = Field(alias="requestId", min_length=1, max_length=64)
+    wake: str | None = Field(None, min_length=1, max_length=64)
+    redrives: int = Field(0, ge=0)
+
+    def task(self) -> WebhookTask:
+        return WebhookTask(self.request_id, self.wake)
+
+
 def _kind(value: Any) -> str:
     # Image messages carry no "type" (they are the bulk of the traffic); chunks say so.
     found = value.get("type", "image") if isinstance(value, dict) else getattr(value, "type", "image")
     return found if isinstance(found, str) else "invalid"
 
 
-_TASK: TypeAdapter[ImageMessage | ChunkMessage] = TypeAdapter(
-    Annotated[Annotated[ImageMessage, Tag("image")] | Annotated[ChunkMessage, Tag("chunk")], Discriminator(_kind)]
+_TASK: TypeAdapter[ImageMessage | ChunkMessage | WebhookMessage] = TypeAdapter(
+    Annotated[
+        Annotated[ImageMessage, Tag("image")]
+        | Annotated[ChunkMessage, Tag("chunk")]
+        | Annotated[WebhookMessage, Tag("webhook")],
+        Discriminator(_kind),
+    ]
 )
 
 
-def parse_task(body: str) -> ImageTask | ChunkTask:
+def parse_task(body: str) -> ImageTask | ChunkTask | WebhookTask:
     """A message of the work queues. Raises MalformedMessage (with what is wrong) for anything else."""
+    return _parse(body).task()
+
+
+def redrive_count(body: str) -> int:
+    """How many times the message was put back from its dead-letter queue. Raises MalformedMessage."""
+    return _parse(body).redrives
+
+
+def redriven(body: str) -> str:
+    """The same message, put back once more: its redrive count one higher, the rest as it was."""
+    message = json.loads(body)
+    message["redrives"] = redrive_count(body) + 1
+    return json.dumps(message, separators=(",", ":"))
+
+
+def _parse(body: str) -> ImageMessage | ChunkMessage | WebhookMessage:
     try:
-        return _TASK.validate_json(body).task()
+        return _TASK.validate_json(body)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise MalformedMessage(problems) from None

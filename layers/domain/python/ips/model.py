@@ -101,6 +101,20 @@ class ChunkTask:
 
 
 @dataclass(frozen=True)
+class WebhookTask:
+    """A wake-up of an ended request's webhook delivery (the webhook queue). What may be done is in the request's
+    document (attempts, the next attempt's time, a live claim); `wake` names the one wake-up the document
+    expects (None: the first, from notify), so duplicates and superseded wake-ups are dropped, not multiplied."""
+
+    request_id: str
+    wake: str | None = None
+
+    def to_message(self) -> str:
+        message = {"type": "webhook", "requestId": self.request_id}
+        return json.dumps(message | ({"wake": self.wake} if self.wake else {}), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
 class ImageOutcome:
     """The terminal state of one image."""
 

@@ -12,6 +12,7 @@ from ips.errors import Problem
 from ips.fetching import Fetched
 from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.options import DEFAULT_OPTIONS, ImageOptions
+from ips.webhook import RetryPolicy
 
 Clock = Callable[[], datetime]  # now, as an aware UTC datetime (tests move it)
 UrlCheck = Callable[[str], None]  # raises ips.fetching.FetchError for a URL we must not call (a webhook's)
@@ -70,6 +71,11 @@ class TaskQueue(Protocol):
     def send(self, bodies: Sequence[str]) -> None: ...
     def delay(self, receipt_handle: str, seconds: float) -> None:
         """Make a received message visible again only after `seconds` (a source host asked us to wait)."""
+        ...
+
+    def send_after(self, body: str, seconds: float) -> None:
+        """Send one message that becomes visible after `seconds` (at most SQS's 15 minutes: a longer wait is
+        the receiver's to make up, by sending itself on again)."""
         ...
 
     def backlog(self) -> int:
@@ -214,6 +220,9 @@ class RequestRecord:
     options: ImageOptions = DEFAULT_OPTIONS
     savings: Savings | None = None  # set when the request completes (from the counter)
     deadline_at: datetime | None = None  # by then it has ended, whatever failed (the reconciler sees to it)
+    # The end of the last store outage its deadline was moved for (the clock stops while the stores are down).
+    paused_through: datetime | None = None
+    webhook_claim_until: datetime | None = None  # a webhook sender's live claim, until then
 
     @property
     def awaiting_upload(self) -> bool:
@@ -269,18 +278,63 @@ class Catalog(Protocol):
         """End a request FAILED unless it already ended; True when this call ended it."""
         ...
 
-    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
-        """Take the right to send the request's webhook until it is delivered; False while another holder's
-        claim is live or once it was delivered. An expired claim (a crashed sender) is retaken."""
+    def extend_deadline(
+        self, request_id: str, deadline_at: datetime, paused_through: datetime, *, was: datetime | None
+    ) -> bool:
+        """Move an open request's deadline for a store outage that ended at `paused_through`, only if the last
+        outage it was moved for is still `was` (so a round run twice moves it once)."""
         ...
 
-    def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None: ...
+    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> int | None:
+        """Take the right to make the webhook's next attempt: only when it is neither delivered nor given up, its
+        next attempt is due and no other holder's claim is live (an expired one, a crashed sender's, is retaken).
+        The attempt is counted now, before it is made (a sender that dies mid-POST used it). Its number, or None."""
+        ...
+
+    def record_webhook(self, request_id: str, outcome: dict[str, Any]) -> None:
+        """Store an attempt's outcome (delivered, last_status, last_error, next_attempt_at, gave_up, and `wake`:
+        the wake-up now expected) beside the attempts counted, and release the claim."""
+        ...
+
+    def reschedule_webhook(self, request_id: str, at: datetime, wake: str) -> None:
+        """Make a webhook that is neither delivered nor given up due at `at`, expecting the wake-up `wake` (the
+        reconciler, replacing a lost one)."""
+        ...
+
     def open_requests(self) -> Iterator[RequestRecord]:
         """Requests that have not ended (the reconciler's round)."""
         ...
 
-    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
-        """Ended requests with a webhook URL, not delivered and not claimed by a live holder."""
+    def undelivered_webhooks(self, ended_after: datetime, due_before: datetime, now: datetime) -> Iterator[str]:
+        """Requests ended since `ended_after` with a webhook URL, neither delivered nor given up, not claimed by a
+        live holder, whose next attempt (or, never attempted, their end) was due before `due_before`."""
+        ...
+
+
+class RoundLog(Protocol):
+    """The reconciler's own note (beside the catalog): when a round last found every store answering (it looks
+    when it starts and when it ends)."""
+
+    def last_healthy(self) -> datetime | None: ...
+    def mark_healthy(self, at: datetime) -> None: ...
+
+
+class Receivers(Protocol):
+    """Each tenant's webhook receivers (by tenant and origin): how many attempts failed in a row, and until when
+    its deliveries wait. One tenant's dead receiver is tried once per pause, never once per pending webhook."""
+
+    def admit(self, receiver: str, now: datetime, probe_s: float) -> datetime | None:
+        """None when an attempt may go to the receiver now: it has not failed, or its pause is over and this
+        caller took the one attempt that tries it again (the others wait `probe_s` for its answer). Otherwise
+        until when to wait."""
+        ...
+
+    def failed(self, receiver: str, now: datetime, policy: RetryPolicy) -> datetime:
+        """Count a failure in a row: attempts to it wait `policy.delay(failures)` from now. Until when."""
+        ...
+
+    def answered(self, receiver: str) -> None:
+        """It answered (delivered): its failures are forgotten."""
         ...
 
 

@@ -1,15 +1,23 @@
-"""The reconciler: a scheduled round that makes sure every request ends, whatever was lost or failed.
+"""The reconciler: a scheduled round that makes sure every request ends, whatever was lost or failed, and that
+an outage only pauses the work.
 
 MongoDB's per-image state is the truth; queues carry work, not truth. Each round:
-- drains the dead-letter queues: a dead image fails with DEAD_LETTERED through the same exactly-once count;
-  a dead chunk ends its request FAILED; a message that is not a task is logged and dropped;
-- ends presigned uploads that expired (UPLOAD_EXPIRED) and requests past their deadline: every image not yet
-  terminal fails with DEADLINE_EXCEEDED, so the request completes through the normal path (CSV, webhook);
+- first reads both stores (MongoDB, DynamoDB): while one fails, the round does nothing (nothing is ended for an
+  outage); the first round that finds them answering after more than two schedule periods moves every open
+  request's deadline by the time since the last one that did (the clock stopped while nothing could work);
+- drains the dead-letter queues: a message whose request is still open and before its deadline is put back on
+  its queue (at most DEAD_LETTER_REDRIVES times: its redrive count travels in the message); past those, a dead
+  image fails with DEAD_LETTERED through the same exactly-once count, a dead chunk ends its request FAILED; a
+  webhook's wake-up is put back while the webhook is pending; a message that is not a task is logged, dropped;
+- re-runs the ingestion of each upload whose ingestion failed every try (the ingest failures queue);
+- ends presigned uploads that expired (UPLOAD_EXPIRED), ingests a file that came but was never ingested, and
+  ends requests past their deadline, awaiting their upload or not: every image not yet terminal fails with
+  DEADLINE_EXCEEDED, so the request completes through the normal path (CSV, webhook);
 - re-queues the lost work of a request that has not moved for the stall window: its sent but pending images
   when the images queue holds fewer messages than they are, its unfinished chunks when the chunks queue holds
   fewer than they are (so some was lost, not merely waiting in a backlog; see `_requeue_lost`);
 - completes a request whose last image was counted but whose completion was lost;
-- resends webhooks that are not delivered and not claimed by a live holder.
+- wakes webhooks whose wake-up was lost (overdue by the stall window): it never sends one itself.
 
 Every step is conditional or idempotent (first terminal state wins, counts are once per image, final states are
 set once), so a round may run twice, or beside the pipeline. Rounds run one at a time all the same (a lease in
@@ -18,17 +26,20 @@ skipped, not run beside it doing the same work twice."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import unquote_plus
 
-from ips.completion import CompletionPorts, FailPorts, WebhookBusy, complete_request, fail_request, send_webhook
+from ips.completion import CompletionPorts, FailPorts, complete_request, fail_request, wake_webhook
 from ips.context import Settings
-from ips.intake import expire_upload
-from ips.messages import MalformedMessage, parse_task
-from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings
+from ips.intake import IntakePorts, OverdueUpload, ingest_upload, settle_overdue_upload
+from ips.messages import MalformedMessage, parse_task, redrive_count, redriven
+from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings, WebhookTask
 from ips.outstanding import outstanding, product_images
 from ips.ports import (
     Catalog,
@@ -39,6 +50,7 @@ from ips.ports import (
     Lease,
     Ledger,
     RequestRecord,
+    RoundLog,
     TaskQueue,
     UploadStore,
 )
@@ -48,6 +60,7 @@ DEAD_LETTERED = "DEAD_LETTERED"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 MAX_DEAD_LETTERS = 2000  # per queue per round; the rest waits for the next round
 ROUND_LEASE = "reconciler"
+PROBE = "reconciler-probe"  # a request that never exists: reading it tells whether each store answers
 
 
 @dataclass(frozen=True)
@@ -62,20 +75,33 @@ class ReconcilePorts:
     uploads: UploadStore
     dead_letters: tuple[DeadLetterQueue, ...]
     clock: Clock
-    completion: CompletionPorts
+    completion: CompletionPorts  # also the tenants' allowance and the webhook queue
     settings: Settings  # grace, stall and resend windows; how a lost chunk's file is re-planned
     lease: Lease  # one round at a time
+    rounds: RoundLog  # when a round last found the stores answering
+    ingest_failures: DeadLetterQueue | None = None  # S3 events whose ingestion failed every try (AWS only)
 
     @property
     def failing(self) -> FailPorts:
         return FailPorts(self.catalog, self.ledger)
 
+    @property
+    def intake(self) -> IntakePorts:
+        """What re-running an upload's ingestion needs."""
+        return IntakePorts(
+            self.uploads, self.catalog, self.ledger, self.chunks, self.completion.allowance, self.clock, self.settings
+        )
+
 
 @dataclass
 class RoundReport:
+    store_outage: bool = False  # a store failed when the round began: it did nothing
+    deadlines_paused: int = 0  # open requests whose deadline moved for an outage
+    redriven: int = 0  # dead letters put back on their queue
     dead_images: int = 0
     dead_chunks: int = 0
-    dead_dropped: int = 0  # not a task, or for no known request
+    dead_dropped: int = 0  # not a task, for no known request, or a webhook's wake-up with nothing left to do
+    uploads_reingested: int = 0  # from the ingest failures queue, or a file found never ingested
     uploads_expired: int = 0
     past_deadline: int = 0
     images_failed_at_deadline: int = 0
@@ -83,7 +109,7 @@ class RoundReport:
     waiting: int = 0  # no progress, but the queues hold enough messages for all its work: left to them
     requeued: int = 0
     completions_resumed: int = 0
-    webhooks_resent: int = 0
+    webhooks_woken: int = 0  # wake-ups sent again for webhooks whose wake-up was lost
     out_of_time: bool = False
     skipped: bool = False  # another round held the lease: this one did nothing
 
@@ -95,20 +121,38 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     """One round, unless another still holds the lease. `time_left` (seconds) lets it stop before its invocation
     does; the next round goes on."""
     now, holder = ports.clock(), uuid.uuid4().hex
-    if not ports.lease.acquire(ROUND_LEASE, holder, now, now + timedelta(seconds=ports.settings.reconcile_lease_s)):
+    try:
+        held = ports.lease.acquire(ROUND_LEASE, holder, now, now + timedelta(seconds=ports.settings.reconcile_lease_s))
+    except Exception:  # the lease lives in the table: DynamoDB failing is an outage, waited out like any other
+        logger.exception("a store is failing: this round does nothing, and the deadlines wait for it")
+        return RoundReport(store_outage=True)
+    if not held:
         logger.info("another reconciler round is running: this one is skipped")
         return RoundReport(skipped=True)
     try:
         return _round(ports, time_left)
     finally:
-        ports.lease.release(ROUND_LEASE, holder)
+        try:
+            ports.lease.release(ROUND_LEASE, holder)
+        except Exception:  # it runs out by itself (reconcile_lease_s)
+            logger.warning("could not give the round's lease back", exc_info=True)
 
 
 def _round(ports: ReconcilePorts, time_left: Callable[[], float]) -> RoundReport:
     report = RoundReport()
+    now = ports.clock()
+    try:
+        _probe(ports)
+        _pause_deadlines(ports.rounds.last_healthy(), now, ports, report)
+        ports.rounds.mark_healthy(now)
+    except Exception:  # the stores are the truth: without them nothing may be ended, only waited for
+        logger.exception("a store is failing: this round does nothing, and the deadlines wait for it")
+        report.store_outage = True
+        return report
     for queue in ports.dead_letters:
         drain_dead_letters(queue, ports, report, time_left)
-    now = ports.clock()
+    if ports.ingest_failures is not None:
+        _reingest_failures(ports.ingest_failures, ports, report, time_left)
     backlogs = _Backlogs(_Depth(ports.queue), _Depth(ports.chunks))
     for record in ports.catalog.open_requests():
         if time_left() <= 0:
@@ -118,8 +162,43 @@ def _round(ports: ReconcilePorts, time_left: Callable[[], float]) -> RoundReport
             _reconcile_request(record, now, ports, report, backlogs)
         except Exception:  # one broken request must not stop the round for the others
             logger.exception("reconciling a request failed", extra={"request_id": record.request_id})
-    _resend_webhooks(now, ports, report, time_left)
+    _wake_webhooks(now, ports, report, time_left)
+    try:  # the stores answered to the end: a long round is not taken for an outage by the next one
+        _probe(ports)
+        ports.rounds.mark_healthy(ports.clock())
+    except Exception:
+        logger.warning("a store failed during the round", exc_info=True)
     return report
+
+
+def _probe(ports: ReconcilePorts) -> None:
+    """Raises unless both stores answer."""
+    ports.catalog.get(PROBE)  # MongoDB
+    ports.ledger.counts(PROBE)  # DynamoDB
+
+
+def _pause_deadlines(last_healthy: datetime | None, now: datetime, ports: ReconcilePorts, report: RoundReport) -> None:
+    """After a gap of more than two schedule periods since a round last found the stores answering (at its start
+    or at its end: a long round is no outage), a store outage or no round running, every open request's
+    deadline moves by the time it spent in the gap: the clock stops while nothing could work, so an outage
+    fails nothing that could be done once it is over."""
+    gap = now - last_healthy if last_healthy is not None else timedelta(0)
+    if gap.total_seconds() <= 2 * ports.settings.reconcile_interval_s:
+        return
+    assert last_healthy is not None
+    for record in ports.catalog.open_requests():
+        if record.deadline_at is None:
+            continue
+        since = max(last_healthy, record.created_at, record.paused_through or last_healthy)
+        if since >= now:
+            continue
+        moved = record.deadline_at + (now - since)
+        if ports.catalog.extend_deadline(record.request_id, moved, now, was=record.paused_through):
+            report.deadlines_paused += 1
+    logger.warning(
+        "the stores were out (or no round ran): deadlines moved",
+        extra={"gap_s": gap.total_seconds(), "requests": report.deadlines_paused},
+    )
 
 
 def drain_dead_letters(
@@ -131,7 +210,7 @@ def drain_dead_letters(
             return
         for letter in letters:
             try:
-                _settle_dead_letter(letter, ports, report)
+                _settle_dead_letter(letter, ports, report, ports.clock())
             except Exception:  # left in the queue (visible again later): one letter must not stop the round
                 logger.exception("settling a dead letter failed", extra={"message_id": letter.message_id})
                 continue
@@ -141,17 +220,35 @@ def drain_dead_letters(
             return
 
 
-def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport) -> None:
+def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport, now: datetime) -> None:
     extra = {"message_id": letter.message_id, "receive_count": letter.receive_count}
     try:
         task = parse_task(letter.body)
+        redrives = redrive_count(letter.body)
     except MalformedMessage as exc:
         logger.error("dead letter that is no task dropped", extra={**extra, "problem": str(exc)})
         report.dead_dropped += 1
         return
-    if ports.catalog.get(task.request_id) is None:
+    record = ports.catalog.get(task.request_id)
+    if record is None:
         logger.error("dead letter for an unknown request dropped", extra={**extra, "request_id": task.request_id})
         report.dead_dropped += 1
+        return
+    extra |= {"request_id": task.request_id, "redrives": redrives}
+    if isinstance(task, WebhookTask):
+        if redrives < ports.settings.dead_letter_redrives and _webhook_pending(record, task, now, ports.settings):
+            ports.completion.webhooks.send([redriven(letter.body)])
+            report.redriven += 1
+        else:  # delivered, given up, superseded, or put back enough: its document says what became of it
+            logger.error("a webhook's dead wake-up dropped", extra=extra)
+            report.dead_dropped += 1
+        return
+    queue = ports.queue if isinstance(task, ImageTask) else ports.chunks
+    if redrives < ports.settings.dead_letter_redrives and _before_deadline(record, now):
+        # Every delivery failed, perhaps only because a store was down: the work goes round again.
+        queue.send([redriven(letter.body)])
+        logger.warning("dead letter put back on its queue", extra=extra)
+        report.redriven += 1
         return
     if isinstance(task, ChunkTask):
         fail_request(
@@ -170,6 +267,54 @@ def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: Round
         report.dead_dropped += 1
         return
     report.dead_images += 1
+
+
+def _before_deadline(record: RequestRecord, now: datetime) -> bool:
+    return not record.status.is_final and record.deadline_at is not None and now < record.deadline_at
+
+
+def _webhook_pending(record: RequestRecord, task: WebhookTask, now: datetime, settings: Settings) -> bool:
+    state = record.webhook or {}
+    ended = record.completed_at or now
+    in_window = now < ended + timedelta(seconds=settings.webhook_resend_window_s)
+    expected = state.get("wake") == task.wake
+    return in_window and expected and not state.get("delivered") and not state.get("gave_up")
+
+
+def _reingest_failures(
+    queue: DeadLetterQueue, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]
+) -> None:
+    """Each S3 event whose ingestion failed every try (Lambda's on-failure record) is ingested again: a file that
+    is there is always ingested (idempotent), or its request ends by its deadline. A letter whose ingestion
+    fails again stays in the queue for the next round."""
+    for _ in range(0, MAX_DEAD_LETTERS, 10):
+        letters = queue.receive(10)
+        if not letters:
+            return
+        for letter in letters:
+            try:
+                for key in failed_upload_keys(letter.body):
+                    ingest_upload(key, ports.intake)
+                    report.uploads_reingested += 1
+            except Exception:
+                logger.exception("re-ingesting an upload failed", extra={"message_id": letter.message_id})
+                continue
+            queue.delete(letter)
+        if time_left() <= 0:
+            report.out_of_time = True
+            return
+
+
+def failed_upload_keys(body: str) -> list[str]:
+    """The uploads' keys in an asynchronous invocation's on-failure record (its `requestPayload` is the S3
+    event); none from anything else (the letter is dropped)."""
+    try:
+        record: Any = json.loads(body)
+        events = record["requestPayload"]["Records"]
+        return [unquote_plus(str(event["s3"]["object"]["key"])) for event in events]
+    except (ValueError, KeyError, TypeError):
+        logger.error("an ingest failure that carries no S3 event dropped", extra={"body": body[:200]})
+        return []
 
 
 def dead_letter_reason(last_error: str | None) -> str:
@@ -205,11 +350,19 @@ class _Backlogs:
 def _reconcile_request(
     record: RequestRecord, now: datetime, ports: ReconcilePorts, report: RoundReport, backlogs: _Backlogs
 ) -> None:
-    if record.awaiting_upload:
-        if expire_upload(record, now, ports.uploads, ports.settings.upload_grace_s, ports.failing):
-            report.uploads_expired += 1
+    past_deadline = record.deadline_at is not None and now > record.deadline_at
+    if record.awaiting_upload and past_deadline:
+        # A file that never came expired long before; one whose ingestion kept failing ends here.
+        report.past_deadline += 1
+        message = "The request passed its deadline before its uploaded file could be ingested."
+        fail_request(record.request_id, DEADLINE_EXCEEDED, message, ports.failing)
         return
-    if record.deadline_at is not None and now > record.deadline_at:
+    if record.awaiting_upload:
+        overdue = settle_overdue_upload(record, now, ports.intake)
+        report.uploads_expired += overdue is OverdueUpload.EXPIRED
+        report.uploads_reingested += overdue is OverdueUpload.INGESTED
+        return
+    if past_deadline:
         report.past_deadline += 1
         _end_past_deadline(record, ports, report)
         return
@@ -315,16 +468,19 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
     return len(lost_images) + len(lost_chunks)
 
 
-def _resend_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]) -> None:
+def _wake_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, time_left: Callable[[], float]) -> None:
+    """A pending webhook whose next attempt is overdue by the stall window lost its wake-up (a crash between
+    ending the request and queueing it, a message gone): a new one goes on the webhook queue. Only a wake-up:
+    the webhook function makes the attempt, within the request's caps."""
     window = timedelta(seconds=ports.settings.webhook_resend_window_s)
-    for request_id in list(ports.catalog.undelivered_webhooks(now - window, now, now)):
+    overdue = now - timedelta(seconds=ports.settings.stall_after_s)
+    for request_id in list(ports.catalog.undelivered_webhooks(now - window, overdue, now)):
         if time_left() <= 0:
             report.out_of_time = True
             return
         try:
-            if send_webhook(request_id, ports.completion.webhooks):
-                report.webhooks_resent += 1
-        except WebhookBusy:
-            pass  # taken by a live holder since the query: theirs to send
-        except Exception:  # one failed resend must not stop the others; the next round tries it again
-            logger.exception("resending a webhook failed", extra={"request_id": request_id})
+            wake_webhook(request_id, now, ports.catalog, ports.completion.webhooks)
+        except Exception:  # one failed wake-up must not stop the others; the next round tries it again
+            logger.exception("waking a webhook failed", extra={"request_id": request_id})
+            continue
+        report.webhooks_woken += 1

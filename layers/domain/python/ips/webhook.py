@@ -1,17 +1,16 @@
-"""Webhooks signed per the Standard Webhooks spec, delivered with exponential backoff under one message id."""
+"""Webhooks signed per the Standard Webhooks spec: one POST per attempt, under one message id; the retries with
+backoff go through the webhook queue (ips.completion.deliver_webhook), never a sleep inside a function."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from standardwebhooks import Webhook
-from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from ips.fetching import FetchError
 
@@ -19,19 +18,25 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - the secret format's prefix, not a secre
 
 
 class WebhookPoster(Protocol):
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int: ...
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float | None = None) -> int:
+        """POST once; `timeout` (seconds) shortens the poster's own whole-request limit, never lengthens it."""
+        ...
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 5
-    first_delay: float = 1.0
-    factor: float = 2.0
-    max_delay: float = 30.0
+    """A request's webhook: at most `attempts` POSTs, the n-th failed one followed by a pause of `delay(n)`
+    (5 s, 20 s, 80 s, ... up to 6 h: about 7.6 h from the first attempt to the eighth). A receiver's pause after
+    its n-th failure in a row is the same `delay(n)`."""
+
+    attempts: int = 8
+    first_delay: float = 5.0
+    factor: float = 4.0
+    max_delay: float = 6 * 3600.0
 
     def delay(self, failed_attempts: int) -> float:
         """Pause after the n-th failed attempt: first_delay, then multiplied by factor, capped at max_delay."""
-        return min(self.first_delay * self.factor ** (failed_attempts - 1), self.max_delay)
+        return min(self.first_delay * self.factor ** (max(1, failed_attempts) - 1), self.max_delay)
 
     def delays(self) -> list[float]:
         """Every pause of a delivery that uses all its attempts."""
@@ -39,11 +44,13 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Attempt:
+    """What one POST of a webhook gave."""
+
     delivered: bool
-    attempts: int
-    last_status: int | None
-    last_error: str | None
+    status: int | None  # the receiver's HTTP status; None when it never answered
+    error: str | None  # why it was not delivered
+    permanent: bool = False  # refused for good (an address we must not call): no retry can help
 
 
 class WebhookSigner:
@@ -75,39 +82,22 @@ def encode_event(event_type: str, data: Mapping[str, Any], timestamp: int) -> by
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def deliver(
+def attempt(
     poster: WebhookPoster,
     signer: WebhookSigner,
     url: str,
     message_id: str,
     body: bytes,
-    retry: RetryPolicy = RetryPolicy(),
     *,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.time,
-) -> Delivery:
-    """POST until a 2xx answer or the retry budget is spent. Every attempt carries the same webhook-id (so the
-    receiver can deduplicate) and a fresh timestamp and signature (so it is not rejected as stale)."""
-    attempts = itertools.count(1)
-    refused = False  # a permanent failure (an address we must not call): no retry can help
-
-    def post_once() -> Delivery:
-        nonlocal refused
-        attempt = next(attempts)
-        headers = signer.headers(message_id, int(clock()), body)
-        try:
-            status = poster.post(url, body, headers)
-        except FetchError as exc:
-            refused = exc.permanent
-            return Delivery(False, attempt, None, f"{exc.code}: {exc}")
-        delivered = 200 <= status < 300
-        return Delivery(delivered, attempt, status, None if delivered else f"HTTP {status}")
-
-    retrying = Retrying(
-        stop=stop_after_attempt(retry.attempts),
-        wait=lambda state: retry.delay(state.attempt_number),
-        retry=retry_if_result(lambda delivery: not delivery.delivered and not refused),
-        sleep=sleep,
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-    )
-    return retrying(post_once)
+    timeout: float | None = None,
+) -> Attempt:
+    """POST the webhook once, signed now by the wall clock (the receiver checks the timestamp against its own, so
+    a late retry is not refused as stale), under the request's one webhook-id (so the receiver can deduplicate).
+    A 2xx answer delivers it."""
+    headers = signer.headers(message_id, int(time.time()), body)
+    try:
+        status = poster.post(url, body, headers, timeout=timeout)
+    except FetchError as exc:
+        return Attempt(False, None, f"{exc.code}: {exc}", exc.permanent)
+    delivered = 200 <= status < 300
+    return Attempt(delivered, status, None if delivered else f"HTTP {status}")

@@ -24,7 +24,9 @@ from ips.ports import (
     Lease,
     Ledger,
     Quotas,
+    Receivers,
     ReuseIndex,
+    RoundLog,
     SecretGenerations,
     TaskQueue,
     UploadStore,
@@ -138,6 +140,20 @@ class Adapters:
         return self._wrapped("chunks", SqsTaskQueue(self._sqs, self.function_settings.chunks_queue_url))
 
     @cached_property
+    def webhook_queue(self) -> TaskQueue:
+        from ips.adapters.aws import SqsTaskQueue
+
+        return self._wrapped("webhook_queue", SqsTaskQueue(self._sqs, self.function_settings.webhooks_queue_url))
+
+    @cached_property
+    def ingest_failures(self) -> DeadLetterQueue | None:
+        """Only the reconciler's environment names it (in AWS: the ingest function's on-failure destination)."""
+        from ips.adapters.aws import SqsDeadLetterQueue
+
+        url = self.function_settings.ingest_failures_queue_url
+        return self._wrapped("ingest_failures", SqsDeadLetterQueue(self._sqs, url)) if url else None
+
+    @cached_property
     def dead_letters(self) -> tuple[DeadLetterQueue, ...]:
         """Only the reconciler's environment names them (and only its role may read them)."""
         from ips.adapters.aws import SqsDeadLetterQueue
@@ -199,6 +215,20 @@ class Adapters:
 
         catalog: Catalog = self._on_mongodb(MongoCatalog)
         return self._wrapped("catalog", catalog)
+
+    @cached_property
+    def receivers(self) -> Receivers:
+        from ips.adapters.mongo import MongoReceivers
+
+        receivers: Receivers = self._on_mongodb(MongoReceivers)
+        return self._wrapped("receivers", receivers)
+
+    @cached_property
+    def rounds(self) -> RoundLog:
+        from ips.adapters.mongo import MongoRoundLog
+
+        rounds: RoundLog = self._on_mongodb(MongoRoundLog)
+        return self._wrapped("rounds", rounds)
 
     @cached_property
     def secret_generations(self) -> SecretGenerations:

@@ -86,9 +86,13 @@ class Savings(BaseModel):
 
 class WebhookDelivery(BaseModel):
     delivered: bool
-    attempts: int
-    lastStatus: int | None = Field(description="The HTTP status of the last attempt")
+    attempts: int = Field(description="Attempts made so far (each one POST; at most WEBHOOK_ATTEMPTS)")
+    lastStatus: int | None = Field(description="The HTTP status of the last attempt; null if it got no answer")
     lastError: str | None = Field(description="Why the last attempt failed; null once delivered")
+    nextAttemptAt: str | None = Field(
+        default=None, description="When the next attempt is due (ISO 8601, UTC); null once delivered or given up"
+    )
+    gaveUp: bool = Field(default=False, description="No attempt will be made again: out of attempts or of time")
 
 
 class RequestError(BaseModel):

@@ -104,22 +104,10 @@ def tenant_secrets(adapters: Adapters) -> TenantSecrets:
     )
 
 
-def webhook_ports(adapters: Adapters) -> WebhookPorts:
-    settings = adapters.settings
-    return WebhookPorts(
-        catalog=adapters.catalog,
-        allowance=allowance(adapters),
-        secrets=tenant_secrets(adapters),
-        poster=adapters.webhooks,
-        links=output_links(adapters),
-        clock=adapters.clock,
-        lease_s=settings.webhook_lease_seconds,
-        retry=settings.webhook_retry,
-    )
-
-
 def completion_ports(adapters: Adapters) -> CompletionPorts:
-    return CompletionPorts(adapters.catalog, adapters.ledger, adapters.uploads, adapters.clock, webhook_ports(adapters))
+    return CompletionPorts(
+        adapters.catalog, adapters.ledger, adapters.uploads, adapters.clock, allowance(adapters), adapters.webhook_queue
+    )
 
 
 def intake_ports(adapters: Adapters) -> IntakePorts:
@@ -186,28 +174,38 @@ def build_process(adapters: Adapters) -> ProcessRoot:
     return ProcessRoot(images, adapters.queue, settings.max_receive_count)
 
 
-@dataclass(frozen=True)
-class ExpandRoot:
-    chunks: ChunkPorts
-    max_receive_count: int  # the chunks queue's redrive threshold: a chunk's last delivery ends its request
-
-
-def build_expand(adapters: Adapters) -> ExpandRoot:
+def build_expand(adapters: Adapters) -> ChunkPorts:
     settings = adapters.settings
-    chunks = ChunkPorts(
+    return ChunkPorts(
         uploads=adapters.uploads,
         catalog=adapters.catalog,
-        ledger=adapters.ledger,
         queue=adapters.queue,
         chunks=adapters.chunks,
         progress=adapters.chunk_progress,
         limits=settings.presigned_csv_limits,
     )
-    return ExpandRoot(chunks, settings.chunk_max_receive_count)
 
 
 def build_notify(adapters: Adapters) -> CompletionPorts:
     return completion_ports(adapters)
+
+
+def build_webhook(adapters: Adapters) -> WebhookPorts:
+    """The only root that signs and sends webhooks (and holds the master secret besides the secret route's)."""
+    settings = adapters.settings
+    return WebhookPorts(
+        catalog=adapters.catalog,
+        receivers=adapters.receivers,
+        secrets=tenant_secrets(adapters),
+        poster=adapters.webhooks,
+        links=output_links(adapters),
+        queue=adapters.webhook_queue,
+        clock=adapters.clock,
+        lease_s=settings.webhook_lease_seconds,
+        retry=settings.webhook_retry,
+        timeout_s=settings.webhook_timeout_s,
+        window_s=settings.webhook_resend_window_s,
+    )
 
 
 @dataclass(frozen=True)
@@ -238,6 +236,8 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
         completion=completion_ports(adapters),
         settings=adapters.settings,
         lease=adapters.lease,
+        rounds=adapters.rounds,
+        ingest_failures=adapters.ingest_failures,
     )
 
 
@@ -246,6 +246,7 @@ INGEST = Root("ingest", build_ingest)
 PROCESS = Root("process", build_process)
 EXPAND = Root("expand", build_expand)
 NOTIFY = Root("notify", build_notify)
+WEBHOOK = Root("webhook", build_webhook)
 STATUS = Root("status", build_status)
 SECRET = Root("secret", build_secret)
 RECONCILE = Root("reconcile", build_reconcile)

@@ -50,8 +50,10 @@ class FunctionSettings(EnvSettings):
     processed_bucket: str
     images_queue_url: str
     chunks_queue_url: str  # the fan-out's: intake sends chunks, expand re-queues them, the reconciler re-plans
+    webhooks_queue_url: str  # wake-ups of webhook deliveries: notify and the reconciler send, webhook sends on
     requests_table: str
     dead_letter_queue_urls: Annotated[tuple[str, ...], NoDecode] = ()  # comma separated; the reconciler's only
+    ingest_failures_queue_url: str | None = None  # ingestions that failed every try; the reconciler's only
     mongodb_uri: str | None = None
     mongodb_uri_secret_arn: str | None = None
     mongodb_database: str = "ips"
@@ -86,7 +88,9 @@ class FunctionSettings(EnvSettings):
     # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}} (the local cloud writes it from IMAGE_QUOTAS).
     tenant_image_quotas: Annotated[dict[str, TenantImageLimits], NoDecode] = Field(default_factory=dict)
     max_receive_count: Count = Settings.max_receive_count
-    chunk_max_receive_count: Count = Settings.chunk_max_receive_count  # the chunks queue's (the topology sets it)
+    # Removed: a chunk failing every delivery is the reconciler's (put back while its request has time, from the DLQ).
+    chunk_max_receive_count: str | None = None
+    dead_letter_redrives: Annotated[int, Field(ge=0)] = Settings.dead_letter_redrives
     status_page_max_bytes: Count = Settings.status_page_max_bytes
     output_retention_days: Annotated[float, Field(gt=0)] = Settings.output_retention_days
     request_deadline_seconds: Seconds = Settings.deadline_base_s
@@ -94,6 +98,7 @@ class FunctionSettings(EnvSettings):
     stall_after_seconds: Seconds = Settings.stall_after_s
     upload_grace_seconds: Seconds = Settings.upload_grace_s
     reconcile_lease_seconds: Timeout = Settings.reconcile_lease_s  # the topology sets the function's timeout
+    reconcile_interval_seconds: Timeout = Settings.reconcile_interval_s  # the schedule's (the topology sets it)
 
     # -- webhooks
     webhook_secret: str | None = None  # the master whsec_... each tenant's signing secret is derived from
@@ -101,6 +106,7 @@ class FunctionSettings(EnvSettings):
     webhook_rotation_window_seconds: Annotated[int, Field(ge=0)] = Settings.webhook_rotation_window_s
     webhook_attempts: Count = RetryPolicy.attempts
     webhook_first_delay: Seconds = RetryPolicy.first_delay
+    webhook_timeout_seconds: Timeout = Settings.webhook_timeout_s
     webhook_lease_seconds: Count = Settings.webhook_lease_seconds
     webhook_resend_window_seconds: Seconds = Settings.webhook_resend_window_s
 
@@ -145,6 +151,12 @@ class FunctionSettings(EnvSettings):
         if value is not None:
             raise ValueError("no longer read: a download's byte cap is IMAGE_MAX_BYTES")
 
+    @field_validator("chunk_max_receive_count")
+    @classmethod
+    def _chunk_deaths_are_the_reconcilers(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError("no longer read: a chunk failing every delivery is put back or ended from its DLQ")
+
     @field_validator("chunk_rows")
     @classmethod
     def _replaced_by_chunk_images(cls, value: str | None) -> None:
@@ -185,9 +197,10 @@ class FunctionSettings(EnvSettings):
                 max_encode_seconds=self.image_max_encode_seconds,
             ),
             max_receive_count=self.max_receive_count,
-            chunk_max_receive_count=self.chunk_max_receive_count,
+            dead_letter_redrives=self.dead_letter_redrives,
             status_page_max_bytes=self.status_page_max_bytes,
             webhook_retry=RetryPolicy(attempts=self.webhook_attempts, first_delay=self.webhook_first_delay),
+            webhook_timeout_s=self.webhook_timeout_seconds,
             output_retention_days=self.output_retention_days,
             webhook_lease_seconds=self.webhook_lease_seconds,
             deadline_base_s=self.request_deadline_seconds,
@@ -196,6 +209,7 @@ class FunctionSettings(EnvSettings):
             upload_grace_s=self.upload_grace_seconds,
             webhook_resend_window_s=self.webhook_resend_window_seconds,
             reconcile_lease_s=self.reconcile_lease_seconds,
+            reconcile_interval_s=self.reconcile_interval_seconds,
         )
 
     def outbound_policy(self) -> OutboundPolicy:

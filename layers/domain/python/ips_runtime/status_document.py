@@ -54,7 +54,8 @@ def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str,
 
 
 def webhook_delivery(stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """How the webhook went, as the catalog stored it (ips.webhook.Delivery's fields)."""
+    """How the webhook is going, as the catalog keeps it (ips.completion.deliver_webhook): every attempt made so
+    far, the last one's answer, when the next is due; null until the first attempt is counted or scheduled."""
     if stored is None:
         return None
     return {
@@ -62,6 +63,8 @@ def webhook_delivery(stored: dict[str, Any] | None) -> dict[str, Any] | None:
         "attempts": int(stored.get("attempts") or 0),
         "lastStatus": stored.get("last_status"),
         "lastError": stored.get("last_error"),
+        "nextAttemptAt": _iso(stored.get("next_attempt_at")),
+        "gaveUp": bool(stored.get("gave_up")),
     }
 
 

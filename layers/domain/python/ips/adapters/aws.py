@@ -144,6 +144,7 @@ BACKLOG_COUNTS = (
 
 class SqsTaskQueue:
     BATCH = 10  # SendMessageBatch's limit
+    MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 
     def __init__(self, client: Any, queue_url: str, *, attempts: int = 5) -> None:
         self._client = client
@@ -154,6 +155,10 @@ class SqsTaskQueue:
         self._client.change_message_visibility(
             QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, math.ceil(seconds))
         )
+
+    def send_after(self, body: str, seconds: float) -> None:
+        delay = min(self.MAX_DELAY_S, max(0, math.ceil(seconds)))
+        self._client.send_message(QueueUrl=self.queue_url, MessageBody=body, DelaySeconds=delay)
 
     def backlog(self) -> int:
         counts = self._client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=list(BACKLOG_COUNTS))

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -16,10 +16,12 @@ from ips.errors import Problem, failure_record
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, Savings
 from ips.options import ImageOptions
 from ips.ports import ProductRecord, RequestRecord, SecretGeneration
+from ips.webhook import RetryPolicy
 
 _INSERT_BATCH = 1000
 _DUPLICATE_KEY = 11000
 _OPEN = {"$nin": [status.value for status in RequestStatus if status.is_final]}
+_FINAL = {"$in": [status.value for status in RequestStatus if status.is_final]}
 
 
 def product_id(request_id: str, row: int) -> str:
@@ -186,34 +188,116 @@ class MongoCatalog:
         )
         return result.modified_count == 1
 
-    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> bool:
+    def extend_deadline(
+        self, request_id: str, deadline_at: datetime, paused_through: datetime, *, was: datetime | None
+    ) -> bool:
         result = self._requests.update_one(
-            {
-                "_id": request_id,
-                "webhook.delivered": {"$ne": True},
-                "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
-            },
-            {"$set": {"webhookClaimUntil": now + timedelta(seconds=lease_seconds)}},
+            {"_id": request_id, "status": _OPEN, "pausedThrough": was},
+            {"$set": {"deadlineAt": deadline_at, "pausedThrough": paused_through}},
         )
         return result.modified_count == 1
 
-    def record_webhook(self, request_id: str, delivery: dict[str, Any]) -> None:
-        self._requests.update_one({"_id": request_id}, {"$set": {"webhook": delivery, "webhookClaimUntil": None}})
+    def claim_webhook(self, request_id: str, lease_seconds: int, now: datetime) -> int | None:
+        document = self._requests.find_one_and_update(
+            {
+                "_id": request_id,
+                **_WEBHOOK_PENDING,
+                "$and": [_unclaimed(now), {"$or": [{"webhook.next_attempt_at": None}, _due("$lte", now)]}],
+            },
+            {"$set": {"webhookClaimUntil": now + timedelta(seconds=lease_seconds)}, "$inc": {"webhook.attempts": 1}},
+            projection={"webhook.attempts": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if document is None else int(document["webhook"]["attempts"])
+
+    def record_webhook(self, request_id: str, outcome: dict[str, Any]) -> None:
+        fields = {f"webhook.{name}": value for name, value in outcome.items()}
+        self._requests.update_one({"_id": request_id}, {"$set": {**fields, "webhookClaimUntil": None}})
+
+    def reschedule_webhook(self, request_id: str, at: datetime, wake: str) -> None:
+        self._requests.update_one(
+            {"_id": request_id, **_WEBHOOK_PENDING},
+            {"$set": {"webhook.next_attempt_at": at, "webhook.wake": wake}},
+        )
 
     def open_requests(self) -> Iterator[RequestRecord]:
         for document in self._requests.find({"status": _OPEN}):
             yield _request_record(document)
 
-    def undelivered_webhooks(self, ended_after: datetime, ended_before: datetime, now: datetime) -> Iterator[str]:
+    def undelivered_webhooks(self, ended_after: datetime, due_before: datetime, now: datetime) -> Iterator[str]:
+        never_attempted = {"webhook.next_attempt_at": None, "completedAt": {"$lt": due_before}}
         query = {
-            "status": {"$in": [status.value for status in RequestStatus if status.is_final]},
-            "completedAt": {"$gte": ended_after, "$lt": ended_before},
+            "status": _FINAL,
+            "completedAt": {"$gte": ended_after},
             "webhookUrl": {"$ne": None},
-            "webhook.delivered": {"$ne": True},
-            "$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}],
+            **_WEBHOOK_PENDING,
+            "$and": [_unclaimed(now), {"$or": [_due("$lt", due_before), never_attempted]}],
         }
         for document in self._requests.find(query, {"_id": True}):
             yield document["_id"]
+
+
+_WEBHOOK_PENDING = {"webhook.delivered": {"$ne": True}, "webhook.gave_up": {"$ne": True}}
+
+
+def _unclaimed(now: datetime) -> dict[str, Any]:
+    return {"$or": [{"webhookClaimUntil": None}, {"webhookClaimUntil": {"$lt": now}}]}
+
+
+def _due(operator: str, moment: datetime) -> dict[str, Any]:
+    return {"webhook.next_attempt_at": {operator: moment}}
+
+
+class MongoRoundLog:
+    """The reconciler's note, one document in `reconciler`."""
+
+    def __init__(self, database: Database) -> None:
+        self._notes = database["reconciler"]
+
+    def last_healthy(self) -> datetime | None:
+        document = self._notes.find_one({"_id": "rounds"})
+        return None if document is None else document.get("lastHealthy")
+
+    def mark_healthy(self, at: datetime) -> None:
+        self._notes.update_one({"_id": "rounds"}, {"$set": {"lastHealthy": at}}, upsert=True)
+
+
+class MongoReceivers:
+    """One document per receiver that failed (`webhookReceivers`): its failures in a row and until when it
+    pauses; a receiver that answers has none."""
+
+    def __init__(self, database: Database) -> None:
+        self._receivers = database["webhookReceivers"]
+
+    def admit(self, receiver: str, now: datetime, probe_s: float) -> datetime | None:
+        document = self._receivers.find_one({"_id": receiver})
+        until = document.get("until") if document is not None else None
+        if until is None:
+            return None
+        if until > now:
+            return until
+        # Its pause is over: one caller takes the attempt that tries it again, the others wait for its answer.
+        probe = now + timedelta(seconds=probe_s)
+        taken = self._receivers.update_one({"_id": receiver, "until": until}, {"$set": {"until": probe}})
+        if taken.modified_count == 1:
+            return None
+        document = self._receivers.find_one({"_id": receiver})
+        return document.get("until") if document is not None else None
+
+    def failed(self, receiver: str, now: datetime, policy: RetryPolicy) -> datetime:
+        document = self._receivers.find_one_and_update(
+            {"_id": receiver},
+            {"$inc": {"failures": 1}, "$setOnInsert": {"until": now}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        failures = int(document["failures"])
+        until = now + timedelta(seconds=policy.delay(failures))
+        self._receivers.update_one({"_id": receiver, "failures": failures}, {"$set": {"until": until}})
+        return until
+
+    def answered(self, receiver: str) -> None:
+        self._receivers.delete_one({"_id": receiver})
 
 
 class MongoSecretGenerations:
@@ -282,4 +366,6 @@ def _request_record(document: dict[str, Any]) -> RequestRecord:
         options=ImageOptions.from_document(document.get("options")),
         savings=Savings(**document["savings"]) if document.get("savings") else None,
         deadline_at=document.get("deadlineAt"),
+        paused_through=document.get("pausedThrough"),
+        webhook_claim_until=document.get("webhookClaimUntil"),
     )

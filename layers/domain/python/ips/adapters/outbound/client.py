@@ -66,8 +66,7 @@ class OutboundClient:
         total_timeout (or `timeout`, when shorter: what the caller's invocation has left). Only a 2xx final
         answer is returned, or a 304 when `validators` made it conditional; anything else raises FetchError
         (429 / 503 with the Retry-After delay)."""
-        limit = self.policy.total_timeout if timeout is None else max(0.001, min(timeout, self.policy.total_timeout))
-        deadline = Deadline(limit)
+        deadline = Deadline(self._limit(timeout))
         token = ACTIVE_DEADLINE.set(deadline)
         try:
             return self._fetch(url, deadline, _conditional_headers(validators))
@@ -75,10 +74,10 @@ class OutboundClient:
             deadline.finish()
             ACTIVE_DEADLINE.reset(token)
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-        """POST once; no redirect is followed (a 3xx is returned as the status). Raises FetchError when
-        refused, timed out or unable to connect."""
-        deadline = Deadline(self.policy.total_timeout)
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float | None = None) -> int:
+        """POST once, within total_timeout (or `timeout`, when shorter: a webhook's); no redirect is followed (a
+        3xx is returned as the status). Raises FetchError when refused, timed out or unable to connect."""
+        deadline = Deadline(self._limit(timeout))
         token = ACTIVE_DEADLINE.set(deadline)
         try:
             target = validate_url(url)
@@ -92,6 +91,10 @@ class OutboundClient:
         finally:
             deadline.finish()
             ACTIVE_DEADLINE.reset(token)
+
+    def _limit(self, timeout: float | None) -> float:
+        """The whole-request limit: the policy's, or the caller's when shorter."""
+        return self.policy.total_timeout if timeout is None else max(0.001, min(timeout, self.policy.total_timeout))
 
     def _fetch(self, url: str, deadline: Deadline, headers: dict[str, str]) -> Fetched:
         current, redirects = url, 0

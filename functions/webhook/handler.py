@@ -1,0 +1,52 @@
+"""SQS webhook queue (one wake-up per invocation) -> at most one signed POST of an ended request's webhook, within
+a short timeout, and the next wake-up on the queue when it is not done (ips.completion.deliver_webhook): the only
+place a webhook is signed and sent. A message that is not a wake-up is logged, counted and removed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ips.completion import Step, deliver_webhook
+from ips.messages import MalformedMessage, parse_task
+from ips.model import WebhookTask
+from ips_runtime.observability import observability
+from ips_runtime.roots import WEBHOOK as root
+
+logger, metrics, tracer = observability("webhook")
+METRICS = {
+    Step.DELIVERED: "WebhooksDelivered",
+    Step.RETRY: "WebhookAttemptsFailed",
+    Step.GAVE_UP: "WebhooksGivenUp",
+}
+
+
+@tracer.capture_method
+def handle_record(record: SqsRecordModel) -> None:
+    try:
+        task = parse_task(record.body)
+    except MalformedMessage as exc:
+        logger.error("malformed message removed", extra={"message_id": record.messageId, "problem": str(exc)})
+        metrics.add_metric("MalformedMessages", MetricUnit.Count, 1)
+        return
+    if not isinstance(task, WebhookTask):
+        logger.error("a task of another queue removed", extra={"message_id": record.messageId})
+        metrics.add_metric("MisroutedMessages", MetricUnit.Count, 1)
+        return
+    logger.set_correlation_id(task.request_id)
+    step = deliver_webhook(task, root())
+    if step in METRICS:
+        metrics.add_metric(METRICS[step], MetricUnit.Count, 1)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
