@@ -37,11 +37,11 @@ PORTS: dict[str, tuple[tuple[str, ...], Callable[[], Exception]]] = {
     "processed": (("put", "put_stream"), lambda: ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")),
     "uploads": (("get_range",), lambda: ClientError({"Error": {"Code": "SlowDown"}}, "GetObject")),
     "catalog": (
-        ("record_image", "add_products", "finalise", "claim_webhook", "record_webhook", "products"),
+        ("record_images", "add_products", "finalise", "claim_webhook", "record_webhook", "products"),
         lambda: AutoReconnect("chaos: MongoDB connection lost"),
     ),
     "ledger": (
-        ("count", "counts", "fail"),
+        ("count_many", "counts", "fail"),
         lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems"),
     ),
     # each chunk's progress (the expand function's resume point, the reconciler's view of what was sent)

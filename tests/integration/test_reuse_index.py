@@ -42,24 +42,42 @@ def test_a_batch_lookup_finds_only_this_tenants_live_entries_for_these_options(m
         entry("tenant-a", "http://images.invalid/b.jpg", options_key="webp-q80"),  # other options
         entry("tenant-a", "http://images.invalid/unasked.jpg"),
     ]
-    for item in [*mine, expired, *others]:
-        index.remember(item)
+    index.remember_many([*mine, expired, *others])
 
     asked = [item.url for item in mine] + [expired.url, "http://images.invalid/never-seen.jpg"]
     found = index.find_by_urls("tenant-a", OPTIONS, asked)
 
     assert found == {item.url: item for item in mine}
-    assert found == {url: hit for url in asked if (hit := index.find_by_url("tenant-a", OPTIONS, url)) is not None}
     assert index.find_by_urls("tenant-c", OPTIONS, asked) == {}
 
 
 def test_remembering_many_at_once_inserts_new_entries_and_replaces_old_ones(mongo_uri: str) -> None:
     index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
     old = entry("tenant-a", "http://images.invalid/a.jpg")
-    index.remember(old)
+    index.remember_many([old])
     newer = replace(old, output_key="tenant-a/copy-of-a", expires_at=NOW + timedelta(days=13))
     fresh = entry("tenant-a", "http://images.invalid/b.jpg")
 
     index.remember_many([newer, fresh])
 
     assert index.find_by_urls("tenant-a", OPTIONS, [old.url, fresh.url]) == {old.url: newer, fresh.url: fresh}
+
+
+def test_a_lookup_by_content_finds_this_tenants_live_entries_one_per_digest(mongo_uri: str) -> None:
+    """Bytes used under several URLs have an entry for each: the lookup answers one entry per digest (the one kept
+    longest), only this tenant's, only for these options, never an expired one."""
+    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
+    index.ensure_indexes()
+    placeholder = entry("tenant-a", "http://images.invalid/p1.jpg")
+    again = replace(placeholder, url="http://images.invalid/p2.jpg", expires_at=NOW + timedelta(days=5))
+    other = entry("tenant-a", "http://images.invalid/q.jpg")
+    expired = entry("tenant-a", "http://images.invalid/old.jpg", expires_in=-timedelta(seconds=1))
+    elsewhere = [
+        replace(other, tenant="tenant-b"),  # another tenant's, same bytes
+        replace(other, url="http://images.invalid/q-webp.jpg", options_key="webp-q80"),  # other options
+    ]
+    index.remember_many([placeholder, again, other, expired, *elsewhere])
+    asked = {placeholder.content_sha256, other.content_sha256, expired.content_sha256, "0" * 64}
+    found = index.find_by_contents("tenant-a", OPTIONS, asked)
+    assert found == {placeholder.content_sha256: again, other.content_sha256: other}
+    assert index.find_by_contents("tenant-c", OPTIONS, asked) == {}

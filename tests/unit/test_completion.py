@@ -15,6 +15,7 @@ from ips.completion import WebhookBusy, complete_request, fail_request, send_web
 from ips.csv_input import ProductRow
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
 from ips.ports import RequestRecord
+from ips.settle import settle
 from ips.tenant_secrets import derive_secret
 from tests.unit.fakes import MASTER_SECRET, Fakes, MemoryPoster
 
@@ -30,8 +31,7 @@ def request_with_images(world: Fakes, *outcomes: ImageOutcome, webhook: str | No
     world.ledger.open(request_id, len(urls))
     for index, outcome in enumerate(outcomes):
         task = ImageTask(request_id, 2, index, urls[index], "salt", "tenant-a")
-        world.catalog.record_image(task, outcome)
-        world.ledger.count(task, outcome.succeeded)
+        settle([(task, outcome)], world.catalog, world.ledger)
     world.quotas.reserve("tenant-a", request_id, len(urls), 100, 100, "2026-12-01")
     return request_id
 

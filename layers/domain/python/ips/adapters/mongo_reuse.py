@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.database import Database
 
 from ips.model import ImageOutcome
@@ -31,27 +31,33 @@ class MongoReuseIndex:
         self._entries.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
         self._entries.create_index([("tenant", ASCENDING), ("optionsKey", ASCENDING), ("contentSha256", ASCENDING)])
 
-    def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
-        return self._find({"_id": entry_id(tenant, options_key, url), "tenant": tenant})
-
     def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
         ids = [entry_id(tenant, options_key, url) for url in urls]
         documents = self._entries.find({"_id": {"$in": ids}, "tenant": tenant, "expiresAt": {"$gt": self._clock()}})
         return {entry.url: entry for entry in map(_entry, documents)}
 
-    def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None:
-        return self._find({"tenant": tenant, "optionsKey": options_key, "contentSha256": content_sha256})
-
-    def remember(self, entry: ReuseEntry) -> None:
-        self._entries.replace_one(_key(entry), _document(entry), upsert=True)
+    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+        # Bytes used under many URLs (a placeholder image) have an entry per URL: the one kept longest is taken,
+        # grouped on the server, so the answer holds one document per digest however many there are.
+        documents = self._entries.aggregate(
+            [
+                {
+                    "$match": {
+                        "tenant": tenant,
+                        "optionsKey": options_key,
+                        "contentSha256": {"$in": list(digests)},
+                        "expiresAt": {"$gt": self._clock()},
+                    }
+                },
+                {"$sort": {"expiresAt": DESCENDING}},
+                {"$group": {"_id": "$contentSha256", "entry": {"$first": "$$ROOT"}}},
+            ]
+        )
+        return {document["_id"]: _entry(document["entry"]) for document in documents}
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
         if entries:
             self._entries.bulk_write([ReplaceOne(_key(entry), _document(entry), upsert=True) for entry in entries])
-
-    def _find(self, query: dict[str, Any]) -> ReuseEntry | None:
-        document = self._entries.find_one({**query, "expiresAt": {"$gt": self._clock()}})
-        return None if document is None else _entry(document)
 
 
 def _key(entry: ReuseEntry) -> dict[str, str]:
