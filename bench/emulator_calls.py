@@ -2,7 +2,7 @@
 
 For each DynamoDB server (the moto-based AWS emulator, `localcloud.aws_emulator`, and DynamoDB Local, persisting
 to disk as the local cloud runs it) it starts the server on a free port, provisions the topology's table, opens
-one request and counts `--calls` images with `DynamoLedger.count` (the process function's conditional
+one request and counts `--calls` images with `DynamoLedger.count_many` (the process function's conditional
 TransactWriteItems), from 1 thread and then from `--threads` threads (the batch pipeline's finishing pool). It
 prints, per call, the server's CPU (from /proc) and the client's wall time. Against the moto emulator it also
 times the other per-image calls: an S3 put of a 20 KB output, an SQS send, and a receive + delete.
@@ -29,6 +29,7 @@ from bench.cpu import process_cpu_seconds
 from infra.topology import TOPOLOGY
 from ips.adapters.dynamodb import DynamoLedger
 from ips.model import ImageTask
+from ips.ports import ImageCount
 from localcloud.cloud import FAKE_CREDENTIALS
 from localcloud.dynamodb_local import dynamodb_local
 from localcloud.provision import provision
@@ -88,9 +89,12 @@ def count_costs(server: ChildServer, url: str, calls: int, threads: int, warmup:
         warm = str(uuid.uuid4())
         ledger.open(warm, warmup + 1)
         for row in range(warmup):  # the JVM's JIT, caches
-            ledger.count(_task(warm, row), succeeded=True)
+            ledger.count_many([ImageCount(_task(warm, row), succeeded=True)])
         results[label] = timed_calls(
-            server.process.pid, calls, width, lambda row, rid=request_id: ledger.count(_task(rid, row), succeeded=True)
+            server.process.pid,
+            calls,
+            width,
+            lambda row, rid=request_id: ledger.count_many([ImageCount(_task(rid, row), succeeded=True)]),
         )
     results["get_item"] = timed_calls(server.process.pid, calls, 1, lambda _: ledger.counts(request_id))
     return results

@@ -31,24 +31,35 @@ IMAGES = 2 * BATCH  # two batches: the first warms the container (its root, its 
 
 
 class ServiceCalls(monitoring.CommandListener):
-    """Counts DynamoDB operations and MongoDB commands while `counting` is set (registered once per session:
-    pymongo has no way to take a global listener out again)."""
+    """Counts AWS operations (by service), the entries of each SendMessageBatch, and MongoDB commands while
+    `counting` is set (registered once per session: pymongo has no way to take a global listener out again)."""
 
     def __init__(self) -> None:
         self.counting = threading.Event()
-        self.dynamodb: Counter[str] = Counter()
+        self.aws: dict[str, Counter[str]] = {}
+        self.batch_entries: list[int] = []
         self.mongodb: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    @property
+    def dynamodb(self) -> Counter[str]:
+        return self.aws.setdefault("dynamodb", Counter())
+
     def reset(self) -> None:
         with self._lock:
-            self.dynamodb.clear()
+            self.aws.clear()
+            self.batch_entries.clear()
             self.mongodb.clear()
 
-    def dynamodb_call(self, model: Any, **_: Any) -> None:
+    def aws_call(self, model: Any, **_: Any) -> None:
         if self.counting.is_set():
             with self._lock:
-                self.dynamodb[model.name] += 1
+                self.aws.setdefault(model.service_model.service_name, Counter())[model.name] += 1
+
+    def sqs_batch(self, params: dict[str, Any], **_: Any) -> None:
+        if self.counting.is_set():
+            with self._lock:
+                self.batch_entries.append(len(params["Entries"]))
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if self.counting.is_set():
@@ -68,10 +79,11 @@ monitoring.register(_CALLS)
 
 @pytest.fixture
 def calls(function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceCalls]:
-    """Every client the functions build from now on reports its DynamoDB calls (the default boto3 session's
+    """Every client the functions build from now on reports its AWS calls (the default boto3 session's
     events are copied into each client it creates)."""
     session = boto3.session.Session()
-    session.events.register("before-call.dynamodb", _CALLS.dynamodb_call)
+    session.events.register("before-call", _CALLS.aws_call)
+    session.events.register("before-parameter-build.sqs.SendMessageBatch", _CALLS.sqs_batch)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
     reset_roots()
     _CALLS.reset()
@@ -149,3 +161,26 @@ def test_a_batch_of_ten_images_sent_again_costs_no_more(
     assert dynamodb.total() / BATCH <= 0.3, dynamodb
     # The reuse index asked by URL (a 304 needs no content lookup), the image records, the reuse entries.
     assert mongodb.total() / BATCH <= 0.3, mongodb
+
+
+def test_a_chunk_of_a_thousand_images_is_one_insert_full_message_batches_and_ten_progress_writes(
+    pipeline: Pipeline, calls: ServiceCalls, image_server: Any
+) -> None:
+    """The fan-out's I/O per chunk (issue 17, item 2): its products in one unordered insert_many, its image
+    messages in SendMessageBatch calls of 10, its progress recorded once per group of 100 messages (10 calls),
+    not per message."""
+    rows = 1000
+    csv_text = HEADER + "".join(f"{row},P{row},{image_server.url}/sk_rocket.jpg\n" for row in range(1, rows + 1))
+    body, headers = multipart(csv_text)
+    status, _ = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
+    assert status == 202
+    calls.reset()
+    calls.counting.set()
+    try:
+        assert pipeline.chunk_runner().poll_once()
+    finally:
+        calls.counting.clear()
+    assert pipeline.queued() == rows
+    assert calls.batch_entries == [10] * (rows // 10)
+    assert calls.mongodb["insert"] == 1
+    assert calls.dynamodb == Counter({"GetItem": 1, "UpdateItem": rows // 100}), calls.dynamodb

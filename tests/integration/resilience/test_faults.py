@@ -78,17 +78,6 @@ def test_a_crash_right_after_a_step_loses_no_count_and_counts_none_twice(
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
 
-def test_a_crash_after_the_s3_put_but_before_the_count(pipeline: Pipeline, image_server, receiver) -> None:
-    request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    adapters, faulty = with_fault("ledger", "count_many", RuntimeError("worker crashed"), times=4)
-    with overriding_roots(adapters):
-        status = settle(pipeline, request_id)
-    assert faulty.remaining <= 0
-    assert (status["succeeded"], status["failed"]) == (3, 1)
-    assert_consistent(pipeline, request_id, status)
-    assert len(receiver.wait(1, timeout=10)) == 1
-
-
 def test_notify_crashing_after_the_csv_before_the_webhook_still_sends_it_once(
     pipeline: Pipeline, image_server, receiver
 ) -> None:
