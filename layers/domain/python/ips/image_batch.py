@@ -142,7 +142,7 @@ def run_batch(
             for number, delivery in enumerate(images[task]):
                 if isinstance(result, Exception):
                     handled[delivery.key] = Handled(task, error=result)
-                else:  # a second delivery of the image in this batch: the first's count
+                else:  # a second delivery of the image in this batch is a duplicate of the first
                     handled[delivery.key] = Handled(task, count=result if number == 0 else DUPLICATE)
     return handled
 
