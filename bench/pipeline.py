@@ -13,7 +13,7 @@ alternate which of the two runs first; the ratio is the median pipeline throughp
 throughput.
 
 For where the time goes, the run wraps (no code changed) the process function's handler (each invocation: wall
-and CPU time, what Lambda bills), the two stages of each image (`prepare_image`, `finish_image`), the engine call
+and CPU time, what Lambda bills), the two stages of each image (`prepare_image`, `store_output`), the engine call
 and the I/O steps inside them: each execution environment (a child process) installs the wrappers when it starts
 (`install_probe`, the local cloud's environment set-up hook) and appends one JSON line per image to a file in
 the round's probe folder, which this process reads. It also reads the CPU time of every process involved."""
@@ -67,7 +67,7 @@ class ImageRecord:
     compress_cpu_s: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # wall seconds per wrapped step
     prepare_s: float = 0.0  # fetch (wait), reuse check, compression: the batch's compression lane
-    finish_s: float = 0.0  # S3 put, reuse record, MongoDB record, count: a finishing thread
+    finish_s: float = 0.0  # the S3 put (a store thread); the batch's record and count are not an image's
 
 
 @dataclass
@@ -85,8 +85,8 @@ class InvocationRecord:
 STAGES = (
     ("ips.processing", "Prefetcher.fetch", "fetch (wait for the download)"),
     ("ips.adapters.aws", "S3BlobStore.put", "store output (S3 put)"),
-    ("ips.adapters.mongo", "MongoCatalog.record_image", "record (MongoDB)"),
-    ("ips.adapters.dynamodb", "DynamoLedger.count", "count (DynamoDB)"),
+    ("ips.adapters.mongo", "MongoCatalog.record_images", "record (MongoDB)"),
+    ("ips.adapters.dynamodb", "DynamoLedger.count_many", "count (DynamoDB)"),
 )
 # Where the image stages are called from: each module's own name for them is wrapped.
 STAGE_CALLERS = ("ips.processing", "ips.image_batch")
@@ -138,7 +138,7 @@ def _image_key(task: Any) -> tuple[Any, ...]:
 @dataclass
 class Probe:
     """Wraps, in an execution environment of the process function: its handler (each invocation), the two
-    stages of an image (`prepare_image`, `finish_image`, which may run in different threads), the engine call
+    stages of an image (`prepare_image`, `store_output`, which may run in different threads), the engine call
     and the I/O steps. A stage's thread carries its image's record while it runs."""
 
     records: list[ImageRecord] = field(default_factory=list)
@@ -164,7 +164,7 @@ class Probe:
                 module = importlib.import_module(module_name)
             except ImportError:
                 continue
-            for name, wrap in (("prepare_image", self._wrap_prepare), ("finish_image", self._wrap_finish)):
+            for name, wrap in (("prepare_image", self._wrap_prepare), ("store_output", self._wrap_finish)):
                 if hasattr(module, name):
                     patches.append((module, name, wrap(getattr(module, name))))
         import ips.processing

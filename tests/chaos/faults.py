@@ -40,11 +40,11 @@ PORTS: dict[str, tuple[tuple[str, ...], Callable[[], Exception]]] = {
     "processed": (("put", "put_stream"), lambda: ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")),
     "uploads": (("get_range",), lambda: ClientError({"Error": {"Code": "SlowDown"}}, "GetObject")),
     "catalog": (
-        ("record_image", "add_products", "finalise", "claim_webhook", "record_webhook", "products"),
+        ("record_images", "add_products", "finalise", "claim_webhook", "record_webhook", "products"),
         lambda: AutoReconnect("chaos: MongoDB connection lost"),
     ),
     "ledger": (
-        ("count", "counts", "fail"),
+        ("count_many", "counts", "fail"),
         lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems"),
     ),
     # each chunk's progress (the expand function's resume point, the reconciler's view of what was sent)
@@ -109,6 +109,8 @@ class Chaos:
                 parts.append(str(arg))
             elif isinstance(arg, Sequence) and arg and hasattr(arg[0], "row"):
                 parts.append(f"rows {arg[0].row}+")  # add_products: the chunk's first row
+            elif isinstance(arg, Sequence) and arg and (tasks := _tasks(arg)):
+                parts.append(" ".join(sorted(task.url for task in tasks)))  # a batch's images (record, count)
         return _REQUEST_ID.sub(lambda match: self._request_name(match.group(0)), "|".join(parts))
 
     def _request_name(self, request_id: str) -> str:
@@ -176,6 +178,12 @@ class FaultyQueue:
         if roll < 2 * self._chaos.rate:
             self._real.send(bodies[: max(1, len(bodies) // 3)])  # duplicates
         return None
+
+
+def _tasks(items: Sequence[Any]) -> list[ImageTask]:
+    """The images of a batch call: record_images' (task, outcome) pairs, count_many's ImageCounts."""
+    tasks = [item[0] if isinstance(item, tuple) and item else getattr(item, "task", None) for item in items]
+    return [task for task in tasks if isinstance(task, ImageTask)]
 
 
 def _what_is_sent(body: str) -> str:

@@ -100,7 +100,7 @@ def test_the_status_function_serves_a_request_without_pillow_or_requests(
     adapters.catalog.add_products(request_id, [ProductRow(2, "7", "Mug", ("http://images.invalid/mug.jpg",))])
     task = ImageTask(request_id, 2, 0, "http://images.invalid/mug.jpg", "salt", tenant)
     done = ImageOutcome(ImageStatus.SUCCEEDED, output_url="http://assets.invalid/assets/x.jpg", input_bytes=900)
-    adapters.catalog.record_image(task, dataclasses.replace(done, output_bytes=300, input_format="JPEG"))
+    adapters.catalog.record_images([(task, dataclasses.replace(done, output_bytes=300, input_format="JPEG"))])
     adapters.uploads.put(f"{request_id}/output.csv", b"S. No.,Product Name\n", "text/csv")
     adapters.catalog.finalise(request_id, RequestStatus.COMPLETED, Counts(1, 1, 0), f"{request_id}/output.csv", created)
     adapters.catalog.record_webhook(

@@ -17,11 +17,13 @@ from ips.csv_input import ProductRow
 from ips.errors import Problem, failure_record
 from ips.expansion import ChunkPorts
 from ips.fetching import Fetched, FetchError
+from ips.image_batch import Delivery, Handled, KnownRequests, run_batch
 from ips.intake import IntakePorts
-from ips.model import NO_SAVINGS, Counts, ImageOutcome, ImageTask, RequestStatus, Savings
+from ips.model import Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.ports import (
     CountResult,
     DeadLetter,
+    ImageCount,
     ObjectChanged,
     PresignedPost,
     ProductRecord,
@@ -174,30 +176,21 @@ class MemoryLease:
 class MemoryReuseIndex:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str, str], ReuseEntry] = {}
-        self.lookups = 0  # lookups by URL (one URL or a batch's)
-        self.writes = 0  # remember calls (one entry or a batch's)
-
-    def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
-        self.lookups += 1
-        return self.entries.get((tenant, options_key, url))
+        self.lookups = 0  # lookups by URL (a batch's)
+        self.content_lookups = 0  # lookups by content hash (a batch's, or part of one)
+        self.writes = 0  # remember_many calls
 
     def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
         self.lookups += 1
         return {url: entry for url in urls if (entry := self.entries.get((tenant, options_key, url))) is not None}
 
-    def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None:
-        return next(
-            (
-                entry
-                for (owner, key, _), entry in self.entries.items()
-                if (owner, key, entry.content_sha256) == (tenant, options_key, content_sha256)
-            ),
-            None,
-        )
-
-    def remember(self, entry: ReuseEntry) -> None:
-        self.writes += 1
-        self.entries[(entry.tenant, entry.options_key, entry.url)] = entry
+    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+        self.content_lookups += 1
+        return {
+            entry.content_sha256: entry
+            for (owner, key, _), entry in self.entries.items()
+            if (owner, key) == (tenant, options_key) and entry.content_sha256 in digests
+        }
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
         self.writes += 1
@@ -229,7 +222,8 @@ class MemoryCatalog:
         self.requests: dict[str, RequestRecord] = {}
         self.rows: dict[str, dict[int, ProductRow]] = {}
         self.images: dict[tuple[str, int, int], ImageOutcome] = {}
-        self.last_errors: dict[tuple[str, int, int], str] = {}
+        self.image_writes = 0  # record_images calls (a batch's images each)
+        self.last_errors: dict[tuple[str, int, int], str] = {}  # a pending image's last failed delivery
 
     def create(self, record: RequestRecord) -> None:
         assert record.request_id not in self.requests
@@ -259,8 +253,13 @@ class MemoryCatalog:
         for product in products:
             rows.setdefault(product.row, product)
 
-    def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
-        return self.images.setdefault((task.request_id, task.row, task.index), outcome)
+    def record_images(self, outcomes: Sequence[tuple[ImageTask, ImageOutcome]]) -> list[ImageOutcome | None]:
+        self.image_writes += 1
+        stored: list[ImageOutcome | None] = []
+        for task, outcome in outcomes:
+            key = (task.request_id, task.row, task.index)
+            stored.append(self.images.setdefault(key, outcome) if self._has_slot(task) else None)
+        return stored
 
     def note_failed_delivery(self, task: ImageTask, reason: str) -> None:
         if (task.request_id, task.row, task.index) not in self.images:
@@ -269,6 +268,13 @@ class MemoryCatalog:
     def last_error(self, task: ImageTask) -> str | None:
         key = (task.request_id, task.row, task.index)
         return None if key in self.images else self.last_errors.get(key)
+
+    def _has_slot(self, task: ImageTask) -> bool:
+        rows = self.rows.get(task.request_id)
+        if not rows:  # the image use case's own tests record images without adding their products
+            return True
+        product = rows.get(task.row)
+        return product is not None and task.index < len(product.image_urls)
 
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
         rows = [
@@ -401,6 +407,7 @@ class MemoryLedger:
     counted: dict[tuple[str, int, int], Savings] = field(default_factory=dict)
     counters: dict[str, Counts] = field(default_factory=dict)
     failed_requests: set[str] = field(default_factory=set)
+    calls: int = 0  # count_many calls (a batch's images each)
 
     def open(self, request_id: str, total: int) -> bool:
         if request_id in self.counters:
@@ -408,7 +415,11 @@ class MemoryLedger:
         self.counters[request_id] = Counts(total, 0, 0, progress_at=0.0)  # it last moved long ago: any stall window
         return True
 
-    def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
+    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
+        self.calls += 1
+        return [self._count(item.task, item.succeeded, item.savings) for item in counts]
+
+    def _count(self, task: ImageTask, succeeded: bool, savings: Savings) -> CountResult:
         key = (task.request_id, task.row, task.index)
         if key in self.counted:
             return CountResult(counted=False, completed=False)
@@ -539,6 +550,10 @@ class Fakes:
     poster: MemoryPoster = field(default_factory=MemoryPoster)
     settings: Settings = field(default_factory=lambda: Settings(asset_base_url="http://assets.invalid"))
     now: datetime = datetime(2026, 12, 1, tzinfo=UTC)
+    known: KnownRequests = field(init=False)  # the process function's container's requests seen
+
+    def __post_init__(self) -> None:
+        self.known = KnownRequests(self.catalog)  # type: ignore[arg-type]
 
     def clock(self) -> datetime:
         return self.now
@@ -546,6 +561,25 @@ class Fakes:
     def processing(self) -> ProcessingPorts:
         reuse = ReusePorts(self.reuse, self.processed, self.clock, self.settings.asset_base_url)
         return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())  # type: ignore[arg-type]
+
+    def open_request(self, request_id: str, total: int = 0, *, tenant: str = "tenant-a") -> None:
+        """A request the images queue's messages can be for: its record and (with `total`) its counter."""
+        record = RequestRecord(request_id, tenant, RequestStatus.PROCESSING, self.now, total, total, None)
+        self.catalog.requests.setdefault(request_id, record)
+        if total:
+            self.ledger.open(request_id, total)
+
+    def run_batch(
+        self, *records: ImageTask | Delivery, receive_count: int = 1, decode_deadline: float | None = None
+    ) -> list[Handled]:
+        """One batch of the images queue, as the process function runs it (a new container each time unless
+        `known` is kept: see KnownRequests); what became of each record, in order."""
+        deliveries = [
+            record if isinstance(record, Delivery) else Delivery(f"m-{n}", record.to_message(), receive_count)
+            for n, record in enumerate(records)
+        ]
+        handled = run_batch(deliveries, self.processing(), self.known, decode_deadline=decode_deadline)
+        return [handled[delivery.key] for delivery in deliveries]
 
     def allowance(self) -> Allowance:
         settings = self.settings

@@ -19,6 +19,7 @@ from ips.fetching import FetchError
 from ips.messages import parse_task
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
 from ips.ports import RequestRecord
+from ips.settle import settle
 from ips.tenant_secrets import derive_secret
 from tests.unit.fakes import MASTER_SECRET, Fakes, MemoryPoster
 
@@ -36,8 +37,7 @@ def request_with_images(
     world.ledger.open(request_id, len(urls))
     for index, outcome in enumerate(outcomes):
         task = ImageTask(request_id, 2, index, urls[index], "salt", tenant)
-        world.catalog.record_image(task, outcome)
-        world.ledger.count(task, outcome.succeeded)
+        settle([(task, outcome)], world.catalog, world.ledger)
     world.quotas.reserve(tenant, request_id, len(urls), 100, 100, "2026-12-01")
     return request_id
 

@@ -15,10 +15,11 @@ from PIL import Image
 
 from ips.context import Settings
 from ips.encode_cost import MAX_SIDE, plan_encode
+from ips.image_batch import Delivery, run_batch
 from ips.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
 from ips.model import ImageStatus, ImageTask
 from ips.options import ImageOptions, OutputFormat
-from ips.processing import RetryLater, process_image
+from ips.processing import ProcessingPorts, RetryLater
 from ips.quotas import ImageQuota, work_units
 from tests.unit.fakes import Fakes, MemoryFetcher
 
@@ -38,6 +39,23 @@ def task(options: ImageOptions, index: int = 0, request_id: str = "req-1") -> Im
 
 def estimate(width: int, height: int, options: ImageOptions, alpha: bool = False) -> float:
     return plan_encode((width, height), options, alpha=alpha, max_seconds=float("inf")).seconds
+
+
+def process(
+    fakes: Fakes,
+    image: ImageTask,
+    *,
+    final_attempt: bool,
+    deadline: float | None = None,
+    ports: ProcessingPorts | None = None,
+) -> None:
+    """The image as the process function runs it: a batch of one (its last delivery when `final_attempt`),
+    raising what its record would be retried for."""
+    fakes.open_request(image.request_id)
+    delivery = Delivery("m-0", image.to_message(), 5 if final_attempt else 1)
+    handled = run_batch([delivery], ports or fakes.processing(), fakes.known, decode_deadline=deadline)["m-0"]
+    if handled.error is not None:
+        raise handled.error
 
 
 # --- the invocation's time ----------------------------------------------------------------------------------
@@ -65,9 +83,9 @@ def test_no_time_for_the_encode_is_retried_then_fails_with_a_code_on_the_last_de
     fakes = Fakes(MemoryFetcher({URL: png(3266, 2450)}))
     soon = time.monotonic() + 5  # a third of the estimate
     with pytest.raises(RetryLater, match="TOO_COSTLY"):
-        process_image(task(AVIF_95), fakes.processing(), final_attempt=False, deadline=soon)
+        process(fakes, task(AVIF_95), final_attempt=False, deadline=soon)
     assert fakes.catalog.images == {} and fakes.ledger.counted == {}  # nothing recorded: a fresh delivery may fit
-    process_image(task(AVIF_95), fakes.processing(), final_attempt=True, deadline=time.monotonic() + 5)
+    process(fakes, task(AVIF_95), final_attempt=True, deadline=time.monotonic() + 5)
     [failed] = fakes.catalog.images.values()
     assert (failed.status, failed.error_code) == (ImageStatus.FAILED, "TOO_COSTLY")
     assert list(fakes.ledger.counted) == [("req-1", 2, 0)]
@@ -104,7 +122,7 @@ def test_the_cap_is_a_setting_and_a_lower_quality_or_a_smaller_box_fits_under_it
 def test_an_image_over_the_cap_fails_on_its_first_delivery() -> None:
     fakes = Fakes(MemoryFetcher({URL: png(2000, 2000)}))
     ports = dataclasses.replace(fakes.processing(), image_limits=ImageLimits(max_encode_seconds=2.0))
-    process_image(task(AVIF_95), ports, final_attempt=False)
+    process(fakes, task(AVIF_95), final_attempt=False, ports=ports)
     [failed] = fakes.catalog.images.values()
     assert (failed.status, failed.error_code) == (ImageStatus.FAILED, "TOO_COSTLY")
 
@@ -143,7 +161,7 @@ def test_an_output_its_format_cannot_hold_fails_at_once_with_a_code(fmt: OutputF
     assert "maxWidth/maxHeight" in caught.value.message
     # Through the use case: failed on the first delivery, not retried as a crash and ended INTERNAL_ERROR.
     fakes = Fakes(MemoryFetcher({URL: png(*size)}))
-    process_image(task(options), fakes.processing(), final_attempt=False)
+    process(fakes, task(options), final_attempt=False)
     [failed] = fakes.catalog.images.values()
     assert (failed.status, failed.error_code) == (ImageStatus.FAILED, "UNSUPPORTED_DIMENSIONS")
 
@@ -185,8 +203,8 @@ def test_a_heavy_images_work_is_charged_once_and_counts_against_later_requests()
     units = work_units(estimate(2000, 2000, AVIF_95))
     assert units == 5  # 4 MP of AVIF at quality 95: about 8.4 s of CPU, 2 s an image
     allowance.reserve("tenant-a", "req-1", 1)  # its image was reserved at intake, as one
-    process_image(task(AVIF_95), fakes.processing(), final_attempt=False)
-    process_image(task(AVIF_95), fakes.processing(), final_attempt=False)  # a redelivery charges nothing more
+    process(fakes, task(AVIF_95), final_attempt=False)
+    process(fakes, task(AVIF_95), final_attempt=False)  # a redelivery charges nothing more
     assert fakes.catalog.images[("req-1", 2, 0)].status is ImageStatus.SUCCEEDED
     assert fakes.quotas.usage("tenant-a", "2026-12-01") == (units, 1)
     # The work counts against the day's quota: 15 more images fit, 16 do not.
@@ -198,7 +216,7 @@ def test_a_heavy_images_work_is_charged_once_and_counts_against_later_requests()
 def test_a_light_image_counts_as_the_one_reserved_at_intake() -> None:
     fakes = quota_fakes(20, png(2000, 2000))
     fakes.allowance().reserve("tenant-a", "req-1", 1)
-    process_image(task(ImageOptions(format=OutputFormat.JPEG, quality=95)), fakes.processing(), final_attempt=False)
+    process(fakes, task(ImageOptions(format=OutputFormat.JPEG, quality=95)), final_attempt=False)
     assert fakes.catalog.images[("req-1", 2, 0)].status is ImageStatus.SUCCEEDED
     assert fakes.quotas.usage("tenant-a", "2026-12-01") == (1, 1) and fakes.quotas.charged == {}
 
@@ -206,12 +224,12 @@ def test_a_light_image_counts_as_the_one_reserved_at_intake() -> None:
 def test_an_image_whose_work_would_pass_the_quota_fails_undecoded_and_charges_nothing() -> None:
     fakes = quota_fakes(4, png(2000, 2000))
     fakes.allowance().reserve("tenant-a", "req-1", 2)
-    process_image(task(AVIF_95), fakes.processing(), final_attempt=False)  # 4 more would make 6 of 4
+    process(fakes, task(AVIF_95), final_attempt=False)  # 4 more would make 6 of 4
     failed = fakes.catalog.images[("req-1", 2, 0)]
     assert (failed.status, failed.error_code) == (ImageStatus.FAILED, "IMAGE_QUOTA_EXCEEDED")
     assert "quota of 4 images a day" in (failed.error_message or "")
     assert fakes.quotas.charged == {} and fakes.processed.objects == {}
     # A light image of the same request still goes through: it was reserved at intake.
     jpeg = ImageOptions(format=OutputFormat.JPEG)
-    process_image(task(jpeg, index=1), fakes.processing(), final_attempt=False)
+    process(fakes, task(jpeg, index=1), final_attempt=False)
     assert fakes.catalog.images[("req-1", 2, 1)].status is ImageStatus.SUCCEEDED

@@ -1,20 +1,26 @@
-"""ips.image_batch over in-memory ports and the real engine: each image's result is its own, the compressed and
-not yet finished images are bounded, and the same image twice in a batch is never finished twice at once."""
+"""The batch rules of ips.image_batch.run_batch over in-memory ports and the real engine: a batch is one unit of
+I/O (one catalog write, one ledger call), each record is told what became of it alone, the same image twice is
+processed and counted once, and a crash between the steps (after the puts, after the catalog write, after the
+count) never loses a count or counts one twice."""
 
 from __future__ import annotations
 
 import io
 import threading
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from ips.image_batch import BatchImage, ImageBatch
-from ips.model import ImageStatus, ImageTask
-from ips.processing import Prefetcher, RetryLater
+from ips.fetching import TIMEOUT, FetchError
+from ips.image_batch import STORE_IN_FLIGHT, Delivery, Removed
+from ips.model import ChunkTask, ImageStatus, ImageTask
+from ips.processing import RetryLater
+from ips.settle import DUPLICATE
 from tests.unit.fakes import Fakes, MemoryBlobStore, MemoryFetcher
 
 BASE = "http://images.invalid"
+REQUEST = "req"
 
 
 def png(shade: int) -> bytes:
@@ -23,9 +29,14 @@ def png(shade: int) -> bytes:
     return buffer.getvalue()
 
 
-def image(number: int, *, name: str | None = None, final_attempt: bool = False) -> BatchImage:
-    task = ImageTask("req", 2 + number, 0, f"{BASE}/{name or number}.png", "salt")
-    return BatchImage(f"message-{number}", task, final_attempt)
+def image(number: int, *, name: str | None = None) -> ImageTask:
+    return ImageTask(REQUEST, 2 + number, 0, f"{BASE}/{name or number}.png", "salt", "tenant-a")
+
+
+def serving(count: int, **fakes: Any) -> Fakes:
+    world = Fakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in range(count)}), **fakes)
+    world.open_request(REQUEST, total=count)
+    return world
 
 
 class CountingStore(MemoryBlobStore):
@@ -50,33 +61,55 @@ class CountingStore(MemoryBlobStore):
                 self.in_progress -= 1
 
 
-def run_batch(fakes: Fakes, images: list[BatchImage], *, in_flight: int = 4) -> dict[str, object]:
-    ports = fakes.processing()
-    prefetcher = Prefetcher(ports, len(images))
-    prefetcher.start(batch_image.task for batch_image in images)
-    batch = ImageBatch(ports, prefetcher, in_flight=in_flight)
-    batch.start(images)
-    results: dict[str, object] = {}
-    try:
-        for batch_image in images:  # as BatchProcessor calls the record handlers: one after another, in order
-            try:
-                results[batch_image.key] = batch.result(batch_image)
-            except Exception as exc:
-                results[batch_image.key] = exc
-    finally:
-        batch.close()
-        prefetcher.close()
-    return results
+class FailingOnce:
+    """Wraps a port: `method` raises `error` on its first call, before (`after=False`) or after doing its work."""
+
+    def __init__(self, real: Any, method: str, error: Exception, *, after: bool = False) -> None:
+        self._real, self._method, self._error, self._after = real, method, error, after
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._real, name)
+        if name != self._method or self.failed:
+            return attribute
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            self.failed = True
+            if self._after:
+                attribute(*args, **kwargs)
+            raise self._error
+
+        return failing
 
 
-def test_each_image_gets_its_own_result_and_a_transient_failure_stays_with_its_record() -> None:
-    fakes = Fakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in (0, 2, 3)}))
+def test_a_batch_is_recorded_in_one_catalog_write_and_counted_in_one_ledger_call() -> None:
+    """GIVEN ten images of one request WHEN their batch runs THEN each is stored, recorded and counted, with one
+    catalog write and one ledger call for all ten, one reuse-index lookup by URL and one write of their entries."""
+    fakes = serving(10)
+    results = fakes.run_batch(*(image(n) for n in range(10)))
+    assert all(result.count is not None and result.count.counted for result in results)
+    assert results[-1].count is not None and results[-1].count.completed  # its last image: the request is done
+    assert len(fakes.processed.objects) == 10 and len(fakes.ledger.counted) == 10
+    assert (fakes.catalog.image_writes, fakes.ledger.calls) == (1, 1)
+    assert (fakes.reuse.lookups, fakes.reuse.writes) == (1, 1)  # by content: tests/unit/test_reuse.py
+
+
+def test_each_record_gets_its_own_result_and_a_transient_failure_stays_with_its_record() -> None:
+    """GIVEN a batch where one source times out and one is missing WHEN it runs THEN the timed-out record alone
+    is to be retried, the missing one fails for good (a result for its record), the rest are counted."""
+    fakes = serving(4)
     transient = image(1, name="flaky")
-    fakes.fetcher.fetch = _failing_for(fakes.fetcher.fetch, transient.task.url)  # type: ignore[method-assign]
-    images = [image(0), transient, image(2), image(3), image(4, name="missing")]
-    results = run_batch(fakes, images)
-    assert isinstance(results[transient.key], RetryLater)
-    assert all(results[i.key].counted for i in images if i is not transient)  # type: ignore[attr-defined]
+    fetch = fakes.fetcher.fetch
+
+    def fetching(url: str, *args: Any, **kwargs: Any) -> Any:
+        if url == transient.url:
+            raise FetchError(TIMEOUT, "the source did not answer in time", permanent=False)
+        return fetch(url, *args, **kwargs)
+
+    fakes.fetcher.fetch = fetching  # type: ignore[method-assign]
+    results = fakes.run_batch(image(0), transient, image(2), image(3), image(4, name="missing"))
+    assert isinstance(results[1].error, RetryLater)
+    assert all(result.count is not None and result.count.counted for n, result in enumerate(results) if n != 1)
     states = {key[1]: outcome.status for key, outcome in fakes.catalog.images.items()}
     assert states == {
         2: ImageStatus.SUCCEEDED,
@@ -84,52 +117,113 @@ def test_each_image_gets_its_own_result_and_a_transient_failure_stays_with_its_r
         5: ImageStatus.SUCCEEDED,
         6: ImageStatus.FAILED,
     }
-    assert set(fakes.ledger.counted) == {("req", row, 0) for row in (2, 4, 5, 6)}
+    assert set(fakes.ledger.counted) == {(REQUEST, row, 0) for row in (2, 4, 5, 6)}
 
 
-def test_the_same_failure_on_the_final_attempt_fails_the_image_with_its_reason() -> None:
-    fakes = Fakes(fetcher=MemoryFetcher({}))
-    last = image(1, name="flaky", final_attempt=True)
-    fakes.fetcher.fetch = _failing_for(fakes.fetcher.fetch, last.task.url)  # type: ignore[method-assign]
-    assert run_batch(fakes, [last])[last.key].counted  # type: ignore[attr-defined]
-    [outcome] = fakes.catalog.images.values()
-    assert (outcome.status, outcome.error_code) == (ImageStatus.FAILED, "TIMEOUT")
+def test_the_same_image_twice_in_a_batch_is_processed_and_counted_once() -> None:
+    """GIVEN a batch holding the same image twice (a duplicate delivery) WHEN it runs THEN it is fetched,
+    compressed and stored once, counted once: the first record counted, the second a duplicate."""
+    fakes = serving(1)
+    first, again = fakes.run_batch(image(0), Delivery("again", image(0).to_message(), 1))
+    assert first.count is not None and first.count.counted
+    assert again.count == DUPLICATE
+    assert fakes.fetcher.requests == [image(0).url] and len(fakes.ledger.counted) == 1
 
 
-def test_no_more_than_in_flight_images_wait_to_be_finished() -> None:
+def test_a_duplicate_on_its_last_delivery_gives_the_image_the_last_deliverys_rules() -> None:
+    """GIVEN the same image twice in a batch, one copy on its last delivery, its source failing transiently WHEN
+    the batch runs THEN the image fails with its reason (not retried into the dead-letter queue) and counts once."""
+    fakes = serving(0)
+    fakes.open_request(REQUEST, total=1)
+    fakes.fetcher.fetch = lambda url, *a, **k: (_ for _ in ()).throw(FetchError(TIMEOUT, "slow", permanent=False))  # type: ignore[method-assign]
+    early, last = fakes.run_batch(
+        Delivery("early", image(0).to_message(), 1), Delivery("last", image(0).to_message(), 5)
+    )
+    assert early.count is not None and early.count.counted and last.count == DUPLICATE
+    [failed] = fakes.catalog.images.values()
+    assert failed.error_code == TIMEOUT and "gave up after 5 attempts" in (failed.error_message or "")
+
+
+def test_poison_records_are_removed_alone_and_the_rest_of_the_batch_goes_on() -> None:
+    """GIVEN a batch with a malformed body, a chunk and an image of a request that does not exist beside a good
+    image WHEN it runs THEN those three are removed (each with its reason) and the good one is counted."""
+    fakes = serving(1)
+    from ips.csv_input import Chunk, Columns
+
+    chunk = ChunkTask(REQUEST, "k", Columns(0, 1, 2, 3, True), Chunk(0, 10, 2, 1, 1), "salt")
+    stranger = ImageTask("no-such-request", 2, 0, f"{BASE}/0.png", "salt")
+    results = fakes.run_batch(Delivery("bad", "{not json", 1), chunk, stranger, image(0))  # type: ignore[arg-type]
+    assert [result.removed for result in results] == [
+        Removed.MALFORMED,
+        Removed.MISROUTED,
+        Removed.UNKNOWN_REQUEST,
+        None,
+    ]
+    assert "body" in results[0].problem or results[0].problem
+    assert results[3].count is not None and results[3].count.counted
+
+
+def test_a_request_looked_up_once_is_not_looked_up_again_by_the_containers_next_batch() -> None:
+    """GIVEN a container that processed a batch of a request WHEN its next batch holds the same request THEN the
+    catalog is not asked for it again (a request never stops existing while it has image messages)."""
+    fakes = serving(2)
+    asked: list[str] = []
+    get = fakes.catalog.get
+    fakes.catalog.get = lambda request_id: asked.append(request_id) or get(request_id)  # type: ignore[method-assign]
+    fakes.run_batch(image(0))
+    fakes.run_batch(image(1))
+    assert asked == [REQUEST]
+
+
+def test_a_request_that_cannot_be_looked_up_has_its_records_retried_not_removed() -> None:
+    fakes = serving(1)
+    fakes.catalog.get = lambda request_id: (_ for _ in ()).throw(ConnectionError("MongoDB unreachable"))  # type: ignore[method-assign]
+    [result] = fakes.run_batch(image(0))
+    assert isinstance(result.error, ConnectionError) and result.removed is None and fakes.ledger.counted == {}
+
+
+def test_a_failed_put_fails_its_own_record_and_the_others_are_settled() -> None:
+    fakes = serving(3)
+    fakes.processed = FailingOnce(fakes.processed, "put", ConnectionError("S3 refused"))  # type: ignore[assignment]
+    results = fakes.run_batch(*(image(n) for n in range(3)))
+    assert [result.error is not None for result in results].count(True) == 1
+    assert len(fakes.ledger.counted) == 2
+    fakes.run_batch(*(image(n) for n in range(3)))  # the redelivery of the failed one (and duplicates)
+    assert len(fakes.ledger.counted) == 3 and fakes.ledger.counters[REQUEST].done == 3
+
+
+@pytest.mark.parametrize(
+    ("port", "method"),
+    [("catalog", "record_images"), ("ledger", "count_many")],
+    ids=["crash-after-the-catalog-write", "crash-after-the-count"],
+)
+def test_a_crash_after_a_step_fails_the_batch_and_its_redelivery_counts_each_image_exactly_once(
+    port: str, method: str
+) -> None:
+    """GIVEN a batch whose catalog write (or count) went through and then crashed WHEN the batch is redelivered
+    THEN every image is counted exactly once: none lost (the crash after the write), none twice (after the count)."""
+    fakes = serving(4)
+    setattr(fakes, port, FailingOnce(getattr(fakes, port), method, RuntimeError("crashed"), after=True))
+    first = fakes.run_batch(*(image(n) for n in range(4)))
+    assert all(isinstance(result.error, RuntimeError) for result in first)
+    again = fakes.run_batch(*(image(n) for n in range(4)))
+    assert all(result.error is None for result in again)
+    counts = fakes.ledger.counters[REQUEST]
+    assert (counts.done, len(fakes.ledger.counted)) == (4, 4)
+    assert [result.count.counted for result in again if result.count] == [port == "catalog"] * 4
+
+
+def test_no_more_than_store_in_flight_outputs_wait_for_their_puts() -> None:
     store = CountingStore()
-    fakes = Fakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in range(8)}), processed=store)
-    images = [image(n) for n in range(8)]
-    finished = threading.Thread(target=lambda: results.update(run_batch(fakes, images, in_flight=3)))
-    results: dict[str, object] = {}
-    finished.start()
-    _wait_for(lambda: store.in_progress == 3)
+    fakes = serving(8, processed=store)
+    results: list[Any] = []
+    running = threading.Thread(target=lambda: results.extend(fakes.run_batch(*(image(n) for n in range(8)))))
+    running.start()
+    _wait_for(lambda: store.in_progress == STORE_IN_FLIGHT)
     store.release.set()
-    finished.join(30)
-    assert store.most_at_once == 3
+    running.join(30)
+    assert store.most_at_once == STORE_IN_FLIGHT
     assert len(fakes.ledger.counted) == 8 and len(store.objects) == 8
-
-
-def test_the_same_image_twice_in_a_batch_is_finished_one_after_the_other() -> None:
-    store = CountingStore()
-    store.release.set()
-    fakes = Fakes(fetcher=MemoryFetcher({f"{BASE}/0.png": png(0)}), processed=store)
-    first = image(0)
-    again = BatchImage("message-again", first.task, final_attempt=False)
-    results = run_batch(fakes, [first, again])
-    assert results[first.key].counted and not results[again.key].counted  # type: ignore[attr-defined]
-    assert store.most_at_once == 1
-
-
-def _failing_for(fetch, url: str):  # type: ignore[no-untyped-def]
-    from ips.fetching import TIMEOUT, FetchError
-
-    def fetching(target: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        if target == url:
-            raise FetchError(TIMEOUT, "the source did not answer in time", permanent=False)
-        return fetch(target, *args, **kwargs)
-
-    return fetching
 
 
 def _wait_for(condition, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]

@@ -76,13 +76,19 @@ def test_no_time_left_means_no_fetch_starts(trickling: LoopbackServer) -> None:
         prefetcher.close()
 
 
-def test_the_process_function_fetches_a_whole_batch_at_once() -> None:
-    """One download in flight per image of the batch (it was 8 for batches of 10: two rounds of slow sources)."""
-    from functions.process import handler
+def test_a_batch_fetches_all_its_images_at_once() -> None:
+    """One download in flight per image of the batch (it was 8 for batches of 10: two rounds of slow sources):
+    every fetch waits until all ten are in flight, which fewer threads could never reach."""
+    from ips.fetching import Fetched
 
-    records = [
-        {"messageId": str(n), "body": ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg", "salt").to_message()}
-        for n in range(10)
-    ]
-    records.append({"messageId": "bad", "body": "{not json"})
-    assert len(handler._batch_images(records, lambda request_id: True, max_receive_count=5)) == 10
+    together = threading.Barrier(10, timeout=20)
+
+    class AllAtOnce:
+        def fetch(self, url: str, validators: object = None, timeout: float | None = None) -> Fetched:
+            together.wait()
+            return Fetched(b"not an image", "image/png", url, 200, None)
+
+    fakes = Fakes(AllAtOnce())  # type: ignore[arg-type]
+    fakes.open_request("r")
+    results = fakes.run_batch(*(ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg", "salt") for n in range(10)))
+    assert all(result.count is not None for result in results)  # each fetched, and failed NOT_AN_IMAGE

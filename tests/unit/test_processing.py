@@ -1,5 +1,6 @@
-"""The image use case (ips.processing) over in-memory ports: each image ends in one terminal state, counted once;
-transient problems are retried until the last delivery, permanent ones fail with their reason."""
+"""One image's rules (ips.processing, through the batch that runs it) over in-memory ports: each image ends in one
+terminal state, counted once; transient problems are retried until the last delivery, permanent ones fail with
+their reason."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from ips.fetching import FetchError
 from ips.model import ImageStatus, ImageTask
-from ips.processing import RetryLater, process_image
+from ips.processing import RetryLater
 from tests.unit.fakes import Fakes, MemoryFetcher
 
 URL = "http://images.invalid/mug.png"
@@ -24,6 +25,12 @@ def png() -> bytes:
 
 def task(url: str = URL, index: int = 0) -> ImageTask:
     return ImageTask("req-1", 2, index, url, "salt", "tenant-a")
+
+
+def fakes_serving(fetcher: MemoryFetcher) -> Fakes:
+    fakes = Fakes(fetcher)
+    fakes.open_request("req-1")
+    return fakes
 
 
 class Flaky(MemoryFetcher):
@@ -41,10 +48,11 @@ class Flaky(MemoryFetcher):
 
 
 def test_an_image_is_compressed_stored_recorded_and_counted_once() -> None:
-    fakes = Fakes(MemoryFetcher({URL: png()}))
-    first = process_image(task(), fakes.processing(), final_attempt=False)
-    again = process_image(task(), fakes.processing(), final_attempt=False)  # a redelivery
-    assert (first.counted, again.counted) == (True, False)
+    fakes = fakes_serving(MemoryFetcher({URL: png()}))
+    [first] = fakes.run_batch(task())
+    [again] = fakes.run_batch(task())  # a redelivery
+    assert first.count is not None and again.count is not None
+    assert (first.count.counted, again.count.counted) == (True, False)
     stored = fakes.catalog.images[("req-1", 2, 0)]
     assert stored.status is ImageStatus.SUCCEEDED and stored.output_url == f"http://assets.invalid/{task().output_key}"
     data, content_type = fakes.processed.objects[task().output_key]
@@ -54,9 +62,8 @@ def test_an_image_is_compressed_stored_recorded_and_counted_once() -> None:
 
 
 def test_a_permanent_problem_fails_the_image_with_its_reason() -> None:
-    fakes = Fakes(MemoryFetcher({"http://images.invalid/text.png": b"not an image at all"}))
-    process_image(task(), fakes.processing(), final_attempt=False)  # 404: not served
-    process_image(task("http://images.invalid/text.png", 1), fakes.processing(), final_attempt=False)
+    fakes = fakes_serving(MemoryFetcher({"http://images.invalid/text.png": b"not an image at all"}))
+    fakes.run_batch(task(), task("http://images.invalid/text.png", 1))  # a 404 (not served), and text
     missing, text = (fakes.catalog.images[("req-1", 2, index)] for index in (0, 1))
     assert (missing.status, missing.error_code) == (ImageStatus.FAILED, "HTTP_STATUS")
     assert (text.status, text.error_code) == (ImageStatus.FAILED, "NOT_AN_IMAGE")
@@ -65,11 +72,12 @@ def test_a_permanent_problem_fails_the_image_with_its_reason() -> None:
 
 
 def test_a_transient_problem_is_retried_with_the_sources_delay_then_fails_on_the_last_delivery() -> None:
-    fakes = Fakes(Flaky({URL: png()}, times=5))
-    with pytest.raises(RetryLater) as retry:
-        process_image(task(), fakes.processing(), final_attempt=False)
-    assert retry.value.delay_s == 7.0 and fakes.catalog.images == {} and fakes.ledger.counted == {}
-    process_image(task(), fakes.processing(), final_attempt=True)
+    fakes = fakes_serving(Flaky({URL: png()}, times=5))
+    [retried] = fakes.run_batch(task())
+    assert isinstance(retried.error, RetryLater) and retried.error.delay_s == 7.0
+    assert fakes.catalog.images == {} and fakes.ledger.counted == {}
+    [last] = fakes.run_batch(task(), receive_count=5)
+    assert last.count is not None and last.count.counted
     [failed] = fakes.catalog.images.values()
     assert failed.error_code == "HTTP_STATUS" and "gave up after 5 attempts" in (failed.error_message or "")
 
@@ -81,9 +89,25 @@ def test_a_codec_crash_is_retried_and_fails_as_internal_error_on_the_last_delive
         raise MemoryError
 
     monkeypatch.setattr(ips.processing, "compress_image", crash)
-    fakes = Fakes(MemoryFetcher({URL: png()}))
-    with pytest.raises(MemoryError):
-        process_image(task(), fakes.processing(), final_attempt=False)
-    process_image(task(), fakes.processing(), final_attempt=True)
+    fakes = fakes_serving(MemoryFetcher({URL: png()}))
+    [retried] = fakes.run_batch(task())
+    assert isinstance(retried.error, MemoryError) and fakes.catalog.images == {}
+    fakes.run_batch(task(), receive_count=5)
     [failed] = fakes.catalog.images.values()
     assert (failed.error_code, failed.error_message) == ("INTERNAL_ERROR", "processing failed: MemoryError")
+
+
+@pytest.mark.parametrize("receive_count", [1, 5])
+def test_a_message_for_an_image_its_request_does_not_have_is_retried_not_counted(receive_count: int) -> None:
+    """GIVEN a request whose products are known WHEN a message names a row it does not have THEN its record fails
+    (it is retried, and the reconciler drops it once dead-lettered) and nothing is counted."""
+    from ips.csv_input import ProductRow
+
+    fakes = fakes_serving(MemoryFetcher({URL: png()}))
+    fakes.catalog.add_products("req-1", [ProductRow(2, "1", "Mug", (URL,))])
+    [good, unknown] = fakes.run_batch(
+        task(), ImageTask("req-1", 9, 0, URL, "salt", "tenant-a"), receive_count=receive_count
+    )
+    assert good.count is not None and good.count.counted
+    assert isinstance(unknown.error, LookupError)
+    assert list(fakes.ledger.counted) == [("req-1", 2, 0)]

@@ -19,6 +19,7 @@ from ips.intake import accept_csv, create_upload, incoming_key
 from ips.messages import parse_task, redrive_count, redriven
 from ips.model import ChunkTask, ImageOutcome, ImageTask, RequestStatus, WebhookTask
 from ips.reconcile import reconcile
+from ips.settle import settle
 from tests.unit.fakes import Fakes, MemoryPoster, refuse_nothing
 
 CSV = b'S. No.,Product Name,Input Image Urls\n1,Mug,"http://images.invalid/a.jpg,http://images.invalid/b.jpg"\n'
@@ -46,8 +47,7 @@ def ended(world: Fakes, request_id: str) -> None:
     for body in world.queue.sent:
         task = parse_task(body)
         assert isinstance(task, ImageTask)
-        world.catalog.record_image(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))
-        world.ledger.count(task, succeeded=False)
+        settle([(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))], world.catalog, world.ledger)
     complete_request(request_id, world.completion())
 
 

@@ -16,7 +16,7 @@ from ips.errors import InvalidInput
 from ips.intake import accept_csv
 from ips.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
 from ips.ports import RequestRecord
-from ips.processing import process_image
+from ips.settle import settle
 from ips_runtime.status_document import webhook_delivery
 from tests.unit.fakes import Fakes
 
@@ -61,8 +61,7 @@ def test_the_status_documents_webhook_last_error_names_no_address(client: Outbou
     )
     world.ledger.open("req-1", 1)
     task = ImageTask("req-1", 2, 0, "http://images.invalid/a.jpg", "salt", "tenant-a")
-    world.catalog.record_image(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))
-    world.ledger.count(task, False)
+    settle([(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))], world.catalog, world.ledger)
     complete_request("req-1", world.completion())
     deliver_webhook(WebhookTask("req-1"), world.webhooks())  # the webhook function's attempt, from its queue
     record = world.catalog.get("req-1")
@@ -78,7 +77,8 @@ def test_an_image_urls_refusal_names_no_address(client: OutboundClient) -> None:
     # Image URLs get the same rule: the message is the image's failure reason in the status document.
     world = Fakes(fetcher=client)  # type: ignore[arg-type]
     task = ImageTask("req-1", 2, 0, "http://cdn.internal.test/a.jpg", "salt", "tenant-a")
-    process_image(task, world.processing(), final_attempt=False)
+    world.open_request("req-1")
+    world.run_batch(task)
     failed = world.catalog.images[("req-1", 2, 0)]
     assert (failed.status, failed.error_code) == (ImageStatus.FAILED, "ADDRESS_REFUSED")
     assert_explained(failed.error_message or "", "cdn.internal.test")

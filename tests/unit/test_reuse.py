@@ -9,10 +9,9 @@ import pytest
 from PIL import Image
 
 import ips.processing
-from ips.image_batch import BatchImage, ImageBatch
 from ips.model import ImageTask
 from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
-from ips.processing import Prefetcher, process_image
+from ips.reuse import ContentMatches
 from tests.unit.fakes import Fakes, MemoryFetcher
 
 URL = "http://images.invalid/a.png"
@@ -52,7 +51,9 @@ def key(request_id: str, **options: object) -> str:
 
 
 def run(fakes: Fakes, request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object) -> None:
-    process_image(task_of(request_id, tenant=tenant, url=url, **options), fakes.processing(), final_attempt=False)
+    fakes.open_request(request_id, tenant=tenant)
+    [handled] = fakes.run_batch(task_of(request_id, tenant=tenant, url=url, **options))
+    assert handled.count is not None, handled.error
 
 
 def outcome(fakes: Fakes, request_id: str):  # type: ignore[no-untyped-def]
@@ -123,59 +124,50 @@ def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compre
 
 
 def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, compressions: list[bytes]) -> None:
-    task = task_of("req-1")
-    ports = fakes.processing()
-    fetch = lambda t: ips.processing.fetch_source(t, ports)  # noqa: E731
-    prepared = ips.processing.prepare_image(task, ports, fetch, final_attempt=False, deadline=None)
-    ips.processing.store_output(task, ports, prepared)  # stored and remembered, then it crashed
-    process_image(task, ports, final_attempt=False)
+    """GIVEN an image stored and its reuse entry written, then a crash before it was recorded WHEN it is
+    delivered again THEN its own output is found (by URL: a 304) and it is not counted as a reuse."""
+    fakes.catalog.record_images = lambda outcomes: (_ for _ in ()).throw(RuntimeError("crashed"))  # type: ignore[method-assign]
+    with pytest.raises(AssertionError):
+        run(fakes, "req-1")
+    del fakes.catalog.record_images  # back to the class's
+    assert key("req-1") in fakes.processed.objects and fakes.reuse.entries  # stored and remembered
+    run(fakes, "req-1")
     assert len(compressions) == 1 and outcome(fakes, "req-1").reused is None
 
 
-def batch_of(request_id: str, urls: list[str]) -> list[BatchImage]:
-    return [
-        BatchImage(
-            f"{request_id}-{row}", ImageTask(request_id, row, 0, url, f"salt-of-{request_id}", "tenant-a"), False
-        )
-        for row, url in enumerate(urls, start=2)
-    ]
+def batch_of(request_id: str, urls: list[str]) -> list[ImageTask]:
+    return [ImageTask(request_id, row, 0, url, f"salt-of-{request_id}", "tenant-a") for row, url in enumerate(urls, 2)]
 
 
-def run_batch(fakes: Fakes, images: list[BatchImage]) -> None:
-    """As the process function runs a batch: its downloads prefetched, its images through an ImageBatch."""
-    ports = fakes.processing()
-    prefetcher = Prefetcher(ports, len(images))
-    prefetcher.start(image.task for image in images)
-    batch = ImageBatch(ports, prefetcher)
-    batch.start(images)
-    try:
-        for image in images:
-            batch.result(image)
-    finally:
-        batch.close()
-        prefetcher.close()
+def run_batch(fakes: Fakes, images: list[ImageTask]) -> None:
+    """As the process function runs a batch: its downloads prefetched, its images settled together."""
+    fakes.open_request(images[0].request_id)
+    assert all(handled.count is not None for handled in fakes.run_batch(*images))
 
 
 def test_a_batch_reads_and_writes_the_index_once_and_reuses_each_image(fakes: Fakes, compressions: list[bytes]) -> None:
     urls = [f"http://images.invalid/{number}.png" for number in range(5)]
     fakes.fetcher.bodies.update({url: png((number * 40, 10, 10)) for number, url in enumerate(urls)})
     run_batch(fakes, batch_of("req-1", urls))
-    fakes.reuse.lookups = fakes.reuse.writes = 0
+    fakes.reuse.lookups = fakes.reuse.writes = fakes.reuse.content_lookups = 0
     second = batch_of("req-2", urls)
     run_batch(fakes, second)
     assert len(compressions) == len(urls)  # the first batch's only
-    assert all(fakes.catalog.images[("req-2", image.task.row, 0)].reused for image in second)
-    # One lookup for the batch's five sources and one write of their refreshed entries, not five of each.
-    assert (fakes.reuse.lookups, fakes.reuse.writes) == (1, 1)
+    assert all(fakes.catalog.images[("req-2", image.row, 0)].reused for image in second)
+    # One lookup for the batch's five sources and one write of their refreshed entries, not five of each; their
+    # 304s need no lookup by content.
+    assert (fakes.reuse.lookups, fakes.reuse.writes, fakes.reuse.content_lookups) == (1, 1, 0)
     # Each entry now names the newest copy, the second request's own output.
     assert {fakes.reuse.entries[("tenant-a", DEFAULT_OPTIONS.fingerprint(), url)].output_key for url in urls} == {
-        image.task.output_key for image in second
+        image.output_key for image in second
     }
 
 
-def test_a_failed_batch_lookup_leaves_each_image_to_look_itself_up(
+def test_a_failed_batch_lookup_fetches_the_sources_whole_and_their_bytes_still_match(
     fakes: Fakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """GIVEN the index cannot be read by URL WHEN a batch runs THEN its sources are fetched whole (no 304), and
+    bytes processed before are still found by content: reused, not compressed again."""
     run(fakes, "req-1")
 
     def unavailable(*args: object) -> None:
@@ -197,3 +189,20 @@ def test_a_failed_batch_write_of_reuse_entries_fails_no_image(
     monkeypatch.setattr(fakes.reuse, "remember_many", unavailable)
     run_batch(fakes, batch_of("req-2", [URL]))
     assert fakes.catalog.images[("req-2", 2, 0)].reused and ("req-2", 2, 0) in fakes.ledger.counted
+
+
+def test_a_content_lookup_asks_for_every_digest_known_by_then_in_one_call(fakes: Fakes) -> None:
+    """GIVEN five downloads of a batch finished WHEN the first compression needs a lookup by content THEN one
+    lookup asks for all five digests, and the others' compressions need none."""
+    tasks = batch_of("req-1", [f"http://images.invalid/{n}.png" for n in range(5)])
+    digests = {task: f"{task.row:064x}" for task in tasks}
+    matches = ContentMatches(fakes.processing().reuse, lambda: list(digests.items()))
+    assert [matches.match(task, None, digests[task]) for task in tasks] == [None] * 5
+    assert fakes.reuse.content_lookups == 1
+
+
+def test_a_failed_lookup_by_content_compresses_instead(fakes: Fakes, compressions: list[bytes], monkeypatch) -> None:
+    run(fakes, "req-1")
+    monkeypatch.setattr(fakes.reuse, "find_by_contents", lambda *args: (_ for _ in ()).throw(ConnectionError()))
+    run(fakes, "req-2", url="http://images.invalid/copy.png")
+    assert len(compressions) == 2 and not outcome(fakes, "req-2").reused

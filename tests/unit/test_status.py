@@ -9,6 +9,7 @@ import json
 from ips.csv_input import ProductRow
 from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
 from ips.ports import RequestRecord
+from ips.settle import settle
 from ips.status import decode_cursor, request_status
 from ips_runtime.api import StatusResponse
 from ips_runtime.status_document import status_document
@@ -32,8 +33,7 @@ def a_request(world: Fakes, products: int = 3) -> str:
 
 def count(world: Fakes, request_id: str, row: int, outcome: ImageOutcome) -> None:
     task = ImageTask(request_id, row, 0, f"http://i.invalid/{row}.jpg", "salt", "tenant-a")
-    world.catalog.record_image(task, outcome)
-    world.ledger.count(task, outcome.succeeded)
+    settle([(task, outcome)], world.catalog, world.ledger)
 
 
 def test_a_running_request_reads_its_counts_from_the_counter_and_pages_by_row() -> None:

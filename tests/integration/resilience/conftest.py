@@ -46,10 +46,11 @@ def pipeline(aws: Resources, function_env: dict[str, str], receiver, monkeypatch
 
 
 class Faulty:
-    """The real adapter, except that the first `times` calls of `method` raise `error`."""
+    """The real adapter, except that the first `times` calls of `method` raise `error`: before doing anything, or
+    with `after`, once the call went through (a crash between that step and the next)."""
 
-    def __init__(self, real: Any, method: str, error: BaseException, times: int = 1) -> None:
-        self._real, self._method, self._error, self.remaining = real, method, error, times
+    def __init__(self, real: Any, method: str, error: BaseException, times: int = 1, *, after: bool = False) -> None:
+        self._real, self._method, self._error, self.remaining, self._after = real, method, error, times, after
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -61,21 +62,26 @@ class Faulty:
             with self._lock:
                 fail = self.remaining > 0
                 self.remaining -= fail
+            if fail and not self._after:
+                raise self._error
+            result = attribute(*args, **kwargs)
             if fail:
                 raise self._error
-            return attribute(*args, **kwargs)
+            return result
 
         return failing_first
 
 
-def with_fault(backend: str, method: str, error: BaseException, times: int = 1) -> tuple[Adapters, Faulty]:
+def with_fault(
+    backend: str, method: str, error: BaseException, times: int = 1, *, after: bool = False
+) -> tuple[Adapters, Faulty]:
     """Adapters from the environment, `backend` wrapped in a Faulty (install them with overriding_roots)."""
     faults: list[Faulty] = []
 
     def wrap(name: str, adapter: Any) -> Any:
         if name != backend:
             return adapter
-        faults.append(Faulty(adapter, method, error, times))
+        faults.append(Faulty(adapter, method, error, times, after=after))
         return faults[-1]
 
     adapters = Adapters.from_env(wrap)

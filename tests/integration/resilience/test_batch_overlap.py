@@ -1,6 +1,7 @@
-"""The process function overlaps one image's finish (S3 put, MongoDB record, DynamoDB count) with the next one's
-compression (ips.image_batch). These tests pin what that must not change: each record of a batch is reported on
-its own (powertools' partial batch response), every image is counted exactly once, and the overlap is real.
+"""The process function runs a batch as one unit of I/O (ips.image_batch.run_batch): each image's S3 put beside the
+next one's compression, then one MongoDB write and one DynamoDB count for the batch. These tests pin what that
+must not change: each record of a batch is reported on its own (powertools' partial batch response), every image
+is counted exactly once, and the overlap is real.
 
 One batch is delivered by hand (the chunk's image messages received together, handed to the function at once),
 with faults at the ports for chosen images only; then the pipeline settles as AWS would run it."""
@@ -142,29 +143,29 @@ def test_a_later_image_is_stored_while_an_earlier_one_is_still_being_stored(
 
 
 def test_each_record_of_an_overlapped_batch_is_reported_on_its_own(pipeline: Pipeline, image_server, receiver) -> None:
-    """In one batch: one image's count fails (its finish, on the pool), another's source fails transiently (its
-    compression stage, RetryLater), a third is a 404 (failed for good: a success for its record). Exactly the
-    first two are reported failed; after their redelivery every image is counted once."""
+    """In one batch: one image's S3 put fails (on the store pool), another's source fails transiently (RetryLater,
+    before its compression), a third is a 404 (failed for good: a success for its record). Exactly the first two
+    are reported failed; after their redelivery every image is counted once."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     messages = one_batch(pipeline, 4)
     by_name = {task_of(message).url.rsplit("/", 1)[1]: message for message in messages}
-    counted, fetched = task_of(by_name["sk_rocket.jpg"]), task_of(by_name["sk_coffee.png"])
-    throttled = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+    stored, fetched = task_of(by_name["sk_rocket.jpg"]), task_of(by_name["sk_coffee.png"])
+    refused = ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")
     unavailable = FetchError("HTTP_STATUS", "the source answered 503", permanent=False)
     faults: dict[str, FailsFor] = {}
 
-    def failing_count(real: Any) -> FailsFor:
-        faults["ledger"] = FailsFor(real, "count", lambda task, *_: task.output_key, counted.output_key, throttled)
-        return faults["ledger"]
+    def failing_put(real: Any) -> FailsFor:
+        faults["processed"] = FailsFor(real, "put", lambda key, *_: key, stored.output_key, refused)
+        return faults["processed"]
 
     def failing_fetch(real: Any) -> FailsFor:
         faults["fetcher"] = FailsFor(real, "fetch", lambda url, *_: url, fetched.url, unavailable)
         return faults["fetcher"]
 
-    with overriding_roots(with_adapters(ledger=failing_count, fetcher=failing_fetch)):
+    with overriding_roots(with_adapters(processed=failing_put, fetcher=failing_fetch)):
         failed = invoke(pipeline, messages)
-    ledger, fetcher = faults["ledger"], faults["fetcher"]
-    assert (ledger.remaining, fetcher.remaining) == (0, 0), "a fault was never hit"
+    processed, fetcher = faults["processed"], faults["fetcher"]
+    assert (processed.remaining, fetcher.remaining) == (0, 0), "a fault was never hit"
     assert failed == {by_name["sk_rocket.jpg"]["MessageId"], by_name["sk_coffee.png"]["MessageId"]}
     status = settle(pipeline, request_id)
     assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)

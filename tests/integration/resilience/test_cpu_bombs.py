@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ips.image_batch import Delivery, run_batch
 from ips.model import ImageStatus, ImageTask
-from ips.processing import RetryLater, process_image
+from ips.processing import RetryLater
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import PROCESS, reset_roots
 from localcloud.peers import LoopbackServer, Quiet
@@ -102,11 +103,16 @@ def test_running_into_the_invocations_deadline_is_retried_then_fails_too_complex
     request_id = upload(pipeline, HEADER + f"1,Rocket,http://{bomb_server.origin}/sk_rocket.jpg\n", receiver.url)
     pipeline.chunk_runner().poll_once()  # the chunk: the product exists
     task = ImageTask(request_id, 2, 0, f"http://{bomb_server.origin}/sk_rocket.jpg", "salt")
-    ports = PROCESS().images
+    root = PROCESS()
     too_late = time.monotonic() - 1  # the invocation has no time left to decode in
-    with pytest.raises(RetryLater, match="TOO_COMPLEX"):
-        process_image(task, ports, final_attempt=False, deadline=too_late)
-    process_image(task, ports, final_attempt=True, deadline=too_late)
+    for receive_count in (1, root.images.max_receive_count):
+        [handled] = run_batch(
+            [Delivery("m", task.to_message(), receive_count)], root.images, root.requests, decode_deadline=too_late
+        ).values()
+        if receive_count == 1:
+            assert isinstance(handled.error, RetryLater) and "TOO_COMPLEX" in str(handled.error)
+        else:
+            assert handled.count is not None and handled.count.counted
     [product] = Adapters.from_env().catalog.products(request_id)
     [image] = product.images
     assert image is not None and (image.status, image.error_code) == (ImageStatus.FAILED, "TOO_COMPLEX")

@@ -36,8 +36,12 @@ def mixed_csv(images: str) -> str:
     ("backend", "method", "error"),
     [
         ("processed", "put", ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")),
-        ("catalog", "record_image", ServerSelectionTimeoutError("MongoDB unreachable")),
-        ("ledger", "count", ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Transact")),
+        ("catalog", "record_images", ServerSelectionTimeoutError("MongoDB unreachable")),
+        (
+            "ledger",
+            "count_many",
+            ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Transact"),
+        ),
         ("fetcher", "fetch", TimeoutError("the function timed out mid-image")),
     ],
     ids=["s3-put-fails", "mongodb-unreachable", "dynamodb-throttles", "timeout-mid-image"],
@@ -56,15 +60,26 @@ def test_a_failing_part_recovers_without_loss_or_double_counting(
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
 
-def test_a_crash_after_the_s3_put_but_before_the_count(pipeline: Pipeline, image_server, receiver) -> None:
+@pytest.mark.parametrize(
+    ("backend", "method"),
+    [("processed", "put"), ("catalog", "record_images"), ("ledger", "count_many")],
+    ids=["after-the-s3-put", "after-the-mongodb-write", "after-the-dynamodb-count"],
+)
+def test_a_crash_right_after_a_step_loses_no_count_and_counts_none_twice(
+    pipeline: Pipeline, image_server, receiver, backend: str, method: str
+) -> None:
+    """The step went through, then the worker died before the next one (and before answering): every record of
+    the batch comes back, and its redelivery does only what is left (the catalog keeps the first terminal state,
+    the ledger's markers count each image once)."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
-    adapters, faulty = with_fault("ledger", "count", RuntimeError("worker crashed"), times=4)
+    adapters, faulty = with_fault(backend, method, RuntimeError("worker crashed"), times=2, after=True)
     with overriding_roots(adapters):
         status = settle(pipeline, request_id)
-    assert faulty.remaining <= 0
-    assert (status["succeeded"], status["failed"]) == (3, 1)
+    assert faulty.remaining <= 0, "the crash never happened"
+    assert (status["status"], status["succeeded"], status["failed"]) == ("COMPLETED_WITH_ERRORS", 3, 1)
     assert_consistent(pipeline, request_id, status)
     assert len(receiver.wait(1, timeout=10)) == 1
+    assert pipeline.queued(pipeline.resources.dead_letter_url) == 0
 
 
 def test_notify_crashing_after_the_csv_before_the_webhook_still_sends_it_once(

@@ -60,7 +60,7 @@ def test_images_dead_lettered_while_mongodb_was_down_go_back_to_their_queue_and_
     the work thrown away although it could be done once MongoDB was back)."""
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()  # the chunk
-    adapters, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    adapters, _ = with_fault("catalog", "record_images", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
     with overriding_roots(adapters):
         run_to_dead_letters(pipeline)
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 4
@@ -84,7 +84,7 @@ def test_an_image_that_keeps_dying_is_put_back_up_to_the_cap_then_fails_quoting_
     reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()
-    adapters, _ = with_fault("catalog", "record_image", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
+    adapters, _ = with_fault("catalog", "record_images", ServerSelectionTimeoutError("MongoDB down"), times=10_000)
     with overriding_roots(adapters):
         run_to_dead_letters(pipeline)
         assert pipeline.reconcile()["redriven"] == 4  # the first time: put back
@@ -129,9 +129,9 @@ DYNAMODB_THROTTLES = ClientError({"Error": {"Code": "ProvisionedThroughputExceed
     ("fault", "in_dlq", "dead", "last_error"),
     [
         (("processed", "put", S3_REFUSES), 3, 3, "ClientError (ServiceUnavailable)"),  # the 404 fails on its own
-        (("catalog", "record_image", ServerSelectionTimeoutError("down")), 4, 4, "ServerSelectionTimeoutError"),
+        (("catalog", "record_images", ServerSelectionTimeoutError("down")), 4, 4, "ServerSelectionTimeoutError"),
         # Recorded on every delivery, never counted: the recorded outcomes are counted, none DEAD_LETTERED.
-        (("ledger", "count", DYNAMODB_THROTTLES), 4, 0, None),
+        (("ledger", "count_many", DYNAMODB_THROTTLES), 4, 0, None),
         (None, 4, 4, None),  # killed: nothing noted, the reason says only that it was dead-lettered
     ],
     ids=["s3-put-refused", "mongodb-down", "dynamodb-throttled", "killed-every-time"],
@@ -323,7 +323,7 @@ def test_a_stalled_request_whose_images_were_recorded_but_not_counted_completes(
     reset_roots()
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()  # the chunk
-    adapters, _ = with_fault("ledger", "count", RuntimeError("crashed before counting"), times=10_000)
+    adapters, _ = with_fault("ledger", "count_many", RuntimeError("crashed before counting"), times=10_000)
     with overriding_roots(adapters):
         run_to_dead_letters(pipeline)
     boto3.client("sqs").purge_queue(QueueUrl=pipeline.resources.dead_letter_url)  # and its messages lost

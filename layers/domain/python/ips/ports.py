@@ -155,20 +155,19 @@ class ReuseEntry:
 
 class ReuseIndex(Protocol):
     """Per tenant: the newest output for each (options, source URL), also found by the source's content hash.
-    Every lookup names the tenant; no tenant ever sees another's entries."""
+    Every lookup names the tenant; no tenant ever sees another's entries. A batch of images asks and writes it
+    once for all of them, never once per image."""
 
-    def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None: ...
     def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
-        """The entries of those of `urls` that have one, by URL: a batch's images in one lookup."""
+        """The live entries of those of `urls` that have one, by URL."""
         ...
 
-    def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None: ...
-    def remember(self, entry: ReuseEntry) -> None:
-        """Insert or replace the entry for its (tenant, options, URL)."""
+    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+        """A live entry for each of the content hashes `digests` that has one, by hash."""
         ...
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
-        """`remember` each entry, in one write (a batch's reused images)."""
+        """Insert or replace each entry for its (tenant, options, URL), in one write."""
         ...
 
 
@@ -178,6 +177,15 @@ class CountResult:
     completed: bool  # True when this count finished the request
 
 
+@dataclass(frozen=True)
+class ImageCount:
+    """One image to count: whether it succeeded, and its bytes in/out (and whether it was reused)."""
+
+    task: ImageTask
+    succeeded: bool
+    savings: Savings = NO_SAVINGS
+
+
 class Ledger(Protocol):
     """Exact per-request counters; each image is counted once, and the last count flips the request complete."""
 
@@ -185,8 +193,10 @@ class Ledger(Protocol):
         """Create the counter; False when it already exists (a repeated fan-out)."""
         ...
 
-    def count(self, task: ImageTask, succeeded: bool, savings: Savings = NO_SAVINGS) -> CountResult:
-        """Count the image once; its bytes in/out (and whether it was reused) are summed in the same write."""
+    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
+        """Count each image once (its savings summed in the same write), a batch's images together; one result per
+        item, in order (the same image twice counts once). A request whose last image this call counted, or finds
+        counted, is flipped complete, once whoever flips it."""
         ...
 
     def counts(self, request_id: str) -> Counts | None: ...
@@ -253,8 +263,9 @@ class Catalog(Protocol):
         """Idempotent: products already added are left as they are."""
         ...
 
-    def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
-        """Store the image's terminal state unless one is stored already; returns the stored one."""
+    def record_images(self, outcomes: Sequence[tuple[ImageTask, ImageOutcome]]) -> list[ImageOutcome | None]:
+        """Store each image's terminal state unless one is stored already, a batch's images in one write; returns
+        the stored state of each, in order (None for an image the request does not have)."""
         ...
 
     def note_failed_delivery(self, task: ImageTask, reason: str) -> None:

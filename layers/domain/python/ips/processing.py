@@ -1,36 +1,26 @@
-"""Process one image: fetch, compress, store, record, count. Safe to run twice for the same task."""
+"""One image's work, up to its outcome: fetch (prefetched for the whole batch), reuse an earlier output or compress,
+store the output. Recording and counting the outcome is `ips.settle`'s, for a whole batch at once; the batch
+itself is `ips.image_batch.run_batch`."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from ips.fetching import TIMEOUT, Fetched, FetchError
 from ips.imaging import CompressedImage, ImageLimits, ImageRejected, OutOfTime, compress_image
-from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
+from ips.model import ImageOutcome, ImageStatus, ImageTask
 from ips.polite import interleave_hosts
-from ips.ports import BlobStore, Catalog, CountResult, Fetcher, Ledger, ReuseEntry, SourceValidators
+from ips.ports import BlobStore, Catalog, Fetcher, Ledger, ReuseEntry, SourceValidators
 from ips.quotas import Allowance, QuotaExceeded
 from ips.redaction import redact_url
-from ips.reuse import (
-    ReusePorts,
-    asset_url,
-    content_hash,
-    match_content,
-    newest_entry,
-    previous_entries,
-    previous_entry,
-    remember,
-    remember_entries,
-    reuse_output,
-)
+from ips.reuse import ReusePorts, asset_url, content_hash, newest_entry, previous_entries, reuse_output
 from ips.thread_pools import Jobs, pool
 
 logger = logging.getLogger(__name__)
-NO_VALIDATORS = SourceValidators()
-RememberReuse = Callable[[ReuseEntry], None]  # takes a reused output's refreshed reuse entry, to write it
+MatchContent = Callable[[ImageTask, ReuseEntry | None, str], ReuseEntry | None]  # ips.reuse.ContentMatches.match
 
 
 class RetryLater(Exception):
@@ -53,35 +43,33 @@ class ProcessingPorts:
     reuse: ReusePorts
     allowance: Allowance  # the work of heavy images is charged to their tenant's quota before they are decoded
     image_limits: ImageLimits = field(default_factory=ImageLimits)
-    max_receive_count: int = 5  # the queue's redrive threshold (for the reason a given-up image fails with)
+    max_receive_count: int = 5  # the queue's redrive threshold: its last delivery gives up instead of retrying
 
 
 @dataclass(frozen=True)
 class Source:
-    """A task's source: what the reuse index knew of it, and what the fetch brought."""
+    """A task's source: what the reuse index knew of it, what the fetch brought, and the SHA-256 of its bytes
+    (empty for a 304, which brings none)."""
 
     previous: ReuseEntry | None
     fetched: Fetched
+    digest: str
 
 
-def fetch_source(task: ImageTask, ports: ProcessingPorts, timeout: float | None = None) -> Source:
-    """Fetch the task's source; conditionally when this tenant had it processed with these options before.
-    `timeout` (what the invocation has left) shortens the fetcher's own limit."""
-    return fetch_known_source(task, previous_entry(task, ports.reuse), ports, timeout)
-
-
-def fetch_known_source(
+def fetch_source(
     task: ImageTask, previous: ReuseEntry | None, ports: ProcessingPorts, timeout: float | None = None
 ) -> Source:
-    """`fetch_source` with the index's entry for the task (`previous`) already looked up."""
+    """Fetch the task's source; conditionally when the index had it (`previous`, with its validators).
+    `timeout` (what the invocation has left) shortens the fetcher's own limit."""
     validators = previous.validators if previous is not None and previous.validators else None
-    return Source(previous, ports.fetcher.fetch(task.url, validators, timeout=timeout))
+    fetched = ports.fetcher.fetch(task.url, validators, timeout=timeout)
+    return Source(previous, fetched, "" if fetched.not_modified else content_hash(fetched.body))
 
 
 class Prefetcher:
-    """Starts a batch's downloads at once, so they overlap each other and the compression of earlier images
-    (a batch is otherwise processed one record after another). Each fetch gets what the invocation has left
-    (`budget`, seconds) as its time limit, so a batch of slow sources cannot run past the function timeout."""
+    """Starts a batch's downloads at once, so they overlap each other and the compression of earlier images.
+    Each fetch gets what the invocation has left (`budget`, seconds) as its time limit, so a batch of slow
+    sources cannot run past the function timeout."""
 
     def __init__(self, ports: ProcessingPorts, workers: int, budget: Callable[[], float] | None = None) -> None:
         self._ports = ports
@@ -98,7 +86,7 @@ class Prefetcher:
         try:
             # The reuse index asked once for the batch, not once per image.
             self._previous.update(previous_entries(ordered, self._ports.reuse))
-        except Exception:  # each fetch looks its own entry up (and fails its own record if it cannot)
+        except Exception:  # reuse is an optimisation: the sources are fetched whole (bytes may still match)
             logger.warning("could not look the batch's sources up in the reuse index", exc_info=True)
         for task in ordered:
             if task not in self._pending:
@@ -108,17 +96,19 @@ class Prefetcher:
         future = self._pending.pop(task, None)
         return future.result() if future is not None else self._fetch(task)
 
+    def finished(self) -> Iterator[tuple[ImageTask, str]]:
+        """The batch's downloads done by now and not taken yet, with their digests (for ContentMatches)."""
+        for task, future in list(self._pending.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                yield task, future.result().digest
+
     def _fetch(self, task: ImageTask) -> Source:
         timeout: float | None = None
         if self._budget is not None:
             timeout = self._budget()
             if timeout <= 0:
                 raise FetchError(TIMEOUT, "no time left in this invocation to fetch the image", permanent=False)
-        try:
-            previous = self._previous.pop(task)  # each looked-up entry serves one fetch
-        except KeyError:  # not started with the batch, or fetched again (a duplicate delivery): look it up now
-            return fetch_source(task, self._ports, timeout)
-        return fetch_known_source(task, previous, self._ports, timeout)
+        return fetch_source(task, self._previous.get(task), self._ports, timeout)
 
     def close(self) -> None:
         """Drop the fetches that have not started and wait for those that have."""
@@ -127,15 +117,29 @@ class Prefetcher:
         self._jobs.close()
 
 
-def process_image(
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare_image` decided: the image's outcome when it is known already (it failed, or an earlier
+    output was reused, with the reuse entry that now names this task's copy), else the compressed image to store
+    and what identifies its source."""
+
+    outcome: ImageOutcome | None = None
+    image: CompressedImage | None = None
+    digest: str = ""
+    validators: SourceValidators = field(default_factory=SourceValidators)
+    reuse_entry: ReuseEntry | None = None
+
+
+def prepare_image(
     task: ImageTask,
     ports: ProcessingPorts,
+    fetch: Callable[[ImageTask], Source],
+    match_content: MatchContent,
     *,
     final_attempt: bool,
-    prefetcher: Prefetcher | None = None,
-    deadline: float | None = None,
-) -> CountResult:
-    """Bring the image to a terminal state and count it once: `prepare_image`, then `finish_image`.
+    deadline: float | None,
+) -> Prepared:
+    """The CPU-bound part (and what decides it): take the prefetched source, reuse or compress.
 
     Permanent problems (a refused address, a 404, not an image, too big, too costly to decode) fail the image
     with their reason. Transient ones raise RetryLater, except on the final delivery, where the image fails
@@ -144,34 +148,6 @@ def process_image(
     decoding, or an encode estimated to end past it, is transient (a fresh invocation has more time), running out
     of the image's own CPU budget is not. A heavy image's work is charged to its tenant's quota before it is
     decoded (ips.quotas); over the quota, it fails IMAGE_QUOTA_EXCEEDED."""
-    fetch = prefetcher.fetch if prefetcher is not None else lambda task: fetch_source(task, ports)
-    prepared = prepare_image(task, ports, fetch, final_attempt=final_attempt, deadline=deadline)
-    return finish_image(task, ports, prepared)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What `prepare_image` hands to `finish_image`: the image's outcome when it is known already (it failed, or
-    an earlier output was reused, with the reuse entry that now names this task's copy), else the compressed image
-    to store and what identifies its source."""
-
-    outcome: ImageOutcome | None = None
-    image: CompressedImage | None = None
-    digest: str = ""
-    validators: SourceValidators = NO_VALIDATORS
-    reuse_entry: ReuseEntry | None = None
-
-
-def prepare_image(
-    task: ImageTask,
-    ports: ProcessingPorts,
-    fetch: Callable[[ImageTask], Source],
-    *,
-    final_attempt: bool,
-    deadline: float | None,
-) -> Prepared:
-    """The CPU-bound part (and what decides it): fetch (or take the prefetched source), reuse or compress.
-    Raises RetryLater for a transient failure that is not on the final attempt (see `process_image`)."""
     try:
         source = fetch(task)
         if source.fetched.not_modified and source.previous is not None:
@@ -180,14 +156,14 @@ def prepare_image(
                 previous = source.previous
                 entry = newest_entry(task, reused, previous.content_sha256, previous.validators, ports.reuse)
                 return Prepared(outcome=reused, reuse_entry=entry)
-            source = Source(None, ports.fetcher.fetch(task.url))  # its output is gone: fetch it whole
+            source = fetch_source(task, None, ports)  # its output is gone: fetch it whole
         fetched = source.fetched
-        digest = content_hash(fetched.body)
         validators = SourceValidators(fetched.etag, fetched.last_modified)
         # Bytes this tenant already processed with these options: reuse the output, skip the compression.
-        match = match_content(task, source.previous, digest, ports.reuse)
+        match = match_content(task, source.previous, source.digest)
         if match is not None and (reused := reuse_output(task, match, ports.reuse)) is not None:
-            return Prepared(outcome=reused, reuse_entry=newest_entry(task, reused, digest, validators, ports.reuse))
+            entry = newest_entry(task, reused, source.digest, validators, ports.reuse)
+            return Prepared(outcome=reused, reuse_entry=entry)
         image = compress_image(
             fetched.body,
             limits=ports.image_limits,
@@ -211,34 +187,14 @@ def prepare_image(
             raise
         logger.exception("image processing crashed on the final attempt", extra={"url": redact_url(task.url)})
         return Prepared(outcome=ImageOutcome.failure("INTERNAL_ERROR", f"processing failed: {type(exc).__name__}"))
-    return Prepared(image=image, digest=digest, validators=validators)
+    return Prepared(image=image, digest=source.digest, validators=validators)
 
 
-def finish_image(
-    task: ImageTask, ports: ProcessingPorts, prepared: Prepared, remember_reuse: RememberReuse | None = None
-) -> CountResult:
-    """The I/O-bound part: store the output (S3), remember it for reuse, record the outcome (MongoDB), count it.
-    A reused output's refreshed entry goes to `remember_reuse` when given (a batch writes them together).
-
-    The catalog keeps the first terminal state it is given, and the count follows what the catalog holds, so a
-    redelivery that ends differently cannot make the counters disagree with the product records."""
-    outcome = store_output(task, ports, prepared, remember_reuse)
-    stored = ports.catalog.record_image(task, outcome)
-    return ports.ledger.count(task, stored.status is ImageStatus.SUCCEEDED, Savings.of(stored))
-
-
-def store_output(
-    task: ImageTask, ports: ProcessingPorts, prepared: Prepared, remember_reuse: RememberReuse | None = None
-) -> ImageOutcome:
-    """The prepared image's outcome, its output stored first when it was compressed (and remembered for reuse,
-    as is a reused output's new copy: through `remember_reuse` when given, else at once)."""
+def store_output(task: ImageTask, ports: ProcessingPorts, prepared: Prepared) -> tuple[ImageOutcome, ReuseEntry | None]:
+    """The prepared image's outcome, its output stored first when it was compressed; and the reuse entry that
+    makes it (or a reused output's new copy) the newest for its source, to be written with the batch's."""
     if prepared.outcome is not None:
-        if prepared.reuse_entry is not None:
-            if remember_reuse is not None:
-                remember_reuse(prepared.reuse_entry)
-            else:
-                remember_entries([prepared.reuse_entry], ports.reuse)
-        return prepared.outcome
+        return prepared.outcome, prepared.reuse_entry
     image = prepared.image
     assert image is not None, "a prepared image has an outcome or a compressed image"
     ports.processed.put(task.output_key, image.data, task.options.format.content_type)
@@ -253,8 +209,7 @@ def store_output(
         kept_original=image.kept_original,
         output_format=image.output_format,
     )
-    remember(task, outcome, prepared.digest, prepared.validators, ports.reuse)
-    return outcome
+    return outcome, newest_entry(task, outcome, prepared.digest, prepared.validators, ports.reuse)
 
 
 def failed_delivery_reason(exc: BaseException) -> str:

@@ -7,8 +7,9 @@ MongoDB's per-image state is the truth; queues carry work, not truth. Each round
   request's deadline by the time since the last one that did (the clock stopped while nothing could work);
 - drains the dead-letter queues: a message whose request is still open and before its deadline is put back on
   its queue (at most DEAD_LETTER_REDRIVES times: its redrive count travels in the message); past those, a dead
-  image fails with DEAD_LETTERED through the same exactly-once count, a dead chunk ends its request FAILED; a
-  webhook's wake-up is put back while the webhook is pending; a message that is not a task is logged, dropped;
+  image fails with DEAD_LETTERED, settled as the process function settles its images (ips.settle: recorded,
+  counted once, its savings kept), a dead chunk ends its request FAILED; a webhook's wake-up is put back while
+  the webhook is pending; a message that is not a task is logged and dropped;
 - re-runs the ingestion of each upload whose ingestion failed every try (the ingest failures queue);
 - ends presigned uploads that expired (UPLOAD_EXPIRED), ingests a file that came but was never ingested, and
   ends requests past their deadline, awaiting their upload or not: every image not yet terminal fails with
@@ -29,9 +30,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from itertools import batched
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -39,7 +41,7 @@ from ips.completion import CompletionPorts, FailPorts, complete_request, fail_re
 from ips.context import Settings
 from ips.intake import IntakePorts, OverdueUpload, ingest_upload, settle_overdue_upload
 from ips.messages import MalformedMessage, parse_task, redrive_count, redriven
-from ips.model import ChunkTask, ImageOutcome, ImageTask, Savings, WebhookTask
+from ips.model import ChunkTask, ImageOutcome, ImageTask, WebhookTask
 from ips.outstanding import outstanding, product_images
 from ips.ports import (
     Catalog,
@@ -54,6 +56,7 @@ from ips.ports import (
     TaskQueue,
     UploadStore,
 )
+from ips.settle import settle
 
 logger = logging.getLogger(__name__)
 DEAD_LETTERED = "DEAD_LETTERED"
@@ -61,6 +64,7 @@ DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 MAX_DEAD_LETTERS = 2000  # per queue per round; the rest waits for the next round
 ROUND_LEASE = "reconciler"
 PROBE = "reconciler-probe"  # a request that never exists: reading it tells whether each store answers
+SETTLE_GROUP = 99  # images settled together: one transaction holds a marker each and the request's shard update
 
 
 @dataclass(frozen=True)
@@ -208,19 +212,56 @@ def drain_dead_letters(
         letters = queue.receive(10)
         if not letters:
             return
-        for letter in letters:
-            try:
-                _settle_dead_letter(letter, ports, report, ports.clock())
-            except Exception:  # left in the queue (visible again later): one letter must not stop the round
-                logger.exception("settling a dead letter failed", extra={"message_id": letter.message_id})
-                continue
+        for letter in _settle_dead_letters(letters, ports, report, ports.clock()):
             queue.delete(letter)  # only once settled: a crash before this settles it again, idempotently
         if time_left() <= 0:
             report.out_of_time = True
             return
 
 
-def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport, now: datetime) -> None:
+def _settle_dead_letters(
+    letters: list[DeadLetter], ports: ReconcilePorts, report: RoundReport, now: datetime
+) -> list[DeadLetter]:
+    """Settle what the letters were for: put back on its queue what may still be done (ips.messages.redriven),
+    fail the rest of their images together (DEAD_LETTERED, counted once), end their dead chunks' requests. The
+    letters settled, to delete; one that fails is left in the queue (visible again later) and never stops the
+    others."""
+    settled: list[DeadLetter] = []
+    images: list[tuple[DeadLetter, ImageTask]] = []
+    for letter in letters:
+        try:
+            task = _dead_task(letter, ports, report, now)
+            if task is not None:
+                images.append((letter, task))
+            else:
+                settled.append(letter)
+        except Exception:
+            logger.exception("settling a dead letter failed", extra={"message_id": letter.message_id})
+    try:
+        failures = [
+            (task, ImageOutcome.failure(DEAD_LETTERED, dead_letter_reason(ports.catalog.last_error(task))))
+            for _, task in images
+        ]
+        results = settle(failures, ports.catalog, ports.ledger)
+    except Exception:
+        logger.exception("settling %d dead-lettered image(s) failed", len(images))
+        return settled
+    for (letter, task), result in zip(images, results, strict=True):
+        if isinstance(result, LookupError):
+            logger.error(
+                "dead letter for an unknown image dropped",
+                extra={"message_id": letter.message_id, "request_id": task.request_id},
+            )
+            report.dead_dropped += 1
+        else:
+            report.dead_images += 1
+        settled.append(letter)
+    return settled
+
+
+def _dead_task(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport, now: datetime) -> ImageTask | None:
+    """The image a dead letter was for, to fail; None when there is nothing to fail for it (dropped, put back on
+    its queue, or a chunk whose request was ended here)."""
     extra = {"message_id": letter.message_id, "receive_count": letter.receive_count}
     try:
         task = parse_task(letter.body)
@@ -228,12 +269,12 @@ def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: Round
     except MalformedMessage as exc:
         logger.error("dead letter that is no task dropped", extra={**extra, "problem": str(exc)})
         report.dead_dropped += 1
-        return
+        return None
     record = ports.catalog.get(task.request_id)
     if record is None:
         logger.error("dead letter for an unknown request dropped", extra={**extra, "request_id": task.request_id})
         report.dead_dropped += 1
-        return
+        return None
     extra |= {"request_id": task.request_id, "redrives": redrives}
     if isinstance(task, WebhookTask):
         if redrives < ports.settings.dead_letter_redrives and _webhook_pending(record, task, now, ports.settings):
@@ -242,14 +283,14 @@ def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: Round
         else:  # delivered, given up, superseded, or put back enough: its document says what became of it
             logger.error("a webhook's dead wake-up dropped", extra=extra)
             report.dead_dropped += 1
-        return
+        return None
     queue = ports.queue if isinstance(task, ImageTask) else ports.chunks
     if redrives < ports.settings.dead_letter_redrives and _before_deadline(record, now):
         # Every delivery failed, perhaps only because a store was down: the work goes round again.
         queue.send([redriven(letter.body)])
         logger.warning("dead letter put back on its queue", extra=extra)
         report.redriven += 1
-        return
+        return None
     if isinstance(task, ChunkTask):
         fail_request(
             task.request_id,
@@ -259,14 +300,8 @@ def _settle_dead_letter(letter: DeadLetter, ports: ReconcilePorts, report: Round
             ports.failing,
         )
         report.dead_chunks += 1
-        return
-    try:
-        _fail_image(task, DEAD_LETTERED, dead_letter_reason(ports.catalog.last_error(task)), ports)
-    except LookupError:
-        logger.error("dead letter for an unknown image dropped", extra={**extra, "request_id": task.request_id})
-        report.dead_dropped += 1
-        return
-    report.dead_images += 1
+        return None
+    return task
 
 
 def _before_deadline(record: RequestRecord, now: datetime) -> bool:
@@ -322,10 +357,16 @@ def dead_letter_reason(last_error: str | None) -> str:
     return f"{reason}. Last error: {last_error}" if last_error else f"{reason}."
 
 
-def _fail_image(task: ImageTask, code: str, message: str, ports: ReconcilePorts) -> None:
-    """The same exactly-once path as processing: the first terminal state wins, then it is counted once."""
-    stored = ports.catalog.record_image(task, ImageOutcome.failure(code, message))
-    ports.ledger.count(task, succeeded=stored.succeeded)
+def _settle_groups(outcomes: Iterable[tuple[ImageTask, ImageOutcome]], ports: ReconcilePorts) -> int:
+    """Settle the images a group at a time (ips.settle: the process function's own path, savings kept); a group
+    that fails is logged and left to the next round, so every round makes progress. How many were settled."""
+    done = 0
+    for group in batched(outcomes, SETTLE_GROUP):
+        try:
+            done += sum(not isinstance(result, LookupError) for result in settle(group, ports.catalog, ports.ledger))
+        except Exception:
+            logger.exception("a reconciler step failed; the next round retries it")
+    return done
 
 
 class _Depth:
@@ -387,14 +428,14 @@ def _reconcile_request(
 
 def _end_past_deadline(record: RequestRecord, ports: ReconcilePorts, report: RoundReport) -> None:
     request_id = record.request_id
-    message = "The request passed its deadline before this image was processed."
-    slots = 0
-    for task, outcome in _images(record, ports):
-        slots += 1
-        if outcome is None and _each(_fail_image, task, DEADLINE_EXCEEDED, message, ports):
-            report.images_failed_at_deadline += 1
+    failure = ImageOutcome.failure(
+        DEADLINE_EXCEEDED, "The request passed its deadline before this image was processed."
+    )
+    images = list(_images(record, ports))
+    pending = ((task, failure) for task, outcome in images if outcome is None)
+    report.images_failed_at_deadline += _settle_groups(pending, ports)
     counts = ports.ledger.counts(request_id)
-    if counts is None or slots < record.total_images:
+    if counts is None or len(images) < record.total_images:
         # Rows that never became products (or no counter at all): no image path can end it.
         fail_request(
             request_id,
@@ -405,21 +446,9 @@ def _end_past_deadline(record: RequestRecord, ports: ReconcilePorts, report: Rou
         return
     if not counts.complete:
         # Terminal in MongoDB but not counted (a crash between the two steps): count them now, once each.
-        for task, outcome in _images(record, ports):
-            if outcome is not None:
-                _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
+        _settle_groups(((task, outcome) for task, outcome in images if outcome is not None), ports)
     if (ports.ledger.counts(request_id) or counts).complete:
         complete_request(request_id, ports.completion)  # a no-op when the stream's notify got there first
-
-
-def _each(step: Callable[..., object], *args: object, **kwargs: object) -> bool:
-    """One image's step; a failure is logged and left to the next round, so every round makes progress."""
-    try:
-        step(*args, **kwargs)
-    except Exception:
-        logger.exception("a reconciler step failed; the next round retries it")
-        return False
-    return True
 
 
 def _images(record: RequestRecord, ports: ReconcilePorts) -> Iterator[tuple[ImageTask, ImageOutcome | None]]:
@@ -445,10 +474,8 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
     if not pending and missing_rows <= 0:
         # Every image is terminal but the count is short: a crash between recording an image and counting it,
         # whose message is gone. Count them now, once each (the ledger's markers skip those counted before).
-        for product in products:
-            for task, outcome in product_images(record, product):
-                if outcome is not None:
-                    _each(ports.ledger.count, task, outcome.succeeded, Savings.of(outcome))
+        terminal = ((task, outcome) for product in products for task, outcome in product_images(record, product))
+        _settle_groups(((task, outcome) for task, outcome in terminal if outcome is not None), ports)
         return 0
     # Without reading the file: at most every pending image was sent, and every outstanding chunk has a missing
     # row or a pending image. When both queues hold that much, it may all be waiting.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -46,17 +46,9 @@ class ReusePorts:
     output_retention_days: float = 14  # how long outputs are kept; entries expire a day before them
 
 
-def previous_entry(task: ImageTask, ports: ReusePorts) -> ReuseEntry | None:
-    index = ports.index
-    if index is None or not task.tenant:
-        return None
-    entry = index.find_by_url(task.tenant, task.options.fingerprint(), task.url)
-    return entry if entry is not None and entry.expires_at > ports.clock() else None
-
-
 def previous_entries(tasks: Iterable[ImageTask], ports: ReusePorts) -> dict[ImageTask, ReuseEntry | None]:
-    """`previous_entry` of each task, with one index lookup per (tenant, options) among them instead of one per
-    task: a batch's images usually all belong to one request."""
+    """What the index knows of each task's source (a live entry for its tenant, options and URL, else None), in
+    one lookup per (tenant, options) among them: a batch's images usually all belong to one request."""
     index = ports.index
     found: dict[ImageTask, ReuseEntry | None] = {}
     groups: dict[tuple[str, str], list[ImageTask]] = defaultdict(list)
@@ -87,15 +79,45 @@ def reuse_output(task: ImageTask, entry: ReuseEntry, ports: ReusePorts) -> Image
     return replace(entry.outcome, output_url=asset_url(ports.asset_base_url, task.output_key), reused=reused)
 
 
-def match_content(task: ImageTask, previous: ReuseEntry | None, digest: str, ports: ReusePorts) -> ReuseEntry | None:
-    """The output of bytes identical to these, processed by this tenant with these options, if any."""
-    if previous is not None and previous.content_sha256 == digest:
-        return previous
-    index = ports.index
-    if index is None or not task.tenant:
-        return None
-    entry = index.find_by_content(task.tenant, task.options.fingerprint(), digest)
-    return entry if entry is not None and entry.expires_at > ports.clock() else None
+class ContentMatches:
+    """One batch's lookups of source bytes in the index. A lookup asks for the digest it needs and for every
+    other digest of the batch known by then (`known`: the downloads finished so far) that was not asked yet, so
+    a batch asks once or a few times, never once per image, and no image waits for another's download."""
+
+    def __init__(self, ports: ReusePorts, known: Callable[[], Iterable[tuple[ImageTask, str]]]) -> None:
+        self._ports, self._known = ports, known
+        self._found: dict[tuple[str, str, str], ReuseEntry | None] = {}  # (tenant, options, digest) -> entry
+
+    def match(self, task: ImageTask, previous: ReuseEntry | None, digest: str) -> ReuseEntry | None:
+        """The output of bytes identical to these, processed by this tenant with these options, if any."""
+        if previous is not None and previous.content_sha256 == digest:
+            return previous
+        if self._ports.index is None or not task.tenant:
+            return None
+        key = (task.tenant, task.options.fingerprint(), digest)
+        if key not in self._found:
+            self._look_up(key)
+        entry = self._found[key]
+        return entry if entry is not None and entry.expires_at > self._ports.clock() else None
+
+    def _look_up(self, needed: tuple[str, str, str]) -> None:
+        tenant, options_key, _ = needed
+        digests = {needed[2]} | {
+            digest
+            for task, digest in self._known()
+            if digest
+            and (task.tenant, task.options.fingerprint()) == (tenant, options_key)
+            and (tenant, options_key, digest) not in self._found
+        }
+        index = self._ports.index
+        assert index is not None
+        try:
+            found = index.find_by_contents(tenant, options_key, digests)
+        except Exception:  # reuse is an optimisation: these images are compressed instead
+            logger.warning("could not look %d source(s) up in the reuse index", len(digests), exc_info=True)
+            found = {}
+        for digest in digests:
+            self._found[(tenant, options_key, digest)] = found.get(digest)
 
 
 def newest_entry(
@@ -120,21 +142,8 @@ def newest_entry(
     )
 
 
-def remember(
-    task: ImageTask, outcome: ImageOutcome, digest: str, validators: SourceValidators, ports: ReusePorts
-) -> None:
-    """Record this task's output as the newest for its source. Best effort: reuse is an optimisation."""
-    index, entry = ports.index, newest_entry(task, outcome, digest, validators, ports)
-    if index is None or entry is None:
-        return
-    try:
-        index.remember(entry)
-    except Exception:  # the image is done; only a later reuse of it is lost
-        logger.warning("could not record the image for reuse", exc_info=True, extra={"request_id": task.request_id})
-
-
 def remember_entries(entries: Sequence[ReuseEntry], ports: ReusePorts) -> None:
-    """Record entries made by `newest_entry`, all in one write. Best effort, as `remember`."""
+    """Record entries made by `newest_entry` (a batch's), all in one write. Best effort: reuse is an optimisation."""
     index = ports.index
     if index is None or not entries:
         return

@@ -29,6 +29,7 @@ from ips.tenant_secrets import TenantSecrets
 from ips_runtime.adapters import Adapters
 
 if TYPE_CHECKING:  # the image engine (Pillow) is imported by the process function's root only
+    from ips.image_batch import KnownRequests
     from ips.processing import ProcessingPorts
 
 
@@ -148,11 +149,12 @@ def build_ingest(adapters: Adapters) -> IntakePorts:
 @dataclass(frozen=True)
 class ProcessRoot:
     images: ProcessingPorts
+    requests: KnownRequests  # the requests this container has seen (its batches look each up once)
     queue: TaskQueue  # a message is delayed on it when its source said when to come back
-    max_receive_count: int  # the queue's redrive threshold: the last delivery gives up instead of retrying
 
 
 def build_process(adapters: Adapters) -> ProcessRoot:
+    from ips.image_batch import KnownRequests
     from ips.processing import ProcessingPorts
     from ips.reuse import ReusePorts
 
@@ -171,7 +173,7 @@ def build_process(adapters: Adapters) -> ProcessRoot:
         image_limits=settings.image_limits,
         max_receive_count=settings.max_receive_count,
     )
-    return ProcessRoot(images, adapters.queue, settings.max_receive_count)
+    return ProcessRoot(images, KnownRequests(adapters.catalog), adapters.queue)
 
 
 def build_expand(adapters: Adapters) -> ChunkPorts:

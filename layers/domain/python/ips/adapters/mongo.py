@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -98,18 +98,39 @@ class MongoCatalog:
                 if any(error["code"] != _DUPLICATE_KEY for error in exc.details["writeErrors"]):
                     raise
 
-    def record_image(self, task: ImageTask, outcome: ImageOutcome) -> ImageOutcome:
-        slot = f"images.{task.index}"
-        result = self._products.update_one(
-            {"_id": product_id(task.request_id, task.row), f"{slot}.status": ImageStatus.PENDING.value},
-            {"$set": {slot: outcome.to_document()}},
-        )
-        if result.modified_count == 1:
-            return outcome
-        existing = self._products.find_one({"_id": product_id(task.request_id, task.row)}, {"images": True})
-        if existing is None or task.index >= len(existing["images"]):
-            raise LookupError(f"no product image for {task.output_key}")
-        return ImageOutcome.from_document(existing["images"][task.index])
+    def record_images(self, outcomes: Sequence[tuple[ImageTask, ImageOutcome]]) -> list[ImageOutcome | None]:
+        if not outcomes:
+            return []
+        # Each image's slot is set only while it is PENDING: the first terminal state wins.
+        writes = [
+            UpdateOne(
+                {
+                    "_id": product_id(task.request_id, task.row),
+                    f"images.{task.index}.status": ImageStatus.PENDING.value,
+                },
+                {"$set": {f"images.{task.index}": outcome.to_document()}},
+            )
+            for task, outcome in outcomes
+        ]
+        result = self._products.bulk_write(writes, ordered=False)
+        if result.modified_count == len(writes):
+            return [outcome for _, outcome in outcomes]
+        # Some slot was terminal already (a redelivery) or is not there: read what the batch's products hold.
+        ids = list({product_id(task.request_id, task.row) for task, _ in outcomes})
+        stored = {
+            document["_id"]: document["images"]
+            for document in self._products.find({"_id": {"$in": ids}}, {"images": True})
+        }
+        answer: list[ImageOutcome | None] = []
+        for task, _ in outcomes:
+            images = stored.get(product_id(task.request_id, task.row))
+            if images is None or task.index >= len(images):
+                answer.append(None)
+            elif images[task.index]["status"] == ImageStatus.PENDING.value:
+                raise RuntimeError(f"image {task.output_key} is still pending after it was recorded")
+            else:
+                answer.append(ImageOutcome.from_document(images[task.index]))
+        return answer
 
     def note_failed_delivery(self, task: ImageTask, reason: str) -> None:
         slot = f"images.{task.index}"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.database import Database
 
 from ips.model import ImageOutcome
@@ -36,33 +36,40 @@ class MongoReuseIndex:
 
     def ensure_indexes(self) -> None:
         self._entries.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
-        # The content lookup's equality fields, then its range (expiresAt): the whole filter is in the index.
-        # Without the range in it, SecantusDB (the local MongoDB) answered the lookup with a scan of every
-        # entry, so every compressed image cost more the more images had been processed before (257 ms of its
-        # CPU per lookup at 10,000 entries, 529 ms at 20,000; 0.4 ms at either with this index).
+        # The content lookup's fields. Without them in one index SecantusDB (the local MongoDB) answered it with a
+        # scan of every entry, so every compressed image cost more the more had been processed before (257 ms of
+        # its CPU per lookup at 10,000 entries, 529 ms at 20,000; 0.4 ms at either with this index).
         self._entries.create_index(CONTENT_INDEX)
 
-    def find_by_url(self, tenant: str, options_key: str, url: str) -> ReuseEntry | None:
-        return self._find({"_id": entry_id(tenant, options_key, url), "tenant": tenant})
+    # Both lookups leave `expiresAt` out of the query and drop expired entries here: SecantusDB plans a `$in`
+    # beside a range as a scan of the whole collection (tests/integration/test_reuse_index.py), and a batch's
+    # lookups are `$in`s. An entry is small, and expired ones are few (the TTL monitor deletes them).
 
     def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
         ids = [entry_id(tenant, options_key, url) for url in urls]
-        documents = self._entries.find({"_id": {"$in": ids}, "tenant": tenant, "expiresAt": {"$gt": self._clock()}})
-        return {entry.url: entry for entry in map(_entry, documents)}
+        entries = map(_entry, self._entries.find({"_id": {"$in": ids}}))
+        return {entry.url: entry for entry in entries if entry.tenant == tenant and self._live(entry)}
 
-    def find_by_content(self, tenant: str, options_key: str, content_sha256: str) -> ReuseEntry | None:
-        return self._find({"tenant": tenant, "optionsKey": options_key, "contentSha256": content_sha256})
+    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+        # Bytes used under many URLs (a placeholder image) have an entry per URL: the one kept longest is taken,
+        # grouped on the server, so the answer holds one document per digest however many there are (and when
+        # the one kept longest has expired, so have the others).
+        documents = self._entries.aggregate(
+            [
+                {"$match": {"tenant": tenant, "optionsKey": options_key, "contentSha256": {"$in": list(digests)}}},
+                {"$sort": {"expiresAt": DESCENDING}},
+                {"$group": {"_id": "$contentSha256", "entry": {"$first": "$$ROOT"}}},
+            ]
+        )
+        entries = (_entry(document["entry"]) for document in documents)
+        return {entry.content_sha256: entry for entry in entries if self._live(entry)}
 
-    def remember(self, entry: ReuseEntry) -> None:
-        self._entries.replace_one(_key(entry), _document(entry), upsert=True)
+    def _live(self, entry: ReuseEntry) -> bool:
+        return entry.expires_at > self._clock()
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
         if entries:
             self._entries.bulk_write([ReplaceOne(_key(entry), _document(entry), upsert=True) for entry in entries])
-
-    def _find(self, query: dict[str, Any]) -> ReuseEntry | None:
-        document = self._entries.find_one({**query, "expiresAt": {"$gt": self._clock()}})
-        return None if document is None else _entry(document)
 
 
 def _key(entry: ReuseEntry) -> dict[str, str]:

@@ -28,11 +28,15 @@ class _UnlessAtOnce(wait_base):
         return self.backoff(retry_state) if getattr(failure, "wait", True) else 0.0
 
 
-def again(attempts: int, first_wait: float, *, jitter: bool) -> Retrying:
-    """Up to `attempts` tries of a block that raises Again, waiting `first_wait` x 2^n between them (a random
-    part of it with `jitter`: writers that conflicted on one item then spread out). tenacity.RetryError when
-    every try raised Again; any other exception goes through at once."""
-    backoff = wait_random_exponential(multiplier=first_wait) if jitter else wait_exponential(multiplier=first_wait)
+def again(attempts: int, first_wait: float, *, jitter: bool, max_wait: float = 60.0) -> Retrying:
+    """Up to `attempts` tries of a block that raises Again, waiting `first_wait` x 2^n between them, at most
+    `max_wait` (a random part of it with `jitter`: writers that conflicted on one item then spread out).
+    tenacity.RetryError when every try raised Again; any other exception goes through at once."""
+    backoff = (
+        wait_random_exponential(multiplier=first_wait, max=max_wait)
+        if jitter
+        else wait_exponential(multiplier=first_wait, max=max_wait)
+    )
     return Retrying(
         stop=stop_after_attempt(attempts), wait=_UnlessAtOnce(backoff), retry=retry_if_exception_type(Again)
     )
