@@ -97,9 +97,9 @@ def count_costs(server: ChildServer, url: str, calls: int, threads: int, warmup:
 
 
 def provision_table(url: str) -> str:
-    from localcloud.provision import _requests_table
+    from localcloud.provision import requests_table
 
-    _requests_table(TOPOLOGY.requests_table, _client("dynamodb", url, 1))
+    requests_table(TOPOLOGY.requests_table, _client("dynamodb", url, 1))
     return TOPOLOGY.requests_table
 
 

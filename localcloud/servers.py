@@ -61,8 +61,15 @@ class ChildServer:
         """Start the process without waiting for it to listen (servers that start slowly start together)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            # A process group of its own: Ctrl-C in the terminal reaches only the local cloud, which stops its
+            # servers last, in order (a database gone before the functions would fail their last invocations).
             self.process = subprocess.Popen(  # noqa: S603 - fixed command lines built here
-                self.command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command,
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
             )
 
     def wait(self) -> None:

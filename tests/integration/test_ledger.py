@@ -44,11 +44,11 @@ def test_concurrent_counting_is_exact(dynamodb_endpoint: str) -> None:
     from botocore.config import Config
 
     from ips.adapters.dynamodb import DynamoLedger
-    from localcloud.provision import _requests_table
+    from localcloud.provision import requests_table
 
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, config=Config(max_pool_connections=50))
     table = f"ledger-{threading.get_ident()}-{id(client)}"
-    _requests_table(table, client)
+    requests_table(table, client)
     ledger = DynamoLedger(client, table)
     total = 24
     ledger.open("req-1", total)
@@ -131,12 +131,12 @@ def test_a_cancelled_transaction_leaves_no_trace_in_the_emulator(dynamodb_endpoi
     """The moto emulator rolls a cancelled transaction back item by item (not by copying whole tables); on both
     servers the counter, the markers and the stream must look as if the duplicate never came."""
     from ips.adapters.dynamodb import DynamoLedger
-    from localcloud.provision import _requests_table
+    from localcloud.provision import requests_table
 
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint)
     table = f"rollback-{threading.get_ident()}"
-    stream_arn = _requests_table(table, client)
+    stream_arn = requests_table(table, client)
     ledger = DynamoLedger(client, table)
     ledger.open("req-1", 2)
     assert ledger.count(task(0), succeeded=True).counted

@@ -47,7 +47,7 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         image_limits=ImageLimits(max_bytes=25 * 1024 * 1024, max_pixels=50_000_000, max_decode_seconds=10.0),
         max_receive_count=5,
         chunk_max_receive_count=5,
-        status_page_max_bytes=6 * 1024 * 1024 + 100 - 64 * 1024,
+        status_page_max_bytes=5 * 1024 * 1024 + 100,
         webhook_retry=RetryPolicy(attempts=5, first_delay=1.0),
         output_retention_days=14,
         webhook_lease_seconds=240,
