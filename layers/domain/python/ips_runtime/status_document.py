@@ -25,7 +25,7 @@ def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str,
     """The page holds the progress's products, and fewer when more would pass `page_max_bytes` (under Lambda's
     response payload: 1,000 products of 50 URLs are about 8 MB of JSON, 30 products of 50 URLs of 2,000
     characters 6 MB); `nextCursor` goes on from the last. A page always holds one product at least: the largest
-    possible (50 URLs of 2,048 characters, each failed) is under 1.5 MB."""
+    possible (50 URLs of 2,048 astral characters, 14 bytes each here, every image failed) is under 3 MB."""
     record = progress.record
     document = {
         "requestId": record.request_id,
