@@ -21,7 +21,7 @@ from localcloud.dynamodb_local import DynamoDBLocalMissing, dynamodb_local
 from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
-from localcloud.provision import Resources, provision, resource_variables
+from localcloud.provision import Resources, provision, queues, resource_variables
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, TimerRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 from localcloud.settings import KeyImageQuota, LocalCloudConfig
@@ -220,12 +220,12 @@ class LocalCloud:
 
 
 def configured(topology: Topology, config: LocalCloudConfig) -> Topology:
-    """The topology with the local cloud's overrides: both queues' visibility timeout, the buckets' expiry."""
+    """The topology with the local cloud's overrides: every queue's visibility timeout, the buckets' expiry."""
     if config.visibility_timeout_s is not None:
+        timeout = config.visibility_timeout_s
         topology = replace(
             topology,
-            images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
-            chunks_queue=replace(topology.chunks_queue, visibility_timeout_s=config.visibility_timeout_s),
+            **{field: replace(queue, visibility_timeout_s=timeout) for field, queue in queues(topology).items()},
         )
     return replace(
         topology,
