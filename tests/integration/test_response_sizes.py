@@ -110,11 +110,11 @@ def _accepted(pipeline: Pipeline) -> str:
 
 
 def test_status_the_largest_possible_products_page_to_the_end_each_page_fitting(pipeline: Pipeline) -> None:
-    """Products of 50 URLs of 2,048 costly characters, every image failed with a 70 kB reason: each product is
+    """Products of 50 URLs of 2,048 costly characters, every image failed with a 20 kB reason: each product is
     about 2.9 MB of result JSON, so a page holds one, and every page fits."""
     request_id = _accepted(pipeline)
     longest = [f"https://img.example/{n:02d}/" + COSTLY * (LONGEST_URL - 30) + "?r=" for n in range(50)]
-    _seed(request_id, range(3, 7), longest, "HTTP 404 " + COSTLY * 70_000)
+    _seed(request_id, range(3, 7), longest, "HTTP 404 " + COSTLY * 5_000)
     seen, cursor = [], None
     while True:
         query = f"cursor={cursor}" if cursor else ""
@@ -129,7 +129,7 @@ def test_status_the_largest_possible_products_page_to_the_end_each_page_fitting(
 
 def test_status_of_a_request_failed_with_every_problem_fits(pipeline: Pipeline) -> None:
     request_id = _accepted(pipeline)
-    problems = [Problem(row, "S. No.", "DUPLICATE_SERIAL", COSTLY * 70_000) for row in range(2, 5002)]
+    problems = [Problem(row, "S. No.", "DUPLICATE_SERIAL", COSTLY * 5_000) for row in range(2, 5002)]
     Adapters.from_env().catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems)
     status, page, size = invoke(pipeline, "GET", f"/api/v1/status/{request_id}")
     assert status == 200 and size < 500_000
