@@ -66,7 +66,6 @@ def queue_variable(field: str) -> str:
 
 @dataclass(frozen=True)
 class ProvisionedQueue:
-    name: str
     url: str
     arn: str
     dead_letter_url: str
@@ -84,10 +83,6 @@ class Resources:
     table: str
     stream_arn: str
     upload_events_url: str  # S3 notifications of the uploads bucket (a queue, where AWS invokes the function)
-
-    def queue(self, name: str) -> ProvisionedQueue:
-        """A queue by its name (a QueueSource's `queue`)."""
-        return next(queue for queue in self.queues.values() if queue.name == name)
 
     # The images and chunks queues' (what the runners and the tests read).
     @property
@@ -181,7 +176,7 @@ def _queue(queue: Queue, sqs: Any, report: Report) -> ProvisionedQueue:
         "RedrivePolicy": json.dumps(redrive),
     }
     url = _sqs_queue(queue.name, attributes, sqs, report)
-    return ProvisionedQueue(queue.name, url, _arn(sqs, url), dead_letter_url)
+    return ProvisionedQueue(url, _arn(sqs, url), dead_letter_url)
 
 
 def _sqs_queue(name: str, attributes: dict[str, str], sqs: Any, report: Report) -> str:

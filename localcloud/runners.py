@@ -339,8 +339,8 @@ def event_runners(
     return (
         SqsRunner(
             boto3.client("sqs"),
-            resources.queue(queue_source.queue).url,
-            resources.queue(queue_source.queue).arn,
+            resources.queue_url,
+            resources.queue_arn,
             functions[queue_source.function],
             batch_size=queue_source.batch_size,
             workers=workers,
@@ -364,8 +364,8 @@ def event_runners(
         ),
         SqsRunner(
             boto3.client("sqs"),
-            resources.queue(chunk_source.queue).url,
-            resources.queue(chunk_source.queue).arn,
+            resources.chunks_queue_url,
+            resources.chunks_queue_arn,
             functions[chunk_source.function],
             batch_size=chunk_source.batch_size,
             # Lambda polls with no more concurrency than the mapping's cap (the function's reserved concurrency).

@@ -144,4 +144,4 @@ def test_a_queue_added_to_the_topology_is_provisioned_and_given_to_the_functions
     attributes = clients["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == "30"
     assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"conv-{run_id}-webhooks-dlq")
-    assert resources.queue(f"conv-{run_id}-webhooks").url == url
+    assert resources.queues["webhooks_queue"].url == url
