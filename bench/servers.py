@@ -196,12 +196,12 @@ def sqs_calls(url: str) -> dict[str, Callable[[int], Any]]:
 def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
     from ips.adapters.dynamodb import DynamoLedger
     from ips.model import ImageTask
-    from localcloud.provision import _requests_table
+    from localcloud.provision import requests_table
 
     def task(request_id: str, row: int) -> ImageTask:
         return ImageTask(request_id=request_id, row=row, index=0, url=f"http://127.0.0.1:9/{row}.jpg", salt="bench")
 
-    _requests_table(TOPOLOGY.requests_table, _client("dynamodb", url))
+    requests_table(TOPOLOGY.requests_table, _client("dynamodb", url))
     ledger = DynamoLedger(_client("dynamodb", url), TOPOLOGY.requests_table)
     request_id = str(uuid.uuid4())
     ledger.open(request_id, 1_000_000)

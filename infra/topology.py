@@ -107,9 +107,11 @@ class PayloadLimits:
     # more). API Gateway base64-encodes binary bodies into the event, so a body costs 4/3 of its size.
     invoke_request_bytes: int = 6 * 1024 * 1024
     invoke_response_bytes: int = 6 * 1024 * 1024 + 100
-    # Room kept for the rest of the proxy event around a body (headers and query twice, requestContext) and
-    # of the result around a response body (status, headers).
+    # Room kept for the rest of the proxy event around a body (headers and query twice, requestContext).
     envelope_bytes: int = 64 * 1024
+    # What a page of a list answer (a status page) leaves unused under the response limit: the result's envelope
+    # around the body (status, headers), with room to spare.
+    page_room_bytes: int = 1024 * 1024
 
     @property
     def function_body_bytes(self) -> int:
@@ -117,9 +119,9 @@ class PayloadLimits:
         return (self.invoke_request_bytes - self.envelope_bytes) // 4 * 3
 
     @property
-    def response_body_bytes(self) -> int:
-        """The most a response body may take once encoded into the result JSON (a JSON string in JSON)."""
-        return self.invoke_response_bytes - self.envelope_bytes
+    def page_bytes(self) -> int:
+        """The most a page of a list answer takes once encoded into the result JSON: 5 MiB + 100."""
+        return self.invoke_response_bytes - self.page_room_bytes
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,8 @@ class Topology:
             "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count),
             # Rounds further apart than twice this had a store outage between them (ips.reconcile).
             "RECONCILE_INTERVAL_SECONDS": str(self.reconcile_schedule.rate_minutes * 60),
-            # Status pages stop adding products before their JSON would pass Lambda's response payload.
-            "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.response_body_bytes),
+            # Status pages stop adding products 1 MiB before their JSON would pass Lambda's response payload.
+            "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.page_bytes),
             # A reconciler round holds its lease at most as long as its invocation may run.
             "RECONCILE_LEASE_SECONDS": str(self.function(self.reconcile_schedule.function).timeout_s),
         }

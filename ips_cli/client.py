@@ -39,7 +39,7 @@ class ApiError(Exception):
     code: str
     message: str
     problems: list[Problem] = field(default_factory=list)
-    truncated: bool = False
+    omitted: int = 0  # problems found beyond those listed
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
@@ -58,7 +58,7 @@ class ApiError(Exception):
             str(body.get("code") or "HTTP_ERROR"),
             str(body.get("message") or response.reason),
             problems_of(body.get("errors")),
-            bool(body.get("errorsTruncated")),
+            int(body.get("errorsOmitted") or 0),
         )
 
 

@@ -156,5 +156,5 @@ def api_error(error: ApiError) -> None:
     err.print(f"[red]error:[/] {escape(str(error))}")
     for line in problem_lines(error.problems):
         err.print(f"  - {escape(line)}")
-    if error.truncated:
-        err.print("  (more problems were found than the API lists)")
+    if error.omitted:
+        err.print(f"  (and {error.omitted} more problem(s) the API does not list)")

@@ -6,7 +6,8 @@ import base64
 import json
 import os
 import secrets
-import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 import boto3
 
 from infra.topology import TOPOLOGY, Topology
+from ips_runtime.settings import FunctionSettings
 from localcloud.dynamodb_local import dynamodb_local
 from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
 from localcloud.openapi import merged_openapi
-from localcloud.provision import Resources, provision
+from localcloud.provision import Resources, provision, queues, resource_variables
 from localcloud.runners import S3NotificationRunner, SqsRunner, StreamRunner, TimerRunner, event_runners
 from localcloud.servers import ChildServer, aws_emulator, free_port, mongo_server
 from localcloud.settings import KeyImageQuota, LocalCloudConfig
@@ -44,12 +46,32 @@ class LocalCloud:
         self.runners: list[SqsRunner | StreamRunner | S3NotificationRunner | TimerRunner] = []
         self.resources: Resources | None = None
         self.functions: dict[str, FunctionPool] = {}
+        self.changes: list[str] = []  # what provisioning changed, one line each
 
     def start(self) -> LocalCloud:
+        """Refuse bad settings before anything starts (SettingsError, one line per problem), then bring the
+        servers up, converge the resources on the topology (`changes` says what that changed), start the
+        functions and the runners, and listen."""
         config = self.config
         logs = config.state_dir / "logs"
         try:
             os.environ.update({key: value for key, value in FAKE_CREDENTIALS.items() if key not in os.environ})
+            topology = self.topology = configured(self.topology, config)
+            # Bound first (its port names the asset URLs and the page's origin), listening only once started: a
+            # client that connects earlier is refused, not left waiting while the functions warm up.
+            self.gateway = Gateway(
+                topology,
+                self.functions,
+                config.api_keys,
+                self._read_asset,
+                lambda: merged_openapi(topology),
+                port=config.gateway_port,
+                rate=config.throttle_rate,
+                burst=config.throttle_burst,
+            )
+            # Every function reads FunctionSettings from this one environment: a bad value is refused here, once,
+            # before any server starts (SettingsError), not by each execution environment's cold start.
+            FunctionSettings.from_env({**os.environ, **self.function_environment(resource_stand_ins(topology))})
             aws_url = config.aws_endpoint_url
             starting: list[ChildServer] = []
             if aws_url is None:
@@ -76,35 +98,17 @@ class LocalCloud:
                 else:
                     os.environ.pop(name, None)
             os.environ["MONGODB_URI"] = mongo_uri
-            topology = self.topology
-            if config.visibility_timeout_s is not None:
-                topology = replace(
-                    topology,
-                    images_queue=replace(topology.images_queue, visibility_timeout_s=config.visibility_timeout_s),
-                    chunks_queue=replace(topology.chunks_queue, visibility_timeout_s=config.visibility_timeout_s),
-                    webhooks_queue=replace(topology.webhooks_queue, visibility_timeout_s=config.visibility_timeout_s),
-                )
-            topology = replace(
-                topology,
-                uploads_retention_days=config.upload_retention_days or topology.uploads_retention_days,
-                processed_retention_days=config.processed_retention_days or topology.processed_retention_days,
-            )
-            self.gateway = Gateway(
-                topology,
-                self.functions,
-                config.api_keys,
-                self._read_asset,
-                lambda: merged_openapi(topology),
-                port=config.gateway_port,
-                rate=config.throttle_rate,
-                burst=config.throttle_burst,
-            )
             # The upload page is served by the gateway: its origin (by address or by name) may POST uploads.
             web_origins = [self.gateway.url, f"http://localhost:{self.gateway.port}"]
             self.resources = provision(
-                topology, boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb"), web_origins=web_origins
+                topology,
+                boto3.client("s3"),
+                boto3.client("sqs"),
+                boto3.client("dynamodb"),
+                web_origins=web_origins,
+                report=self.changes.append,
             )
-            os.environ.update(self.function_environment())
+            os.environ.update(self.function_environment(self.resources.environment()))
             self._start_functions(topology)
             self._start_runners(topology)
             self.gateway.start()
@@ -113,9 +117,13 @@ class LocalCloud:
             raise
         return self
 
-    def function_environment(self) -> dict[str, str]:
-        """What every function sees: the same variable names the CDK stack sets in AWS."""
-        assert self.resources is not None and self.gateway is not None
+    def function_environment(self, resources: Mapping[str, str] | None = None) -> dict[str, str]:
+        """What every function sees besides the shell's environment: the same variable names the CDK stack sets
+        in AWS. `resources`: where the provisioned resources are (the started cloud's, when None)."""
+        assert self.gateway is not None
+        if resources is None:
+            assert self.resources is not None
+            resources = self.resources.environment()
         state = self.config.state_dir
         # The topology's settings (JPEG_QUALITY, WEBHOOK_LEASE_SECONDS, ...), unless this environment sets them.
         chosen = {name: os.environ[name] for name in self.topology.environment if name in os.environ}
@@ -125,7 +133,7 @@ class LocalCloud:
             **chosen,
             # The reconciler's rate here (a store outage is a gap of more than two of its rounds).
             **({"RECONCILE_INTERVAL_SECONDS": str(interval)} if interval is not None else {}),
-            **self.resources.environment(),
+            **resources,
             "ASSET_BASE_URL": self.gateway.url + ASSETS_PREFIX.rstrip("/"),
             "WEB_ORIGIN": self.gateway.url,  # the upload page's origin: the API's CORS headers allow it
             "WEBHOOK_SECRET": self.config.webhook_secret or local_webhook_secret(state),
@@ -159,11 +167,8 @@ class LocalCloud:
                 setup=config.environment_setup,
                 stdout_path=config.function_stdout,
             )
-        warming = [threading.Thread(target=pool.warm, args=(1,)) for pool in self.functions.values()]
-        for thread in warming:
-            thread.start()
-        for thread in warming:
-            thread.join()
+        with ThreadPoolExecutor(len(self.functions)) as warming:  # list(): the first failure fails the start
+            list(warming.map(lambda pool: pool.warm(1), self.functions.values()))
 
     def _start_runners(self, topology: Topology) -> None:
         assert self.resources is not None
@@ -205,6 +210,27 @@ class LocalCloud:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def configured(topology: Topology, config: LocalCloudConfig) -> Topology:
+    """The topology with the local cloud's overrides: every queue's visibility timeout, the buckets' expiry."""
+    if config.visibility_timeout_s is not None:
+        timeout = config.visibility_timeout_s
+        topology = replace(
+            topology,
+            **{field: replace(queue, visibility_timeout_s=timeout) for field, queue in queues(topology).items()},
+        )
+    return replace(
+        topology,
+        uploads_retention_days=config.upload_retention_days or topology.uploads_retention_days,
+        processed_retention_days=config.processed_retention_days or topology.processed_retention_days,
+    )
+
+
+def resource_stand_ins(topology: Topology) -> dict[str, str]:
+    """Where the resources will be, before they are provisioned: names the functions' settings check can read
+    (plain text, set by the local cloud itself, never by the operator)."""
+    return {name: f"provisioned-at-start-{name.lower()}" for name in resource_variables(topology)}
 
 
 def tenant_image_quotas(entries: list[KeyImageQuota]) -> str:

@@ -20,11 +20,13 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -125,6 +127,9 @@ def _serve(
     stdout_path: str | None,
 ) -> None:
     """The environment's main loop (in the child): import the handler once, then one invocation at a time."""
+    # Ctrl-C reaches every process of the terminal's group: an environment ends when the local cloud stops it
+    # (None, or its pipe closing), not with a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(environment)
     if stdout_path:
@@ -247,12 +252,10 @@ class FunctionPool:
 
     def warm(self, count: int) -> None:
         """Start `count` environments now (in parallel), as provisioned concurrency would."""
-        count = min(count, self.max_environments)
-        threads = [threading.Thread(target=self._warm_one) for _ in range(count - len(self._all))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        missing = min(count, self.max_environments) - len(self._all)
+        if missing > 0:
+            with ThreadPoolExecutor(missing) as starting:  # list(): an environment that fails to start raises here
+                list(starting.map(lambda _: self._warm_one(), range(missing)))
 
     def _warm_one(self) -> None:
         with self._available:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,19 @@ import time
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+# Each server runs in a process group of its own: Ctrl-C in a terminal is SIGINT to the whole foreground group,
+# and the local cloud stops its servers itself, last, in order (a database gone before the functions would fail
+# their last invocations; SecantusDB installs its own SIGINT handler, so ignoring the signal is not enough). So
+# that a server never outlives whoever started it (a test run killed with its group), it is started through this
+# trampoline: the kernel sends it SIGTERM when its parent dies (PR_SET_PDEATHSIG, kept across exec; Linux, as
+# Lambda), then it execs the server. The parent is the thread that started it: servers start from the main thread.
+CHILD_OF_THIS_PROCESS = [
+    sys.executable,
+    "-S",
+    "-c",
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "  # 1: PR_SET_PDEATHSIG
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execvp(sys.argv[2], sys.argv[2:])",
+]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,7 +76,12 @@ class ChildServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed command lines built here
-                self.command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                [*CHILD_OF_THIS_PROCESS, str(os.getpid()), *self.command],
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
             )
 
     def wait(self) -> None:

@@ -66,8 +66,11 @@ def cloud_environment(state: Path, gateway_port: int, aws_port: int, image_serve
     return environment
 
 
-def start_local_cloud(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m localcloud up` as a child process, once its gateway listens."""
+def start_local_cloud(
+    environment: dict[str, str], log: Path, *, foreground_group: bool = False
+) -> subprocess.Popen[bytes]:
+    """`python -m localcloud up` as a child process, once its gateway listens. `foreground_group`: in a process
+    group of its own, as a terminal runs a foreground job (Ctrl-C is SIGINT to the whole group)."""
     with log.open("ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "localcloud", "up"],
@@ -75,6 +78,7 @@ def start_local_cloud(environment: dict[str, str], log: Path) -> subprocess.Pope
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
+            process_group=0 if foreground_group else None,
         )
     try:
         # It listens once its functions are warm: on a loaded 2-core machine that can take a minute or more.

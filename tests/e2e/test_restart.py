@@ -1,11 +1,13 @@
 """Stopping and starting `make up` loses no accepted request: S3, SQS and DynamoDB are kept in the state folder
-(with MongoDB), so a request stopped half-way ends after the restart and what was stored is still served."""
+(with MongoDB), so a request stopped half-way ends after the restart and what was stored is still served, also
+when the restart changes settings the resources carry (the queues' visibility timeout, the buckets' expiry)."""
 
 from __future__ import annotations
 
 import io
 import time
 
+import boto3
 import pytest
 import requests
 from PIL import Image
@@ -45,8 +47,24 @@ def test_a_request_stopped_half_way_ends_after_a_restart(
     assert process.returncode in (0, -15)
     assert list((state / "dynamodb").glob("*.db"))  # DynamoDB Local keeps its tables in the state folder
 
-    process = start_local_cloud(environment, log)
+    # Restarted with other settings: the resources are updated in place (was CreateQueue's QueueNameExists and
+    # an exit), each change said in one line, and the state is kept.
+    restarted = {**environment, "LOCAL_VISIBILITY_TIMEOUT": "7", "UPLOAD_RETENTION_DAYS": "9"}
+    before_restart = log.stat().st_size
+    process = start_local_cloud(restarted, log)
     try:
+        console = log.read_bytes()[before_restart:].decode()
+        changes = [line.split(None, 1)[1] for line in console.splitlines() if line.startswith("Provisioned ")]
+        assert changes == [
+            "queue ips-images: VisibilityTimeout 5 -> 7",
+            "queue ips-chunks: VisibilityTimeout 5 -> 7",
+            "bucket ips-uploads: objects expire after 30 days -> 9 days",
+        ], console
+        sqs = boto3.client("sqs", endpoint_url=cloud.aws_url)
+        queue = sqs.get_queue_url(QueueName="ips-images")["QueueUrl"]
+        assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["VisibilityTimeout"])["Attributes"] == {
+            "VisibilityTimeout": "7"
+        }
         result = wait_for_final(cloud, accepted["statusUrl"], timeout=300)
         assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED", 30, 0)
         assert [d["payload"]["data"]["status"] for d in _deliveries(webhook_receiver, accepted["requestId"])] == [

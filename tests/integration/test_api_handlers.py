@@ -159,6 +159,7 @@ def test_another_keys_request_is_404_like_an_unknown_one(pipeline: Pipeline, ima
             "code": "REQUEST_NOT_FOUND",
             "message": f"No request {request_id}.",
             "errors": [],
+            "errorsOmitted": 0,
             "errorsTruncated": False,
         },
     )

@@ -17,7 +17,7 @@ from ips.options import ImageOptions, OutputFormat
 from ips.quotas import work_units
 from localcloud.cloud import tenant_image_quotas
 from localcloud.gateway import api_key_id
-from localcloud.provision import _requests_table
+from localcloud.provision import requests_table
 from localcloud.settings import KeyImageQuota, LocalCloudSettings
 from tests.integration.conftest import API_KEY, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
@@ -141,7 +141,7 @@ def test_work_is_charged_once_per_image_and_only_within_the_quota(dynamodb_local
     """On DynamoDB Local: the charge's transaction and its cancellation reasons."""
     client = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint)
     table = f"quotas-{uuid.uuid4().hex[:8]}"
-    _requests_table(table, client)
+    requests_table(table, client)
     quotas, day = DynamoQuotas(client, table), "2026-12-01"
     heavy, other = (ImageTask("req-1", 2, index, f"https://a.example/{index}.jpg", "salt", "t") for index in (0, 1))
     assert quotas.reserve("t", "req-1", 2, 10, 100, day) is None

@@ -12,7 +12,7 @@ import boto3
 from botocore.config import Config
 
 from ips.adapters.lease import DynamoLease
-from localcloud.provision import _requests_table
+from localcloud.provision import requests_table
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -20,7 +20,7 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 def lease_on(endpoint: str) -> DynamoLease:
     client = boto3.client("dynamodb", endpoint_url=endpoint, config=Config(max_pool_connections=20))
     table = f"lease-{uuid.uuid4().hex[:8]}"
-    _requests_table(table, client)
+    requests_table(table, client)
     return DynamoLease(client, table)
 
 

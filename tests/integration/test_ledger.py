@@ -19,7 +19,7 @@ from botocore.config import Config
 from ips.adapters.dynamodb import COMPLETION_FILTER, MAX_SHARDS, DynamoLedger, shard_count
 from ips.model import NO_SAVINGS, Counts, ImageTask, Savings
 from ips.ports import ImageCount
-from localcloud.provision import Resources, _requests_table
+from localcloud.provision import Resources, requests_table
 from localcloud.runners import matches, stream_event_record
 
 
@@ -40,7 +40,7 @@ def own_table(endpoint: str, name: str) -> tuple[Any, Any, str]:
     """A fresh table on a local server: (its client, its streams client, the stream's ARN)."""
     client = boto3.client("dynamodb", endpoint_url=endpoint, config=Config(max_pool_connections=50))
     streams = boto3.client("dynamodbstreams", endpoint_url=endpoint)
-    return client, streams, _requests_table(name, client)
+    return client, streams, requests_table(name, client)
 
 
 def stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:

@@ -310,9 +310,9 @@ class MemoryCatalog:
         )
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
     ) -> bool:
-        error = failure_record(code, message, problems, truncated=truncated)
+        error = failure_record(code, message, problems, omitted=omitted)
         return self._end(
             request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=datetime.now(UTC)
         )

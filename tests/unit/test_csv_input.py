@@ -114,7 +114,7 @@ def test_problem_list_is_capped_and_says_so() -> None:
     with pytest.raises(InvalidInput) as refused:
         parse_products_csv(data.encode(), CsvLimits(max_problems=5))
     assert len(refused.value.problems) == 5
-    assert refused.value.truncated
+    assert refused.value.omitted == 24  # every problem counted: 29 rows without a product name, 5 listed
 
 
 def test_extra_fields_are_refused_when_the_url_column_is_not_last() -> None:

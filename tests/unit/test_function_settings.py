@@ -50,7 +50,7 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         ),
         max_receive_count=5,
         dead_letter_redrives=3,
-        status_page_max_bytes=6 * 1024 * 1024 + 100 - 64 * 1024,
+        status_page_max_bytes=5 * 1024 * 1024 + 100,
         webhook_retry=RetryPolicy(attempts=8, first_delay=5.0, factor=4.0, max_delay=6 * 3600.0),
         webhook_timeout_s=10.0,
         output_retention_days=14,

@@ -96,3 +96,27 @@ def test_every_variable_reaches_the_config() -> None:
 def test_a_wrong_value_is_refused_with_the_variables_name(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         LocalCloudSettings.from_env({variable: value})
+
+
+def test_the_local_visibility_timeout_and_expiry_reach_every_queue_and_bucket() -> None:
+    import dataclasses
+
+    from infra.topology import TOPOLOGY, Queue, Topology
+    from localcloud.cloud import configured
+    from localcloud.provision import queues
+
+    @dataclasses.dataclass(frozen=True)
+    class WithAnotherQueue(Topology):
+        another_queue: Queue = dataclasses.field(default=Queue("another", "another-dlq", 30, 5))
+
+    topology = WithAnotherQueue(**{field.name: getattr(TOPOLOGY, field.name) for field in dataclasses.fields(Topology)})
+    config = LocalCloudConfig(visibility_timeout_s=5, upload_retention_days=9)
+    changed = configured(topology, config)
+    assert {field: queue.visibility_timeout_s for field, queue in queues(changed).items()} == {
+        "images_queue": 5,
+        "chunks_queue": 5,
+        "webhooks_queue": 5,
+        "another_queue": 5,
+    }
+    assert (changed.uploads_retention_days, changed.processed_retention_days) == (9, 365)
+    assert configured(TOPOLOGY, LocalCloudConfig()) == TOPOLOGY

@@ -95,7 +95,7 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
     world = Fakes()
     request_id = a_request(world, products=1)
     problems = [Problem(3, "Input Image Urls", "INVALID_URL", "URL 1: not a valid URL")]
-    world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems, truncated=True)
+    world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems, omitted=7)
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
     document = status_document(progress, world.settings.status_page_max_bytes)
@@ -106,6 +106,7 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
         "errors": [
             {"row": 3, "column": "Input Image Urls", "code": "INVALID_URL", "message": "URL 1: not a valid URL"}
         ],
+        "errorsOmitted": 7,
         "errorsTruncated": True,
     }
 
@@ -119,3 +120,39 @@ def test_a_page_stops_before_its_byte_budget_and_goes_on_by_cursor() -> None:
     assert 0 < len(document["products"]) < 50 and document["nextCursor"]
     last = document["products"][-1]
     assert decode_cursor(document["nextCursor"]) == int(last["serialNumber"]) == 1 + len(document["products"])
+
+
+def test_the_document_is_what_the_response_model_serialises_so_its_measure_is_the_answers_size() -> None:
+    """The page budget measures this document; the route answers the model's serialisation of it. A field the
+    document leaves out and the model fills in (a failed image's null details were 110 bytes each, unmeasured)
+    made pages of failed images pass Lambda's response limit: API Gateway's 502."""
+    from ips.errors import Problem
+
+    world = Fakes()
+    request_id = a_request(world, products=3)
+    count(world, request_id, 2, OK)
+    count(world, request_id, 3, ImageOutcome.failure("HTTP_STATUS", "HTTP 404 from i.invalid"))
+    world.catalog.mark_failed(request_id, "CSV_INVALID", "bad", [Problem(2, None, "NO_URLS", "No image URL.")])
+    world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 5, "last_status": 500, "last_error": "x"})
+    progress = request_status(request_id, "tenant-a", world.status())
+    assert progress is not None
+    document = status_document(progress, world.settings.status_page_max_bytes)
+    assert [product["images"][0] is None for product in document["products"]] == [False, False, True]
+    assert StatusResponse.model_validate(document).model_dump(mode="json") == document
+
+
+def test_free_text_from_elsewhere_is_cut_where_it_is_shown() -> None:
+    """An image's error and the webhook's last error are stored as their source wrote them (a server's reason
+    phrase may be 64 kB): the status shows at most MESSAGE_MAX_CHARS of each."""
+    from ips.errors import MESSAGE_MAX_CHARS
+
+    world = Fakes()
+    request_id = a_request(world, products=1)
+    count(world, request_id, 2, ImageOutcome.failure("HTTP_STATUS", "HTTP 404 " + "r" * 70_000))
+    world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 1, "last_error": "e" * 70_000})
+    progress = request_status(request_id, "tenant-a", world.status())
+    assert progress is not None
+    document = status_document(progress, world.settings.status_page_max_bytes)
+    [error] = document["products"][0]["errors"]
+    assert len(error["message"]) == len(document["webhook"]["lastError"]) == MESSAGE_MAX_CHARS
+    assert error["message"].startswith("HTTP 404 rrr") and error["message"].endswith("…")

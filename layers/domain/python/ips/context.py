@@ -48,7 +48,7 @@ class Settings:
     # (or no round ran) between them, and the open requests' deadlines move by the time in between.
     reconcile_interval_s: float = 300
     # A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload.
-    status_page_max_bytes: int = 6 * 1024 * 1024 + 100 - 64 * 1024
+    status_page_max_bytes: int = 5 * 1024 * 1024 + 100  # infra.topology.PayloadLimits.page_bytes
     output_retention_days: float = 14  # how long outputs are kept; reuse entries expire a day before them
     image_quota: ImageQuota = field(default_factory=ImageQuota)  # every API key's, unless it has its own
     tenant_image_quotas: dict[str, ImageQuota] = field(default_factory=dict)  # by tenant (API key id)

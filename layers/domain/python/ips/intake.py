@@ -237,7 +237,7 @@ def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
         logger.info("the upload was replaced while ingesting; its own event ingests it", extra={"key": key})
         return None
     except InvalidInput as exc:
-        fail_request(request_id, exc.code, exc.message, ports.failing, problems=exc.problems, truncated=exc.truncated)
+        fail_request(request_id, exc.code, exc.message, ports.failing, problems=exc.problems, omitted=exc.omitted)
         return RequestStatus.FAILED
     deadline = settings.deadline(ports.clock(), plan.total_images)
     if ports.catalog.upload_arrived(request_id, pinned, plan.total_products, plan.total_images, deadline):

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ips.errors import InvalidInput, Problem
+from ips.errors import QUOTED_CHARS, InvalidInput, Problem, shortened
 
 OPTION_INVALID: Final = "OPTION_INVALID"
 # The largest box side a request may give. WebP holds one pixel less (16,383): its outputs are fitted inside
@@ -108,6 +108,11 @@ _HINTS: Final = {
 }
 
 
+def _quoted(value: Any) -> str:
+    """A value as a message quotes it: its repr, shortened (a form field may hold megabytes)."""
+    return shortened(repr(value), QUOTED_CHARS)
+
+
 def parse_options(raw: Mapping[str, Any], *, default_quality: int = 50) -> ImageOptions:
     """Options from form fields, query parameters or JSON: only the option names are read, empty values mean
     "not given". Raises InvalidInput OPTION_INVALID naming every bad field."""
@@ -118,13 +123,9 @@ def parse_options(raw: Mapping[str, Any], *, default_quality: int = 50) -> Image
     try:
         return ImageOptions.model_validate(given)
     except ValidationError as exc:
-        problems = [
-            Problem(
-                None,
-                str(error["loc"][0]),
-                _CODES.get(error["type"], "INVALID"),
-                f"{error['loc'][0]} must be {_HINTS[str(error['loc'][0])]}, not {given.get(str(error['loc'][0]))!r}.",
-            )
-            for error in exc.errors()
-        ]
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0])
+            message = f"{name} must be {_HINTS[name]}, not {_quoted(given.get(name))}."
+            problems.append(Problem(None, name, _CODES.get(error["type"], "INVALID"), message))
         raise InvalidInput(OPTION_INVALID, "An image option is invalid.", problems) from None

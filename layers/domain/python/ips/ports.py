@@ -284,7 +284,7 @@ class Catalog(Protocol):
         ...
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
     ) -> bool:
         """End a request FAILED unless it already ended; True when this call ended it."""
         ...

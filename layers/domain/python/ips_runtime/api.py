@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
+from dataclasses import asdict
 from http import HTTPStatus
 from typing import Any
 
@@ -15,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, Field
 
-from ips.errors import InvalidInput
+from ips.errors import MAX_PROBLEMS, InvalidInput, Problem, listed, shortened
 from ips.model import RequestStatus
 from ips.options import ImageOptions
 from ips.quotas import QuotaExceeded
@@ -32,11 +34,29 @@ class ErrorItem(BaseModel):
     message: str
 
 
+ERRORS_DESCRIPTION = f"Each problem, at most {MAX_PROBLEMS} (errorsOmitted counts the rest)"
+OMITTED_DESCRIPTION = "Problems found but not listed in errors"
+TRUNCATED_DESCRIPTION = "errorsOmitted > 0 (kept for older clients)"
+
+
 class ErrorResponse(BaseModel):
     code: str = Field(description="Stable machine-readable error code")
     message: str
-    errors: list[ErrorItem] = Field(default_factory=list)
-    errorsTruncated: bool = False
+    errors: list[ErrorItem] = Field(default_factory=list, description=ERRORS_DESCRIPTION)
+    errorsOmitted: int = Field(default=0, description=OMITTED_DESCRIPTION)
+    errorsTruncated: bool = Field(default=False, description=TRUNCATED_DESCRIPTION)
+
+    @classmethod
+    def of(cls, code: str, message: str, problems: Sequence[Problem] = (), omitted: int = 0) -> ErrorResponse:
+        """An error answer that fits any response: the first problems listed, the rest counted, messages cut."""
+        kept, omitted = listed(problems, omitted)
+        return cls(
+            code=code,
+            message=shortened(message),
+            errors=[ErrorItem(**asdict(problem)) for problem in kept],
+            errorsOmitted=omitted,
+            errorsTruncated=omitted > 0,
+        )
 
 
 class UploadAccepted(BaseModel):
@@ -98,8 +118,9 @@ class WebhookDelivery(BaseModel):
 class RequestError(BaseModel):
     code: str
     message: str
-    errors: list[ErrorItem] = Field(default_factory=list)
-    errorsTruncated: bool = False
+    errors: list[ErrorItem] = Field(default_factory=list, description=ERRORS_DESCRIPTION)
+    errorsOmitted: int = Field(default=0, description=OMITTED_DESCRIPTION)
+    errorsTruncated: bool = Field(default=False, description=TRUNCATED_DESCRIPTION)
 
 
 class PresignedFields(BaseModel):
@@ -204,56 +225,43 @@ def create_resolver(logger: Logger) -> APIGatewayRestResolver:
     @app.exception_handler(InvalidInput)
     def invalid_input(exc: InvalidInput) -> Response:
         return error_response(
-            HTTPStatus.BAD_REQUEST,
-            ErrorResponse(
-                code=exc.code,
-                message=exc.message,
-                errors=[ErrorItem(**problem.__dict__) for problem in exc.problems],
-                errorsTruncated=exc.truncated,
-            ),
+            HTTPStatus.BAD_REQUEST, ErrorResponse.of(exc.code, exc.message, exc.problems, exc.omitted)
         )
 
     @app.exception_handler(QuotaExceeded)
     def quota_exceeded(exc: QuotaExceeded) -> Response:
-        return error_response(HTTPStatus.TOO_MANY_REQUESTS, ErrorResponse(code=exc.code, message=exc.message))
+        return error_response(HTTPStatus.TOO_MANY_REQUESTS, ErrorResponse.of(exc.code, exc.message))
 
     @app.exception_handler(ApiError)
     def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, ErrorResponse(code=exc.code, message=exc.message))
+        return error_response(exc.status, ErrorResponse.of(exc.code, exc.message))
 
     @app.exception_handler(RequestUnsupportedContentType)
     def unsupported_type(exc: RequestUnsupportedContentType) -> Response:
         return error_response(
-            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-            ErrorResponse(code="UNSUPPORTED_MEDIA_TYPE", message="Unsupported content type."),
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, ErrorResponse.of("UNSUPPORTED_MEDIA_TYPE", "Unsupported content type.")
         )
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response:
-        items = [
-            ErrorItem(
-                row=None,
-                column=".".join(map(str, error.get("loc", ()))),
-                code="INVALID",
-                message=str(error.get("msg")),
-            )
+        problems = [
+            Problem(None, ".".join(map(str, error.get("loc", ()))), "INVALID", str(error.get("msg")))
             for error in exc.errors()
         ]
         return error_response(
-            HTTPStatus.BAD_REQUEST,
-            ErrorResponse(code="REQUEST_INVALID", message="The request is invalid.", errors=items),
+            HTTPStatus.BAD_REQUEST, ErrorResponse.of("REQUEST_INVALID", "The request is invalid.", problems)
         )
 
     @app.not_found
     def not_found(exc: Exception) -> Response:
-        return error_response(HTTPStatus.NOT_FOUND, ErrorResponse(code="NOT_FOUND", message="No such route."))
+        return error_response(HTTPStatus.NOT_FOUND, ErrorResponse.of("NOT_FOUND", "No such route."))
 
     @app.exception_handler(Exception)
     def internal_error(exc: Exception) -> Response:
         logger.exception("unhandled error")
         return error_response(
             HTTPStatus.INTERNAL_SERVER_ERROR,
-            ErrorResponse(code="INTERNAL_ERROR", message="Something went wrong on our side; try again."),
+            ErrorResponse.of("INTERNAL_ERROR", "Something went wrong on our side; try again."),
         )
 
     return app

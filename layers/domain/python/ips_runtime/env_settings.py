@@ -17,7 +17,12 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 
 class SettingsError(ValueError):
-    """A setting is malformed or missing: the message names each variable and what is wrong with it."""
+    """A setting is malformed or missing: the message names each variable and what is wrong with it; `problems`
+    holds one line per problem (how the local cloud prints them)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class _MappingSource(EnvSettingsSource):
@@ -58,19 +63,15 @@ class EnvSettings(BaseSettings):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise SettingsError(describe(exc, cls.variable)) from None
+            raise SettingsError(*problems(exc, cls.variable)) from None
 
     @classmethod
     def variable(cls, field: str) -> str:
         return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
 
-def describe(exc: ValidationError, name_of: Any) -> str:
-    """One line per problem: `NAME: what is wrong (got 'value')`, NAME from the error's field by `name_of`."""
-    return "; ".join(_problems(exc, name_of))
-
-
-def _problems(exc: ValidationError, name_of: Any) -> Iterable[str]:
+def problems(exc: ValidationError, name_of: Any) -> Iterable[str]:
+    """One line per problem: `NAME='value': what is wrong`, NAME from the error's field by `name_of`."""
     for error in exc.errors(include_url=False):
         message = error["msg"].removeprefix("Value error, ")
         if not error["loc"]:  # a check across fields: its message names them

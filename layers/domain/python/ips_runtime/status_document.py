@@ -1,22 +1,31 @@
 """The status route's JSON: a request's progress (ips.status) mapped field by field to the public contract
-(ips_runtime.api.StatusResponse, the README's example), never a stored record returned as it is stored."""
+(ips_runtime.api.StatusResponse, the README's example), never a stored record returned as it is stored.
+
+The document is exactly what the response model serialises (every field, nulls included:
+tests/unit/test_status.py checks it), so the byte budget a page is cut to measures the bytes Lambda returns.
+Free text from elsewhere (an image's error, the webhook's last error) is cut to MESSAGE_MAX_CHARS."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeGuard
 
+from ips.errors import Problem, listed, shortened
 from ips.model import ImageOutcome, ImageStatus
 from ips.ports import ProductRecord
 from ips.status import MAX_CURSOR_ROW, RequestProgress, encode_cursor
 
 WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
+SUCCEEDED_DETAILS = ("inputFormat", "inputBytes", "outputFormat", "outputBytes", "width", "height", "reused")
 
 
 def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str, Any]:
-    """The page holds the progress's products, and fewer when more would pass `page_max_bytes` (Lambda's
-    response payload: 1,000 products of 50 URLs are about 8 MB of JSON); `nextCursor` goes on from the last."""
+    """The page holds the progress's products, and fewer when more would pass `page_max_bytes` (under Lambda's
+    response payload: 1,000 products of 50 URLs are about 8 MB of JSON, 30 products of 50 URLs of 2,000
+    characters 6 MB); `nextCursor` goes on from the last. A page always holds one product at least: the largest
+    possible (50 URLs of 2,048 astral characters, 14 bytes each here, every image failed) is under 3 MB."""
     record = progress.record
     document = {
         "requestId": record.request_id,
@@ -62,7 +71,7 @@ def webhook_delivery(stored: dict[str, Any] | None) -> dict[str, Any] | None:
         "delivered": bool(stored.get("delivered")),
         "attempts": int(stored.get("attempts") or 0),
         "lastStatus": stored.get("last_status"),
-        "lastError": stored.get("last_error"),
+        "lastError": shortened(stored["last_error"]) if stored.get("last_error") else None,
         "nextAttemptAt": _iso(stored.get("next_attempt_at")),
         "gaveUp": bool(stored.get("gave_up")),
     }
@@ -72,14 +81,18 @@ def request_error(stored: dict[str, Any] | None) -> dict[str, Any] | None:
     """Why a FAILED request failed, as the catalog stored it (code, message, its problems)."""
     if stored is None:
         return None
+    problems = [
+        Problem(item.get("row"), item.get("column"), item["code"], item["message"])
+        for item in stored.get("errors") or []
+    ]
+    kept, omitted = listed(problems, int(stored.get("errorsOmitted") or 0))
     return {
         "code": stored["code"],
-        "message": stored["message"],
-        "errors": [
-            {"row": item.get("row"), "column": item.get("column"), "code": item["code"], "message": item["message"]}
-            for item in stored.get("errors") or []
-        ],
-        "errorsTruncated": bool(stored.get("errorsTruncated")),
+        "message": shortened(stored["message"]),
+        "errors": [asdict(problem) for problem in kept],
+        "errorsOmitted": omitted,
+        # Records stored before errorsOmitted said only that some were left out.
+        "errorsTruncated": omitted > 0 or bool(stored.get("errorsTruncated")),
     }
 
 
@@ -99,7 +112,7 @@ def product_entry(product: ProductRecord) -> dict[str, Any]:
                 "index": index,
                 "url": product.input_urls[index],
                 "code": image.error_code,
-                "message": image.error_message,
+                "message": shortened(image.error_message) if image.error_message else image.error_message,
             }
             for index, image in enumerate(product.images)
             if image and image.status is ImageStatus.FAILED
@@ -109,11 +122,11 @@ def product_entry(product: ProductRecord) -> dict[str, Any]:
 
 
 def image_detail(image: ImageOutcome | None) -> dict[str, Any] | None:
-    """One image's record: what came in and what went out (null while pending)."""
+    """One image's record: what came in and what went out (null while pending; only its status when failed)."""
     if image is None:
         return None
     if not image.succeeded:
-        return {"status": image.status.value}
+        return {"status": image.status.value, **dict.fromkeys(SUCCEEDED_DETAILS)}
     return {
         "status": image.status.value,
         "inputFormat": image.input_format,

@@ -193,9 +193,9 @@ class MongoCatalog:
         return result.modified_count == 1
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, truncated: bool = False
+        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
     ) -> bool:
-        error = failure_record(code, message, problems, truncated=truncated)
+        error = failure_record(code, message, problems, omitted=omitted)
         result = self._requests.update_one(
             {"_id": request_id, "status": _OPEN},
             {

@@ -34,25 +34,30 @@ class ProductRow:
     image_urls: tuple[str, ...]
 
 
-def csv_invalid(problems: list[Problem], *, truncated: bool = False) -> InvalidInput:
-    return InvalidInput("CSV_INVALID", "The CSV file is invalid.", problems, truncated=truncated)
+def csv_invalid(problems: list[Problem], *, omitted: int = 0) -> InvalidInput:
+    return InvalidInput("CSV_INVALID", "The CSV file is invalid.", problems, omitted=omitted)
 
 
 class Problems:
+    """The problems of one file: the first `cap` listed, the rest counted."""
+
     def __init__(self, cap: int) -> None:
         self.items: list[Problem] = []
         self.cap = cap
-        self.truncated = False
+        self.found = 0
+
+    @property
+    def omitted(self) -> int:
+        return self.found - len(self.items)
 
     def add(self, row: int | None, column: str | None, code: str, message: str) -> None:
+        self.found += 1
         if len(self.items) < self.cap:
             self.items.append(Problem(row, column, code, message))
-        else:
-            self.truncated = True
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise csv_invalid(self.items, truncated=self.truncated)
+            raise csv_invalid(self.items, omitted=self.omitted)
 
 
 def normalise_header(name: str) -> str:

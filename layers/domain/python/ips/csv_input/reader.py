@@ -24,7 +24,7 @@ from ips.csv_input.model import (
     normalise_header,
 )
 from ips.csv_input.urls import url_problem
-from ips.errors import InvalidInput, Problem
+from ips.errors import QUOTED_CHARS, InvalidInput, Problem, shortened
 
 _URL_SEPARATORS = re.compile(r"[,\s]+")
 DEFAULT_LIMITS = CsvLimits()
@@ -80,7 +80,10 @@ class ProductReader:
             previous = first_row_of_serial.setdefault(serial, row) if serial else row
             if previous != row:
                 problems.add(
-                    row, SERIAL_COLUMN, "DUPLICATE_SERIAL", f"Serial number {serial!r} already used in row {previous}."
+                    row,
+                    SERIAL_COLUMN,
+                    "DUPLICATE_SERIAL",
+                    f"Serial number {shortened(serial, QUOTED_CHARS)!r} already used in row {previous}.",
                 )
             product = _validate_row(row, record, columns, limits, problems)
             if product is not None and previous == row:
@@ -100,7 +103,7 @@ class ProductReader:
             self.problems.add(
                 row, label, "FIELD_TOO_LONG", f"Over {csv.field_size_limit()} characters; the file is read no further."
             )
-        raise csv_invalid(self.problems.items, truncated=self.problems.truncated) from None
+        raise csv_invalid(self.problems.items, omitted=self.problems.omitted) from None
 
 
 def _open_reader(raw_lines: Iterable[bytes], limits: CsvLimits) -> tuple[ProductReader, ByteLines]:
@@ -180,7 +183,7 @@ def _validate_row(
 ) -> ProductRow | None:
     serial_index, name_index, urls_index = columns.serial, columns.name, columns.urls
     width, urls_last = columns.width, columns.urls_last
-    before = len(problems.items)
+    before = problems.found
 
     def cell(index: int) -> str:
         return record[index].strip() if index < len(record) else ""
@@ -210,11 +213,7 @@ def _validate_row(
     for position, url in enumerate(urls, start=1):
         reason = url_problem(url, limits.max_url_length)
         if reason:
-            problems.add(row, URLS_COLUMN, "INVALID_URL", f"URL {position} ({_shorten(url)}): {reason}")
-    if len(problems.items) != before or problems.truncated:
+            problems.add(row, URLS_COLUMN, "INVALID_URL", f"URL {position} ({shortened(url, QUOTED_CHARS)}): {reason}")
+    if problems.found != before:
         return None
     return ProductRow(row, serial, name, tuple(urls))
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
