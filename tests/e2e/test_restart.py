@@ -58,6 +58,7 @@ def test_a_request_stopped_half_way_ends_after_a_restart(
         assert changes == [
             "queue ips-images: VisibilityTimeout 5 -> 7",
             "queue ips-chunks: VisibilityTimeout 5 -> 7",
+            "queue ips-webhooks: VisibilityTimeout 5 -> 7",
             "bucket ips-uploads: objects expire after 30 days -> 9 days",
         ], console
         sqs = boto3.client("sqs", endpoint_url=cloud.aws_url)
