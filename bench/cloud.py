@@ -11,14 +11,9 @@ from typing import Any
 
 def forget_shared_context() -> None:
     """Drop the functions' built roots (their clients point at the previous cloud's servers)."""
-    try:
-        from ips_runtime.roots import reset_roots
-    except ImportError:  # a revision from before the composition roots
-        from ips_runtime import wiring
+    from ips_runtime.roots import reset_roots
 
-        wiring.reset_shared_context()  # type: ignore[attr-defined]
-    else:
-        reset_roots()
+    reset_roots()
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """SQS chunks queue (one message per invocation) -> expand a chunk of CSV rows into product records and image
-messages, going on from where an earlier delivery stopped (ips.expansion). A message that is not a chunk, or is
-for a request that does not exist, is logged with its message ID, counted, and removed. A chunk that fails every
-delivery goes to the dead-letter queue, where the reconciler puts it back while its request has time (an outage
-pauses the work), or ends the request."""
+messages, going on from where an earlier delivery stopped (ips.expansion). A message that is not a chunk (another
+queue's task included: it is malformed here), or is for a request that does not exist, is logged with its message
+ID, counted, and removed. A chunk that fails every delivery goes to the dead-letter queue, where the reconciler
+puts it back while its request has time (an outage pauses the work), or ends the request."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.expansion import expand_chunk
-from ips.messages import MalformedMessage, parse_task
+from ips.messages import MalformedMessage, parse_as
 from ips.model import ChunkTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import EXPAND as root
@@ -33,12 +33,9 @@ def _removed(record: SqsRecordModel, metric: str, message: str, **extra: Any) ->
 @tracer.capture_method
 def handle_record(record: SqsRecordModel, lambda_context: LambdaContext) -> None:
     try:
-        task = parse_task(record.body)
+        task = parse_as(record.body, ChunkTask)
     except MalformedMessage as exc:
         _removed(record, "MalformedMessages", "malformed message removed", problem=str(exc), body=record.body[:200])
-        return
-    if not isinstance(task, ChunkTask):
-        _removed(record, "MisroutedMessages", "an image task on the chunks queue removed", request_id=task.request_id)
         return
     logger.set_correlation_id(task.request_id)
     ports = root()

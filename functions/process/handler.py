@@ -1,7 +1,8 @@
 """SQS images queue -> fetch, compress, store, record and count a batch of images (chunks of CSV rows are expanded
 by the expand function, on their own queue). The batch is processed as one unit of I/O (ips.image_batch.run_batch);
 then powertools' BatchProcessor reports each record on its own: a malformed message, or one for a request that
-does not exist, is logged with its message ID, counted, and removed without touching the rest of the batch; a
+does not exist, is logged with its message ID, counted, and removed without touching the rest of the batch (a
+chunk or a webhook wake-up here is malformed like any body that is not an image task); a
 failed record is retried alone (after the source's Retry-After when it gave one)."""
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ FINISH_RESERVE_S = 8.0
 DECODE_RESERVE_S = 5.0
 _REMOVED = {
     Removed.MALFORMED: "malformed message removed",
-    Removed.MISROUTED: "a task of another queue removed",
     Removed.UNKNOWN_REQUEST: "message for an unknown request removed",
 }
 

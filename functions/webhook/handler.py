@@ -1,6 +1,7 @@
 """SQS webhook queue (one wake-up per invocation) -> at most one signed POST of an ended request's webhook, within
 a short timeout, and the next wake-up on the queue when it is not done (ips.completion.deliver_webhook): the only
-place a webhook is signed and sent. A message that is not a wake-up is logged, counted and removed."""
+place a webhook is signed and sent. A message that is not a wake-up (another queue's task included) is malformed
+here: logged, counted and removed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.completion import Step, deliver_webhook
-from ips.messages import MalformedMessage, parse_task
+from ips.messages import MalformedMessage, parse_as
 from ips.model import WebhookTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import WEBHOOK as root
@@ -28,14 +29,10 @@ METRICS = {
 @tracer.capture_method
 def handle_record(record: SqsRecordModel) -> None:
     try:
-        task = parse_task(record.body)
+        task = parse_as(record.body, WebhookTask)
     except MalformedMessage as exc:
         logger.error("malformed message removed", extra={"message_id": record.messageId, "problem": str(exc)})
         metrics.add_metric("MalformedMessages", MetricUnit.Count, 1)
-        return
-    if not isinstance(task, WebhookTask):
-        logger.error("a task of another queue removed", extra={"message_id": record.messageId})
-        metrics.add_metric("MisroutedMessages", MetricUnit.Count, 1)
         return
     logger.set_correlation_id(task.request_id)
     step = deliver_webhook(task, root())

@@ -160,7 +160,6 @@ def test_another_keys_request_is_404_like_an_unknown_one(pipeline: Pipeline, ima
             "message": f"No request {request_id}.",
             "errors": [],
             "errorsOmitted": 0,
-            "errorsTruncated": False,
         },
     )
     assert unknown[0] == 404 and unknown[1]["code"] == "REQUEST_NOT_FOUND"

@@ -235,28 +235,6 @@ def test_a_crash_between_the_last_count_and_the_flip_is_mended_by_the_redelivery
     assert len(completions(stream_records(boto3.client("dynamodbstreams"), aws.stream_arn))) == 1
 
 
-def test_a_counter_written_before_shards_existed_still_completes_exactly(ledger: DynamoLedger, aws: Resources) -> None:
-    """A request counted by the previous deployment (its counts on the COUNTER item itself, no `shards`) goes on
-    being counted and completes once, its earlier counts included."""
-    boto3.client("dynamodb").put_item(
-        TableName=aws.table,
-        Item={
-            "pk": {"S": "old"},
-            "sk": {"S": "COUNTER"},
-            "status": {"S": "OPEN"},
-            "total": {"N": "3"},
-            "remaining": {"N": "1"},
-            "succeeded": {"N": "1"},
-            "failed": {"N": "1"},
-            "bytesIn": {"N": "50"},
-            "progressAt": {"N": "1"},
-        },
-    )
-    [last] = ledger.count_many([count(2, request_id="old", savings=Savings(10, 5, 0))])
-    assert last.counted and last.completed
-    assert ledger.counts("old") == Counts(3, 2, 1, Savings(60, 5, 0))
-
-
 class TransactionConflicts:
     """DynamoDB's rule for concurrent transactions, which no local server applies (DynamoDB Local runs one
     transaction at a time): a transaction that touches an item another transaction

@@ -146,7 +146,8 @@ def test_a_duplicate_on_its_last_delivery_gives_the_image_the_last_deliverys_rul
 
 def test_poison_records_are_removed_alone_and_the_rest_of_the_batch_goes_on() -> None:
     """GIVEN a batch with a malformed body, a chunk and an image of a request that does not exist beside a good
-    image WHEN it runs THEN those three are removed (each with its reason) and the good one is counted."""
+    image WHEN it runs THEN those three are removed (each with its reason: a chunk here is malformed, as any body
+    that is not an image task) and the good one is counted."""
     fakes = serving(1)
     from ips.csv_input import Chunk, Columns
 
@@ -155,11 +156,12 @@ def test_poison_records_are_removed_alone_and_the_rest_of_the_batch_goes_on() ->
     results = fakes.run_batch(Delivery("bad", "{not json", 1), chunk, stranger, image(0))  # type: ignore[arg-type]
     assert [result.removed for result in results] == [
         Removed.MALFORMED,
-        Removed.MISROUTED,
+        Removed.MALFORMED,
         Removed.UNKNOWN_REQUEST,
         None,
     ]
     assert "body" in results[0].problem or results[0].problem
+    assert results[1].problem == "a chunk, not an image task"
     assert results[3].count is not None and results[3].count.counted
 
 

@@ -83,9 +83,6 @@ def test_tasks_carry_their_options_and_name_their_output_by_format() -> None:
     assert re.fullmatch(r"req/2/0-[\w-]{22}\.avif", task.output_key)  # the tag, then the format's extension
     assert parse_task(task.to_message()) == task
     assert ImageTask("req", 2, 0, "u", "salt").output_key == task.output_key.removesuffix(".avif") + ".jpg"
-    # A message without options is processed with the defaults.
-    message = '{"requestId":"req","row":2,"index":0,"url":"u","salt":"salt"}'
-    assert parse_task(message) == ImageTask("req", 2, 0, "u", "salt")
 
 
 def test_the_default_options_give_exactly_the_old_output() -> None:

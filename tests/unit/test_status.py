@@ -107,7 +107,6 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
             {"row": 3, "column": "Input Image Urls", "code": "INVALID_URL", "message": "URL 1: not a valid URL"}
         ],
         "errorsOmitted": 7,
-        "errorsTruncated": True,
     }
 
 

@@ -1,6 +1,7 @@
 """A batch of the images queue's messages, processed as one unit of I/O: `run_batch`.
 
-Each record is parsed once (a malformed one, a chunk, or one for a request that does not exist is removed alone)
+Each record is parsed once (a malformed one, which is anything but an image task, or one for a request that does
+not exist is removed alone)
 and its request looked up once (a container keeps the requests it has seen: `KnownRequests`). The same image
 delivered twice in the batch is processed once. Then:
 - the downloads all start at once (`Prefetcher`; the reuse index asked once, by URL, for the batch);
@@ -26,8 +27,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ips.messages import MalformedMessage, parse_task
-from ips.model import ChunkTask, ImageOutcome, ImageTask, WebhookTask
+from ips.messages import MalformedMessage, parse_as
+from ips.model import ImageOutcome, ImageTask
 from ips.ports import Catalog, CountResult, ReuseEntry
 from ips.processing import Prefetcher, Prepared, ProcessingPorts, prepare_image, store_output
 from ips.reuse import ContentMatches, remember_entries
@@ -44,8 +45,7 @@ Stored = tuple[ImageOutcome, ReuseEntry | None]  # a stored image's outcome, and
 class Removed(StrEnum):
     """Why a record was removed without being processed (retrying cannot mend it)."""
 
-    MALFORMED = "MalformedMessages"
-    MISROUTED = "MisroutedMessages"  # a task of another queue (a chunk, a webhook wake-up)
+    MALFORMED = "MalformedMessages"  # not an image task (a chunk or a wake-up included: they have queues of their own)
     UNKNOWN_REQUEST = "UnknownRequestMessages"
 
 
@@ -62,7 +62,7 @@ class Delivery:
 class Handled:
     """What became of one record: counted (`count`), failed to be retried (`error`), or removed (`removed`)."""
 
-    task: ImageTask | ChunkTask | WebhookTask | None = None
+    task: ImageTask | None = None
     count: CountResult | None = None
     error: Exception | None = None
     removed: Removed | None = None
@@ -115,16 +115,9 @@ def run_batch(
     parsed: dict[str, ImageTask] = {}
     for delivery in deliveries:
         try:
-            task = parse_task(delivery.body)
+            parsed[delivery.key] = parse_as(delivery.body, ImageTask)
         except MalformedMessage as exc:
             handled[delivery.key] = Handled(removed=Removed.MALFORMED, problem=str(exc))
-            continue
-        if not isinstance(task, ImageTask):
-            # Chunks and webhook wake-ups have queues of their own: one found here is removed (the reconciler
-            # re-queues the work of a request that stalled for it).
-            handled[delivery.key] = Handled(task, removed=Removed.MISROUTED)
-            continue
-        parsed[delivery.key] = task
     known = requests.look_up({task.request_id for task in parsed.values()})
     images: dict[ImageTask, list[Delivery]] = {}  # in record order; the same image twice is one entry
     for delivery in deliveries:

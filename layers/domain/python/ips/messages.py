@@ -25,8 +25,8 @@ class _Message(BaseModel):
 
     request_id: str = Field(alias="requestId", min_length=1, max_length=64)
     salt: str = Field(min_length=1)  # the request's asset salt: image keys are tagged under it
-    tenant: str = ""  # older messages carry neither: the defaults
-    options: dict[str, Any] | None = None
+    tenant: str  # whose request: the reuse index is per tenant
+    options: ImageOptions
     redrives: int = Field(0, ge=0)  # times the reconciler put it back from its dead-letter queue
 
 
@@ -44,7 +44,7 @@ class ImageMessage(_Message):
             self.url,
             self.salt,
             self.tenant,
-            ImageOptions.from_document(self.options),
+            self.options,
         )
 
 
@@ -73,7 +73,7 @@ class ChunkMessage(_Message):
             Chunk(*self.chunk),
             self.salt,
             self.tenant,
-            ImageOptions.from_document(self.options),
+            self.options,
         )
 
 
@@ -105,9 +105,22 @@ _TASK: TypeAdapter[ImageMessage | ChunkMessage | WebhookMessage] = TypeAdapter(
 )
 
 
+_NAMES: dict[type, str] = {ImageTask: "an image task", ChunkTask: "a chunk", WebhookTask: "a webhook wake-up"}
+
+
 def parse_task(body: str) -> ImageTask | ChunkTask | WebhookTask:
-    """A message of the work queues. Raises MalformedMessage (with what is wrong) for anything else."""
+    """A message of any of the work queues (the reconciler's dead letters). Raises MalformedMessage (with what is
+    wrong) for anything else."""
     return _parse(body).task()
+
+
+def parse_as[T: (ImageTask, ChunkTask, WebhookTask)](body: str, kind: type[T]) -> T:
+    """A message of the queue whose tasks are `kind`. Another queue's task is malformed here like any other body
+    that is not this queue's: one rule, removed and never retried."""
+    task = parse_task(body)
+    if not isinstance(task, kind):
+        raise MalformedMessage(f"{_NAMES[type(task)]}, not {_NAMES[kind]}")
+    return task
 
 
 def redrive_count(body: str) -> int:

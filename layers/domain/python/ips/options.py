@@ -72,8 +72,8 @@ class ImageOptions(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any] | None) -> ImageOptions:
-        return DEFAULT_OPTIONS if not document else cls.model_validate(dict(document))
+    def from_document(cls, document: Mapping[str, Any]) -> ImageOptions:
+        return cls.model_validate(dict(document))
 
     def fingerprint(self) -> str:
         """Identifies what the options make of a source: equal options, equal outputs (the reuse key).

@@ -36,7 +36,6 @@ class ErrorItem(BaseModel):
 
 ERRORS_DESCRIPTION = f"Each problem, at most {MAX_PROBLEMS} (errorsOmitted counts the rest)"
 OMITTED_DESCRIPTION = "Problems found but not listed in errors"
-TRUNCATED_DESCRIPTION = "errorsOmitted > 0 (kept for older clients)"
 
 
 class ErrorResponse(BaseModel):
@@ -44,7 +43,6 @@ class ErrorResponse(BaseModel):
     message: str
     errors: list[ErrorItem] = Field(default_factory=list, description=ERRORS_DESCRIPTION)
     errorsOmitted: int = Field(default=0, description=OMITTED_DESCRIPTION)
-    errorsTruncated: bool = Field(default=False, description=TRUNCATED_DESCRIPTION)
 
     @classmethod
     def of(cls, code: str, message: str, problems: Sequence[Problem] = (), omitted: int = 0) -> ErrorResponse:
@@ -55,7 +53,6 @@ class ErrorResponse(BaseModel):
             message=shortened(message),
             errors=[ErrorItem(**asdict(problem)) for problem in kept],
             errorsOmitted=omitted,
-            errorsTruncated=omitted > 0,
         )
 
 
@@ -120,7 +117,6 @@ class RequestError(BaseModel):
     message: str
     errors: list[ErrorItem] = Field(default_factory=list, description=ERRORS_DESCRIPTION)
     errorsOmitted: int = Field(default=0, description=OMITTED_DESCRIPTION)
-    errorsTruncated: bool = Field(default=False, description=TRUNCATED_DESCRIPTION)
 
 
 class PresignedFields(BaseModel):

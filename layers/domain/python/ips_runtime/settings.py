@@ -74,8 +74,6 @@ class FunctionSettings(EnvSettings):
     output_url_expiry_seconds: Annotated[int, Field(ge=0)] = Settings.output_url_expiry_s
     # Images per fan-out chunk: one chunk's expansion fits an expand invocation (whole rows; a bigger row alone).
     chunk_images: Count = Settings.chunk_images
-    # Removed: chunks are sized by images (CHUNK_IMAGES), so a row count no longer bounds an expansion's work.
-    chunk_rows: str | None = None
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = Settings.jpeg_quality
     image_max_bytes: Count = ImageLimits.max_bytes  # also where a download stops reading (TOO_LARGE)
     image_max_pixels: Count = ImageLimits.max_pixels
@@ -88,8 +86,6 @@ class FunctionSettings(EnvSettings):
     # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}} (the local cloud writes it from IMAGE_QUOTAS).
     tenant_image_quotas: Annotated[dict[str, TenantImageLimits], NoDecode] = Field(default_factory=dict)
     max_receive_count: Count = Settings.max_receive_count
-    # Removed: a chunk failing every delivery is the reconciler's (put back while its request has time, from the DLQ).
-    chunk_max_receive_count: str | None = None
     dead_letter_redrives: Annotated[int, Field(ge=0)] = Settings.dead_letter_redrives
     status_page_max_bytes: Count = Settings.status_page_max_bytes
     output_retention_days: Annotated[float, Field(gt=0)] = Settings.output_retention_days
@@ -116,8 +112,6 @@ class FunctionSettings(EnvSettings):
     outbound_connect_timeout: Timeout = OutboundPolicy.connect_timeout
     outbound_read_timeout: Timeout = OutboundPolicy.read_timeout
     outbound_total_timeout: Timeout = OutboundPolicy.total_timeout
-    # Removed: a download's byte cap is IMAGE_MAX_BYTES (this one was parsed and then always replaced by it).
-    outbound_max_bytes: str | None = None
     fetch_user_agent: str = DEFAULT_USER_AGENT
     fetch_contact_url: str = DEFAULT_CONTACT_URL
     fetch_per_host: Count = DEFAULT_PER_HOST  # downloads in flight per source host, per process
@@ -144,24 +138,6 @@ class FunctionSettings(EnvSettings):
         if isinstance(value, str):
             return frozenset(parse_origin(item.strip()) for item in value.split(",") if item.strip())
         return value
-
-    @field_validator("outbound_max_bytes")
-    @classmethod
-    def _removed(cls, value: str | None) -> None:
-        if value is not None:
-            raise ValueError("no longer read: a download's byte cap is IMAGE_MAX_BYTES")
-
-    @field_validator("chunk_max_receive_count")
-    @classmethod
-    def _chunk_deaths_are_the_reconcilers(cls, value: str | None) -> None:
-        if value is not None:
-            raise ValueError("no longer read: a chunk failing every delivery is put back or ended from its DLQ")
-
-    @field_validator("chunk_rows")
-    @classmethod
-    def _replaced_by_chunk_images(cls, value: str | None) -> None:
-        if value is not None:
-            raise ValueError("no longer read: chunks are sized by their images, CHUNK_IMAGES")
 
     def domain(self) -> Settings:
         """The use cases' settings (the webhook secret fetched from Secrets Manager when given by ARN)."""

@@ -85,14 +85,12 @@ def request_error(stored: dict[str, Any] | None) -> dict[str, Any] | None:
         Problem(item.get("row"), item.get("column"), item["code"], item["message"])
         for item in stored.get("errors") or []
     ]
-    kept, omitted = listed(problems, int(stored.get("errorsOmitted") or 0))
+    kept, omitted = listed(problems, int(stored["errorsOmitted"]))
     return {
         "code": stored["code"],
         "message": shortened(stored["message"]),
         "errors": [asdict(problem) for problem in kept],
         "errorsOmitted": omitted,
-        # Records stored before errorsOmitted said only that some were left out.
-        "errorsTruncated": omitted > 0 or bool(stored.get("errorsTruncated")),
     }
 
 

@@ -280,8 +280,8 @@ class DynamoLedger:
     def _remember_shards(self, request_id: str, counter: dict[str, Any] | None) -> None:
         if len(self._shard_counts) >= _REMEMBERED:
             self._shard_counts.clear()
-        # A counter made before shards existed counts on its one shard (and on itself: summed all the same).
-        self._shard_counts[request_id] = int(counter["shards"]["N"]) if counter and "shards" in counter else 1
+        # No counter (a request never opened): one shard.
+        self._shard_counts[request_id] = int(counter["shards"]["N"]) if counter else 1
 
     def _complete_if_done(self, request_id: str) -> bool:
         """Flip the request OPEN -> COMPLETE once every image is counted; True when this call flipped it."""
@@ -311,9 +311,10 @@ class DynamoLedger:
         counter, sums, progress = None, [0, 0, 0, 0, 0], None
         for item in self._items(request_id):
             if item["sk"]["S"] == COUNTER_SK:
-                counter = item
-            for at, name in enumerate(("succeeded", "failed", "bytesIn", "bytesOut", "reused")):
-                sums[at] += int(item.get(name, {"N": "0"})["N"])
+                counter = item  # the status, the total, the shards: the counts are on the shards
+            else:
+                for at, name in enumerate(("succeeded", "failed", "bytesIn", "bytesOut", "reused")):
+                    sums[at] += int(item.get(name, {"N": "0"})["N"])
             if "progressAt" in item:
                 progress = max(progress or 0.0, float(item["progressAt"]["N"]))
         if counter is None:
