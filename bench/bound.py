@@ -26,7 +26,7 @@ def source_bytes(source: str) -> bytes:
 
 def compress(source: str) -> tuple[float, float]:
     """Compress one image; (wall seconds, CPU seconds of this thread)."""
-    from ips.imaging import compress_image
+    from ips.shared.imaging import compress_image
 
     data = source_bytes(source)
     wall, cpu = time.perf_counter(), time.thread_time()

@@ -1,8 +1,9 @@
-"""Encode cost: the CPU seconds per output megapixel that `ips.encode_cost` estimates an encode's cost with.
+"""Encode cost: the CPU seconds per output megapixel that `ips.shared.imaging.encode_cost` estimates an encode's cost
+with.
 
-For every output format, quality point (`ips.encode_cost.QUALITY_POINTS`) and alpha (opaque, or kept: WebP and
-AVIF), each subject is encoded the way the engine encodes (`ips.encoding.encode`) and its CPU time (the
-process's, since AVIF's encoder may run threads) is divided by its megapixels. The subjects are corpus photos
+For every output format, quality point (`ips.shared.imaging.encode_cost.QUALITY_POINTS`) and alpha (opaque, or kept:
+WebP and AVIF), each subject is encoded the way the engine encodes (`ips.shared.imaging.encoding.encode`) and its CPU
+time (the process's, since AVIF's encoder may run threads) is divided by its megapixels. The subjects are corpus photos
 scaled to about `--megapixels` and uniform noise of the same size: the costliest content for every codec, and
 what an attacker would send. With alpha, a photo's alpha is its own luminance and the noise's is noise.
 
@@ -58,8 +59,8 @@ def subjects(images: list[CorpusImage], count: int, megapixels: float) -> dict[s
 
 
 def cpu_seconds_per_megapixel(pixels: Image.Image, fmt: Any, quality: int) -> float:
-    from ips.encoding import encode
-    from ips.options import ImageOptions
+    from ips.shared.imaging.encoding import encode
+    from ips.shared.options import ImageOptions
 
     options = ImageOptions(format=fmt, quality=quality)
     started = time.process_time()
@@ -68,7 +69,7 @@ def cpu_seconds_per_megapixel(pixels: Image.Image, fmt: Any, quality: int) -> fl
 
 
 def run_encode_cost(images: list[CorpusImage], log: Log, *, count: int = 6, megapixels: float = 2.0) -> dict[str, Any]:
-    from ips.encode_cost import QUALITY_POINTS, SECONDS_PER_MEGAPIXEL
+    from ips.shared.imaging.encode_cost import QUALITY_POINTS, SECONDS_PER_MEGAPIXEL
 
     chosen = subjects(images, count, megapixels)
     log(f"encode: {len(chosen)} subjects of about {megapixels} MP, {len(SECONDS_PER_MEGAPIXEL)} kinds")
@@ -130,7 +131,7 @@ def encode_cost_rows(encode: dict[str, Any]) -> list[list[str]]:
 
 
 def recorded_table(encode: dict[str, Any]) -> str:
-    """The measured factors (times SAFETY) as ips.encode_cost writes them."""
+    """The measured factors (times SAFETY) as ips.shared.imaging.encode_cost writes them."""
     lines = []
     for kind, figures in encode["kinds"].items():
         fmt, _, alpha = kind.partition(" ")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         megapixels=args.megapixels,
     )
     print(json.dumps(result, indent=2))
-    print("\nto record in ips.encode_cost.SECONDS_PER_MEGAPIXEL:\n" + recorded_table(result))
+    print("\nto record in ips.shared.imaging.encode_cost.SECONDS_PER_MEGAPIXEL:\n" + recorded_table(result))
     return 0 if result["targets"][0]["met"] else 1
 
 

@@ -1,7 +1,7 @@
 """Engine benchmark: `compress_image` alone, single thread, against sharp and against its own codec's bound.
 
 For every image of the corpus and every round, four contenders run back to back in an order that rotates with
-the image and the round: the engine (`ips.imaging.compress_image`, timed in-process with perf_counter), sharp
+the image and the round: the engine (`ips.shared.imaging.compress_image`, timed in-process with perf_counter), sharp
 (`sharp(buf).rotate().jpeg({quality: 50}).toBuffer()` in one long-lived node process, timed inside node),
 Pillow decode only (`Image.open` + `load`) and Pillow encode only (JPEG q50 optimize=True of an image decoded
 beforehand, untimed; non-RGB images are converted to RGB first, untimed). A first, untimed pass warms every
@@ -38,7 +38,7 @@ Log = Callable[[str], None]
 
 def _engine() -> Callable[[bytes], bytes]:
     # Imported when the benchmark runs, never copied: the engine is being replaced while this is written.
-    from ips.imaging import compress_image
+    from ips.shared.imaging import compress_image
 
     return lambda data: compress_image(data, quality=50).data
 

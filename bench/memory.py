@@ -38,7 +38,7 @@ def python_peak(path: Path) -> dict[str, int]:
 
 
 def _probe(path: Path) -> None:
-    from ips.imaging import compress_image
+    from ips.shared.imaging import compress_image
 
     data = path.read_bytes()
     before = high_water_kb()

@@ -83,13 +83,13 @@ class InvocationRecord:
 
 # Steps timed separately (wall time, in the thread that runs them): (module, attribute path, label).
 STAGES = (
-    ("ips.processing", "Prefetcher.fetch", "fetch (wait for the download)"),
-    ("ips.adapters.aws", "S3BlobStore.put", "store output (S3 put)"),
-    ("ips.adapters.mongo", "MongoCatalog.record_images", "record (MongoDB)"),
-    ("ips.adapters.dynamodb", "DynamoLedger.count_many", "count (DynamoDB)"),
+    ("ips.processing.image", "Prefetcher.fetch", "fetch (wait for the download)"),
+    ("ips_adapters.aws", "S3BlobStore.put", "store output (S3 put)"),
+    ("ips_adapters.mongo", "MongoCatalog.record_images", "record (MongoDB)"),
+    ("ips_adapters.dynamodb", "DynamoLedger.count_many", "count (DynamoDB)"),
 )
 # Where the image stages are called from: each module's own name for them is wrapped.
-STAGE_CALLERS = ("ips.processing", "ips.image_batch")
+STAGE_CALLERS = ("ips.processing.image", "ips.processing.service")
 
 
 PROBE_DIR_VARIABLE = "IPS_BENCH_PROBE_DIR"
@@ -167,10 +167,10 @@ class Probe:
             for name, wrap in (("prepare_image", self._wrap_prepare), ("store_output", self._wrap_finish)):
                 if hasattr(module, name):
                     patches.append((module, name, wrap(getattr(module, name))))
-        import ips.processing
+        from ips.processing import image
 
-        if hasattr(ips.processing, "compress_image"):
-            patches.append((ips.processing, "compress_image", self._wrap_compress(ips.processing.compress_image)))
+        if hasattr(image, "compress_image"):
+            patches.append((image, "compress_image", self._wrap_compress(image.compress_image)))
         for module_name, path, label in STAGES:
             try:
                 target: Any = importlib.import_module(module_name)

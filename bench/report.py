@@ -289,7 +289,11 @@ def render(results: dict[str, Any]) -> str:
         ("upload", "Upload: accept latency against CSV size", upload_rows),
         ("reuse", "Reuse: the same catalogue uploaded again by the same tenant", _reuse_rows),
         ("small", "Small images at scale: products x 2 small JPEGs through the presigned route", _small_rows),
-        ("encode", "Encode cost: CPU s per output megapixel, the costliest subject (ips.encode_cost)", _encode_rows),
+        (
+            "encode",
+            "Encode cost: CPU s per output megapixel, the costliest subject (ips.shared.imaging.encode_cost)",
+            _encode_rows,
+        ),
         ("repeat", "History: the same-size catalogue three times into one local cloud", _repeat_rows),
         ("calls", "Requests per image, counted, and a million images at AWS list prices", _calls_rows),
     )

@@ -194,8 +194,8 @@ def sqs_calls(url: str) -> dict[str, Callable[[int], Any]]:
 
 
 def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
-    from ips.adapters.dynamodb import DynamoLedger
-    from ips.model import ImageTask
+    from ips.shared.model import ImageTask
+    from ips_adapters.dynamodb import DynamoLedger
     from localcloud.provision import requests_table
 
     def task(request_id: str, row: int) -> ImageTask:
@@ -214,8 +214,8 @@ def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
 def mongodb_calls(uri: str) -> dict[str, Callable[[int], Any]]:
     from pymongo import MongoClient, UpdateOne
 
-    from ips.adapters.mongo import MongoCatalog
-    from ips.adapters.mongo_reuse import MongoReuseIndex
+    from ips_adapters.mongo import MongoCatalog
+    from ips_adapters.mongo_reuse import MongoReuseIndex
 
     database = MongoClient(uri, tz_aware=True)[f"bench_{uuid.uuid4().hex[:6]}"]
     MongoCatalog(database).ensure_indexes()

@@ -67,7 +67,7 @@ class DeploymentConfig(EnvSettings):
     quota_per_day: Count | None = None
     stage_throttle_rate: Annotated[float, Field(gt=0)] = 100.0  # all keys together
     stage_throttle_burst: Count = 200
-    image_quota_per_day: Count | None = None  # every key's images a day (ips.quotas' default when None)
+    image_quota_per_day: Count | None = None  # every key's images a day (ips.shared.quotas' default when None)
     images_in_flight: Count | None = None  # every key's images in flight
     tenant_image_quotas: str | None = None  # JSON by API key id: {"<id>": {"perDay": n, "inFlight": m}}
     # Reserved for the process function; size it to MongoDB's connections. 2 to 1,000: the SQS event source's

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.topology import Topology
-from ips.completion import output_csv_key
-from ips.intake import incoming_key, input_csv_key, pinned_input_key
-from ips.options import OutputFormat
+from ips.completion.service import output_csv_key
+from ips.intake.service import incoming_key, input_csv_key, pinned_input_key
+from ips.shared.options import OutputFormat
 
 # DynamoDB authorises TransactWriteItems per contained action (Put, Update), there is no action of its own.
 GET, PUT, UPDATE = "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
@@ -61,7 +61,7 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         "process": FunctionAccess(
             writes_processed=IMAGES,
             reads_processed=IMAGES,  # a reused image is copied from an earlier request's output
-            lists_processed=True,  # ... whose expiry must answer 404 (ips.reuse falls back to a fresh fetch)
+            lists_processed=True,  # ... whose expiry must answer 404 (ips.processing.reuse falls back to a fresh fetch)
             table_actions=(GET, PUT, UPDATE),
         ),
         # read a chunk's rows (a byte range of the direct CSV or of the pinned copy), add its products, send its
@@ -81,7 +81,7 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         "notify": FunctionAccess(
             reads_uploads=(output,),
             writes_uploads=(output,),
-            aborts_uploads=(output,),  # a big output CSV is a multipart upload (ips.adapters.aws.put_stream)
+            aborts_uploads=(output,),  # a big output CSV is a multipart upload (ips_adapters.aws.put_stream)
             table_actions=(GET, UPDATE),
             sends_to_webhooks_queue=True,
         ),
@@ -89,7 +89,7 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         # presigned GET in it (signed with this role, so it needs the read), the next wake-up on its own queue
         "webhook": FunctionAccess(reads_uploads=(output,), reads_webhook_secret=True, sends_to_webhooks_queue=True),
         # the presigned path: pin the uploaded CSV (CopyObject: read the source, write the copy), read and plan
-        # the copy, reserve its images (ips.quotas), open the counter, fan out; a refused upload is handed to
+        # the copy, reserve its images (ips.shared.quotas), open the counter, fan out; a refused upload is handed to
         # notify (the counter's OPEN -> FAILED flip), which sends its webhook
         "ingest": FunctionAccess(
             reads_uploads=(presigned, pinned),

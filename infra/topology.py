@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ips.adapters.dynamodb import COMPLETION_FILTER
+from ips_adapters.dynamodb import COMPLETION_FILTER
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class Topology:
         return {
             **self.environment,
             "MAX_RECEIVE_COUNT": str(self.images_queue.max_receive_count),
-            # Rounds further apart than twice this had a store outage between them (ips.reconcile).
+            # Rounds further apart than twice this had a store outage between them (ips.reconcile.service).
             "RECONCILE_INTERVAL_SECONDS": str(self.reconcile_schedule.rate_minutes * 60),
             # Status pages stop adding products 1 MiB before their JSON would pass Lambda's response payload.
             "STATUS_PAGE_MAX_BYTES": str(self.payload_limits.page_bytes),
@@ -263,7 +263,8 @@ TOPOLOGY = Topology(
         name="ips-webhooks",
         dead_letter_name="ips-webhooks-dlq",
         visibility_timeout_s=6 * WEBHOOK_TIMEOUT_S,
-        max_receive_count=5,  # deliveries that crash or time out; failed attempts are not receives (ips.completion)
+        # deliveries that crash or time out; failed attempts are not receives (ips.completion.service)
+        max_receive_count=5,
     ),
     # One wake-up per invocation: a receiver that never answers holds one invocation for one POST's timeout.
     webhook_source=QueueSource(queue="ips-webhooks", function="webhook", batch_size=1, max_batching_window_s=0),

@@ -49,11 +49,11 @@ PRELOAD = (
     "aws_lambda_powertools.utilities.batch",
     "ips_runtime.api",
     "ips_runtime.roots",
-    "ips.completion",
-    "ips.intake",
-    "ips.expansion",
-    "ips.processing",
-    "ips.status",
+    "ips.completion.service",
+    "ips.intake.service",
+    "ips.expansion.service",
+    "ips.processing.image",
+    "ips.status.service",
 )
 
 

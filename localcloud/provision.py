@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.topology import Queue, Topology
-from ips.adapters.dynamodb import TTL_ATTRIBUTE
+from ips_adapters.dynamodb import TTL_ATTRIBUTE
 
 Report = Callable[[str], None]  # one line per change made
 

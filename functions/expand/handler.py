@@ -1,7 +1,7 @@
 """SQS chunks queue (one message per invocation) -> expand a chunk of CSV rows into product records and image
-messages, going on from where an earlier delivery stopped (ips.expansion). A message that is not a chunk (another
-queue's task included: it is malformed here), or is for a request that does not exist, is logged with its message
-ID, counted, and removed. A chunk that fails every delivery goes to the dead-letter queue, where the reconciler
+messages, going on from where an earlier delivery stopped (ips.expansion.service). A message that is not a chunk
+(another queue's task included: it is malformed here), or is for a request that does not exist, is logged with its
+message ID, counted, and removed. A chunk that fails every delivery goes to the dead-letter queue, where the reconciler
 puts it back while its request has time (an outage pauses the work), or ends the request."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.expansion import expand_chunk
-from ips.messages import MalformedMessage, parse_as
-from ips.model import ChunkTask
+from ips.expansion.service import expand_chunk
+from ips.shared.messages import MalformedMessage, parse_as
+from ips.shared.model import ChunkTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import EXPAND as root
 

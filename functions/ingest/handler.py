@@ -10,8 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.intake import ingest_upload
-from ips.model import RequestStatus
+from ips.intake.service import ingest_upload
+from ips.shared.model import RequestStatus
 from ips_runtime.observability import observability
 from ips_runtime.roots import INGEST as root
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.completion import complete_request
+from ips.completion.service import complete_request
 from ips_runtime.observability import observability
 from ips_runtime.roots import NOTIFY as root
 

@@ -1,8 +1,8 @@
 """SQS images queue -> fetch, compress, store, record and count a batch of images (chunks of CSV rows are expanded
-by the expand function, on their own queue). The batch is processed as one unit of I/O (ips.image_batch.run_batch);
-then powertools' BatchProcessor reports each record on its own: a malformed message, or one for a request that
-does not exist, is logged with its message ID, counted, and removed without touching the rest of the batch (a
-chunk or a webhook wake-up here is malformed like any body that is not an image task); a
+by the expand function, on their own queue). The batch is processed as one unit of I/O
+(ips.processing.service.run_batch); then powertools' BatchProcessor reports each record on its own: a malformed message,
+or one for a request that does not exist, is logged with its message ID, counted, and removed without touching the rest
+of the batch (a chunk or a webhook wake-up here is malformed like any body that is not an image task); a
 failed record is retried alone (after the source's Retry-After when it gave one)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.image_batch import Delivery, Handled, Removed, run_batch
-from ips.model import ImageTask
-from ips.processing import RetryLater, note_failed_delivery
+from ips.processing.image import RetryLater, note_failed_delivery
+from ips.processing.service import Delivery, Handled, Removed, run_batch
+from ips.shared.model import ImageTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import PROCESS as root
 
@@ -26,7 +26,8 @@ logger, metrics, tracer = observability("process")
 # Kept back from each fetch's share of the invocation: compressing, storing, recording and counting the batch.
 FINISH_RESERVE_S = 8.0
 # Kept back from the invocation's remaining time when compressing: storing, recording and counting (decoding stops
-# at the deadline this leaves, and an encode starts only when its estimate ends before it: ips.encode_cost).
+# at the deadline this leaves, and an encode starts only when its estimate ends before it:
+# ips.shared.imaging.encode_cost).
 DECODE_RESERVE_S = 5.0
 _REMOVED = {
     Removed.MALFORMED: "malformed message removed",

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.reconcile import reconcile
+from ips.reconcile.service import reconcile
 from ips_runtime.observability import observability
 from ips_runtime.roots import RECONCILE as root
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.status import MAX_PAGE, decode_cursor, request_status
+from ips.status.service import MAX_PAGE, decode_cursor, request_status
 from ips_runtime.api import API_PREFIX, ApiError, StatusResponse, create_resolver, error_responses, tenant_of
 from ips_runtime.observability import observability
 from ips_runtime.roots import STATUS as root

@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.intake import accept_csv, create_upload
-from ips.options import parse_options
+from ips.intake.service import accept_csv, create_upload
+from ips.shared.options import parse_options
 from ips_runtime.api import (
     API_PREFIX,
     MULTIPART,

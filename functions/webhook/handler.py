@@ -1,6 +1,6 @@
 """SQS webhook queue (one wake-up per invocation) -> at most one signed POST of an ended request's webhook, within
-a short timeout, and the next wake-up on the queue when it is not done (ips.completion.deliver_webhook): the only
-place a webhook is signed and sent. A message that is not a wake-up (another queue's task included) is malformed
+a short timeout, and the next wake-up on the queue when it is not done (ips.completion.service.deliver_webhook): the
+only place a webhook is signed and sent. A message that is not a wake-up (another queue's task included) is malformed
 here: logged, counted and removed."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ips.completion import Step, deliver_webhook
-from ips.messages import MalformedMessage, parse_as
-from ips.model import WebhookTask
+from ips.completion.service import Step, deliver_webhook
+from ips.shared.messages import MalformedMessage, parse_as
+from ips.shared.model import WebhookTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import WEBHOOK as root
 

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.X86_64
 NOT_PACKAGED = ["**/__pycache__", "**/*.pyc"]
+# The use cases' in-memory fakes are test code: the domain layer ships without them (nothing deployed imports one:
+# tests/unit/test_layering.py).
+DOMAIN_LAYER_EXCLUDED = [*NOT_PACKAGED, "**/fakes.py"]
 
 
 class Functions(Construct):
@@ -38,10 +41,10 @@ class Functions(Construct):
         self.domain_layer = lambda_.LayerVersion(
             self,
             "DomainLayer",
-            code=lambda_.Code.from_asset(str(ROOT / "layers" / "domain"), exclude=NOT_PACKAGED),
+            code=lambda_.Code.from_asset(str(ROOT / "layers" / "domain"), exclude=DOMAIN_LAYER_EXCLUDED),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="ips domain package and handler support (ips, ips_runtime)",
+            description="the domain, its adapters and the functions' wiring (ips, ips_adapters, ips_runtime)",
         )
         self.dependencies_layer = lambda_.LayerVersion(
             self,

@@ -24,6 +24,6 @@ class Reconciler(Construct):
         )
         # Retried by EventBridge if the invocation cannot be made; a round that fails is not retried by Lambda (its
         # retries would start rounds between the scheduled ones): the next scheduled round goes on. Rounds run one
-        # at a time whatever the concurrency (a lease in the requests table, ips.reconcile).
+        # at a time whatever the concurrency (a lease in the requests table, ips.reconcile.service).
         self.rule.add_target(targets.LambdaFunction(function, retry_attempts=2))
         function.configure_async_invoke(retry_attempts=0)

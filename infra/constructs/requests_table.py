@@ -1,4 +1,4 @@
-"""The requests table: each request's exact counters (ips.adapters.dynamodb.DynamoLedger) and each tenant's image
+"""The requests table: each request's exact counters (ips_adapters.dynamodb.DynamoLedger) and each tenant's image
 quotas (DynamoQuotas), with the stream Completion feeds the notify function from. Its own construct: every
 function that counts, reserves or reads a request's progress is granted on it here, not through completion."""
 
@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.permissions import FunctionAccess
-from ips.adapters.dynamodb import TTL_ATTRIBUTE
+from ips_adapters.dynamodb import TTL_ATTRIBUTE
 
 # The table was first declared inside the Completion construct; its logical id stays what that path made, so
 # moving it here never replaces it (a replacement would start an empty table and orphan the retained one).

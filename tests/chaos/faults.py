@@ -33,7 +33,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pymongo.errors import AutoReconnect
 
-from ips.model import ImageTask
+from ips.shared.model import ImageTask
 
 # port -> (methods, the error that port raises)
 PORTS: dict[str, tuple[tuple[str, ...], Callable[[], Exception]]] = {

@@ -41,7 +41,7 @@ import pytest
 import requests
 from pymongo import MongoClient
 
-from ips.tenant_secrets import derive_secret
+from ips.completion.tenant_secrets import derive_secret
 from localcloud.gateway import api_key_id
 from localcloud.peers import WebhookReceiver
 from localcloud.servers import free_port, wait_for_port

@@ -117,6 +117,6 @@ def test_a_body_over_the_functions_payload_is_answered_413_payload_too_large_by_
     body = json.loads(response["ResponseTemplates"]["application/json"])
     assert body["code"] == "PAYLOAD_TOO_LARGE" and "POST /api/v1/uploads" in body["message"]
     # Between the CSV cap and what an event holds, the upload function answers the same 413 itself.
-    from ips.csv_input import CsvLimits
+    from ips.shared.csv_input import CsvLimits
 
     assert CsvLimits().max_bytes < TOPOLOGY.payload_limits.function_body_bytes < TOPOLOGY.max_body_bytes

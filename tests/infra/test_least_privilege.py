@@ -47,7 +47,8 @@ EXPECTED = {
         ("processed", "*.jpg"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.webp"): {"s3:PutObject", "s3:GetObject"},
         ("processed", "*.avif"): {"s3:PutObject", "s3:GetObject"},
-        # a copy from a source that expired answers 404 (what ips.reuse falls back on), not 403, only with this
+        # a copy from a source that expired answers 404 (what ips.processing.reuse falls back on), not 403, only with
+        # this
         ("processed", None): {"s3:ListBucket"},
         ("images", None): QUEUE_CONSUMER,
         ("table", None): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match
 
 from infra.constructs.api import gateway_response_body
 from infra.topology import TOPOLOGY
-from ips.adapters.dynamodb import COMPLETION_FILTER, TTL_ATTRIBUTE
-from ips.imaging import ImageLimits
-from ips.intake import INCOMING_PREFIX
+from ips.intake.service import INCOMING_PREFIX
+from ips.shared.imaging import ImageLimits
+from ips_adapters.dynamodb import COMPLETION_FILTER, TTL_ATTRIBUTE
 
 RESOURCE_NAMES = (
     "UPLOADS_BUCKET",
@@ -51,6 +52,25 @@ def test_every_topology_function_is_deployed_as_declared(synthesized):
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert len(properties["Layers"]) == 2  # dependencies + domain
         assert properties["LoggingConfig"]["LogGroup"]["Ref"] in synthesized.of_type("AWS::Logs::LogGroup")
+
+
+def test_the_domain_layer_is_the_domain_adapters_and_wiring_without_the_fakes(synthesized):
+    """What the domain layer deploys is layers/domain as it is, less every use case's fakes.py (test code) and the
+    bytecode caches: so the layer holds the use cases, the adapters and the roots, and no fake at all."""
+    layer = synthesized.stack.node.find_child("Functions").domain_layer.node.default_child
+    key = synthesized.resources[synthesized.stack.get_logical_id(layer)]["Properties"]["Content"]["S3Key"]
+    staged = synthesized.outdir / f"asset.{key.removesuffix('.zip')}"
+    deployed = {path.relative_to(staged).as_posix() for path in staged.rglob("*.py")}
+    source = Path(__file__).resolve().parents[2] / "layers" / "domain"
+    fakes = {path.relative_to(source).as_posix() for path in source.rglob("fakes.py")}
+    assert len(fakes) == 7  # the shared kernel's and each use case's
+    assert (
+        deployed
+        == {path.relative_to(source).as_posix() for path in source.rglob("*.py") if "__pycache__" not in path.parts}
+        - fakes
+    )
+    assert not {path for path in deployed if path.endswith("fakes.py")}
+    assert {"python/ips/processing/service.py", "python/ips_adapters/aws.py", "python/ips_runtime/roots.py"} <= deployed
 
 
 def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
@@ -202,7 +222,7 @@ def test_a_webhook_claim_outlives_an_attempt_and_ends_before_the_wake_up_comes_b
     """One attempt (one POST within its timeout) fits the webhook function; the claim outlives the function, so
     a live sender is never doubled, and ends before the webhook queue's visibility timeout, so the redelivery of
     a sender that died mid-POST finds it expired."""
-    from ips.context import Settings
+    from ips.shared.context import Settings
 
     lease = int(TOPOLOGY.environment["WEBHOOK_LEASE_SECONDS"])
     webhook = TOPOLOGY.function(TOPOLOGY.webhook_source.function)

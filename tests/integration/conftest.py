@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from infra.topology import TOPOLOGY
-from ips.tenant_secrets import derive_secret
+from ips.completion.tenant_secrets import derive_secret
 from localcloud.gateway import api_event, api_key_id, match_route
 from localcloud.lambda_host import LocalFunction
 from localcloud.peers import WebhookReceiver

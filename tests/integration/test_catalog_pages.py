@@ -8,8 +8,8 @@ from typing import Any
 
 from pymongo import MongoClient, monitoring
 
-from ips.adapters.mongo import MongoCatalog
-from ips.csv_input import ProductRow
+from ips.shared.csv_input import ProductRow
+from ips_adapters.mongo import MongoCatalog
 
 
 class _Finds(monitoring.CommandListener):

@@ -17,9 +17,9 @@ import boto3
 from botocore.config import Config
 
 from infra.topology import TOPOLOGY
-from ips.csv_input import ProductRow
-from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
-from ips.ports import RequestRecord
+from ips.shared.csv_input import ProductRow
+from ips.shared.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
+from ips.shared.ports import RequestRecord
 from localcloud.gateway import api_event, api_key_id, match_route
 from localcloud.provision import provision
 

@@ -10,11 +10,11 @@ import boto3
 import pytest
 from pymongo import MongoClient
 
-from ips.adapters.dynamodb import DynamoQuotas
-from ips.encode_cost import plan_encode
-from ips.model import ImageTask
-from ips.options import ImageOptions, OutputFormat
-from ips.quotas import work_units
+from ips.shared.imaging.encode_cost import plan_encode
+from ips.shared.model import ImageTask
+from ips.shared.options import ImageOptions, OutputFormat
+from ips.shared.quotas import work_units
+from ips_adapters.dynamodb import DynamoQuotas
 from localcloud.cloud import tenant_image_quotas
 from localcloud.gateway import api_key_id
 from localcloud.provision import requests_table

@@ -1,4 +1,4 @@
-"""The reconciler's lease on DynamoDB (ips.adapters.lease) against DynamoDB Local (what serves the local cloud's
+"""The reconciler's lease on DynamoDB (ips_adapters.lease) against DynamoDB Local (what serves the local cloud's
 DynamoDB): of many rounds starting at once exactly one holds it; only its holder gives it back;
 it runs out at its time."""
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from botocore.config import Config
 
-from ips.adapters.lease import DynamoLease
+from ips_adapters.lease import DynamoLease
 from localcloud.provision import requests_table
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -16,9 +16,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from ips.adapters.dynamodb import COMPLETION_FILTER, MAX_SHARDS, DynamoLedger, shard_count
-from ips.model import NO_SAVINGS, Counts, ImageTask, Savings
-from ips.ports import ImageCount
+from ips.shared.model import NO_SAVINGS, Counts, ImageTask, Savings
+from ips.shared.ports import ImageCount
+from ips_adapters.dynamodb import COMPLETION_FILTER, MAX_SHARDS, DynamoLedger, shard_count
 from localcloud.provision import Resources, requests_table
 from localcloud.runners import matches, stream_event_record
 

@@ -1,4 +1,4 @@
-"""How the functions connect to MongoDB (ips.adapters.mongo_connection), against a real wire server (SecantusDB
+"""How the functions connect to MongoDB (ips_adapters.mongo_connection), against a real wire server (SecantusDB
 with authentication on) and the Atlas URI in Secrets Manager (moto): a rotated password followed by a failover
 reconnects with the new secret; the stack's placeholder is refused at the cold start with what to do; each
 environment opens no more connections than its pool; MONGODB_AUTH=iam speaks MONGODB-AWS."""

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from ips.adapters.aws import S3BlobStore
-from ips.csv_output import OutputRow, stream_output_csv
+from ips.completion.csv_output import OutputRow, stream_output_csv
+from ips_adapters.aws import S3BlobStore
 
 IMAGES = int(os.environ.get("OUTPUT_CSV_IMAGES", 300_000))
 PEAK_LIMIT = 24 * 1024 * 1024  # parts of 8 MiB; held whole, the file was about 300 bytes per image

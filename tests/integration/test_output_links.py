@@ -8,7 +8,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from ips.adapters.aws import S3UploadStore
+from ips_adapters.aws import S3UploadStore
 
 
 def test_a_presigned_get_works_then_expires(aws_endpoint: str) -> None:

@@ -137,7 +137,7 @@ def test_every_message_delivered_twice_changes_nothing(pipeline: Pipeline, image
     assert len(receiver.wait(1, timeout=10)) == 1
 
     # The completion step itself running again (a stream retry) sends no second webhook.
-    from ips.completion import complete_request
+    from ips.completion.service import complete_request
     from ips_runtime.roots import NOTIFY
 
     assert complete_request(request_id, NOTIFY()).value == "COMPLETED_WITH_ERRORS"

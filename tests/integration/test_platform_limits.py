@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from infra.topology import TOPOLOGY
-from ips.csv_input import CsvLimits, ProductRow
+from ips.shared.csv_input import CsvLimits, ProductRow
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import reset_roots
 from localcloud.gateway import Gateway, api_event, match_route

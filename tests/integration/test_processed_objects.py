@@ -7,7 +7,7 @@ from __future__ import annotations
 import boto3
 from moto import mock_aws
 
-from ips.adapters.aws import IMMUTABLE, S3BlobStore
+from ips_adapters.aws import IMMUTABLE, S3BlobStore
 
 
 def test_every_write_of_a_processed_image_stores_its_cache_control() -> None:

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from infra.topology import TOPOLOGY
-from ips.csv_input import CsvLimits, ProductRow
-from ips.errors import MAX_PROBLEMS, MESSAGE_MAX_CHARS, Problem
-from ips.model import ImageOutcome, ImageTask
+from ips.shared.csv_input import CsvLimits, ProductRow
+from ips.shared.errors import MAX_PROBLEMS, MESSAGE_MAX_CHARS, Problem
+from ips.shared.model import ImageOutcome, ImageTask
 from ips_runtime.adapters import Adapters
 from localcloud.gateway import Gateway, api_event, api_key_id, match_route
 from localcloud.openapi import merged_openapi

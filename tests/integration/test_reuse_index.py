@@ -10,10 +10,10 @@ from typing import Any
 
 from pymongo import MongoClient, monitoring
 
-from ips.adapters.mongo_connection import connect
-from ips.adapters.mongo_reuse import MongoReuseIndex
-from ips.model import ImageOutcome, ImageStatus
-from ips.ports import ReuseEntry, SourceValidators
+from ips.processing.ports import ReuseEntry, SourceValidators
+from ips.shared.model import ImageOutcome, ImageStatus
+from ips_adapters.mongo_connection import connect
+from ips_adapters.mongo_reuse import MongoReuseIndex
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 OPTIONS = "jpeg-q50"

@@ -1,4 +1,4 @@
-"""What the adapters retry themselves (ips.adapters.retries, tenacity), against moto: the partial failures and
+"""What the adapters retry themselves (ips_adapters.retries, tenacity), against moto: the partial failures and
 transaction conflicts botocore cannot see. Those two failures are injected at the client, the one seam where a
 local emulator cannot be made to produce them; everything else is the emulator's real answer."""
 
@@ -10,9 +10,9 @@ import boto3
 import pytest
 from tenacity import RetryError
 
-from ips.adapters.aws import SqsTaskQueue
-from ips.adapters.dynamodb import DynamoQuotas, LedgerError
-from ips.adapters.retries import Again, again
+from ips_adapters.aws import SqsTaskQueue
+from ips_adapters.dynamodb import DynamoQuotas, LedgerError
+from ips_adapters.retries import Again, again
 from localcloud.provision import Resources
 
 

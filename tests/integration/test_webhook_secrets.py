@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ips.ports import utc_now
+from ips.shared.ports import utc_now
 from localcloud.peers import WebhookReceiver
 from tests.integration.conftest import API_KEY, TENANT_SECRET, WEBHOOK_SECRET, Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart

@@ -1,5 +1,5 @@
-"""Ending a request (ips.completion) over in-memory ports: the output CSV and final status once, and the webhook on
-its own queue; each wake-up of a delivery makes at most one signed POST (verified with the tenant's derived
+"""Ending a request (ips.completion.service) over in-memory ports: the output CSV and final status once, and the webhook
+on its own queue; each wake-up of a delivery makes at most one signed POST (verified with the tenant's derived
 secret) within the short timeout, schedules the next through the queue, and the caps on attempts and on the
 window hold however the wake-ups repeat. A tenant's failing receiver waits out its pause without being tried
 once per pending webhook, and never pauses another tenant's."""
@@ -13,22 +13,27 @@ from datetime import timedelta
 
 from standardwebhooks import Webhook
 
-from ips.completion import Step, complete_request, deliver_webhook, fail_request
-from ips.csv_input import ProductRow
-from ips.fetching import FetchError
-from ips.messages import parse_task
-from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
-from ips.ports import RequestRecord
-from ips.settle import settle
-from ips.tenant_secrets import derive_secret
-from tests.unit.fakes import MASTER_SECRET, Fakes, MemoryPoster
+from ips.completion.fakes import MASTER_SECRET, CompletionFakes, MemoryPoster
+from ips.completion.service import Step, complete_request, deliver_webhook
+from ips.completion.tenant_secrets import derive_secret
+from ips.processing.settle import settle
+from ips.shared.csv_input import ProductRow
+from ips.shared.failing import fail_request
+from ips.shared.fetching import FetchError
+from ips.shared.messages import parse_task
+from ips.shared.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
+from ips.shared.ports import RequestRecord
 
 HOOK = "http://hooks.invalid/done"
 SILENT = FetchError("TIMEOUT", "hooks.invalid:80 did not finish within the 10 s total timeout", permanent=False)
 
 
 def request_with_images(
-    world: Fakes, *outcomes: ImageOutcome, webhook: str | None = HOOK, request_id: str = "req-1", tenant="tenant-a"
+    world: CompletionFakes,
+    *outcomes: ImageOutcome,
+    webhook: str | None = HOOK,
+    request_id: str = "req-1",
+    tenant="tenant-a",
 ) -> str:
     """A request of one product whose images ended as `outcomes`, all counted."""
     urls = tuple(f"http://images.invalid/{index}.jpg" for index in range(len(outcomes)))
@@ -46,7 +51,7 @@ SUCCEEDED = ImageOutcome(ImageStatus.SUCCEEDED, output_url="http://assets.invali
 FAILED = ImageOutcome.failure("HTTP_STATUS", "HTTP 404")
 
 
-def verified(world: Fakes, post: int = 0, tenant: str = "tenant-a") -> dict[str, object]:
+def verified(world: CompletionFakes, post: int = 0, tenant: str = "tenant-a") -> dict[str, object]:
     """A delivery's payload, after verifying its signature with the tenant's own secret."""
     url, body, headers = world.poster.posts[post]
     assert url == HOOK
@@ -54,13 +59,13 @@ def verified(world: Fakes, post: int = 0, tenant: str = "tenant-a") -> dict[str,
     return json.loads(body)
 
 
-def queued_wake_ups(world: Fakes) -> list[WebhookTask]:
+def queued_wake_ups(world: CompletionFakes) -> list[WebhookTask]:
     tasks = [parse_task(body) for body in world.webhook_queue.sent]
     assert all(isinstance(task, WebhookTask) for task in tasks)
     return tasks  # type: ignore[return-value]
 
 
-def scheduled(world: Fakes) -> tuple[WebhookTask, float]:
+def scheduled(world: CompletionFakes) -> tuple[WebhookTask, float]:
     """The one wake-up scheduled since the last call, and its delay."""
     [(body, delay)] = world.webhook_queue.scheduled
     world.webhook_queue.scheduled.clear()
@@ -69,14 +74,14 @@ def scheduled(world: Fakes) -> tuple[WebhookTask, float]:
     return task, delay
 
 
-def state(world: Fakes, request_id: str = "req-1") -> dict[str, object]:
+def state(world: CompletionFakes, request_id: str = "req-1") -> dict[str, object]:
     record = world.catalog.get(request_id)
     assert record is not None and record.webhook is not None
     return record.webhook
 
 
 def test_a_finished_request_gets_its_output_csv_and_final_status_and_its_webhook_is_queued_not_sent() -> None:
-    world = Fakes()
+    world = CompletionFakes()
     request_id = request_with_images(world, SUCCEEDED, FAILED)
     assert complete_request(request_id, world.completion()) is RequestStatus.COMPLETED_WITH_ERRORS
     assert complete_request(request_id, world.completion()) is RequestStatus.COMPLETED_WITH_ERRORS  # a retry
@@ -104,7 +109,7 @@ def test_a_finished_request_gets_its_output_csv_and_final_status_and_its_webhook
 
 
 def test_an_unfinished_request_is_not_completed() -> None:
-    world = Fakes()
+    world = CompletionFakes()
     request_id = request_with_images(world, SUCCEEDED)
     world.ledger.counters[request_id] = Counts(2, 1, 0)  # one image still pending
     assert complete_request(request_id, world.completion()) is None
@@ -114,7 +119,7 @@ def test_an_unfinished_request_is_not_completed() -> None:
 
 
 def test_a_failed_request_keeps_its_end_and_sends_only_its_failure_webhook() -> None:
-    world = Fakes()
+    world = CompletionFakes()
     request_id = request_with_images(world, SUCCEEDED)
     assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", world.failing())
     assert not fail_request(request_id, "DEADLINE_EXCEEDED", "late", world.failing())  # the first end stays
@@ -127,7 +132,7 @@ def test_a_failed_request_keeps_its_end_and_sends_only_its_failure_webhook() -> 
 
 
 def test_a_failed_attempt_is_retried_through_the_queue_with_backoff_under_the_same_webhook_id() -> None:
-    world = Fakes(poster=MemoryPoster(500, SILENT, 204))
+    world = CompletionFakes(poster=MemoryPoster(500, SILENT, 204))
     request_id = request_with_images(world, SUCCEEDED)
     complete_request(request_id, world.completion())
     policy = world.settings.webhook_retry
@@ -155,7 +160,7 @@ def test_a_failed_attempt_is_retried_through_the_queue_with_backoff_under_the_sa
 
 
 def test_attempts_are_capped_by_count_and_by_window_whatever_the_wake_ups() -> None:
-    world = Fakes(poster=MemoryPoster(500))
+    world = CompletionFakes(poster=MemoryPoster(500))
     request_id = request_with_images(world, SUCCEEDED)
     complete_request(request_id, world.completion())
     attempts = world.settings.webhook_retry.attempts
@@ -169,7 +174,7 @@ def test_attempts_are_capped_by_count_and_by_window_whatever_the_wake_ups() -> N
     assert len(world.poster.posts) == attempts == steps.count(Step.RETRY) + 1
     assert Step.GAVE_UP in steps and state(world)["gave_up"] is True and state(world)["attempts"] == attempts
 
-    windowed = Fakes(poster=MemoryPoster(500))
+    windowed = CompletionFakes(poster=MemoryPoster(500))
     request_id = request_with_images(windowed, SUCCEEDED)
     complete_request(request_id, windowed.completion())
     assert deliver_webhook(WebhookTask(request_id), windowed.webhooks()) is Step.RETRY
@@ -180,7 +185,7 @@ def test_attempts_are_capped_by_count_and_by_window_whatever_the_wake_ups() -> N
 
 
 def test_a_tenants_dead_receiver_is_tried_once_per_pause_and_never_pauses_another_tenant() -> None:
-    world = Fakes(poster=MemoryPoster(SILENT))
+    world = CompletionFakes(poster=MemoryPoster(SILENT))
     silent = [request_with_images(world, SUCCEEDED, request_id=f"a-{n}") for n in range(5)]
     other = request_with_images(world, SUCCEEDED, request_id="b-1", tenant="tenant-b")  # the same origin
     for request_id in silent:
@@ -206,7 +211,7 @@ def test_a_tenants_dead_receiver_is_tried_once_per_pause_and_never_pauses_anothe
 
 
 def test_a_live_claim_of_another_sender_waits_for_it_and_an_expired_one_is_taken_over() -> None:
-    world = Fakes()
+    world = CompletionFakes()
     request_id = request_with_images(world, SUCCEEDED)
     complete_request(request_id, world.completion())
     assert world.catalog.claim_webhook(request_id, 60, world.now) == 1  # another sender, mid-POST
@@ -221,7 +226,7 @@ def test_a_live_claim_of_another_sender_waits_for_it_and_an_expired_one_is_taken
 
 def test_a_receiver_address_refused_for_good_is_given_up_at_once() -> None:
     refused = FetchError("ADDRESS_REFUSED", "not a public address", permanent=True)
-    world = Fakes(poster=MemoryPoster(refused))
+    world = CompletionFakes(poster=MemoryPoster(refused))
     request_id = request_with_images(world, SUCCEEDED)
     complete_request(request_id, world.completion())
     assert deliver_webhook(WebhookTask(request_id), world.webhooks()) is Step.GAVE_UP
@@ -230,7 +235,7 @@ def test_a_receiver_address_refused_for_good_is_given_up_at_once() -> None:
 
 
 def test_without_a_master_secret_no_webhook_is_sent_unsigned() -> None:
-    world = Fakes()
+    world = CompletionFakes()
     request_id = request_with_images(world, SUCCEEDED)
     assert complete_request(request_id, world.completion()) is RequestStatus.COMPLETED
     assert deliver_webhook(WebhookTask(request_id), world.webhooks(master=None)) is Step.DONE

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ips.csv_input import CsvLimits, ProductRow, byte_lines, parse_products_csv, plan_csv, read_chunk
-from ips.errors import InvalidInput
+from ips.shared.csv_input import CsvLimits, ProductRow, byte_lines, parse_products_csv, plan_csv, read_chunk
+from ips.shared.errors import InvalidInput
 
 HEADER = "S. No.,Product Name,Input Image Urls\n"
 

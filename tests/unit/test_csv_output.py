@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ips.csv_output import OutputRow, render_output_csv
+from ips.completion.csv_output import OutputRow, render_output_csv
 
 
 def read(data: bytes) -> list[list[str]]:

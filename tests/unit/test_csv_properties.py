@@ -8,9 +8,9 @@ import io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ips.csv_input import CsvLimits, byte_lines, parse_products_csv, plan_csv, read_chunk
-from ips.csv_output import OutputRow, render_output_csv
-from ips.errors import InvalidInput
+from ips.completion.csv_output import OutputRow, render_output_csv
+from ips.shared.csv_input import CsvLimits, byte_lines, parse_products_csv, plan_csv, read_chunk
+from ips.shared.errors import InvalidInput
 
 LIMITS = CsvLimits(max_bytes=200_000, max_rows=50, max_urls_per_row=5, max_problems=20)
 HEADERS = ["S. No.", "Product Name", "Input Image Urls", "s no", "PRODUCT NAME", "input image urls", "Price", ""]
@@ -122,6 +122,6 @@ def test_output_cells_never_start_a_formula(rows) -> None:
     )
 )
 def test_the_fast_url_check_agrees_with_the_full_one(url: str) -> None:
-    from ips.csv_input import full_url_problem, url_problem
+    from ips.shared.csv_input import full_url_problem, url_problem
 
     assert (url_problem(url) is None) == (full_url_problem(url) is None)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ips.errors import InvalidInput
-from ips.status import MAX_CURSOR_ROW, decode_cursor, encode_cursor
+from ips.shared.errors import InvalidInput
+from ips.status.service import MAX_CURSOR_ROW, decode_cursor, encode_cursor
 
 
 def forge(text: str) -> str:

@@ -1,8 +1,8 @@
-"""The encode budget (ips.encode_cost, through ips.imaging.compress_image and ips.processing): an encode is judged
-before it starts, by its output's size and its estimated CPU seconds, and a heavy image's work counts against
-its tenant's quota. Real codecs; the big and odd images are generated here (flat colours: cheap to make and to
-decode, while an estimate is by pixels, whatever they hold). No test times anything: each reads the estimate,
-gives deadlines far from it, or budgets CPU at large multiples of what the work needs."""
+"""The encode budget (ips.shared.imaging.encode_cost, through ips.shared.imaging.compress_image and
+ips.processing.image): an encode is judged before it starts, by its output's size and its estimated CPU seconds, and a
+heavy image's work counts against its tenant's quota. Real codecs; the big and odd images are generated here (flat
+colours: cheap to make and to decode, while an estimate is by pixels, whatever they hold). No test times anything: each
+reads the estimate, gives deadlines far from it, or budgets CPU at large multiples of what the work needs."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ import time
 import pytest
 from PIL import Image
 
-from ips.context import Settings
-from ips.encode_cost import MAX_SIDE, plan_encode
-from ips.image_batch import Delivery, run_batch
-from ips.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
-from ips.model import ImageStatus, ImageTask
-from ips.options import ImageOptions, OutputFormat
-from ips.processing import ProcessingPorts, RetryLater
-from ips.quotas import ImageQuota, work_units
-from tests.unit.fakes import Fakes, MemoryFetcher
+from ips.processing.fakes import MemoryFetcher, ProcessingFakes
+from ips.processing.image import RetryLater
+from ips.processing.ports import ProcessingPorts
+from ips.processing.service import Delivery, run_batch
+from ips.shared.context import Settings
+from ips.shared.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
+from ips.shared.imaging.encode_cost import MAX_SIDE, plan_encode
+from ips.shared.model import ImageStatus, ImageTask
+from ips.shared.options import ImageOptions, OutputFormat
+from ips.shared.quotas import ImageQuota, work_units
 
 URL = "http://images.invalid/poster.png"
 AVIF_95 = ImageOptions(format=OutputFormat.AVIF, quality=95)
@@ -42,7 +43,7 @@ def estimate(width: int, height: int, options: ImageOptions, alpha: bool = False
 
 
 def process(
-    fakes: Fakes,
+    fakes: ProcessingFakes,
     image: ImageTask,
     *,
     final_attempt: bool,
@@ -80,7 +81,7 @@ def test_an_encode_the_invocation_has_no_time_for_is_not_started() -> None:
 
 
 def test_no_time_for_the_encode_is_retried_then_fails_with_a_code_on_the_last_delivery() -> None:
-    fakes = Fakes(MemoryFetcher({URL: png(3266, 2450)}))
+    fakes = ProcessingFakes(fetcher=MemoryFetcher({URL: png(3266, 2450)}))
     soon = time.monotonic() + 5  # a third of the estimate
     with pytest.raises(RetryLater, match="TOO_COSTLY"):
         process(fakes, task(AVIF_95), final_attempt=False, deadline=soon)
@@ -120,7 +121,7 @@ def test_the_cap_is_a_setting_and_a_lower_quality_or_a_smaller_box_fits_under_it
 
 
 def test_an_image_over_the_cap_fails_on_its_first_delivery() -> None:
-    fakes = Fakes(MemoryFetcher({URL: png(2000, 2000)}))
+    fakes = ProcessingFakes(fetcher=MemoryFetcher({URL: png(2000, 2000)}))
     ports = dataclasses.replace(fakes.processing(), image_limits=ImageLimits(max_encode_seconds=2.0))
     process(fakes, task(AVIF_95), final_attempt=False, ports=ports)
     [failed] = fakes.catalog.images.values()
@@ -160,7 +161,7 @@ def test_an_output_its_format_cannot_hold_fails_at_once_with_a_code(fmt: OutputF
     assert f"at most {MAX_SIDE[fmt]:,} px a side" in caught.value.message
     assert "maxWidth/maxHeight" in caught.value.message
     # Through the use case: failed on the first delivery, not retried as a crash and ended INTERNAL_ERROR.
-    fakes = Fakes(MemoryFetcher({URL: png(*size)}))
+    fakes = ProcessingFakes(fetcher=MemoryFetcher({URL: png(*size)}))
     process(fakes, task(options), final_attempt=False)
     [failed] = fakes.catalog.images.values()
     assert (failed.status, failed.error_code) == (ImageStatus.FAILED, "UNSUPPORTED_DIMENSIONS")
@@ -192,9 +193,9 @@ def test_the_dimension_check_reads_the_exif_orientation() -> None:
 # --- the quota, weighted by work ----------------------------------------------------------------------------
 
 
-def quota_fakes(per_day: int, body: bytes) -> Fakes:
+def quota_fakes(per_day: int, body: bytes) -> ProcessingFakes:
     settings = Settings(asset_base_url="http://assets.invalid", image_quota=ImageQuota(per_day=per_day))
-    return Fakes(MemoryFetcher({URL: body}), settings=settings)
+    return ProcessingFakes(fetcher=MemoryFetcher({URL: body}), settings=settings)
 
 
 def test_a_heavy_images_work_is_charged_once_and_counts_against_later_requests() -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ips.adapters.dynamodb import COMPLETION_FILTER
+from ips_adapters.dynamodb import COMPLETION_FILTER
 from localcloud.runners import matches
 
 

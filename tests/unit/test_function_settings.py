@@ -7,12 +7,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ips.adapters.outbound import OutboundPolicy
-from ips.context import Settings
-from ips.csv_input import CsvLimits
-from ips.imaging import ImageLimits
-from ips.quotas import ImageQuota
-from ips.webhook import RetryPolicy
+from ips.shared.context import RetryPolicy, Settings
+from ips.shared.csv_input import CsvLimits
+from ips.shared.imaging import ImageLimits
+from ips.shared.quotas import ImageQuota
+from ips_adapters.outbound import OutboundPolicy
 from ips_runtime.adapters import Adapters
 from ips_runtime.env_settings import SettingsError
 from ips_runtime.settings import FunctionSettings

@@ -1,4 +1,4 @@
-"""The batch rules of ips.image_batch.run_batch over in-memory ports and the real engine: a batch is one unit of
+"""The batch rules of ips.processing.service.run_batch over in-memory ports and the real engine: a batch is one unit of
 I/O (one catalog write, one ledger call), each record is told what became of it alone, the same image twice is
 processed and counted once, and a crash between the steps (after the puts, after the catalog write, after the
 count) never loses a count or counts one twice."""
@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ips.fetching import TIMEOUT, FetchError
-from ips.image_batch import STORE_IN_FLIGHT, Delivery, Removed
-from ips.model import ChunkTask, ImageStatus, ImageTask
-from ips.processing import RetryLater
-from ips.settle import DUPLICATE
-from tests.unit.fakes import Fakes, MemoryBlobStore, MemoryFetcher
+from ips.processing.fakes import MemoryFetcher, ProcessingFakes
+from ips.processing.image import RetryLater
+from ips.processing.service import STORE_IN_FLIGHT, Delivery, Removed
+from ips.processing.settle import DUPLICATE
+from ips.shared.fakes import MemoryBlobStore
+from ips.shared.fetching import TIMEOUT, FetchError
+from ips.shared.model import ChunkTask, ImageStatus, ImageTask
 
 BASE = "http://images.invalid"
 REQUEST = "req"
@@ -33,8 +34,8 @@ def image(number: int, *, name: str | None = None) -> ImageTask:
     return ImageTask(REQUEST, 2 + number, 0, f"{BASE}/{name or number}.png", "salt", "tenant-a")
 
 
-def serving(count: int, **fakes: Any) -> Fakes:
-    world = Fakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in range(count)}), **fakes)
+def serving(count: int, **fakes: Any) -> ProcessingFakes:
+    world = ProcessingFakes(fetcher=MemoryFetcher({f"{BASE}/{n}.png": png(n * 20) for n in range(count)}), **fakes)
     world.open_request(REQUEST, total=count)
     return world
 
@@ -149,7 +150,7 @@ def test_poison_records_are_removed_alone_and_the_rest_of_the_batch_goes_on() ->
     image WHEN it runs THEN those three are removed (each with its reason: a chunk here is malformed, as any body
     that is not an image task) and the good one is counted."""
     fakes = serving(1)
-    from ips.csv_input import Chunk, Columns
+    from ips.shared.csv_input import Chunk, Columns
 
     chunk = ChunkTask(REQUEST, "k", Columns(0, 1, 2, 3, True), Chunk(0, 10, 2, 1, 1), "salt")
     stranger = ImageTask("no-such-request", 2, 0, f"{BASE}/0.png", "salt")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ips.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
+from ips.shared.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
 
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 

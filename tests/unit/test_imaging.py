@@ -1,4 +1,4 @@
-"""The compression engine (ips.imaging) against the real photos shipped in samples/images and synthetic images.
+"""The compression engine (ips.shared.imaging) against the real photos shipped in samples/images and synthetic images.
 
 samples/images/MANIFEST.tsv says where each photo came from and how a derived one was made; every other image is
 generated here."""
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, WebPImagePlugin
 
-from ips.imaging import CompressedImage, ImageLimits, ImageRejected, compress_image
+from ips.shared.imaging import CompressedImage, ImageLimits, ImageRejected, compress_image
 
 CORPUS = Path(__file__).resolve().parents[2] / "samples" / "images"
 MANIFEST = list(csv.DictReader((CORPUS / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t"))

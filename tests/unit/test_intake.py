@@ -1,17 +1,17 @@
-"""Accepting a request (ips.intake) over in-memory ports: validated whole before anything is stored, counted
+"""Accepting a request (ips.intake.service) over in-memory ports: validated whole before anything is stored, counted
 against the key's quota, fanned out in chunks; the presigned path pins what it validated."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
-from ips.context import Settings
-from ips.errors import InvalidInput
-from ips.expansion import expand_chunk
-from ips.fetching import FetchError
-from ips.intake import (
+from ips.expansion.fakes import ExpansionFakes
+from ips.expansion.service import expand_chunk
+from ips.intake.fakes import IntakeFakes, refuse_nothing
+from ips.intake.service import (
     OverdueUpload,
     accept_csv,
     create_upload,
@@ -20,10 +20,12 @@ from ips.intake import (
     input_csv_key,
     settle_overdue_upload,
 )
-from ips.messages import parse_task
-from ips.model import ChunkTask, ImageTask, RequestStatus
-from ips.quotas import ImageQuota, QuotaExceeded
-from tests.unit.fakes import Fakes, refuse_nothing
+from ips.shared.context import Settings
+from ips.shared.errors import InvalidInput
+from ips.shared.fetching import FetchError
+from ips.shared.messages import parse_task
+from ips.shared.model import ChunkTask, ImageTask, RequestStatus
+from ips.shared.quotas import ImageQuota, QuotaExceeded
 
 CSV = (
     b"S. No.,Product Name,Input Image Urls\n"
@@ -33,8 +35,13 @@ CSV = (
 )
 
 
-def fakes(**settings: object) -> Fakes:
-    return Fakes(settings=Settings(asset_base_url="http://assets.invalid", chunk_images=3, **settings))  # type: ignore[arg-type]
+@dataclass
+class FanOut(IntakeFakes, ExpansionFakes):
+    """Intake, and the expansion of the chunks it queues, over one set of stores."""
+
+
+def fakes(**settings: object) -> FanOut:
+    return FanOut(settings=Settings(asset_base_url="http://assets.invalid", chunk_images=3, **settings))  # type: ignore[arg-type]
 
 
 def refuse_private(url: str) -> None:

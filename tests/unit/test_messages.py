@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ips.csv_input import Chunk, Columns
-from ips.messages import MalformedMessage, parse_as, parse_task
-from ips.model import ChunkTask, ImageTask, WebhookTask
+from ips.shared.csv_input import Chunk, Columns
+from ips.shared.messages import MalformedMessage, parse_as, parse_task
+from ips.shared.model import ChunkTask, ImageTask, WebhookTask
 
 
 def test_image_and_chunk_tasks_round_trip() -> None:

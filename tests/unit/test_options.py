@@ -8,11 +8,11 @@ import re
 import pytest
 from PIL import Image
 
-from ips.errors import InvalidInput
-from ips.imaging import compress_image
-from ips.messages import parse_task
-from ips.model import ImageTask
-from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat, parse_options
+from ips.shared.errors import InvalidInput
+from ips.shared.imaging import compress_image
+from ips.shared.messages import parse_task
+from ips.shared.model import ImageTask
+from ips.shared.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat, parse_options
 
 
 def png(mode: str, size: tuple[int, int], colour: object) -> bytes:

@@ -1,4 +1,4 @@
-"""ips.adapters.outbound: SSRF-safe fetch and webhook POST.
+"""ips_adapters.outbound: SSRF-safe fetch and webhook POST.
 
 Every byte these tests send goes to ThreadingHTTPServer instances they start on 127.0.0.1. An autouse fixture
 enforces that: socket.connect refuses (with AssertionError) anything but a loopback address and records what
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from ips.adapters.outbound import OutboundClient, OutboundPolicy, Resolver, addresses, check_url, is_public_address
-from ips.fetching import Fetched, FetchError
-from ips.ports import SourceValidators
+from ips.processing.ports import SourceValidators
+from ips.shared.fetching import Fetched, FetchError
+from ips_adapters.outbound import OutboundClient, OutboundPolicy, Resolver, addresses, check_url, is_public_address
 
 # ------------------------------------------------------------------------------------------ local servers
 

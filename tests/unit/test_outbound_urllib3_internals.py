@@ -1,4 +1,4 @@
-"""The urllib3 and requests internals that ips.adapters.outbound.transport overrides or reads, with the shape it
+"""The urllib3 and requests internals that ips_adapters.outbound.transport overrides or reads, with the shape it
 relies on. urllib3 is pinned in layers/requirements.txt; when an upgrade changes any of these, this file fails
 first and names what moved, before the SSRF guard silently stops being called."""
 
@@ -16,9 +16,9 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ips.adapters.outbound import OutboundPolicy
-from ips.adapters.outbound.addresses import Guard
-from ips.adapters.outbound.transport import GuardedAdapter, GuardedSession
+from ips_adapters.outbound import OutboundPolicy
+from ips_adapters.outbound.addresses import Guard
+from ips_adapters.outbound.transport import GuardedAdapter, GuardedSession
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "layers" / "requirements.txt"
 

@@ -6,8 +6,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from ips.fetching import Fetched
-from ips.polite import MAX_DELAY_S, HostLimiter, PoliteFetcher, interleave_hosts, retry_after_seconds
+from ips.processing.polite import HostLimiter, PoliteFetcher, interleave_hosts
+from ips.shared.fetching import MAX_DELAY_S, Fetched, retry_after_seconds
 
 
 class GatedFetcher:

@@ -9,12 +9,12 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from ips.adapters.outbound import OutboundClient, OutboundPolicy
-from ips.fetching import TIMEOUT, FetchError
-from ips.model import ImageTask
-from ips.processing import Prefetcher
+from ips.processing.fakes import ProcessingFakes
+from ips.processing.image import Prefetcher
+from ips.shared.fetching import TIMEOUT, FetchError
+from ips.shared.model import ImageTask
+from ips_adapters.outbound import OutboundClient, OutboundPolicy
 from localcloud.peers import LoopbackServer, Quiet
-from tests.unit.fakes import Fakes
 
 STOP = threading.Event()
 
@@ -52,7 +52,7 @@ def client_for(server: LoopbackServer) -> OutboundClient:
 
 
 def test_a_fetch_is_limited_to_what_the_invocation_has_left(trickling: LoopbackServer) -> None:
-    context = Fakes(client_for(trickling)).processing()  # type: ignore[arg-type]
+    context = ProcessingFakes(fetcher=client_for(trickling)).processing()  # type: ignore[arg-type]
     prefetcher = Prefetcher(context, 2, budget=lambda: 1.0)
     tasks = [ImageTask("r", 2, index, f"{trickling.url}/{index}.jpg", "salt") for index in range(2)]
     prefetcher.start(tasks)
@@ -67,7 +67,7 @@ def test_a_fetch_is_limited_to_what_the_invocation_has_left(trickling: LoopbackS
 
 
 def test_no_time_left_means_no_fetch_starts(trickling: LoopbackServer) -> None:
-    prefetcher = Prefetcher(Fakes(client_for(trickling)).processing(), 1, budget=lambda: -0.5)  # type: ignore[arg-type]
+    prefetcher = Prefetcher(ProcessingFakes(fetcher=client_for(trickling)).processing(), 1, budget=lambda: -0.5)  # type: ignore[arg-type]
     try:
         with pytest.raises(FetchError, match="no time left") as caught:
             prefetcher.fetch(ImageTask("r", 2, 0, f"{trickling.url}/0.jpg", "salt"))
@@ -79,7 +79,7 @@ def test_no_time_left_means_no_fetch_starts(trickling: LoopbackServer) -> None:
 def test_a_batch_fetches_all_its_images_at_once() -> None:
     """One download in flight per image of the batch (it was 8 for batches of 10: two rounds of slow sources):
     every fetch waits until all ten are in flight, which fewer threads could never reach."""
-    from ips.fetching import Fetched
+    from ips.shared.fetching import Fetched
 
     together = threading.Barrier(10, timeout=20)
 
@@ -88,7 +88,7 @@ def test_a_batch_fetches_all_its_images_at_once() -> None:
             together.wait()
             return Fetched(b"not an image", "image/png", url, 200, None)
 
-    fakes = Fakes(AllAtOnce())  # type: ignore[arg-type]
+    fakes = ProcessingFakes(fetcher=AllAtOnce())  # type: ignore[arg-type]
     fakes.open_request("r")
     results = fakes.run_batch(*(ImageTask("r", 2, n, f"http://127.0.0.1:9/{n}.jpg", "salt") for n in range(10)))
     assert all(result.count is not None for result in results)  # each fetched, and failed NOT_AN_IMAGE

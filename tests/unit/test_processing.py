@@ -1,4 +1,4 @@
-"""One image's rules (ips.processing, through the batch that runs it) over in-memory ports: each image ends in one
+"""One image's rules (ips.processing.image, through the batch that runs it) over in-memory ports: each image ends in one
 terminal state, counted once; transient problems are retried until the last delivery, permanent ones fail with
 their reason."""
 
@@ -9,10 +9,10 @@ import io
 import pytest
 from PIL import Image
 
-from ips.fetching import FetchError
-from ips.model import ImageStatus, ImageTask
-from ips.processing import RetryLater
-from tests.unit.fakes import Fakes, MemoryFetcher
+from ips.processing.fakes import MemoryFetcher, ProcessingFakes
+from ips.processing.image import RetryLater
+from ips.shared.fetching import FetchError
+from ips.shared.model import ImageStatus, ImageTask
 
 URL = "http://images.invalid/mug.png"
 
@@ -27,8 +27,8 @@ def task(url: str = URL, index: int = 0) -> ImageTask:
     return ImageTask("req-1", 2, index, url, "salt", "tenant-a")
 
 
-def fakes_serving(fetcher: MemoryFetcher) -> Fakes:
-    fakes = Fakes(fetcher)
+def fakes_serving(fetcher: MemoryFetcher) -> ProcessingFakes:
+    fakes = ProcessingFakes(fetcher=fetcher)
     fakes.open_request("req-1")
     return fakes
 
@@ -83,12 +83,12 @@ def test_a_transient_problem_is_retried_with_the_sources_delay_then_fails_on_the
 
 
 def test_a_codec_crash_is_retried_and_fails_as_internal_error_on_the_last_delivery(monkeypatch) -> None:
-    import ips.processing
+    import ips.processing.image
 
     def crash(data: bytes, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(ips.processing, "compress_image", crash)
+    monkeypatch.setattr(ips.processing.image, "compress_image", crash)
     fakes = fakes_serving(MemoryFetcher({URL: png()}))
     [retried] = fakes.run_batch(task())
     assert isinstance(retried.error, MemoryError) and fakes.catalog.images == {}
@@ -101,7 +101,7 @@ def test_a_codec_crash_is_retried_and_fails_as_internal_error_on_the_last_delive
 def test_a_message_for_an_image_its_request_does_not_have_is_retried_not_counted(receive_count: int) -> None:
     """GIVEN a request whose products are known WHEN a message names a row it does not have THEN its record fails
     (it is retried, and the reconciler drops it once dead-lettered) and nothing is counted."""
-    from ips.csv_input import ProductRow
+    from ips.shared.csv_input import ProductRow
 
     fakes = fakes_serving(MemoryFetcher({URL: png()}))
     fakes.catalog.add_products("req-1", [ProductRow(2, "1", "Mug", (URL,))])

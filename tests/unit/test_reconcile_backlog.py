@@ -11,27 +11,28 @@ from datetime import timedelta
 
 import pytest
 
-from ips import expansion
-from ips.expansion import expand_chunk
-from ips.intake import accept_csv
-from ips.messages import parse_task, redrive_count
-from ips.model import ChunkTask, ImageTask, RequestStatus
-from ips.reconcile import reconcile
-from tests.unit.fakes import Fakes, refuse_nothing
+from ips.expansion import service as expansion
+from ips.expansion.service import expand_chunk
+from ips.intake.fakes import refuse_nothing
+from ips.intake.service import accept_csv
+from ips.reconcile.fakes import ReconcileFakes
+from ips.reconcile.service import reconcile
+from ips.shared.messages import parse_task, redrive_count
+from ips.shared.model import ChunkTask, ImageTask, RequestStatus
 
 HEADER = "S. No.,Product Name,Input Image Urls\n"
 ROWS, URLS, CHUNK_IMAGES = 6, 2, 4  # 12 images in 3 chunks of 2 rows (4 images) each: rows 2-3, 4-5, 6-7
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
+def fakes(monkeypatch: pytest.MonkeyPatch) -> ReconcileFakes:
     monkeypatch.setattr(expansion, "SEND_GROUP", 2)  # a chunk stopped for time has sent half its images
-    world = Fakes()
+    world = ReconcileFakes()
     world.settings = dataclasses.replace(world.settings, chunk_images=CHUNK_IMAGES, stall_after_s=0)
     return world
 
 
-def accept(fakes: Fakes) -> str:
+def accept(fakes: ReconcileFakes) -> str:
     lines = "".join(
         f'{n},P{n},"{",".join(f"http://127.0.0.1:9/{n}-{i}.jpg" for i in range(URLS))}"\n' for n in range(1, ROWS + 1)
     )
@@ -40,7 +41,7 @@ def accept(fakes: Fakes) -> str:
     return accepted.request_id
 
 
-def expand_next(fakes: Fakes, *, out_of_time: bool = False) -> ChunkTask:
+def expand_next(fakes: ReconcileFakes, *, out_of_time: bool = False) -> ChunkTask:
     """The expand function takes the next chunk off its queue; out of time, it sends one group and re-queues it."""
     task = parse_task(fakes.chunks_queue.sent.pop(0))
     assert isinstance(task, ChunkTask)
@@ -56,7 +57,7 @@ def chunk_rows(bodies: list[str]) -> list[int]:
     return [task.chunk.first_row for task in map(parse_task, bodies) if isinstance(task, ChunkTask)]
 
 
-def partly_expanded(fakes: Fakes) -> str:
+def partly_expanded(fakes: ReconcileFakes) -> str:
     """Rows 2-3 stopped for time after one group (images (2,0), (2,1) sent; its chunk back on the chunks queue),
     the other two chunks expanded: 10 image messages and 1 chunk queued, 12 images pending in the catalog."""
     request_id = accept(fakes)
@@ -68,14 +69,14 @@ def partly_expanded(fakes: Fakes) -> str:
     return request_id
 
 
-def test_chunks_queued_or_in_flight_are_not_lost_work(fakes: Fakes) -> None:
+def test_chunks_queued_or_in_flight_are_not_lost_work(fakes: ReconcileFakes) -> None:
     accept(fakes)  # 3 chunks queued, nothing expanded yet, the images queue empty
     report = reconcile(fakes.reconcile())
     assert (report.waiting, report.stalled, report.requeued) == (1, 0, 0)
     assert len(fakes.chunks_queue.sent) == 3 and fakes.queue.sent == []  # before: its 3 chunks sent a second time
 
 
-def test_images_a_chunk_has_not_sent_yet_are_not_counted_against_the_images_queue(fakes: Fakes) -> None:
+def test_images_a_chunk_has_not_sent_yet_are_not_counted_against_the_images_queue(fakes: ReconcileFakes) -> None:
     partly_expanded(fakes)
     report = reconcile(fakes.reconcile())
     # 10 image messages for the 10 sent, 1 chunk message for the chunk not done: all of it may be waiting.
@@ -83,7 +84,9 @@ def test_images_a_chunk_has_not_sent_yet_are_not_counted_against_the_images_queu
     assert len(fakes.queue.sent) == 10 and len(fakes.chunks_queue.sent) == 1
 
 
-def test_lost_image_messages_are_requeued_but_not_the_images_their_waiting_chunk_will_send(fakes: Fakes) -> None:
+def test_lost_image_messages_are_requeued_but_not_the_images_their_waiting_chunk_will_send(
+    fakes: ReconcileFakes,
+) -> None:
     partly_expanded(fakes)
     lost = images(fakes.queue.sent)
     fakes.queue.sent.clear()  # the image messages are lost; the chunk still waits
@@ -96,7 +99,7 @@ def test_lost_image_messages_are_requeued_but_not_the_images_their_waiting_chunk
 
 
 @pytest.mark.parametrize("started", [False, True], ids=["never-started", "stopped-for-time"])
-def test_a_lost_chunk_is_requeued_even_when_the_images_queue_is_busy(fakes: Fakes, started: bool) -> None:
+def test_a_lost_chunk_is_requeued_even_when_the_images_queue_is_busy(fakes: ReconcileFakes, started: bool) -> None:
     request_id = partly_expanded(fakes) if started else accept(fakes)
     if not started:
         expand_next(fakes)
@@ -114,7 +117,9 @@ def test_a_lost_chunk_is_requeued_even_when_the_images_queue_is_busy(fakes: Fake
 
 
 @pytest.mark.parametrize("end", ["dead-lettered", "deadline"])
-def test_a_lost_chunk_behind_a_busy_chunks_queue_waits_but_its_request_still_ends(fakes: Fakes, end: str) -> None:
+def test_a_lost_chunk_behind_a_busy_chunks_queue_waits_but_its_request_still_ends(
+    fakes: ReconcileFakes, end: str
+) -> None:
     request_id = accept(fakes)
     expand_next(fakes)
     expand_next(fakes)
@@ -140,7 +145,7 @@ def test_a_lost_chunk_behind_a_busy_chunks_queue_waits_but_its_request_still_end
 
 
 def test_a_request_waiting_round_after_round_has_its_file_planned_once(
-    fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+    fakes: ReconcileFakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     partly_expanded(fakes)
     streamed: list[str] = []

@@ -13,27 +13,29 @@ from typing import Any
 
 import pytest
 
-from ips.completion import Step, complete_request, deliver_webhook
-from ips.expansion import expand_chunk
-from ips.intake import accept_csv, create_upload, incoming_key
-from ips.messages import parse_task, redrive_count, redriven
-from ips.model import ChunkTask, ImageOutcome, ImageTask, RequestStatus, WebhookTask
-from ips.reconcile import reconcile
-from ips.settle import settle
-from tests.unit.fakes import Fakes, MemoryPoster, refuse_nothing
+from ips.completion.fakes import MemoryPoster
+from ips.completion.service import Step, complete_request, deliver_webhook
+from ips.expansion.service import expand_chunk
+from ips.intake.fakes import refuse_nothing
+from ips.intake.service import accept_csv, create_upload, incoming_key
+from ips.processing.settle import settle
+from ips.reconcile.fakes import ReconcileFakes
+from ips.reconcile.service import reconcile
+from ips.shared.messages import parse_task, redrive_count, redriven
+from ips.shared.model import ChunkTask, ImageOutcome, ImageTask, RequestStatus, WebhookTask
 
 CSV = b'S. No.,Product Name,Input Image Urls\n1,Mug,"http://images.invalid/a.jpg,http://images.invalid/b.jpg"\n'
 HOOK = "http://hooks.invalid/done"
 
 
 @pytest.fixture
-def world() -> Fakes:
-    fakes = Fakes()
+def world() -> ReconcileFakes:
+    fakes = ReconcileFakes()
     fakes.settings = dataclasses.replace(fakes.settings, reconcile_interval_s=300)
     return fakes
 
 
-def a_request(world: Fakes, webhook: str | None = HOOK) -> str:
+def a_request(world: ReconcileFakes, webhook: str | None = HOOK) -> str:
     """Accepted and expanded: two pending images on the images queue."""
     accepted = accept_csv(CSV, "tenant-a", webhook, world.intake(), check_url=refuse_nothing)
     chunk = parse_task(world.chunks_queue.sent.pop())
@@ -42,7 +44,7 @@ def a_request(world: Fakes, webhook: str | None = HOOK) -> str:
     return accepted.request_id
 
 
-def ended(world: Fakes, request_id: str) -> None:
+def ended(world: ReconcileFakes, request_id: str) -> None:
     """Its images failed (404s), counted, and the request completed: its webhook's wake-up queued."""
     for body in world.queue.sent:
         task = parse_task(body)
@@ -51,7 +53,7 @@ def ended(world: Fakes, request_id: str) -> None:
     complete_request(request_id, world.completion())
 
 
-def rounds_every_five_minutes(world: Fakes, seconds: float) -> None:
+def rounds_every_five_minutes(world: ReconcileFakes, seconds: float) -> None:
     """Time passes with the reconciler's rounds running as scheduled (no outage between them)."""
     world.now += timedelta(seconds=seconds)
     world.rounds.mark_healthy(world.now - timedelta(seconds=300))
@@ -74,7 +76,9 @@ class Down:
         return refused
 
 
-def test_while_a_store_is_down_nothing_ends_and_afterwards_the_deadlines_move_by_the_outage(world: Fakes) -> None:
+def test_while_a_store_is_down_nothing_ends_and_afterwards_the_deadlines_move_by_the_outage(
+    world: ReconcileFakes,
+) -> None:
     request_id = a_request(world)
     assert not reconcile(world.reconcile()).store_outage  # a healthy round: noted
     deadline = world.catalog.get(request_id).deadline_at  # type: ignore[union-attr]
@@ -96,7 +100,7 @@ def test_while_a_store_is_down_nothing_ends_and_afterwards_the_deadlines_move_by
     assert world.catalog.get(request_id).deadline_at == deadline + outage  # type: ignore[union-attr]
 
 
-def test_a_round_that_ran_late_without_an_outage_moves_nothing(world: Fakes) -> None:
+def test_a_round_that_ran_late_without_an_outage_moves_nothing(world: ReconcileFakes) -> None:
     request_id = a_request(world)
     reconcile(world.reconcile())
     deadline = world.catalog.get(request_id).deadline_at  # type: ignore[union-attr]
@@ -105,7 +109,7 @@ def test_a_round_that_ran_late_without_an_outage_moves_nothing(world: Fakes) -> 
     assert world.catalog.get(request_id).deadline_at == deadline  # type: ignore[union-attr]
 
 
-def test_a_dead_image_goes_back_to_its_queue_while_its_request_has_time_then_ends(world: Fakes) -> None:
+def test_a_dead_image_goes_back_to_its_queue_while_its_request_has_time_then_ends(world: ReconcileFakes) -> None:
     request_id = a_request(world)
     first = world.queue.sent.pop(0)
     world.dead_images.put(first)  # every delivery failed (MongoDB was down)
@@ -126,7 +130,7 @@ def test_a_dead_image_goes_back_to_its_queue_while_its_request_has_time_then_end
     assert product.images[0] is not None and product.images[0].error_code == "DEAD_LETTERED"
 
 
-def test_a_dead_image_past_its_deadline_ends_at_once(world: Fakes) -> None:
+def test_a_dead_image_past_its_deadline_ends_at_once(world: ReconcileFakes) -> None:
     request_id = a_request(world)
     world.dead_images.put(world.queue.sent.pop(0))
     record = world.catalog.get(request_id)
@@ -136,7 +140,7 @@ def test_a_dead_image_past_its_deadline_ends_at_once(world: Fakes) -> None:
     assert (report.redriven, report.dead_images) == (0, 1)
 
 
-def test_a_dead_chunk_goes_back_to_its_queue_instead_of_ending_its_request(world: Fakes) -> None:
+def test_a_dead_chunk_goes_back_to_its_queue_instead_of_ending_its_request(world: ReconcileFakes) -> None:
     accepted = accept_csv(CSV, "tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
     chunk = world.chunks_queue.sent.pop()
     world.dead_chunks.put(chunk)
@@ -152,7 +156,7 @@ def test_a_dead_chunk_goes_back_to_its_queue_instead_of_ending_its_request(world
 
 
 def test_a_dead_webhook_wake_up_goes_back_while_the_webhook_is_pending_and_is_dropped_once_delivered(
-    world: Fakes,
+    world: ReconcileFakes,
 ) -> None:
     request_id = a_request(world)
     ended(world, request_id)
@@ -172,7 +176,7 @@ def on_failure_record(key: str) -> str:
     return json.dumps({"version": "1.0", "requestContext": {"condition": "RetriesExhausted"}, "requestPayload": event})
 
 
-def test_an_upload_whose_ingestion_failed_every_try_is_ingested_by_the_reconciler(world: Fakes) -> None:
+def test_an_upload_whose_ingestion_failed_every_try_is_ingested_by_the_reconciler(world: ReconcileFakes) -> None:
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
     world.uploads.put(incoming_key(slot.request_id), CSV, "text/csv")
     world.ingest_failures.put(on_failure_record(incoming_key(slot.request_id)))  # MongoDB was down meanwhile
@@ -190,7 +194,7 @@ def test_an_upload_whose_ingestion_failed_every_try_is_ingested_by_the_reconcile
     assert reconcile(world.reconcile()).uploads_reingested == 1 and len(world.chunks_queue.sent) == 1
 
 
-def test_a_letter_whose_ingestion_fails_again_stays_for_the_next_round(world: Fakes) -> None:
+def test_a_letter_whose_ingestion_fails_again_stays_for_the_next_round(world: ReconcileFakes) -> None:
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
     world.uploads.put(incoming_key(slot.request_id), CSV, "text/csv")
     world.ingest_failures.put(on_failure_record(incoming_key(slot.request_id)))
@@ -200,7 +204,7 @@ def test_a_letter_whose_ingestion_fails_again_stays_for_the_next_round(world: Fa
     assert world.ingest_failures.deleted == [] and len(world.ingest_failures.received) == 1
 
 
-def test_a_request_awaiting_its_upload_is_held_to_its_deadline(world: Fakes) -> None:
+def test_a_request_awaiting_its_upload_is_held_to_its_deadline(world: ReconcileFakes) -> None:
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
     world.uploads.put(incoming_key(slot.request_id), b"\xff\xfe not even text", "text/csv")
     uploads = Down(world.uploads)  # the file is there, but every ingestion of it fails
@@ -216,7 +220,7 @@ def test_a_request_awaiting_its_upload_is_held_to_its_deadline(world: Fakes) -> 
     assert slot.request_id in world.ledger.failed_requests  # its webhook through notify
 
 
-def test_a_lost_wake_up_is_replaced_once_per_stall_window_and_the_reconciler_never_posts(world: Fakes) -> None:
+def test_a_lost_wake_up_is_replaced_once_per_stall_window_and_the_reconciler_never_posts(world: ReconcileFakes) -> None:
     world.poster = MemoryPoster(500)
     request_id = a_request(world)
     ended(world, request_id)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ips.reconcile import ROUND_LEASE, reconcile
-from tests.unit.fakes import Fakes
+from ips.reconcile.fakes import ReconcileFakes
+from ips.reconcile.service import ROUND_LEASE, reconcile
 
 
 def test_a_round_while_another_runs_is_skipped_and_does_nothing() -> None:
-    fakes = Fakes()
+    fakes = ReconcileFakes()
     fakes.dead_images.put("not a task")  # what a round would drain
     assert fakes.lease.acquire(ROUND_LEASE, "the running round", fakes.now, fakes.now + timedelta(seconds=300))
     report = reconcile(fakes.reconcile())
@@ -19,7 +19,7 @@ def test_a_round_while_another_runs_is_skipped_and_does_nothing() -> None:
 
 
 def test_a_round_gives_the_lease_back_so_the_next_one_runs() -> None:
-    fakes = Fakes()
+    fakes = ReconcileFakes()
     first = reconcile(fakes.reconcile())
     fakes.dead_images.put("not a task")
     second = reconcile(fakes.reconcile())
@@ -29,7 +29,7 @@ def test_a_round_gives_the_lease_back_so_the_next_one_runs() -> None:
 
 
 def test_a_lease_whose_holder_died_runs_out_after_the_function_timeout() -> None:
-    fakes = Fakes()
+    fakes = ReconcileFakes()
     lease_s = fakes.settings.reconcile_lease_s
     fakes.lease.acquire(ROUND_LEASE, "a round that was killed", fakes.now, fakes.now + timedelta(seconds=lease_s))
     fakes.now += timedelta(seconds=lease_s - 1)

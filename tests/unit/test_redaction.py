@@ -1,4 +1,4 @@
-"""Logs keep where a URL points, never its query string (tokens): ips.redaction, installed by observability()."""
+"""Logs keep where a URL points, never its query string (tokens): ips.shared.redaction, installed by observability()."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ips.adapters.outbound import OutboundClient, OutboundPolicy
-from ips.redaction import install_url_redaction, redact_url, redact_urls
+from ips.shared.redaction import install_url_redaction, redact_url, redact_urls
+from ips_adapters.outbound import OutboundClient, OutboundPolicy
 from ips_runtime.observability import observability
 
 SECRET = "tok-81b4e7"
@@ -49,7 +49,7 @@ def redacted_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 def test_message_arguments_extras_and_tracebacks_are_redacted(redacted_logs: pytest.LogCaptureFixture) -> None:
     url = f"https://cdn.test/photo.jpg?token={SECRET}"
-    log = logging.getLogger("ips.processing")
+    log = logging.getLogger("ips.processing.image")
     log.warning("fetch of %s failed", url, extra={"url": url, "urls": [url], "detail": {"input": url}})
     try:
         raise ValueError(f"cannot decode {url}")

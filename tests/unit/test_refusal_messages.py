@@ -10,15 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from ips.adapters.outbound import OutboundClient, OutboundPolicy, check_url
-from ips.completion import complete_request, deliver_webhook
-from ips.errors import InvalidInput
-from ips.intake import accept_csv
-from ips.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
-from ips.ports import RequestRecord
-from ips.settle import settle
+from ips.completion.fakes import CompletionFakes
+from ips.completion.service import complete_request, deliver_webhook
+from ips.intake.fakes import IntakeFakes
+from ips.intake.service import accept_csv
+from ips.processing.fakes import ProcessingFakes
+from ips.processing.settle import settle
+from ips.shared.errors import InvalidInput
+from ips.shared.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
+from ips.shared.ports import RequestRecord
+from ips_adapters.outbound import OutboundClient, OutboundPolicy, check_url
 from ips_runtime.status_document import webhook_delivery
-from tests.unit.fakes import Fakes
 
 PRIVATE = ("10.20.30.40", "fd00::17")  # what the internal name resolves to
 CSV = b"S. No.,Product Name,Input Image Urls\n1,Mug,http://images.invalid/a.jpg\n"
@@ -45,7 +47,7 @@ def test_the_upload_routes_webhook_refusal_names_no_address(client: OutboundClie
             CSV,
             "tenant-a",
             "https://hooks.internal.test/done",
-            Fakes().intake(),
+            IntakeFakes().intake(),
             check_url=lambda url: check_url(url, client.policy, resolver=internal),
         )
     [problem] = refused.value.problems
@@ -55,7 +57,7 @@ def test_the_upload_routes_webhook_refusal_names_no_address(client: OutboundClie
 
 def test_the_status_documents_webhook_last_error_names_no_address(client: OutboundClient) -> None:
     # The URL passed at upload; by the time the webhook is sent the name resolves to a private address.
-    world = Fakes(poster=client)  # type: ignore[arg-type]
+    world = CompletionFakes(poster=client)  # type: ignore[arg-type]
     world.catalog.create(
         RequestRecord("req-1", "tenant-a", RequestStatus.PENDING, world.now, 1, 1, "https://hooks.internal.test/x")
     )
@@ -75,7 +77,7 @@ def test_the_status_documents_webhook_last_error_names_no_address(client: Outbou
 
 def test_an_image_urls_refusal_names_no_address(client: OutboundClient) -> None:
     # Image URLs get the same rule: the message is the image's failure reason in the status document.
-    world = Fakes(fetcher=client)  # type: ignore[arg-type]
+    world = ProcessingFakes(fetcher=client)  # type: ignore[arg-type]
     task = ImageTask("req-1", 2, 0, "http://cdn.internal.test/a.jpg", "salt", "tenant-a")
     world.open_request("req-1")
     world.run_batch(task)

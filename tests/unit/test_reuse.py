@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from PIL import Image
 
-import ips.processing
-from ips.model import ImageTask
-from ips.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
-from ips.reuse import ContentMatches
-from tests.unit.fakes import Fakes, MemoryFetcher
+import ips.processing.image
+from ips.processing.fakes import MemoryFetcher, ProcessingFakes
+from ips.processing.reuse import ContentMatches
+from ips.shared.model import ImageTask
+from ips.shared.options import DEFAULT_OPTIONS, ImageOptions, OutputFormat
 
 URL = "http://images.invalid/a.png"
 
@@ -24,20 +24,22 @@ def png(colour: tuple[int, int, int]) -> bytes:
 
 
 @pytest.fixture
-def fakes() -> Fakes:
-    return Fakes(MemoryFetcher({URL: png((200, 10, 10)), "http://images.invalid/copy.png": png((200, 10, 10))}))
+def fakes() -> ProcessingFakes:
+    return ProcessingFakes(
+        fetcher=MemoryFetcher({URL: png((200, 10, 10)), "http://images.invalid/copy.png": png((200, 10, 10))})
+    )
 
 
 @pytest.fixture
 def compressions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     calls: list[bytes] = []
-    real = ips.processing.compress_image
+    real = ips.processing.image.compress_image
 
     def counting(data: bytes, **kwargs: object):  # type: ignore[no-untyped-def]
         calls.append(data)
         return real(data, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ips.processing, "compress_image", counting)
+    monkeypatch.setattr(ips.processing.image, "compress_image", counting)
     return calls
 
 
@@ -50,17 +52,19 @@ def key(request_id: str, **options: object) -> str:
     return task_of(request_id, **options).output_key
 
 
-def run(fakes: Fakes, request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object) -> None:
+def run(
+    fakes: ProcessingFakes, request_id: str, *, tenant: str = "tenant-a", url: str = URL, **options: object
+) -> None:
     fakes.open_request(request_id, tenant=tenant)
     [handled] = fakes.run_batch(task_of(request_id, tenant=tenant, url=url, **options))
     assert handled.count is not None, handled.error
 
 
-def outcome(fakes: Fakes, request_id: str):  # type: ignore[no-untyped-def]
+def outcome(fakes: ProcessingFakes, request_id: str):  # type: ignore[no-untyped-def]
     return fakes.catalog.images[(request_id, 2, 0)]
 
 
-def test_the_same_source_again_is_copied_not_compressed(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_the_same_source_again_is_copied_not_compressed(fakes: ProcessingFakes, compressions: list[bytes]) -> None:
     run(fakes, "req-1")
     run(fakes, "req-2")
     first, second = outcome(fakes, "req-1"), outcome(fakes, "req-2")
@@ -74,7 +78,9 @@ def test_the_same_source_again_is_copied_not_compressed(fakes: Fakes, compressio
     assert fakes.ledger.counted[("req-2", 2, 0)].bytes_out == first.output_bytes
 
 
-def test_an_unchanged_source_answers_304_and_nothing_is_downloaded(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_an_unchanged_source_answers_304_and_nothing_is_downloaded(
+    fakes: ProcessingFakes, compressions: list[bytes]
+) -> None:
     calls: list[object] = []
     fetch = fakes.fetcher.fetch
     fakes.fetcher.fetch = lambda url, validators=None, timeout=None: calls.append(validators) or fetch(url, validators)  # type: ignore[method-assign]
@@ -85,20 +91,20 @@ def test_an_unchanged_source_answers_304_and_nothing_is_downloaded(fakes: Fakes,
     assert len(compressions) == 1 and outcome(fakes, "req-2").reused
 
 
-def test_identical_bytes_under_another_url_are_reused(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_identical_bytes_under_another_url_are_reused(fakes: ProcessingFakes, compressions: list[bytes]) -> None:
     run(fakes, "req-1")
     run(fakes, "req-2", url="http://images.invalid/copy.png")
     assert len(compressions) == 1 and outcome(fakes, "req-2").reused
 
 
-def test_another_tenant_never_reuses(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_another_tenant_never_reuses(fakes: ProcessingFakes, compressions: list[bytes]) -> None:
     run(fakes, "req-1", tenant="tenant-a")
     run(fakes, "req-2", tenant="tenant-b")
     assert len(compressions) == 2 and not outcome(fakes, "req-2").reused
     assert fakes.processed.copies == 0
 
 
-def test_other_options_are_another_output(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_other_options_are_another_output(fakes: ProcessingFakes, compressions: list[bytes]) -> None:
     run(fakes, "req-1")
     run(fakes, "req-2", quality=80)
     run(fakes, "req-3", format=OutputFormat.WEBP)
@@ -106,14 +112,14 @@ def test_other_options_are_another_output(fakes: Fakes, compressions: list[bytes
     assert key("req-3", format=OutputFormat.WEBP) in fakes.processed.objects
 
 
-def test_changed_bytes_are_compressed_again(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_changed_bytes_are_compressed_again(fakes: ProcessingFakes, compressions: list[bytes]) -> None:
     run(fakes, "req-1")
     fakes.fetcher.bodies[URL] = png((10, 200, 10))
     run(fakes, "req-2")
     assert len(compressions) == 2 and not outcome(fakes, "req-2").reused
 
 
-def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: ProcessingFakes, compressions: list[bytes]) -> None:
     run(fakes, "req-1")
     fakes.now += timedelta(days=14)  # past the entry's expiry (a day short of the outputs' retention)
     run(fakes, "req-2")
@@ -123,7 +129,9 @@ def test_an_expired_entry_or_a_missing_output_is_not_reused(fakes: Fakes, compre
     assert len(compressions) == 3 and not outcome(fakes, "req-3").reused
 
 
-def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_a_redelivery_finds_its_own_output_and_is_not_a_reuse(
+    fakes: ProcessingFakes, compressions: list[bytes]
+) -> None:
     """GIVEN an image stored and its reuse entry written, then a crash before it was recorded WHEN it is
     delivered again THEN its own output is found (by URL: a 304) and it is not counted as a reuse."""
     fakes.catalog.record_images = lambda outcomes: (_ for _ in ()).throw(RuntimeError("crashed"))  # type: ignore[method-assign]
@@ -139,13 +147,15 @@ def batch_of(request_id: str, urls: list[str]) -> list[ImageTask]:
     return [ImageTask(request_id, row, 0, url, f"salt-of-{request_id}", "tenant-a") for row, url in enumerate(urls, 2)]
 
 
-def run_batch(fakes: Fakes, images: list[ImageTask]) -> None:
+def run_batch(fakes: ProcessingFakes, images: list[ImageTask]) -> None:
     """As the process function runs a batch: its downloads prefetched, its images settled together."""
     fakes.open_request(images[0].request_id)
     assert all(handled.count is not None for handled in fakes.run_batch(*images))
 
 
-def test_a_batch_reads_and_writes_the_index_once_and_reuses_each_image(fakes: Fakes, compressions: list[bytes]) -> None:
+def test_a_batch_reads_and_writes_the_index_once_and_reuses_each_image(
+    fakes: ProcessingFakes, compressions: list[bytes]
+) -> None:
     urls = [f"http://images.invalid/{number}.png" for number in range(5)]
     fakes.fetcher.bodies.update({url: png((number * 40, 10, 10)) for number, url in enumerate(urls)})
     run_batch(fakes, batch_of("req-1", urls))
@@ -164,7 +174,7 @@ def test_a_batch_reads_and_writes_the_index_once_and_reuses_each_image(fakes: Fa
 
 
 def test_a_failed_batch_lookup_fetches_the_sources_whole_and_their_bytes_still_match(
-    fakes: Fakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
+    fakes: ProcessingFakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN the index cannot be read by URL WHEN a batch runs THEN its sources are fetched whole (no 304), and
     bytes processed before are still found by content: reused, not compressed again."""
@@ -179,7 +189,7 @@ def test_a_failed_batch_lookup_fetches_the_sources_whole_and_their_bytes_still_m
 
 
 def test_a_failed_batch_write_of_reuse_entries_fails_no_image(
-    fakes: Fakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
+    fakes: ProcessingFakes, compressions: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run(fakes, "req-1")
 
@@ -191,7 +201,7 @@ def test_a_failed_batch_write_of_reuse_entries_fails_no_image(
     assert fakes.catalog.images[("req-2", 2, 0)].reused and ("req-2", 2, 0) in fakes.ledger.counted
 
 
-def test_a_content_lookup_asks_for_every_digest_known_by_then_in_one_call(fakes: Fakes) -> None:
+def test_a_content_lookup_asks_for_every_digest_known_by_then_in_one_call(fakes: ProcessingFakes) -> None:
     """GIVEN five downloads of a batch finished WHEN the first compression needs a lookup by content THEN one
     lookup asks for all five digests, and the others' compressions need none."""
     tasks = batch_of("req-1", [f"http://images.invalid/{n}.png" for n in range(5)])
@@ -201,7 +211,9 @@ def test_a_content_lookup_asks_for_every_digest_known_by_then_in_one_call(fakes:
     assert fakes.reuse.content_lookups == 1
 
 
-def test_a_failed_lookup_by_content_compresses_instead(fakes: Fakes, compressions: list[bytes], monkeypatch) -> None:
+def test_a_failed_lookup_by_content_compresses_instead(
+    fakes: ProcessingFakes, compressions: list[bytes], monkeypatch
+) -> None:
     run(fakes, "req-1")
     monkeypatch.setattr(fakes.reuse, "find_by_contents", lambda *args: (_ for _ in ()).throw(ConnectionError()))
     run(fakes, "req-2", url="http://images.invalid/copy.png")

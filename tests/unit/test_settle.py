@@ -1,22 +1,22 @@
-"""ips.settle over in-memory ports: the one place an image's outcome is recorded and counted, for the process
+"""ips.processing.settle over in-memory ports: the one place an image's outcome is recorded and counted, for the process
 function's batches and the reconciler alike. The count follows what the catalog keeps (its first terminal
 state, with that image's savings), each image counts once, and an image its request does not have is named."""
 
 from __future__ import annotations
 
-from ips.csv_input import ProductRow
-from ips.model import ImageOutcome, ImageStatus, ImageTask, Savings
-from ips.reconcile import DEAD_LETTERED, reconcile
-from ips.settle import DUPLICATE, settle
-from tests.unit.fakes import Fakes
+from ips.processing.settle import DUPLICATE, settle
+from ips.reconcile.fakes import ReconcileFakes
+from ips.reconcile.service import DEAD_LETTERED, reconcile
+from ips.shared.csv_input import ProductRow
+from ips.shared.model import ImageOutcome, ImageStatus, ImageTask, Savings
 
 REQUEST = "req-1"
 URLS = ("http://images.invalid/a.jpg", "http://images.invalid/b.jpg")
 DONE = ImageOutcome(ImageStatus.SUCCEEDED, output_url="http://assets.invalid/a", input_bytes=900, output_bytes=300)
 
 
-def world() -> Fakes:
-    fakes = Fakes()
+def world() -> ReconcileFakes:
+    fakes = ReconcileFakes()
     fakes.open_request(REQUEST, total=len(URLS))
     fakes.catalog.add_products(REQUEST, [ProductRow(2, "1", "Mug", URLS)])
     return fakes

@@ -1,24 +1,24 @@
-"""A request's status (ips.status) over in-memory ports, and its JSON (ips_runtime.status_document): exact counts
-from the counter while it runs, the final ones once it ended, pages by row, nothing for another tenant, and the
+"""A request's status (ips.status.service) over in-memory ports, and its JSON (ips_runtime.status_document): exact
+counts from the counter while it runs, the final ones once it ended, pages by row, nothing for another tenant, and the
 stored webhook and error mapped to the public (camelCase) contract."""
 
 from __future__ import annotations
 
 import json
 
-from ips.csv_input import ProductRow
-from ips.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
-from ips.ports import RequestRecord
-from ips.settle import settle
-from ips.status import decode_cursor, request_status
+from ips.processing.settle import settle
+from ips.shared.csv_input import ProductRow
+from ips.shared.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus
+from ips.shared.ports import RequestRecord
+from ips.status.fakes import StatusFakes
+from ips.status.service import decode_cursor, request_status
 from ips_runtime.api import StatusResponse
 from ips_runtime.status_document import status_document
-from tests.unit.fakes import Fakes
 
 OK = ImageOutcome(ImageStatus.SUCCEEDED, output_url="http://assets.invalid/x.jpg", input_bytes=10, output_bytes=4)
 
 
-def a_request(world: Fakes, products: int = 3) -> str:
+def a_request(world: StatusFakes, products: int = 3) -> str:
     request_id = "req-1"
     world.catalog.create(
         RequestRecord(request_id, "tenant-a", RequestStatus.PENDING, world.now, products, products, None)
@@ -31,13 +31,13 @@ def a_request(world: Fakes, products: int = 3) -> str:
     return request_id
 
 
-def count(world: Fakes, request_id: str, row: int, outcome: ImageOutcome) -> None:
+def count(world: StatusFakes, request_id: str, row: int, outcome: ImageOutcome) -> None:
     task = ImageTask(request_id, row, 0, f"http://i.invalid/{row}.jpg", "salt", "tenant-a")
     settle([(task, outcome)], world.catalog, world.ledger)
 
 
 def test_a_running_request_reads_its_counts_from_the_counter_and_pages_by_row() -> None:
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world)
     progress = request_status(request_id, "tenant-a", world.status(), limit=2)
     assert progress is not None and (progress.status, progress.succeeded) == (RequestStatus.PENDING, 0)
@@ -55,14 +55,14 @@ def test_a_running_request_reads_its_counts_from_the_counter_and_pages_by_row() 
 
 
 def test_another_tenants_request_or_an_unknown_one_is_not_found() -> None:
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world)
     assert request_status(request_id, "tenant-b", world.status()) is None
     assert request_status("nope", "tenant-a", world.status()) is None
 
 
 def test_an_ended_request_shows_its_final_counts_output_link_webhook_and_error_in_camel_case() -> None:
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world, products=1)
     count(world, request_id, 2, OK)
     world.catalog.finalise(request_id, RequestStatus.COMPLETED, Counts(1, 1, 0), f"{request_id}/output.csv", world.now)
@@ -90,9 +90,9 @@ def test_an_ended_request_shows_its_final_counts_output_link_webhook_and_error_i
 
 
 def test_a_failed_requests_error_lists_its_problems() -> None:
-    from ips.errors import Problem
+    from ips.shared.errors import Problem
 
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world, products=1)
     problems = [Problem(3, "Input Image Urls", "INVALID_URL", "URL 1: not a valid URL")]
     world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems, omitted=7)
@@ -111,7 +111,7 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
 
 
 def test_a_page_stops_before_its_byte_budget_and_goes_on_by_cursor() -> None:
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world, products=50)
     progress = request_status(request_id, "tenant-a", world.status(), limit=50)
     assert progress is not None and not progress.more
@@ -125,9 +125,9 @@ def test_the_document_is_what_the_response_model_serialises_so_its_measure_is_th
     """The page budget measures this document; the route answers the model's serialisation of it. A field the
     document leaves out and the model fills in (a failed image's null details were 110 bytes each, unmeasured)
     made pages of failed images pass Lambda's response limit: API Gateway's 502."""
-    from ips.errors import Problem
+    from ips.shared.errors import Problem
 
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world, products=3)
     count(world, request_id, 2, OK)
     count(world, request_id, 3, ImageOutcome.failure("HTTP_STATUS", "HTTP 404 from i.invalid"))
@@ -143,9 +143,9 @@ def test_the_document_is_what_the_response_model_serialises_so_its_measure_is_th
 def test_free_text_from_elsewhere_is_cut_where_it_is_shown() -> None:
     """An image's error and the webhook's last error are stored as their source wrote them (a server's reason
     phrase may be 64 kB): the status shows at most MESSAGE_MAX_CHARS of each."""
-    from ips.errors import MESSAGE_MAX_CHARS
+    from ips.shared.errors import MESSAGE_MAX_CHARS
 
-    world = Fakes()
+    world = StatusFakes()
     request_id = a_request(world, products=1)
     count(world, request_id, 2, ImageOutcome.failure("HTTP_STATUS", "HTTP 404 " + "r" * 70_000))
     world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 1, "last_error": "e" * 70_000})

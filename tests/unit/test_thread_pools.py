@@ -1,10 +1,10 @@
-"""ips.thread_pools: batches share the process's threads, and each waits for its own work only."""
+"""ips.processing.thread_pools: batches share the process's threads, and each waits for its own work only."""
 
 from __future__ import annotations
 
 import threading
 
-from ips.thread_pools import Jobs, pool
+from ips.processing.thread_pools import Jobs, pool
 
 
 def test_one_batch_after_another_runs_on_the_same_threads() -> None:

@@ -4,7 +4,7 @@ X-Ray patching is global and permanent for a process, so each case runs in a chi
 variables (LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_NAME, _X_AMZN_TRACE_ID with Sampled=1) and
 POWERTOOLS_TRACE_DISABLED=false, with AWS_XRAY_DAEMON_ADDRESS at a UDP socket this test reads: the X-Ray SDK
 sends it the very segments it would send the daemon in Lambda. The child builds its tracer with
-ips_runtime.observability (as every handler does) and fetches and posts with ips.adapters.outbound (as the
+ips_runtime.observability (as every handler does) and fetches and posts with ips_adapters.outbound (as the
 wiring does), to a real server on 127.0.0.1 that records every header it gets."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if sys.argv[4] == "patch-everything":  # as if other code had patched every libr
 
     patch_all(double_patch=True)
 import requests
-from ips.adapters.outbound import OutboundClient, OutboundPolicy
+from ips_adapters.outbound import OutboundClient, OutboundPolicy
 
 image_url, hook_url, control_url = sys.argv[1:4]
 client = OutboundClient(OutboundPolicy(allowlist=frozenset({("127.0.0.1", int(sys.argv[5]))})))

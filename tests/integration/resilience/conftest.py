@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from infra.topology import TOPOLOGY
-from ips.model import ImageStatus
+from ips.shared.model import ImageStatus
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import reset_roots
 from localcloud.lambda_host import LocalFunction

@@ -1,5 +1,5 @@
-"""The process function runs a batch as one unit of I/O (ips.image_batch.run_batch): each image's S3 put beside the
-next one's compression, then one MongoDB write and one DynamoDB count for the batch. These tests pin what that
+"""The process function runs a batch as one unit of I/O (ips.processing.service.run_batch): each image's S3 put beside
+the next one's compression, then one MongoDB write and one DynamoDB count for the batch. These tests pin what that
 must not change: each record of a batch is reported on its own (powertools' partial batch response), every image
 is counted exactly once, and the overlap is real.
 
@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ips.fetching import FetchError
-from ips.model import ImageTask
+from ips.shared.fetching import FetchError
+from ips.shared.model import ImageTask
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots
 from tests.integration.conftest import Pipeline
@@ -118,7 +118,7 @@ def invoke(pipeline: Pipeline, messages: list[dict[str, Any]]) -> set[str]:
 
 
 def task_of(message: dict[str, Any]) -> ImageTask:
-    from ips.messages import parse_task
+    from ips.shared.messages import parse_task
 
     task = parse_task(message["Body"])
     assert isinstance(task, ImageTask)

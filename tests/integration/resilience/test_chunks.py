@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from infra.topology import TOPOLOGY
-from ips.expansion import SEND_GROUP
+from ips.expansion.service import SEND_GROUP
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots
 from localcloud.lambda_host import LocalFunction
@@ -125,7 +125,7 @@ def test_a_chunk_out_of_time_stops_requeues_the_rest_and_sends_each_image_once(
 def test_what_is_no_chunk_on_the_chunks_queue_is_removed_at_once_and_the_chunks_go_on(
     pipeline: Pipeline, image_server, receiver
 ) -> None:
-    from ips.model import ImageTask
+    from ips.shared.model import ImageTask
 
     request_id = upload(pipeline, rows_csv(image_server.url, rows=2, urls=1), receiver.url)
     resources, sqs = pipeline.resources, boto3.client("sqs")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ips.image_batch import Delivery, run_batch
-from ips.model import ImageStatus, ImageTask
-from ips.processing import RetryLater
+from ips.processing.image import RetryLater
+from ips.processing.service import Delivery, run_batch
+from ips.shared.model import ImageStatus, ImageTask
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import PROCESS, reset_roots
 from localcloud.peers import LoopbackServer, Quiet

@@ -14,8 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 from pymongo.errors import ServerSelectionTimeoutError
 
-from ips.model import ImageTask
-from ips.tenant_secrets import derive_secret
+from ips.completion.tenant_secrets import derive_secret
+from ips.shared.model import ImageTask
 from ips_runtime.roots import overriding_roots, reset_roots
 from localcloud.gateway import api_key_id
 from localcloud.peers import LoopbackServer, Quiet, WebhookReceiver

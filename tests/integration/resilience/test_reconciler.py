@@ -15,11 +15,12 @@ from botocore.exceptions import ClientError
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
-from ips.completion import FailPorts, complete_request
-from ips.expansion import SEND_GROUP
-from ips.messages import redrive_count
-from ips.model import ImageTask, RequestStatus, WebhookTask
-from ips.reconcile import dead_letter_reason
+from ips.completion.service import complete_request
+from ips.expansion.service import SEND_GROUP
+from ips.reconcile.service import dead_letter_reason
+from ips.shared.failing import FailPorts
+from ips.shared.messages import redrive_count
+from ips.shared.model import ImageTask, RequestStatus, WebhookTask
 from ips_runtime import roots
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots, reset_roots
@@ -374,7 +375,7 @@ def test_a_request_past_its_deadline_with_rows_never_read_ends_failed(
 
 def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, receiver) -> None:
     """A FAILED request whose images then all finish stays FAILED: its failure webhook already went out."""
-    from ips.completion import fail_request
+    from ips.shared.failing import fail_request
 
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()

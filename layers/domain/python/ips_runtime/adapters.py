@@ -13,34 +13,19 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
-from ips.context import Settings
-from ips.ports import (
-    BlobStore,
-    Catalog,
-    ChunkProgress,
-    Clock,
-    DeadLetterQueue,
-    Fetcher,
-    Lease,
-    Ledger,
-    Quotas,
-    Receivers,
-    ReuseIndex,
-    RoundLog,
-    SecretGenerations,
-    TaskQueue,
-    UploadStore,
-    UrlCheck,
-    utc_now,
-)
-from ips.webhook import WebhookPoster
+from ips.completion.ports import Receivers, SecretGenerations, WebhookPoster
+from ips.intake.ports import UrlCheck
+from ips.processing.ports import Fetcher, ReuseIndex
+from ips.reconcile.ports import DeadLetterQueue, Lease, RoundLog
+from ips.shared.context import Settings
+from ips.shared.ports import BlobStore, Catalog, ChunkProgress, Clock, Ledger, Quotas, TaskQueue, UploadStore, utc_now
 from ips_runtime.settings import FunctionSettings
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from ips.adapters.mongo_connection import MongoConnection
-    from ips.adapters.outbound import OutboundClient, OutboundPolicy
+    from ips_adapters.mongo_connection import MongoConnection
+    from ips_adapters.outbound import OutboundClient, OutboundPolicy
 
 Wrap = Callable[[str, Any], Any]  # (port name, the adapter built) -> the adapter to use
 
@@ -116,39 +101,39 @@ class Adapters:
 
     @cached_property
     def uploads(self) -> UploadStore:
-        from ips.adapters.aws import S3UploadStore
+        from ips_adapters.aws import S3UploadStore
 
         return self._wrapped("uploads", S3UploadStore(self._s3, self.function_settings.uploads_bucket))
 
     @cached_property
     def processed(self) -> BlobStore:
-        from ips.adapters.aws import IMMUTABLE, S3BlobStore
+        from ips_adapters.aws import IMMUTABLE, S3BlobStore
 
         store = S3BlobStore(self._s3, self.function_settings.processed_bucket, cache_control=IMMUTABLE)
         return self._wrapped("processed", store)
 
     @cached_property
     def queue(self) -> TaskQueue:
-        from ips.adapters.aws import SqsTaskQueue
+        from ips_adapters.aws import SqsTaskQueue
 
         return self._wrapped("queue", SqsTaskQueue(self._sqs, self.function_settings.images_queue_url))
 
     @cached_property
     def chunks(self) -> TaskQueue:
-        from ips.adapters.aws import SqsTaskQueue
+        from ips_adapters.aws import SqsTaskQueue
 
         return self._wrapped("chunks", SqsTaskQueue(self._sqs, self.function_settings.chunks_queue_url))
 
     @cached_property
     def webhook_queue(self) -> TaskQueue:
-        from ips.adapters.aws import SqsTaskQueue
+        from ips_adapters.aws import SqsTaskQueue
 
         return self._wrapped("webhook_queue", SqsTaskQueue(self._sqs, self.function_settings.webhooks_queue_url))
 
     @cached_property
     def ingest_failures(self) -> DeadLetterQueue | None:
         """Only the reconciler's environment names it (in AWS: the ingest function's on-failure destination)."""
-        from ips.adapters.aws import SqsDeadLetterQueue
+        from ips_adapters.aws import SqsDeadLetterQueue
 
         url = self.function_settings.ingest_failures_queue_url
         return self._wrapped("ingest_failures", SqsDeadLetterQueue(self._sqs, url)) if url else None
@@ -156,33 +141,33 @@ class Adapters:
     @cached_property
     def dead_letters(self) -> tuple[DeadLetterQueue, ...]:
         """Only the reconciler's environment names them (and only its role may read them)."""
-        from ips.adapters.aws import SqsDeadLetterQueue
+        from ips_adapters.aws import SqsDeadLetterQueue
 
         urls = self.function_settings.dead_letter_queue_urls
         return tuple(self._wrapped("dead_letters", SqsDeadLetterQueue(self._sqs, url)) for url in urls)
 
     @cached_property
     def ledger(self) -> Ledger:
-        from ips.adapters.dynamodb import DynamoLedger
+        from ips_adapters.dynamodb import DynamoLedger
 
         return self._wrapped("ledger", DynamoLedger(self._dynamodb, self.function_settings.requests_table))
 
     @cached_property
     def quotas(self) -> Quotas:
-        from ips.adapters.dynamodb import DynamoQuotas
+        from ips_adapters.dynamodb import DynamoQuotas
 
         return self._wrapped("quotas", DynamoQuotas(self._dynamodb, self.function_settings.requests_table))
 
     @cached_property
     def chunk_progress(self) -> ChunkProgress:
-        from ips.adapters.chunk_progress import DynamoChunkProgress
+        from ips_adapters.chunk_progress import DynamoChunkProgress
 
         settings = self.function_settings
         return self._wrapped("chunk_progress", DynamoChunkProgress(self._dynamodb, settings.requests_table))
 
     @cached_property
     def lease(self) -> Lease:
-        from ips.adapters.lease import DynamoLease
+        from ips_adapters.lease import DynamoLease
 
         return self._wrapped("lease", DynamoLease(self._dynamodb, self.function_settings.requests_table))
 
@@ -190,7 +175,7 @@ class Adapters:
 
     @cached_property
     def _mongodb(self) -> MongoConnection:
-        from ips.adapters.mongo_connection import MongoConnection, connect
+        from ips_adapters.mongo_connection import MongoConnection, connect
 
         settings = self.function_settings
         return MongoConnection(
@@ -205,34 +190,34 @@ class Adapters:
 
     def _on_mongodb(self, build: Callable[[Database[Any]], Any]) -> Any:
         """The adapter `build` makes, made again on a new client if the server refuses the credentials."""
-        from ips.adapters.mongo_connection import Reconnecting
+        from ips_adapters.mongo_connection import Reconnecting
 
         return Reconnecting(self._mongodb, build)
 
     @cached_property
     def catalog(self) -> Catalog:
-        from ips.adapters.mongo import MongoCatalog
+        from ips_adapters.mongo import MongoCatalog
 
         catalog: Catalog = self._on_mongodb(MongoCatalog)
         return self._wrapped("catalog", catalog)
 
     @cached_property
     def receivers(self) -> Receivers:
-        from ips.adapters.mongo import MongoReceivers
+        from ips_adapters.mongo import MongoReceivers
 
         receivers: Receivers = self._on_mongodb(MongoReceivers)
         return self._wrapped("receivers", receivers)
 
     @cached_property
     def rounds(self) -> RoundLog:
-        from ips.adapters.mongo import MongoRoundLog
+        from ips_adapters.mongo import MongoRoundLog
 
         rounds: RoundLog = self._on_mongodb(MongoRoundLog)
         return self._wrapped("rounds", rounds)
 
     @cached_property
     def secret_generations(self) -> SecretGenerations:
-        from ips.adapters.mongo import MongoSecretGenerations
+        from ips_adapters.mongo import MongoSecretGenerations
 
         generations: SecretGenerations = self._on_mongodb(MongoSecretGenerations)
         return self._wrapped("secret_generations", generations)
@@ -242,7 +227,7 @@ class Adapters:
         """None when IMAGE_REUSE is off: every image is fetched and compressed afresh."""
         if not self.function_settings.image_reuse:
             return None
-        from ips.adapters.mongo_reuse import MongoReuseIndex
+        from ips_adapters.mongo_reuse import MongoReuseIndex
 
         index: ReuseIndex = self._on_mongodb(MongoReuseIndex)
         return self._wrapped("reuse", index)
@@ -252,8 +237,8 @@ class Adapters:
         products and reuse entries do it, once per container: the read-only routes never write (issue 10).
         Product pages and the output CSV read by request, in row order: without the index a 100,000-product
         request would be a collection scan per page."""
-        from ips.adapters.mongo import MongoCatalog
-        from ips.adapters.mongo_reuse import MongoReuseIndex
+        from ips_adapters.mongo import MongoCatalog
+        from ips_adapters.mongo_reuse import MongoReuseIndex
 
         self._on_mongodb(MongoCatalog).ensure_indexes()
         if self.function_settings.image_reuse:
@@ -267,13 +252,13 @@ class Adapters:
 
     @cached_property
     def _outbound(self) -> OutboundClient:
-        from ips.adapters.outbound import OutboundClient
+        from ips_adapters.outbound import OutboundClient
 
         return OutboundClient(self._policy)
 
     @cached_property
     def fetcher(self) -> Fetcher:
-        from ips.polite import HostLimiter, PoliteFetcher
+        from ips.processing.polite import HostLimiter, PoliteFetcher
 
         # Capped per source host for this process (every invocation a worker runs shares the limiter).
         limiter = HostLimiter(self.function_settings.fetch_per_host)
@@ -285,7 +270,7 @@ class Adapters:
 
     @cached_property
     def check_webhook_url(self) -> UrlCheck:
-        from ips.adapters.outbound import check_url
+        from ips_adapters.outbound import check_url
 
         check: UrlCheck = self._wrapped("check_webhook_url", functools.partial(check_url, policy=self._policy))
         return check

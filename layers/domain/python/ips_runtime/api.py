@@ -17,10 +17,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, Field
 
-from ips.errors import MAX_PROBLEMS, InvalidInput, Problem, listed, shortened
-from ips.model import RequestStatus
-from ips.options import ImageOptions
-from ips.quotas import QuotaExceeded
+from ips.shared.errors import MAX_PROBLEMS, InvalidInput, Problem, listed, shortened
+from ips.shared.model import RequestStatus
+from ips.shared.options import ImageOptions
+from ips.shared.quotas import QuotaExceeded
 from ips_runtime.multipart import MultipartInvalid, form_fields
 from ips_runtime.settings import FunctionSettings
 
@@ -132,7 +132,7 @@ class UploadSlotResponse(BaseModel):
     statusUrl: str
 
 
-# Options are typed loosely here and validated by ips.options.parse_options, so a bad one is a 400
+# Options are typed loosely here and validated by ips.shared.options.parse_options, so a bad one is a 400
 # OPTION_INVALID naming the field, the same on both upload routes.
 OPTION_DESCRIPTIONS = {
     "format": "Output format: jpeg (default), webp or avif",

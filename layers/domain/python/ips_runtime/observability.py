@@ -4,10 +4,10 @@ Strangers' URLs (input images, webhooks) often carry tokens in their query strin
 - the tracer patches only our own backends (botocore, pymongo). X-Ray's patches of requests and http.client
   would add an X-Amzn-Trace-Id header to every image fetch and webhook post (our trace IDs, sent to anyone's
   server) and record each URL; the outbound client also drops trace headers itself (see
-  ips.adapters.outbound.transport), whatever else patches it;
+  ips_adapters.outbound.transport), whatever else patches it;
 - decorated functions' return values and exceptions are not recorded as trace metadata (handlers return status
   pages and presigned fields full of URLs);
-- every log handler redacts URLs' query strings (ips.redaction).
+- every log handler redacts URLs' query strings (ips.shared.redaction).
 
 The tracer's own logger is off: it logs every exception passing through a decorated function with its traceback,
 a 404 or a refused CSV included (on the local cloud's console, in CloudWatch in AWS), then re-raises it to
@@ -26,7 +26,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-from ips.redaction import install_url_redaction
+from ips.shared.redaction import install_url_redaction
 
 NAMESPACE = "ImageProcessingSystem"
 logging.getLogger("aws_lambda_powertools.tracing.tracer").disabled = True

@@ -18,19 +18,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ips.completion import CompletionPorts, OutputLinks, WebhookPorts
-from ips.expansion import ChunkPorts
-from ips.intake import IntakePorts
-from ips.ports import TaskQueue, UrlCheck
-from ips.quotas import Allowance
-from ips.reconcile import ReconcilePorts
-from ips.status import StatusPorts
-from ips.tenant_secrets import TenantSecrets
+from ips.completion.ports import CompletionPorts, WebhookPorts
+from ips.completion.tenant_secrets import TenantSecrets
+from ips.expansion.ports import ChunkPorts
+from ips.intake.ports import IntakePorts, UrlCheck
+from ips.processing.ports import ProcessingPorts, ReusePorts
+from ips.reconcile.ports import ReconcilePorts
+from ips.shared.output_links import OutputLinks
+from ips.shared.ports import TaskQueue
+from ips.shared.quotas import Allowance
+from ips.status.ports import StatusPorts
 from ips_runtime.adapters import Adapters
 
 if TYPE_CHECKING:  # the image engine (Pillow) is imported by the process function's root only
-    from ips.image_batch import KnownRequests
-    from ips.processing import ProcessingPorts
+    from ips.processing.service import KnownRequests
 
 
 class Root[T]:
@@ -154,9 +155,7 @@ class ProcessRoot:
 
 
 def build_process(adapters: Adapters) -> ProcessRoot:
-    from ips.image_batch import KnownRequests
-    from ips.processing import ProcessingPorts
-    from ips.reuse import ReusePorts
+    from ips.processing.service import KnownRequests
 
     adapters.ensure_indexes()  # products and reuse entries are written here
     settings = adapters.settings

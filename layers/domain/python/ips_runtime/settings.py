@@ -1,6 +1,6 @@
 """Every environment variable a function reads (FunctionSettings), typed and validated once, at cold start.
 
-The defaults are the domain's own (ips.context.Settings, CsvLimits, ImageLimits, RetryPolicy, ImageQuota,
+The defaults are the domain's own (ips.shared.context.Settings, CsvLimits, ImageLimits, RetryPolicy, ImageQuota,
 OutboundPolicy): this model names them, it does not repeat them. It builds the plain domain types the use cases
 and adapters take (`domain()`, `outbound_policy()`), so neither `ips` nor its adapters parse the environment.
 
@@ -16,20 +16,19 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
-from ips.adapters.outbound.policy import DEFAULT_CONTACT_URL, DEFAULT_USER_AGENT, OutboundPolicy, parse_origin
-from ips.context import PRESIGNED_CSV_LIMITS, Settings
-from ips.csv_input import CsvLimits
-from ips.imaging import ImageLimits
-from ips.polite import DEFAULT_PER_HOST
-from ips.quotas import ImageQuota
-from ips.webhook import RetryPolicy
+from ips.processing.polite import DEFAULT_PER_HOST
+from ips.shared.context import PRESIGNED_CSV_LIMITS, RetryPolicy, Settings
+from ips.shared.csv_input import CsvLimits
+from ips.shared.imaging import ImageLimits
+from ips.shared.quotas import ImageQuota
+from ips_adapters.outbound.policy import DEFAULT_CONTACT_URL, DEFAULT_USER_AGENT, OutboundPolicy, parse_origin
 from ips_runtime.env_settings import EnvSettings, SettingsError
 
 Count = Annotated[int, Field(ge=1)]
 MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
 # Connections per execution environment: one invocation at a time, whose threads that reach MongoDB are the
-# process function's 4 finishing threads (ips.image_batch.IN_FLIGHT) and the handler's own. pymongo's default is
-# 100: a burst of 20 process containers could open 2,000 against Atlas's limit (1,500 on an M10).
+# process function's 4 finishing threads (ips.processing.service.STORE_IN_FLIGHT) and the handler's own. pymongo's
+# default is 100: a burst of 20 process containers could open 2,000 against Atlas's limit (1,500 on an M10).
 MONGODB_MAX_POOL_SIZE = 5
 Seconds = Annotated[float, Field(ge=0)]
 Timeout = Annotated[float, Field(gt=0)]

@@ -1,4 +1,4 @@
-"""The status route's JSON: a request's progress (ips.status) mapped field by field to the public contract
+"""The status route's JSON: a request's progress (ips.status.service) mapped field by field to the public contract
 (ips_runtime.api.StatusResponse, the README's example), never a stored record returned as it is stored.
 
 The document is exactly what the response model serialises (every field, nulls included:
@@ -12,10 +12,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeGuard
 
-from ips.errors import Problem, listed, shortened
-from ips.model import ImageOutcome, ImageStatus
-from ips.ports import ProductRecord
-from ips.status import MAX_CURSOR_ROW, RequestProgress, encode_cursor
+from ips.shared.errors import Problem, listed, shortened
+from ips.shared.model import ImageOutcome, ImageStatus
+from ips.shared.ports import ProductRecord
+from ips.status.service import MAX_CURSOR_ROW, RequestProgress, encode_cursor
 
 WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
 SUCCEEDED_DETAILS = ("inputFormat", "inputBytes", "outputFormat", "outputBytes", "width", "height", "reused")
@@ -63,7 +63,7 @@ def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str,
 
 
 def webhook_delivery(stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """How the webhook is going, as the catalog keeps it (ips.completion.deliver_webhook): every attempt made so
+    """How the webhook is going, as the catalog keeps it (ips.completion.service.deliver_webhook): every attempt made so
     far, the last one's answer, when the next is due; null until the first attempt is counted or scheduled."""
     if stored is None:
         return None

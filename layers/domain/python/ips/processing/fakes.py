@@ -1,0 +1,86 @@
+"""Fakes for the processing use case: image sources, the reuse index, and `ProcessingFakes`, which adds them (and
+the processed bucket) to the shared fakes and runs batches as the process function does (test code only: see
+ips/shared/fakes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from ips.processing.ports import ProcessingPorts, ReuseEntry, ReusePorts, SourceValidators
+from ips.processing.service import Delivery, Handled, KnownRequests, run_batch
+from ips.shared.fakes import MemoryBlobStore, SharedFakes
+from ips.shared.fetching import Fetched, FetchError
+from ips.shared.model import ImageTask
+
+
+class MemoryReuseIndex:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str, str], ReuseEntry] = {}
+        self.lookups = 0  # lookups by URL (a batch's)
+        self.content_lookups = 0  # lookups by content hash (a batch's, or part of one)
+        self.writes = 0  # remember_many calls
+
+    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
+        self.lookups += 1
+        return {url: entry for url in urls if (entry := self.entries.get((tenant, options_key, url))) is not None}
+
+    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+        self.content_lookups += 1
+        return {
+            entry.content_sha256: entry
+            for (owner, key, _), entry in self.entries.items()
+            if (owner, key) == (tenant, options_key) and entry.content_sha256 in digests
+        }
+
+    def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
+        self.writes += 1
+        for entry in entries:
+            self.entries[(entry.tenant, entry.options_key, entry.url)] = entry
+
+
+class MemoryFetcher:
+    """Serves bodies by URL and counts what it was asked for."""
+
+    def __init__(self, bodies: dict[str, bytes] | None = None) -> None:
+        self.bodies = bodies if bodies is not None else {}
+        self.requests: list[str] = []
+
+    def fetch(self, url: str, validators: SourceValidators | None = None, timeout: float | None = None) -> Fetched:
+        self.requests.append(url)
+        if url not in self.bodies:
+            raise FetchError("HTTP_STATUS", f"HTTP 404 from {url}", permanent=True)
+        etag = f'"{hash(self.bodies[url])}"'
+        if validators is not None and validators.etag == etag:
+            return Fetched(b"", None, url, 304, etag)
+        return Fetched(self.bodies[url], "image/png", url, 200, etag)
+
+
+@dataclass
+class ProcessingFakes(SharedFakes):
+    """What processing images runs over: their sources, the processed bucket and the reuse index beside the shared
+    stores, and the container's requests seen (`known`)."""
+
+    fetcher: MemoryFetcher = field(default_factory=MemoryFetcher)
+    processed: MemoryBlobStore = field(default_factory=MemoryBlobStore)
+    reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
+    known: KnownRequests = field(init=False)  # the process function's container's requests seen
+
+    def __post_init__(self) -> None:
+        self.known = KnownRequests(self.catalog)  # type: ignore[arg-type]
+
+    def processing(self) -> ProcessingPorts:
+        reuse = ReusePorts(self.reuse, self.processed, self.clock, self.settings.asset_base_url)
+        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())  # type: ignore[arg-type]
+
+    def run_batch(
+        self, *records: ImageTask | Delivery, receive_count: int = 1, decode_deadline: float | None = None
+    ) -> list[Handled]:
+        """One batch of the images queue, as the process function runs it (a new container each time unless
+        `known` is kept: see KnownRequests); what became of each record, in order."""
+        deliveries = [
+            record if isinstance(record, Delivery) else Delivery(f"m-{n}", record.to_message(), receive_count)
+            for n, record in enumerate(records)
+        ]
+        handled = run_batch(deliveries, self.processing(), self.known, decode_deadline=decode_deadline)
+        return [handled[delivery.key] for delivery in deliveries]
