@@ -1,8 +1,9 @@
 """The requests table's stream (infra.constructs.requests_table), filtered to the update that completes or fails a
 request, feeding the notify function: bisect on error, and an on-failure queue, so no completion is lost.
 
-The webhook's own retries with backoff happen inside the notify function (ips.completion.webhook); a batch that still
-fails after the mapping's retries lands, with its stream position, in the completion-failures queue."""
+The webhook's retries are not the stream's: notify only queues a wake-up, and the webhook function retries through
+its queue (ips.completion.service.deliver_webhook). A batch that still fails after the mapping's retries lands,
+with its stream position, in the completion-failures queue."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ implement the ports and are built by ips_runtime, never imported by the domain. 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,26 @@ def test_the_wiring_and_the_handlers_import_nothing_above_them(path: Path) -> No
 @pytest.mark.parametrize("name", USE_CASES)
 def test_each_use_case_has_its_service_its_ports_and_its_fakes(name: str) -> None:
     assert {"__init__.py", "service.py", "ports.py", "fakes.py"} <= {path.name for path in (DOMAIN / name).iterdir()}
+
+
+def test_the_readmes_first_screen_shows_where_each_use_case_lives_and_which_function_runs_it() -> None:
+    """Its tree (before "Two commands"): a row per use case, `    <package>/   <functions>   <what it does>`, in
+    columns; every function of the topology runs one."""
+    from infra.topology import TOPOLOGY
+
+    first_screen = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Two commands\n", 1)[0]
+    assert len(first_screen.splitlines()) <= 45
+    tree = first_screen.split("## Where things are", 1)[1].split("```")[1].splitlines()
+    rows = [re.split(r"\s{2,}", line.strip()) for line in tree if line.startswith("    ") and line[4] != " "]
+    packages = {row[0].rstrip("/") for row in rows[1:]}
+    assert set(USE_CASES) <= packages and all((DOMAIN / name).is_dir() for name in packages)
+    # A use case's row is `package/  functions  what it does`; a row it continues on starts in the functions column.
+    functions = [row[1] for row in rows[1:] if len(row) == 3]
+    functions += [re.split(r"\s{2,}", line.strip())[0] for line in tree if re.match(r" {18}\S", line)]
+    run_by = {name.strip() for names in functions for name in names.split(",")}
+    assert {spec.name for spec in TOPOLOGY.functions} <= run_by
+    for path in ("functions/", "ips_runtime/", "ips_adapters/"):
+        assert any(line.lstrip().startswith(path) for line in tree), path
 
 
 def test_the_checks_read_every_package_and_can_fire() -> None:

@@ -7,8 +7,8 @@ webhook, one POST per wake-up, within a short timeout, and schedules its own ret
 request's document is the truth (attempts, the next attempt's time, the claim), so the cap on attempts and on
 the window holds whatever the queue repeats. Each tenant's receiver is paused after a failure, so a receiver
 that never answers is tried once per pause, not once per pending webhook. Whatever ends a request FAILED
-elsewhere (a refused or expired upload, a failed fan-out) calls `fail_request`, which flips the ledger's counter
-so the same stream filter brings the request to the notify function."""
+elsewhere (a refused or expired upload, a failed fan-out) calls `ips.shared.failing.fail_request`, which flips the
+ledger's counter so the same stream filter brings the request to the notify function."""
 
 from __future__ import annotations
 

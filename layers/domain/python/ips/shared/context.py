@@ -1,5 +1,6 @@
-"""The use cases' settings (values only; ips_runtime.settings reads them from the environment). Each function's
-composition root (ips_runtime.roots) hands its use cases what they need of them, beside their ports."""
+"""The use cases' settings and the domain's policy objects in them (RetryPolicy here; CsvLimits, ImageLimits and
+ImageQuota beside what they limit): values only, ips_runtime.settings reads them from the environment. Each
+function's composition root (ips_runtime.roots) hands its use cases what they need of them, beside their ports."""
 
 from __future__ import annotations
 

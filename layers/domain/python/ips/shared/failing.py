@@ -1,5 +1,5 @@
-"""Ending a request FAILED: what intake (a refused or expired upload, a failed fan-out), completion and the
-reconciler (a dead chunk, a deadline) all do the same way, once, handing the request to the notify path."""
+"""Ending a request FAILED: what intake (a refused or expired upload, a failed fan-out) and the reconciler (a dead
+chunk, a deadline) both do the same way, once, handing the request to completion through the notify path."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A request's output options: format, quality, fit-inside size and the matte for flattening alpha.
 
-The defaults are the service's behaviour before options existed (JPEG, quality 50, same dimensions, white
-matte), so a request without options is processed exactly as before. The options are validated once, at the
-API, stored on the request, carried in every image task and shown in the status and the webhook."""
+The defaults are the service's own behaviour (JPEG, quality 50, same dimensions, white matte): a request that
+gives no options is processed that way. The options are validated once, at the API, stored on the request,
+carried in every image task and shown in the status and the webhook."""
 
 from __future__ import annotations
 

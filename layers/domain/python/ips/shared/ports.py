@@ -1,4 +1,6 @@
-"""The small interfaces the domain needs from the outside world; adapters implement them, tests swap them."""
+"""The ports several use cases share (the catalog, the ledger, the buckets, the queues, each chunk's progress, the
+tenants' quota counters) and the records they carry; each use case's own ports are in ips/<use case>/ports.py.
+Adapters (ips_adapters) implement them; tests swap them for the fakes (ips/shared/fakes.py)."""
 
 from __future__ import annotations
 
