@@ -1,20 +1,12 @@
 """The fan-out's own queue: chunks of CSV rows (with their dead-letter queue) feeding the expand function one
-message per invocation, so a chunk never waits behind another, nor image work behind a chunk.
-
-As for the images queue, the visibility timeout is at least six times the function's timeout and the mapping's
-concurrency is capped at the function's reserved concurrency (the product inserts share MongoDB's connections)."""
+message per invocation, so a chunk never waits behind another, nor image work behind a chunk."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.pipeline import VISIBILITY_TIMEOUT_FACTOR
-from infra.constructs.queues import dead_letter_queue
+from infra.constructs.queues import DEPTH, DRAIN, SEND, allow, dead_letter_queue, feed, work_queue
 from infra.permissions import FunctionAccess
 from infra.topology import Function, Queue, QueueSource
 
@@ -24,50 +16,18 @@ class Fanout(Construct):
         super().__init__(scope, construct_id)
         self.spec = queue
         self.dead_letters = dead_letter_queue(self, "ChunksDeadLetters")
-        self.chunks = sqs.Queue(
-            self,
-            "Chunks",
-            visibility_timeout=Duration.seconds(queue.visibility_timeout_s),
-            retention_period=Duration.days(queue.retention_days),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=queue.max_receive_count),
-            enforce_ssl=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-        )
+        self.chunks = work_queue(self, "Chunks", queue, self.dead_letters)
 
     def connect_expand(self, expand: lambda_.Function, source: QueueSource, spec: Function) -> None:
-        visibility = self.spec.visibility_timeout_s
-        if visibility < VISIBILITY_TIMEOUT_FACTOR * spec.timeout_s:
-            raise ValueError(
-                f"the chunks queue's visibility timeout ({visibility} s) must be at least "
-                f"{VISIBILITY_TIMEOUT_FACTOR}x the {spec.name} function's timeout ({spec.timeout_s} s)"
-            )
-        expand.add_event_source(
-            sources.SqsEventSource(
-                self.chunks,
-                batch_size=source.batch_size,
-                max_batching_window=Duration.seconds(source.max_batching_window_s)
-                if source.max_batching_window_s
-                else None,
-                report_batch_item_failures=True,
-                max_concurrency=spec.reserved_concurrency,
-            )
-        )
+        feed(self.chunks, self.spec, expand, source, spec)
 
     def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
         if access.sends_to_chunks_queue:
-            function.add_to_role_policy(
-                iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.chunks.queue_arn])
-            )
+            allow(function, SEND, self.chunks)
         if access.reads_queue_depths:
-            function.add_to_role_policy(
-                iam.PolicyStatement(actions=["sqs:GetQueueAttributes"], resources=[self.chunks.queue_arn])
-            )
+            allow(function, DEPTH, self.chunks)
         if access.drains_dead_letters:
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"], resources=[self.dead_letters.queue_arn]
-                )
-            )
+            allow(function, DRAIN, self.dead_letters)
 
     def environment(self) -> dict[str, str]:
         return {"CHUNKS_QUEUE_URL": self.chunks.queue_url}

@@ -1,27 +1,18 @@
 """The images queue (with its dead-letter queue) feeding the process function, and the presigned-upload path:
-S3 ObjectCreated under the topology's prefix on the uploads bucket -> ingest.
-
-The queue's visibility timeout is at least six times the process function's timeout (AWS's guidance for SQS
-event sources); the mapping's concurrency is capped at the function's reserved concurrency, so MongoDB sees no
-more connections than that and Lambda never throttles the pollers."""
+S3 ObjectCreated under the topology's prefix on the uploads bucket -> ingest, its failures kept in a queue."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
-from aws_cdk import aws_iam as iam
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as notifications
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.queues import dead_letter_queue
+from infra.constructs.queues import DEPTH, DRAIN, SEND, allow, dead_letter_queue, feed, work_queue
 from infra.permissions import FunctionAccess
 from infra.topology import BucketNotification, Function, Queue, QueueSource
-
-VISIBILITY_TIMEOUT_FACTOR = 6
 
 
 class Pipeline(Construct):
@@ -29,17 +20,7 @@ class Pipeline(Construct):
         super().__init__(scope, construct_id)
         self.images_spec = queue
         self.images_dead_letters = dead_letter_queue(self, "ImagesDeadLetters")
-        self.images = sqs.Queue(
-            self,
-            "Images",
-            visibility_timeout=Duration.seconds(queue.visibility_timeout_s),
-            retention_period=Duration.days(queue.retention_days),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.images_dead_letters, max_receive_count=queue.max_receive_count
-            ),
-            enforce_ssl=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-        )
+        self.images = work_queue(self, "Images", queue, self.images_dead_letters)
         self.ingest_failures = dead_letter_queue(self, "IngestFailures")
         Validations.of(self.ingest_failures).acknowledge(
             Acknowledgment(
@@ -49,21 +30,7 @@ class Pipeline(Construct):
         )
 
     def connect_process(self, process: lambda_.Function, source: QueueSource, spec: Function) -> None:
-        visibility = self.images_spec.visibility_timeout_s
-        if visibility < VISIBILITY_TIMEOUT_FACTOR * spec.timeout_s:
-            raise ValueError(
-                f"the images queue's visibility timeout ({visibility} s) must be at least "
-                f"{VISIBILITY_TIMEOUT_FACTOR}x the {spec.name} function's timeout ({spec.timeout_s} s)"
-            )
-        process.add_event_source(
-            sources.SqsEventSource(
-                self.images,
-                batch_size=source.batch_size,
-                max_batching_window=Duration.seconds(source.max_batching_window_s),
-                report_batch_item_failures=True,
-                max_concurrency=spec.reserved_concurrency,
-            )
-        )
+        feed(self.images, self.images_spec, process, source, spec)
 
     def connect_uploads(self, uploads: s3.Bucket, ingest: lambda_.Function, notification: BucketNotification) -> None:
         """ObjectCreated under the prefix invokes ingest asynchronously; what still fails after Lambda's retries is
@@ -92,20 +59,11 @@ class Pipeline(Construct):
 
     def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
         if access.sends_to_images_queue:
-            function.add_to_role_policy(
-                iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.images.queue_arn])
-            )
+            allow(function, SEND, self.images)
         if access.reads_queue_depths:
-            function.add_to_role_policy(
-                iam.PolicyStatement(actions=["sqs:GetQueueAttributes"], resources=[self.images.queue_arn])
-            )
+            allow(function, DEPTH, self.images)
         if access.drains_dead_letters:
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"],
-                    resources=[self.images_dead_letters.queue_arn, self.ingest_failures.queue_arn],
-                )
-            )
+            allow(function, DRAIN, self.images_dead_letters, self.ingest_failures)
 
     def environment(self) -> dict[str, str]:
         return {"IMAGES_QUEUE_URL": self.images.queue_url}
