@@ -64,15 +64,21 @@ def _process(command: list[str], port: int, log: Path, env: dict[str, str] | Non
 
 
 @contextmanager
-def moto(root: Path, _: argparse.Namespace) -> Iterator[Server]:
-    port = free_port()
-    server = aws_emulator(port, root)
+def _started(server: Any, port: int) -> Iterator[Server]:
+    """One of the local cloud's own servers (localcloud.servers), started on `port` for the measurement."""
     server.start()
     try:
         assert server.process is not None
         yield f"http://{LOOPBACK}:{port}", _tree_cpu(server.process.pid)
     finally:
         server.stop()
+
+
+@contextmanager
+def moto(root: Path, _: argparse.Namespace) -> Iterator[Server]:
+    port = free_port()
+    with _started(aws_emulator(port, root), port) as served:
+        yield served
 
 
 @contextmanager
@@ -126,13 +132,8 @@ def dynamodb_local_server(root: Path, _: argparse.Namespace, *, on_disk: bool) -
     from localcloud.dynamodb_local import dynamodb_local
 
     port = free_port()
-    server = dynamodb_local(port, root / "dynamodb" if on_disk else None, root)
-    server.start()
-    try:
-        assert server.process is not None
-        yield f"http://{LOOPBACK}:{port}", _tree_cpu(server.process.pid)
-    finally:
-        server.stop()
+    with _started(dynamodb_local(port, root / "dynamodb" if on_disk else None, root), port) as served:
+        yield served
 
 
 @contextmanager
@@ -195,6 +196,7 @@ def sqs_calls(url: str) -> dict[str, Callable[[int], Any]]:
 
 def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
     from ips.shared.model import ImageTask
+    from ips.shared.ports import ImageCount
     from ips_adapters.dynamodb import DynamoLedger
     from localcloud.provision import requests_table
 
@@ -206,7 +208,11 @@ def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
     request_id = str(uuid.uuid4())
     ledger.open(request_id, 1_000_000)
     return {
-        "count (TransactWriteItems, 2 items)": lambda n: ledger.count(task(request_id, n), succeeded=True),
+        # What the process function does per batch of 10: one TransactWriteItems (a marker per image and the
+        # shard's counter update), then the consistent read of the shards that tells whether the request is done.
+        "count_many of 10 (TransactWriteItems + Query)": lambda n: ledger.count_many(
+            [ImageCount(task(request_id, 10 * n + i), succeeded=True) for i in range(10)]
+        ),
         "counts (GetItem)": lambda n: ledger.counts(request_id),
     }
 
