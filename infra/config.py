@@ -21,8 +21,8 @@ from ips_runtime.settings import TenantImageLimits
 
 Count = Annotated[int, Field(ge=1)]
 # The default cap of images in flight per key, sized from the process function's concurrency: what that many
-# containers finish in BACKLOG_HOURS at IMAGES_PER_CONTAINER_S (docs/performance.md: 0.25 s billed per 4 MP JPEG
-# with its download), so the work one key may have queued is bounded by time, not by a fixed count. At the
+# containers finish in BACKLOG_HOURS at IMAGES_PER_CONTAINER_S (docs/deployment.md, *What it costs*: 0.25 s billed
+# per 4 MP JPEG with its download), so the work one key may have queued is bounded by time, not by a fixed count. At the
 # default 20: 1,728,000 (a 1,000,000-image catalogue fits; at 2, 172,800).
 IMAGES_PER_CONTAINER_S = 4
 BACKLOG_HOURS = 6
