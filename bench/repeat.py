@@ -23,12 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from bench.cloud import local_cloud
 from bench.cpu import CpuMeter
-from bench.small import API_KEY, IMAGES_PER_PRODUCT, _cpu_by_part, _one, _pids, catalogue, make_images
-from localcloud.source_host import SourceHost
+from bench.small import IMAGES_PER_PRODUCT, _cpu_by_part, _one, _pids, catalogue, small_image_cloud
 
 PRODUCTS = 1000
 REPEATS = 3
@@ -43,31 +39,25 @@ def run_repeat(
 ) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     cloud_workers = workers or 2 * (os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory(prefix="ips-bench-repeat-") as scratch:
-        folder = Path(scratch) / "images"
-        folder.mkdir()
-        names = make_images(folder)
-        with SourceHost(folder) as host:
-            host.distinct_queries = True
-            options: dict[str, Any] = {"throttle_rate": 1000, "throttle_burst": 1000}
-            with local_cloud(host.origin, cloud_workers, Path(scratch) / "state", **options) as cloud:
-                session = requests.Session()
-                session.headers["x-api-key"] = API_KEY
-                cloud.functions["process"].warm(cloud_workers)  # all now, so that their CPU is counted from the start
-                # A small catalogue first: the JVM's JIT (DynamoDB Local), connections and first-use costs would
-                # otherwise make the first repeat slower than it is, and the ratio flatter than it is.
-                _one(session, cloud.gateway.url, catalogue(WARM_UP, host.url, names, series="warm"), WARM_UP, cap_s)
-                for number in range(1, repeats + 1):
-                    body = catalogue(products, host.url, names, series=f"repeat{number}")
-                    meter = CpuMeter(_pids(cloud))
-                    meter.start()
-                    run = _one(session, cloud.gateway.url, body, products, cap_s)
-                    run["repeat"] = number
-                    run["cpu_s"] = meter.stop()
-                    runs.append(run)
-                    ended = "completed" if run["completed"] else f"{run['images_done']:,} done (cap)"
-                    rate = f"{run['images_per_s']:.1f} images/s over {run['seconds']:.0f}s"
-                    log(f"repeat: {number}/{repeats}: {rate}, {ended}")
+    with (
+        tempfile.TemporaryDirectory(prefix="ips-bench-repeat-") as scratch,
+        small_image_cloud(Path(scratch), cloud_workers) as (cloud, host, names, session),
+    ):
+        cloud.functions["process"].warm(cloud_workers)  # all now, so that their CPU is counted from the start
+        # A small catalogue first: the JVM's JIT (DynamoDB Local), connections and first-use costs would
+        # otherwise make the first repeat slower than it is, and the ratio flatter than it is.
+        _one(session, cloud.gateway.url, catalogue(WARM_UP, host.url, names, series="warm"), WARM_UP, cap_s)
+        for number in range(1, repeats + 1):
+            body = catalogue(products, host.url, names, series=f"repeat{number}")
+            meter = CpuMeter(_pids(cloud))
+            meter.start()
+            run = _one(session, cloud.gateway.url, body, products, cap_s)
+            run["repeat"] = number
+            run["cpu_s"] = meter.stop()
+            runs.append(run)
+            ended = "completed" if run["completed"] else f"{run['images_done']:,} done (cap)"
+            rate = f"{run['images_per_s']:.1f} images/s over {run['seconds']:.0f}s"
+            log(f"repeat: {number}/{repeats}: {rate}, {ended}")
     return summarise(runs, products, cloud_workers, cap_s)
 
 

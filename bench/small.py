@@ -19,7 +19,8 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -97,41 +98,52 @@ def catalogue(products: int, base: str, names: list[str], series: str) -> bytes:
 
 def run_small(log: Log, *, sizes: tuple[int, ...] = SIZES, cap_s: float = 900, workers: int | None = None) -> dict:
     runs: dict[str, Any] = {}
+    cloud_workers = workers or 2 * (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="ips-bench-small-") as scratch:
-        folder = Path(scratch) / "images"
-        folder.mkdir()
-        names = make_images(folder)
-        with SourceHost(folder) as host:
-            host.distinct_queries = True
-            options: dict[str, Any] = {"throttle_rate": 1000, "throttle_burst": 1000}
-            cloud_workers = workers or 2 * (os.cpu_count() or 1)
-            probe = Path(scratch) / "probe"
-            probe.mkdir()
-            os.environ[PROBE_DIR_VARIABLE] = str(probe)
-            setup = "bench.pipeline:install_probe"
-            try:
-                with local_cloud(
-                    host.origin, cloud_workers, Path(scratch) / "state", environment_setup=setup, **options
-                ) as cloud:
-                    session = requests.Session()
-                    session.headers["x-api-key"] = API_KEY
-                    api = cloud.gateway.url
-                    for products in sizes:
-                        body = catalogue(products, host.url, names, series=str(products))
-                        meter = CpuMeter(_pids(cloud))
-                        meter.start()
-                        run = _one(session, api, body, products, cap_s)
-                        run["cpu_s"] = meter.stop()
-                        run["steps"] = _steps(probe, run["request_id"])
-                        runs[str(products)] = run
-                        listed = f"{run['listed_s']:.1f}s" if run["listed_s"] is not None else "not all"
-                        log(
-                            f"small: {products:,} products x {IMAGES_PER_PRODUCT}: {run['images_per_s']:.1f} "
-                            f"images/s, all products listed after {listed}, {run['status']} after {run['seconds']:.0f}s"
-                        )
-            finally:
-                os.environ.pop(PROBE_DIR_VARIABLE, None)
+        probe = Path(scratch) / "probe"
+        probe.mkdir()
+        os.environ[PROBE_DIR_VARIABLE] = str(probe)
+        try:
+            with small_image_cloud(Path(scratch), cloud_workers, environment_setup="bench.pipeline:install_probe") as (
+                cloud,
+                host,
+                names,
+                session,
+            ):
+                for products in sizes:
+                    body = catalogue(products, host.url, names, series=str(products))
+                    meter = CpuMeter(_pids(cloud))
+                    meter.start()
+                    run = _one(session, cloud.gateway.url, body, products, cap_s)
+                    run["cpu_s"] = meter.stop()
+                    run["steps"] = _steps(probe, run["request_id"])
+                    runs[str(products)] = run
+                    listed = f"{run['listed_s']:.1f}s" if run["listed_s"] is not None else "not all"
+                    log(
+                        f"small: {products:,} products x {IMAGES_PER_PRODUCT}: {run['images_per_s']:.1f} "
+                        f"images/s, all products listed after {listed}, {run['status']} after {run['seconds']:.0f}s"
+                    )
+        finally:
+            os.environ.pop(PROBE_DIR_VARIABLE, None)
     return summarise(runs, sizes, cloud_workers, cap_s)
+
+
+@contextmanager
+def small_image_cloud(
+    scratch: Path, workers: int, **cloud_options: Any
+) -> Iterator[tuple[Any, SourceHost, list[str], requests.Session]]:
+    """A local cloud with `workers` invocations, the host of the small images (every URL its own source, so
+    nothing is reused) and a session with the bench's key: what the small and history parts send catalogues to."""
+    folder = scratch / "images"
+    folder.mkdir()
+    names = make_images(folder)
+    with SourceHost(folder) as host:
+        host.distinct_queries = True
+        throttle: dict[str, Any] = {"throttle_rate": 1000, "throttle_burst": 1000}
+        with local_cloud(host.origin, workers, scratch / "state", **throttle, **cloud_options) as cloud:
+            session = requests.Session()
+            session.headers["x-api-key"] = API_KEY
+            yield cloud, host, names, session
 
 
 def _pids(cloud: Any) -> dict[str, int]:
