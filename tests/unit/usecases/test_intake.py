@@ -125,6 +125,7 @@ def test_a_presigned_file_over_the_byte_limit_ends_its_request_failed_file_too_l
     assert record is not None and record.error is not None
     assert [problem["code"] for problem in record.error["errors"]] == ["FILE_TOO_LARGE"]
     assert slot.request_id in fakes.ledger.failed_requests and fakes.chunks_queue.sent == []
+    assert list(fakes.uploads.objects) == [incoming_key(slot.request_id)]  # refused before any copy is made
 
 
 def test_a_presigned_file_over_the_quota_ends_its_request_failed_with_the_quota_code() -> None:
