@@ -10,7 +10,7 @@ asset excludes them, tests/infra/test_stack.py checks it) and no other module im
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -287,6 +287,10 @@ class MemoryLedger:
     counters: dict[str, Counts] = field(default_factory=dict)
     failed_requests: set[str] = field(default_factory=set)
     calls: int = 0  # count_many calls (a batch's images each)
+    touched: list[str] = field(default_factory=list)  # touch calls (work re-queued), in order
+    # With a clock, touch moves the request's progress to its now, as the adapter does; without, progress stays
+    # long ago (any stall window has passed).
+    clock: Callable[[], datetime] | None = None
 
     def open(self, request_id: str, total: int) -> bool:
         if request_id in self.counters:
@@ -326,7 +330,10 @@ class MemoryLedger:
         return True
 
     def touch(self, request_id: str) -> None:
-        pass
+        self.touched.append(request_id)
+        counts = self.counters.get(request_id)
+        if counts is not None and self.clock is not None:
+            self.counters[request_id] = replace(counts, progress_at=self.clock().timestamp())
 
 
 class MemoryQuotas:
