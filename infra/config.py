@@ -107,7 +107,7 @@ class DeploymentConfig(EnvSettings):
         return quotas
 
     def quota_environment(self, topology: Topology) -> dict[str, str]:
-        """The functions' image-quota variables (ips_runtime.settings.FunctionSettings), where set; the cap of
+        """The functions' image-quota variables (ips_runtime.settings.Quotas), where set; the cap of
         images in flight always (sized from the deployed process concurrency unless given)."""
         return {
             name: str(value)

@@ -1,7 +1,8 @@
 """One stack composing the system from the topology, one construct per concern.
 
-functions (layers, roles, logs) -> secrets, storage, pipeline, fan-out, webhooks, the requests table: each adds the
-environment variables that name its resources and the grants of infra/permissions.py on them -> completion (the
+secrets, storage, pipeline, fan-out, webhooks, the requests table (each names its resources' variables) ->
+functions (layers, roles, logs; each given only the variables its settings model reads) -> each concern grants
+what infra/permissions.py says on its resources -> completion (the
 table's stream to notify) -> api (routes) -> the upload page -> monitoring."""
 
 from __future__ import annotations
@@ -58,13 +59,18 @@ class ImageProcessingStack(Stack):
         webhooks = Webhooks(self, "Webhooks", queue=topology.webhooks_queue)
         requests = RequestsTable(self, "Requests")
         completion = Completion(self, "Completion", requests=requests.table)
+        dead_letter_urls = ",".join(
+            queue.queue_url for queue in (pipeline.images_dead_letters, fanout.dead_letters, webhooks.dead_letters)
+        )
         functions = Functions(
             self,
             "Functions",
             topology=topology,
             dependencies=dependencies,
-            environment={
+            # Every value the stack knows; each function is given only the variables its settings model reads.
+            available={
                 **topology.function_environment(),
+                **secrets.environment(),
                 **storage.environment(),
                 **pipeline.environment(),
                 **fanout.environment(),
@@ -72,19 +78,15 @@ class ImageProcessingStack(Stack):
                 **requests.environment(),
                 **config.mongodb_environment(),
                 **config.quota_environment(topology),
+                "DEAD_LETTER_QUEUE_URLS": dead_letter_urls,
+                "INGEST_FAILURES_QUEUE_URL": pipeline.ingest_failures.queue_url,
             },
             log_retention=log_retention,
             reserve_concurrency=config.reserve_concurrency,
         )
-        dead_letter_urls = ",".join(
-            queue.queue_url for queue in (pipeline.images_dead_letters, fanout.dead_letters, webhooks.dead_letters)
-        )
         for name, function in functions.items():
             for concern in (secrets, storage, pipeline, fanout, webhooks, requests):
                 concern.grant(function, access[name])
-            if access[name].drains_dead_letters:  # only the reconciler is told where the dead letters are
-                function.add_environment("DEAD_LETTER_QUEUE_URLS", dead_letter_urls)
-                function.add_environment("INGEST_FAILURES_QUEUE_URL", pipeline.ingest_failures.queue_url)
 
         process = topology.queue_source.function
         pipeline.connect_process(functions[process], topology.queue_source, topology.function(process))

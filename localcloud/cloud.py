@@ -15,7 +15,8 @@ from typing import Any
 import boto3
 
 from infra.topology import TOPOLOGY, Topology
-from ips_runtime.settings import FunctionSettings
+from ips_runtime.env_settings import SettingsError
+from ips_runtime.settings import FUNCTIONS
 from localcloud.dynamodb_local import dynamodb_local
 from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
@@ -69,9 +70,9 @@ class LocalCloud:
                 rate=config.throttle_rate,
                 burst=config.throttle_burst,
             )
-            # Every function reads FunctionSettings from this one environment: a bad value is refused here, once,
+            # Each function reads its own settings model from this environment: a bad value is refused here,
             # before any server starts (SettingsError), not by each execution environment's cold start.
-            FunctionSettings.from_env({**os.environ, **self.function_environment(resource_stand_ins(topology))})
+            check_functions({**os.environ, **self.function_environment(resource_stand_ins(topology))}, topology)
             aws_url = config.aws_endpoint_url
             starting: list[ChildServer] = []
             if aws_url is None:
@@ -225,6 +226,25 @@ def configured(topology: Topology, config: LocalCloudConfig) -> Topology:
         uploads_retention_days=config.upload_retention_days or topology.uploads_retention_days,
         processed_retention_days=config.processed_retention_days or topology.processed_retention_days,
     )
+
+
+def check_functions(environment: Mapping[str, str], topology: Topology) -> None:
+    """Every function's settings model read from `environment`: SettingsError with one line per problem, each
+    naming the functions it stops (a variable several read is one line)."""
+    stopped: dict[str, list[str]] = {}
+    for spec in topology.functions:
+        try:
+            FUNCTIONS[spec.name].from_env(environment)
+        except SettingsError as refused:
+            for problem in refused.problems:
+                stopped.setdefault(problem, []).append(spec.name)
+    if stopped:
+        raise SettingsError(
+            *(
+                f"{problem} (the {', '.join(names)} function{'s' * (len(names) > 1)})"
+                for problem, names in stopped.items()
+            )
+        )
 
 
 def resource_stand_ins(topology: Topology) -> dict[str, str]:

@@ -14,7 +14,7 @@ from ips_runtime.observability import observability
 from ips_runtime.roots import SECRET as root
 
 logger, metrics, tracer = observability("secret")
-app = create_resolver(logger)
+app = create_resolver(logger, root.settings())
 
 
 @app.get(

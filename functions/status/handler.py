@@ -16,7 +16,7 @@ from ips_runtime.roots import STATUS as root
 from ips_runtime.status_document import status_document
 
 logger, metrics, tracer = observability("status")
-app = create_resolver(logger)
+app = create_resolver(logger, root.settings())
 
 
 @app.get(

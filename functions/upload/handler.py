@@ -32,7 +32,7 @@ from ips_runtime.observability import observability
 from ips_runtime.roots import UPLOAD as root
 
 logger, metrics, tracer = observability("upload")
-app = create_resolver(logger)
+app = create_resolver(logger, root.settings())
 
 UPLOAD_BODY = {
     "required": True,

@@ -1,7 +1,9 @@
 """The topology's functions: python3.12 on x86_64, the two layers, one role and one log group each, X-Ray on.
 
-A function starts with no permission but writing its own logs and traces: each concern's construct adds
-its environment variables and the grants of infra/permissions.py for its resources."""
+A function's environment is the variables its settings model reads (ips_runtime.settings.FUNCTIONS), picked from
+what the stack knows, and powertools' own: the model is the one list of them. A function starts with no permission
+but writing its own logs and traces: each concern's construct adds the grants of infra/permissions.py for its
+resources."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from constructs import Construct
 
 from infra.layers import BuiltLayer
 from infra.topology import Topology
+from ips_runtime.settings import FUNCTIONS, FunctionSettings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -23,6 +26,20 @@ NOT_PACKAGED = ["**/__pycache__", "**/*.pyc"]
 # The use cases' in-memory fakes are test code: the domain layer ships without them (nothing deployed imports one:
 # tests/unit/test_layering.py).
 DOMAIN_LAYER_EXCLUDED = [*NOT_PACKAGED, "**/fakes.py"]
+RUNTIME_PREFIX = "POWERTOOLS_"  # read by powertools itself, in every function
+
+
+def function_environment(model: type[FunctionSettings], available: dict[str, str], function: str) -> dict[str, str]:
+    """The variables `model` reads that the stack has a value for, and powertools'; a required one missing is
+    an error at synth (the function could not start)."""
+    missing = [name for name, required in model.variables().items() if required and name not in available]
+    if missing:
+        raise KeyError(f"the {function} function's settings need {missing}: the stack names no value for them")
+    return {
+        **{name: value for name, value in available.items() if name in model.variables()},
+        **{name: value for name, value in available.items() if name.startswith(RUNTIME_PREFIX)},
+        "POWERTOOLS_SERVICE_NAME": function,
+    }
 
 
 class Functions(Construct):
@@ -33,7 +50,7 @@ class Functions(Construct):
         *,
         topology: Topology,
         dependencies: BuiltLayer,
-        environment: dict[str, str],
+        available: dict[str, str],
         log_retention: logs.RetentionDays,
         reserve_concurrency: bool,
     ) -> None:
@@ -83,7 +100,7 @@ class Functions(Construct):
                 # Off: the event sources' MaximumConcurrency still caps the queue consumers (pipeline.py).
                 reserved_concurrent_executions=spec.reserved_concurrency if reserve_concurrency else None,
                 layers=[self.dependencies_layer, self.domain_layer],
-                environment={**environment, "POWERTOOLS_SERVICE_NAME": spec.name},
+                environment=function_environment(FUNCTIONS[spec.name], available, spec.name),
                 role=role,
                 log_group=log_group,
                 tracing=lambda_.Tracing.ACTIVE,

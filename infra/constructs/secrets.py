@@ -71,14 +71,19 @@ class Secrets(Construct):
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
 
+    def environment(self) -> dict[str, str]:
+        """The secrets' ARNs: a function is given those its settings model reads (infra/constructs/functions.py)."""
+        return {
+            "MONGODB_URI_SECRET_ARN": self.mongodb_uri.secret_arn,
+            "WEBHOOK_SECRET_SECRET_ARN": self.webhook_signing.secret_arn,
+        }
+
     def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
-        """The secrets' ARNs in the function's environment, and GetSecretValue on them (what powertools calls)."""
+        """GetSecretValue on the secrets the function reads (what powertools calls)."""
         arns = []
         if access.reads_mongodb_uri:
-            function.add_environment("MONGODB_URI_SECRET_ARN", self.mongodb_uri.secret_arn)
             arns.append(self._mongodb_uri_arn)
         if access.reads_webhook_secret:
-            function.add_environment("WEBHOOK_SECRET_SECRET_ARN", self.webhook_signing.secret_arn)
             arns.append(self.webhook_signing.secret_arn)
         if arns:
             function.add_to_role_policy(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=arns))

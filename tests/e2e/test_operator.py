@@ -39,8 +39,10 @@ def test_bad_settings_are_refused_before_anything_starts_one_line_each(
     assert refused.returncode == 2
     assert refused.stdout == b""
     assert refused.stderr.decode().splitlines() == [
-        "error: CSV_MAX_BYTES='abc': Input should be a valid integer, unable to parse string as an integer",
-        "error: IMAGE_MAX_PIXELS='-1': Input should be greater than or equal to 1",
+        # each function's settings checked: a variable several read is one line, naming them
+        "error: CSV_MAX_BYTES='abc': Input should be a valid integer, unable to parse string as an integer "
+        "(the upload, ingest, expand, reconcile functions)",
+        "error: IMAGE_MAX_PIXELS='-1': Input should be greater than or equal to 1 (the process function)",
     ]
     assert not (tmp_path / "logs").exists() and not (tmp_path / "mongo").exists()  # no server was started
 

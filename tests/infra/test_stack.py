@@ -13,6 +13,7 @@ from infra.topology import TOPOLOGY
 from ips.intake.service import INCOMING_PREFIX
 from ips.shared.imaging import ImageLimits
 from ips_adapters.dynamodb import COMPLETION_FILTER, TTL_ATTRIBUTE
+from ips_runtime.settings import FUNCTIONS
 
 RESOURCE_NAMES = (
     "UPLOADS_BUCKET",
@@ -73,18 +74,38 @@ def test_the_domain_layer_is_the_domain_adapters_and_wiring_without_the_fakes(sy
     assert {"python/ips/processing/service.py", "python/ips_adapters/aws.py", "python/ips_runtime/roots.py"} <= deployed
 
 
+def environment_of(synthesized, function):
+    return synthesized.resources[synthesized.function_id(function)]["Properties"]["Environment"]["Variables"]
+
+
+def test_each_function_is_given_exactly_the_variables_its_settings_model_reads(synthesized):
+    """No variable a function does not read (none of another function's resources or secrets' ARNs), every one
+    it must have; besides them only powertools' own."""
+    for spec in TOPOLOGY.functions:
+        model = FUNCTIONS[spec.name]
+        variables = environment_of(synthesized, spec.name)
+        read = {name for name in variables if not name.startswith("POWERTOOLS_")}
+        assert read <= set(model.variables()), spec.name
+        assert {name for name, required in model.variables().items() if required} <= read, spec.name
+        assert variables["POWERTOOLS_SERVICE_NAME"] == spec.name
+    assert "CSV_MAX_BYTES" not in environment_of(synthesized, "status")
+    assert "ASSET_BASE_URL" not in environment_of(synthesized, "upload")
+
+
 def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
     distribution_id, _ = one(synthesized.of_type("AWS::CloudFront::Distribution"))
     for spec in TOPOLOGY.functions:
-        variables = synthesized.resources[synthesized.function_id(spec.name)]["Properties"]["Environment"]["Variables"]
-        assert set(RESOURCE_NAMES) <= set(variables)
-        assert {k: v for k, v in variables.items() if k in TOPOLOGY.function_environment()} == (
-            TOPOLOGY.function_environment()
-        )
-        # Output URLs use the CloudFront domain.
-        assert variables["ASSET_BASE_URL"] == {
-            "Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]
+        variables = environment_of(synthesized, spec.name)
+        model = FUNCTIONS[spec.name].variables()
+        assert {name for name in RESOURCE_NAMES if name in model} <= set(variables)
+        assert {k: v for k, v in variables.items() if k in TOPOLOGY.function_environment()} == {
+            k: v for k, v in TOPOLOGY.function_environment().items() if k in model or k.startswith("POWERTOOLS_")
         }
+        # Output URLs use the CloudFront domain.
+        if "ASSET_BASE_URL" in model:
+            assert variables["ASSET_BASE_URL"] == {
+                "Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]
+            }
         # Only the reconciler is told where the dead letters are: every DLQ with a redrive source (images, chunks,
         # webhooks), and the ingest function's on-failure queue.
         dead_letters = variables.get("DEAD_LETTER_QUEUE_URLS")
@@ -335,9 +356,9 @@ def test_the_upload_pages_origin_gets_cors_preflights_and_readable_errors(synthe
     for response in synthesized.of_type("AWS::ApiGateway::GatewayResponse").values():
         allowed = response["Properties"]["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
         assert allowed == {"Fn::Join": ["", ["'https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}, "'"]]}
-    for spec in TOPOLOGY.functions:  # the functions add the CORS headers to their own answers
-        variables = synthesized.resources[synthesized.function_id(spec.name)]["Properties"]["Environment"]["Variables"]
-        assert variables["WEB_ORIGIN"] == page_origin
+    for spec in TOPOLOGY.functions:  # the API's functions add the CORS headers to their own answers
+        variables = environment_of(synthesized, spec.name)
+        assert variables.get("WEB_ORIGIN") == (page_origin if spec.name in ("upload", "status", "secret") else None)
     uploads = next(b for lid, b in synthesized.of_type("AWS::S3::Bucket").items() if lid.startswith("StorageUploads"))
     (rule,) = uploads["Properties"]["CorsConfiguration"]["CorsRules"]
     assert (rule["AllowedMethods"], rule["AllowedOrigins"]) == (["POST", "GET"], [page_origin])

@@ -1,5 +1,5 @@
 """A malformed setting stops a function's execution environment as it starts (Lambda's init), naming the
-variable: the API functions read their settings when the handler is imported."""
+variable: the API functions read their own settings model when the handler is imported, and only it."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ from localcloud.lambda_host import ProcessEnvironment
 from tests.unit.test_function_settings import RESOURCES
 
 
-@pytest.mark.parametrize("function", ["upload", "status", "secret"])
-def test_an_api_function_with_a_malformed_setting_does_not_start(function: str) -> None:
-    environment = {**TOPOLOGY.function_environment(), **RESOURCES, "CSV_MAX_BYTES": "4.5"}
+@pytest.mark.parametrize(
+    ("function", "variable"),
+    [("upload", "CSV_MAX_BYTES"), ("status", "STATUS_PAGE_MAX_BYTES"), ("secret", "WEBHOOK_ROTATION_WINDOW_SECONDS")],
+)
+def test_an_api_function_with_a_malformed_setting_does_not_start(function: str, variable: str) -> None:
+    environment = {**TOPOLOGY.function_environment(), **RESOURCES, variable: "4.5"}
     with pytest.raises(RuntimeError, match="failed to start") as refused:
         ProcessEnvironment(TOPOLOGY.function(function), environment, None, None)
-    assert "SettingsError: CSV_MAX_BYTES='4.5': Input should be a valid integer" in str(refused.value)
+    assert f"SettingsError: {variable}='4.5': Input should be a valid integer" in str(refused.value)
 
 
-def test_the_same_environment_well_formed_starts() -> None:
-    environment = {**TOPOLOGY.function_environment(), **RESOURCES, "CSV_MAX_BYTES": "4500000"}
+def test_a_setting_another_function_reads_does_not_stop_it() -> None:
+    """The status function does not read the CSV limits: a malformed one is the upload function's problem."""
+    environment = {**TOPOLOGY.function_environment(), **RESOURCES, "CSV_MAX_BYTES": "4.5"}
     started = ProcessEnvironment(TOPOLOGY.function("status"), environment, None, None)
     try:
         assert started.pid > 0

@@ -81,7 +81,8 @@ def secrets() -> Iterator[object]:
 def adapters_reading(secret_arn: str, **variables: str) -> Adapters:
     """A function's adapters as the stack configures them: the Atlas URI only by its secret's ARN."""
     resources = {name: value for name, value in RESOURCES.items() if name != "MONGODB_URI"}
-    return Adapters({**resources, "MONGODB_URI_SECRET_ARN": secret_arn, "MONGODB_DATABASE": "ips", **variables})
+    environment = {**resources, "MONGODB_URI_SECRET_ARN": secret_arn, "MONGODB_DATABASE": "ips", **variables}
+    return Adapters.from_env(env=environment)
 
 
 def test_a_rotated_password_then_a_failover_reconnects_with_the_secrets_new_value(auth_server, secrets) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ips_runtime.settings import Processing
 from localcloud.source_host import SourceHost
 from tests.integration.conftest import Pipeline
 from tests.integration.test_api_handlers import HEADER, multipart
@@ -82,5 +83,5 @@ def test_a_429_storm_fails_an_image_only_when_its_attempts_are_used(pipeline: Pi
     assert (result["status"], result["succeeded"], result["failed"]) == ("COMPLETED_WITH_ERRORS", 1, 1)
     [error] = result["products"][0]["errors"]
     assert error["code"] == "HTTP_STATUS" and "429" in error["message"]
-    assert busy.stats.requests == adapters.settings.max_receive_count  # one fetch per delivery, every one used
+    assert busy.stats.requests == adapters.part(Processing).max_receive_count  # one fetch per delivery, every one used
     assert pipeline.queued(pipeline.resources.dead_letter_url) == 0

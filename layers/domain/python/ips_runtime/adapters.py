@@ -17,15 +17,30 @@ from ips.completion.ports import Receivers, SecretGenerations, WebhookPoster
 from ips.intake.ports import UrlCheck
 from ips.processing.ports import Fetcher, ReuseIndex
 from ips.reconcile.ports import DeadLetterQueue, Lease, RoundLog
-from ips.shared.context import Settings
 from ips.shared.ports import BlobStore, Catalog, ChunkProgress, Clock, Ledger, Quotas, TaskQueue, UploadStore, utc_now
-from ips_runtime.settings import FunctionSettings
+from ips_runtime.settings import (
+    AdapterHook,
+    ChunksQueue,
+    DeadLetterQueues,
+    EveryFunction,
+    FunctionSettings,
+    ImageCaps,
+    ImagesQueue,
+    MongoDb,
+    Outbound,
+    Part,
+    ProcessedBucket,
+    Processing,
+    RequestsTable,
+    UploadsBucket,
+    WebhooksQueue,
+)
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
     from ips_adapters.mongo_connection import MongoConnection
-    from ips_adapters.outbound import OutboundClient, OutboundPolicy
+    from ips_adapters.outbound import OutboundPolicy
 
 Wrap = Callable[[str, Any], Any]  # (port name, the adapter built) -> the adapter to use
 
@@ -40,7 +55,7 @@ def _unwrapped[T](name: str, adapter: T) -> T:
     return adapter
 
 
-def hook(settings: FunctionSettings) -> Wrap:
+def hook(settings: AdapterHook) -> Wrap:
     """IPS_ADAPTER_HOOK (local cloud only, never set in AWS): `module:function`, a Wrap for every adapter."""
     if not settings.ips_adapter_hook:
         return _unwrapped
@@ -50,22 +65,27 @@ def hook(settings: FunctionSettings) -> Wrap:
 
 
 class Adapters:
-    """One set of adapters (clients and connection pools shared by what is built from it). The environment is
-    read and validated when the set is made (a function's cold start): a wrong value fails it, naming the
-    variable, before any client is built."""
+    """One set of adapters (clients and connection pools shared by what is built from it), over one function's
+    settings (read and validated before: a wrong value fails the cold start, naming the variable, before any
+    client is built). An adapter reads the part that names its resource: one the function's model lacks is a
+    LookupError (tests/integration/test_composition_roots.py builds every root from its own model)."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, wrap: Wrap | None = None) -> None:
-        self.function_settings = FunctionSettings.from_env(env)
-        self._wrap = wrap or hook(self.function_settings)
+    def __init__(self, settings: FunctionSettings, wrap: Wrap | None = None) -> None:
+        self.settings = settings
+        self._wrap = wrap or hook(settings.part(AdapterHook))
 
     @classmethod
-    def from_env(cls, wrap: Wrap | None = None) -> Adapters:
-        return cls(None, wrap)
+    def from_env(
+        cls,
+        wrap: Wrap | None = None,
+        env: Mapping[str, str] | None = None,
+        model: type[FunctionSettings] = EveryFunction,
+    ) -> Adapters:
+        """`model` read from `env` (the process environment when None): every function's parts unless given."""
+        return cls(model.from_env(env), wrap)
 
-    @cached_property
-    def settings(self) -> Settings:
-        """The use cases' settings (the webhook secret fetched from Secrets Manager when given by ARN)."""
-        return self.function_settings.domain()
+    def part[P: Part](self, kind: type[P]) -> P:
+        return self.settings.part(kind)
 
     @cached_property
     def clock(self) -> Clock:
@@ -103,39 +123,39 @@ class Adapters:
     def uploads(self) -> UploadStore:
         from ips_adapters.aws import S3UploadStore
 
-        return self._wrapped("uploads", S3UploadStore(self._s3, self.function_settings.uploads_bucket))
+        return self._wrapped("uploads", S3UploadStore(self._s3, self.part(UploadsBucket).uploads_bucket))
 
     @cached_property
     def processed(self) -> BlobStore:
         from ips_adapters.aws import IMMUTABLE, S3BlobStore
 
-        store = S3BlobStore(self._s3, self.function_settings.processed_bucket, cache_control=IMMUTABLE)
+        store = S3BlobStore(self._s3, self.part(ProcessedBucket).processed_bucket, cache_control=IMMUTABLE)
         return self._wrapped("processed", store)
 
     @cached_property
     def queue(self) -> TaskQueue:
         from ips_adapters.aws import SqsTaskQueue
 
-        return self._wrapped("queue", SqsTaskQueue(self._sqs, self.function_settings.images_queue_url))
+        return self._wrapped("queue", SqsTaskQueue(self._sqs, self.part(ImagesQueue).images_queue_url))
 
     @cached_property
     def chunks(self) -> TaskQueue:
         from ips_adapters.aws import SqsTaskQueue
 
-        return self._wrapped("chunks", SqsTaskQueue(self._sqs, self.function_settings.chunks_queue_url))
+        return self._wrapped("chunks", SqsTaskQueue(self._sqs, self.part(ChunksQueue).chunks_queue_url))
 
     @cached_property
     def webhook_queue(self) -> TaskQueue:
         from ips_adapters.aws import SqsTaskQueue
 
-        return self._wrapped("webhook_queue", SqsTaskQueue(self._sqs, self.function_settings.webhooks_queue_url))
+        return self._wrapped("webhook_queue", SqsTaskQueue(self._sqs, self.part(WebhooksQueue).webhooks_queue_url))
 
     @cached_property
     def ingest_failures(self) -> DeadLetterQueue | None:
         """Only the reconciler's environment names it (in AWS: the ingest function's on-failure destination)."""
         from ips_adapters.aws import SqsDeadLetterQueue
 
-        url = self.function_settings.ingest_failures_queue_url
+        url = self.part(DeadLetterQueues).ingest_failures_queue_url
         return self._wrapped("ingest_failures", SqsDeadLetterQueue(self._sqs, url)) if url else None
 
     @cached_property
@@ -143,33 +163,33 @@ class Adapters:
         """Only the reconciler's environment names them (and only its role may read them)."""
         from ips_adapters.aws import SqsDeadLetterQueue
 
-        urls = self.function_settings.dead_letter_queue_urls
+        urls = self.part(DeadLetterQueues).dead_letter_queue_urls
         return tuple(self._wrapped("dead_letters", SqsDeadLetterQueue(self._sqs, url)) for url in urls)
 
     @cached_property
     def ledger(self) -> Ledger:
         from ips_adapters.dynamodb import DynamoLedger
 
-        return self._wrapped("ledger", DynamoLedger(self._dynamodb, self.function_settings.requests_table))
+        return self._wrapped("ledger", DynamoLedger(self._dynamodb, self.part(RequestsTable).requests_table))
 
     @cached_property
     def quotas(self) -> Quotas:
         from ips_adapters.dynamodb import DynamoQuotas
 
-        return self._wrapped("quotas", DynamoQuotas(self._dynamodb, self.function_settings.requests_table))
+        return self._wrapped("quotas", DynamoQuotas(self._dynamodb, self.part(RequestsTable).requests_table))
 
     @cached_property
     def chunk_progress(self) -> ChunkProgress:
         from ips_adapters.chunk_progress import DynamoChunkProgress
 
-        settings = self.function_settings
-        return self._wrapped("chunk_progress", DynamoChunkProgress(self._dynamodb, settings.requests_table))
+        table = self.part(RequestsTable).requests_table
+        return self._wrapped("chunk_progress", DynamoChunkProgress(self._dynamodb, table))
 
     @cached_property
     def lease(self) -> Lease:
         from ips_adapters.lease import DynamoLease
 
-        return self._wrapped("lease", DynamoLease(self._dynamodb, self.function_settings.requests_table))
+        return self._wrapped("lease", DynamoLease(self._dynamodb, self.part(RequestsTable).requests_table))
 
     # -- MongoDB -----------------------------------------------------------------------------------------------
 
@@ -177,9 +197,9 @@ class Adapters:
     def _mongodb(self) -> MongoConnection:
         from ips_adapters.mongo_connection import MongoConnection, connect
 
-        settings = self.function_settings
+        settings = self.part(MongoDb)
         return MongoConnection(
-            lambda fresh: settings.mongodb_connection_uri(fresh=fresh),
+            lambda fresh: settings.connection_uri(fresh=fresh),
             lambda uri: connect(
                 uri,
                 settings.mongodb_database,
@@ -225,48 +245,48 @@ class Adapters:
     @cached_property
     def reuse(self) -> ReuseIndex | None:
         """None when IMAGE_REUSE is off: every image is fetched and compressed afresh."""
-        if not self.function_settings.image_reuse:
+        if not self.part(Processing).reuse:
             return None
         from ips_adapters.mongo_reuse import MongoReuseIndex
 
         index: ReuseIndex = self._on_mongodb(MongoReuseIndex)
         return self._wrapped("reuse", index)
 
-    def ensure_indexes(self) -> None:
-        """Create the collections' indexes (a no-op when they exist). Only the functions that write requests,
-        products and reuse entries do it, once per container: the read-only routes never write (issue 10).
-        Product pages and the output CSV read by request, in row order: without the index a 100,000-product
-        request would be a collection scan per page."""
+    def ensure_indexes(self, *, reuse: bool = False) -> None:
+        """Create the collections' indexes (a no-op when they exist); `reuse`: the reuse index's too. Only the
+        functions that write requests, products and reuse entries do it, once per container: the read-only
+        routes never write (issue 10). Product pages and the output CSV read by request, in row order: without
+        the index a 100,000-product request would be a collection scan per page."""
         from ips_adapters.mongo import MongoCatalog
         from ips_adapters.mongo_reuse import MongoReuseIndex
 
         self._on_mongodb(MongoCatalog).ensure_indexes()
-        if self.function_settings.image_reuse:
+        if reuse:
             self._on_mongodb(MongoReuseIndex).ensure_indexes()
 
     # -- outbound HTTP (image sources, webhooks) ----------------------------------------------------------------
 
     @cached_property
     def _policy(self) -> OutboundPolicy:
-        return self.function_settings.outbound_policy()
-
-    @cached_property
-    def _outbound(self) -> OutboundClient:
-        from ips_adapters.outbound import OutboundClient
-
-        return OutboundClient(self._policy)
+        """Webhook deliveries and the webhook URL's check: a response is read up to OutboundPolicy's own cap."""
+        return self.part(Outbound).policy()
 
     @cached_property
     def fetcher(self) -> Fetcher:
         from ips.processing.polite import HostLimiter, PoliteFetcher
+        from ips_adapters.outbound import OutboundClient
 
+        # A download stops reading at the image byte cap: a bigger body fails as TOO_LARGE without being held.
+        client = OutboundClient(self.part(Outbound).policy(self.part(ImageCaps).max_bytes))
         # Capped per source host for this process (every invocation a worker runs shares the limiter).
-        limiter = HostLimiter(self.function_settings.fetch_per_host)
-        return self._wrapped("fetcher", PoliteFetcher(self._outbound, limiter))
+        limiter = HostLimiter(self.part(Processing).per_host)
+        return self._wrapped("fetcher", PoliteFetcher(client, limiter))
 
     @cached_property
     def webhooks(self) -> WebhookPoster:
-        return self._wrapped("webhooks", self._outbound)
+        from ips_adapters.outbound import OutboundClient
+
+        return self._wrapped("webhooks", OutboundClient(self._policy))
 
     @cached_property
     def check_webhook_url(self) -> UrlCheck:

@@ -22,7 +22,7 @@ from ips.shared.model import RequestStatus
 from ips.shared.options import ImageOptions
 from ips.shared.quotas import QuotaExceeded
 from ips_runtime.multipart import MultipartInvalid, form_fields
-from ips_runtime.settings import FunctionSettings
+from ips_runtime.settings import FunctionSettings, WebOrigin
 
 API_PREFIX = "/api/v1"
 
@@ -211,10 +211,11 @@ def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
     }
 
 
-def create_resolver(logger: Logger) -> APIGatewayRestResolver:
+def create_resolver(logger: Logger, settings: FunctionSettings) -> APIGatewayRestResolver:
     """A REST resolver whose every error is JSON with a stable `code`, and whose answers carry CORS headers
-    for the upload page's origin (WEB_ORIGIN) so a browser there may read them."""
-    web_origin = FunctionSettings.from_env().web_origin
+    for the upload page's origin (the function's WEB_ORIGIN) so a browser there may read them. `settings`: the
+    function's, read as its handler is imported, so a malformed one fails the execution environment's init."""
+    web_origin = settings.part(WebOrigin).web_origin
     cors = CORSConfig(allow_origin=web_origin, max_age=600) if web_origin else None
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 

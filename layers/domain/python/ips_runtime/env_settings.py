@@ -67,6 +67,10 @@ class EnvSettings(BaseSettings):
 
     @classmethod
     def variable(cls, field: str) -> str:
+        """The variable a field (or a validation error's location: the field's alias) is read from."""
+        info = cls.model_fields.get(field)
+        if info is not None and info.alias:
+            return info.alias.upper()
         return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
 

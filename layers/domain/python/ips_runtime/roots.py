@@ -1,7 +1,9 @@
 """Each function's composition root: the use cases its handler calls, given only the ports they use.
 
 A root is built on the function's first invocation (once per container; the local cloud's worker processes
-each build their own) from a set of `Adapters`, which builds an adapter only when a root asks for it. So the
+each build their own) from its function's settings model (ips_runtime.settings.FUNCTIONS: the parts it reads,
+validated then; the API functions read it when their handler is imported) and a set of `Adapters` over it,
+which builds an adapter only when a root asks for it. So the
 status function connects to MongoDB, DynamoDB and S3 and nothing else, and never imports Pillow or the
 outbound HTTP client.
 
@@ -16,7 +18,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ips.completion.ports import CompletionPorts, WebhookPorts
 from ips.completion.tenant_secrets import TenantSecrets
@@ -29,20 +31,45 @@ from ips.shared.ports import TaskQueue
 from ips.shared.quotas import Allowance
 from ips.status.ports import StatusPorts
 from ips_runtime.adapters import Adapters
+from ips_runtime.settings import (
+    FUNCTIONS,
+    AssetBaseUrl,
+    CsvCaps,
+    FunctionSettings,
+    ImageCaps,
+    Intake,
+    OutputUrls,
+    Processing,
+    Quotas,
+    Reconciling,
+    RequestDefaults,
+    ResendWindow,
+    StatusPages,
+    WebhookDelivery,
+    WebhookSigning,
+)
 
 if TYPE_CHECKING:  # the image engine (Pillow) is imported by the process function's root only
     from ips.processing.service import KnownRequests
 
 
 class Root[T]:
-    """A function's root: `root()` is what its handler calls, built once from the environment's adapters."""
+    """A function's root: `root()` is what its handler calls, built once from the function's settings and the
+    adapters over them; `settings()` is the function's model, read from the environment once."""
 
     def __init__(self, name: str, build: Callable[[Adapters], T]) -> None:
-        self.name, self.build = name, build
+        self.name, self.build, self.model = name, build, FUNCTIONS[name]
+        self._settings: FunctionSettings | None = None
         self._built: T | None = None
         self._override: T | None = None
         self._lock = threading.Lock()  # the local cloud runs a function's invocations in threads too
         _ROOTS.append(self)
+
+    def settings(self) -> FunctionSettings:
+        """The function's settings (SettingsError, naming every bad variable, when the environment is wrong)."""
+        if self._settings is None:
+            self._settings = self.model.from_env()
+        return self._settings
 
     def __call__(self) -> T:
         if self._override is not None:
@@ -50,7 +77,7 @@ class Root[T]:
         if self._built is None:
             with self._lock:
                 if self._built is None:
-                    self._built = self.build(Adapters.from_env())
+                    self._built = self.build(Adapters(self.settings()))
         return self._built
 
     @contextlib.contextmanager
@@ -63,10 +90,10 @@ class Root[T]:
             self._override = previous
 
     def reset(self) -> None:
-        self._built = None
+        self._settings = self._built = None
 
 
-_ROOTS: list[Root[object]] = []
+_ROOTS: list[Root[Any]] = []  # every function's: roots of different types
 
 
 def reset_roots() -> None:
@@ -78,7 +105,7 @@ def reset_roots() -> None:
 
 @contextlib.contextmanager
 def overriding_roots(adapters: Adapters) -> Iterator[Adapters]:
-    """Every function's root built from `adapters`, until the block ends."""
+    """Every function's root built from `adapters` (over EveryFunction's settings), until the block ends."""
     with contextlib.ExitStack() as stack:
         for root in list(_ROOTS):
             stack.enter_context(root.override(root.build(adapters)))
@@ -89,21 +116,17 @@ def overriding_roots(adapters: Adapters) -> Iterator[Adapters]:
 
 
 def allowance(adapters: Adapters) -> Allowance:
-    settings = adapters.settings
-    return Allowance(
-        adapters.quotas, adapters.clock, settings.image_quota, settings.tenant_image_quotas, settings.quota_work_unit_s
-    )
+    quotas = adapters.part(Quotas)
+    return Allowance(adapters.quotas, adapters.clock, quotas.default, quotas.by_tenant, quotas.work_unit_s)
 
 
 def output_links(adapters: Adapters) -> OutputLinks:
-    return OutputLinks(adapters.uploads, adapters.settings.output_url_expiry_s)
+    return OutputLinks(adapters.uploads, adapters.part(OutputUrls).expiry_s)
 
 
 def tenant_secrets(adapters: Adapters) -> TenantSecrets:
-    settings = adapters.settings
-    return TenantSecrets(
-        settings.webhook_secret, adapters.secret_generations, adapters.clock, settings.webhook_rotation_window_s
-    )
+    signing = adapters.part(WebhookSigning)
+    return TenantSecrets(signing.master(), adapters.secret_generations, adapters.clock, signing.rotation_window_s)
 
 
 def completion_ports(adapters: Adapters) -> CompletionPorts:
@@ -120,7 +143,7 @@ def intake_ports(adapters: Adapters) -> IntakePorts:
         chunks=adapters.chunks,
         allowance=allowance(adapters),
         clock=adapters.clock,
-        settings=adapters.settings,
+        settings=adapters.part(Intake).settings(adapters.part(CsvCaps)),
     )
 
 
@@ -137,9 +160,11 @@ class UploadRoot:
 
 def build_upload(adapters: Adapters) -> UploadRoot:
     adapters.ensure_indexes()  # requests start here: their collections are indexed before any is read
-    settings = adapters.settings
     return UploadRoot(
-        intake_ports(adapters), adapters.check_webhook_url, settings.jpeg_quality, settings.csv_limits.max_bytes
+        intake_ports(adapters),
+        adapters.check_webhook_url,
+        adapters.part(RequestDefaults).jpeg_quality,
+        adapters.part(CsvCaps).direct.max_bytes,
     )
 
 
@@ -157,10 +182,14 @@ class ProcessRoot:
 def build_process(adapters: Adapters) -> ProcessRoot:
     from ips.processing.service import KnownRequests
 
-    adapters.ensure_indexes()  # products and reuse entries are written here
-    settings = adapters.settings
+    processing = adapters.part(Processing)
+    adapters.ensure_indexes(reuse=processing.reuse)  # products and reuse entries are written here
     reuse = ReusePorts(
-        adapters.reuse, adapters.processed, adapters.clock, settings.asset_base_url, settings.output_retention_days
+        adapters.reuse,
+        adapters.processed,
+        adapters.clock,
+        adapters.part(AssetBaseUrl).asset_base_url,
+        processing.output_retention_days,
     )
     images = ProcessingPorts(
         fetcher=adapters.fetcher,
@@ -169,21 +198,20 @@ def build_process(adapters: Adapters) -> ProcessRoot:
         ledger=adapters.ledger,
         reuse=reuse,
         allowance=allowance(adapters),
-        image_limits=settings.image_limits,
-        max_receive_count=settings.max_receive_count,
+        image_limits=adapters.part(ImageCaps).limits,
+        max_receive_count=processing.max_receive_count,
     )
     return ProcessRoot(images, KnownRequests(adapters.catalog), adapters.queue)
 
 
 def build_expand(adapters: Adapters) -> ChunkPorts:
-    settings = adapters.settings
     return ChunkPorts(
-        uploads=adapters.uploads,
-        catalog=adapters.catalog,
-        queue=adapters.queue,
-        chunks=adapters.chunks,
-        progress=adapters.chunk_progress,
-        limits=settings.presigned_csv_limits,
+        adapters.uploads,
+        adapters.catalog,
+        adapters.queue,
+        adapters.chunks,
+        adapters.chunk_progress,
+        adapters.part(CsvCaps).presigned,
     )
 
 
@@ -193,7 +221,7 @@ def build_notify(adapters: Adapters) -> CompletionPorts:
 
 def build_webhook(adapters: Adapters) -> WebhookPorts:
     """The only root that signs and sends webhooks (and holds the master secret besides the secret route's)."""
-    settings = adapters.settings
+    delivery = adapters.part(WebhookDelivery)
     return WebhookPorts(
         catalog=adapters.catalog,
         receivers=adapters.receivers,
@@ -202,10 +230,10 @@ def build_webhook(adapters: Adapters) -> WebhookPorts:
         links=output_links(adapters),
         queue=adapters.webhook_queue,
         clock=adapters.clock,
-        lease_s=settings.webhook_lease_seconds,
-        retry=settings.webhook_retry,
-        timeout_s=settings.webhook_timeout_s,
-        window_s=settings.webhook_resend_window_s,
+        lease_s=delivery.lease_s,
+        retry=delivery.retry,
+        timeout_s=delivery.timeout_s,
+        window_s=adapters.part(ResendWindow).webhook_resend_window_s,
     )
 
 
@@ -217,7 +245,7 @@ class StatusRoot:
 
 def build_status(adapters: Adapters) -> StatusRoot:
     ports = StatusPorts(adapters.catalog, adapters.ledger, output_links(adapters))
-    return StatusRoot(ports, adapters.settings.status_page_max_bytes)
+    return StatusRoot(ports, adapters.part(StatusPages).max_bytes)
 
 
 def build_secret(adapters: Adapters) -> TenantSecrets:
@@ -225,6 +253,9 @@ def build_secret(adapters: Adapters) -> TenantSecrets:
 
 
 def build_reconcile(adapters: Adapters) -> ReconcilePorts:
+    settings = adapters.part(Intake).settings(
+        adapters.part(CsvCaps), adapters.part(Reconciling), adapters.part(ResendWindow)
+    )
     return ReconcilePorts(
         catalog=adapters.catalog,
         ledger=adapters.ledger,
@@ -235,7 +266,7 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
         dead_letters=adapters.dead_letters,
         clock=adapters.clock,
         completion=completion_ports(adapters),
-        settings=adapters.settings,
+        settings=settings,
         lease=adapters.lease,
         rounds=adapters.rounds,
         ingest_failures=adapters.ingest_failures,

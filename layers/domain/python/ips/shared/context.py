@@ -38,7 +38,9 @@ PRESIGNED_CSV_LIMITS = CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
 
 @dataclass(frozen=True)
 class Settings:
-    asset_base_url: str  # where processed objects are publicly readable: CloudFront in AWS, the gateway locally
+    # Where processed objects are publicly readable (CloudFront in AWS, the gateway locally): the processing fakes'
+    # (the process function's root gives ReusePorts its own, ips_runtime.settings.AssetBaseUrl).
+    asset_base_url: str = ""
     webhook_secret: str | None = None  # the master whsec_... each tenant's signing secret is derived from
     webhook_rotation_window_s: int = 86_400  # how long a rotated-out tenant secret still signs beside the new one
     jpeg_quality: int = 50
