@@ -18,7 +18,7 @@ help:
 	@echo "make up      serve the system locally on http://127.0.0.1:5000 (Ctrl-C stops; state kept in .local/state)"
 	@echo "make clean-state  forget the local cloud's state (S3, SQS, DynamoDB, MongoDB, the webhook secret)"
 	@echo "make synth   synthesize the CloudFormation template into cdk.out/"
-	@echo "make lint    ruff check and format check"
+	@echo "make lint    ruff check, format check and mypy --strict"
 	@echo "make bench   benchmarks: engine, pipeline, upload, reuse, small images, history, requests per image (under an hour: every catalogue part is capped)"
 
 $(STAMP):
@@ -103,6 +103,7 @@ chaos: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.expansion.service import expand_chunk
@@ -18,6 +18,7 @@ from ips.shared.messages import MalformedMessage, parse_as
 from ips.shared.model import ChunkTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import EXPAND as root
+from ips_runtime.sqs import SqsRecord
 
 logger, metrics, tracer = observability("expand")
 # Kept back from the invocation's remaining time: the group in flight (10 SendMessageBatch calls and a progress
@@ -25,13 +26,13 @@ logger, metrics, tracer = observability("expand")
 STOP_RESERVE_S = 15.0
 
 
-def _removed(record: SqsRecordModel, metric: str, message: str, **extra: Any) -> None:
+def _removed(record: SqsRecord, metric: str, message: str, **extra: Any) -> None:
     logger.error(message, extra={"message_id": record.messageId, **extra})
     metrics.add_metric(metric, MetricUnit.Count, 1)
 
 
 @tracer.capture_method
-def handle_record(record: SqsRecordModel, lambda_context: LambdaContext) -> None:
+def handle_record(record: SqsRecord, lambda_context: LambdaContext) -> None:
     try:
         task = parse_as(record.body, ChunkTask)
     except MalformedMessage as exc:
@@ -64,7 +65,7 @@ def handle_record(record: SqsRecordModel, lambda_context: LambdaContext) -> None
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     # A processor per invocation: its state is the batch's.
-    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecord)
     return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

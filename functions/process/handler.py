@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.processing.image import RetryLater, note_failed_delivery
@@ -21,6 +21,7 @@ from ips.processing.service import Delivery, Handled, Removed, run_batch
 from ips.shared.model import ImageTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import PROCESS as root
+from ips_runtime.sqs import SqsRecord
 
 logger, metrics, tracer = observability("process")
 # Kept back from each fetch's share of the invocation: compressing, storing, recording and counting the batch.
@@ -47,7 +48,7 @@ def deliveries(event: dict[str, Any]) -> list[Delivery]:
 
 
 @tracer.capture_method
-def report(handled: dict[str, Handled], record: SqsRecordModel) -> None:
+def report(handled: dict[str, Handled], record: SqsRecord) -> None:
     """Tell BatchProcessor what became of the record: return (done, or removed) or raise (retried)."""
     outcome = handled[record.messageId]
     if outcome.task is not None:
@@ -75,14 +76,14 @@ def report(handled: dict[str, Handled], record: SqsRecordModel) -> None:
         logger.info("last image counted: request complete")
 
 
-def _receives(record: SqsRecordModel) -> int:
+def _receives(record: SqsRecord) -> int:
     return int(record.attributes.ApproximateReceiveCount or 1)
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     wiring = root()
     remaining_s = context.get_remaining_time_in_millis() / 1000
     handled = run_batch(
@@ -93,7 +94,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         decode_deadline=time.monotonic() + remaining_s - DECODE_RESERVE_S,
     )
     # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
-    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecord)
     return process_partial_response(
         event=event, record_handler=functools.partial(report, handled), processor=processor, context=context
     )

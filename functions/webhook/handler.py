@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ips.completion.service import Step, deliver_webhook
@@ -17,6 +17,7 @@ from ips.shared.messages import MalformedMessage, parse_as
 from ips.shared.model import WebhookTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import WEBHOOK as root
+from ips_runtime.sqs import SqsRecord
 
 logger, metrics, tracer = observability("webhook")
 METRICS = {
@@ -27,7 +28,7 @@ METRICS = {
 
 
 @tracer.capture_method
-def handle_record(record: SqsRecordModel) -> None:
+def handle_record(record: SqsRecord) -> None:
     try:
         task = parse_as(record.body, WebhookTask)
     except MalformedMessage as exc:
@@ -43,7 +44,7 @@ def handle_record(record: SqsRecordModel) -> None:
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
-    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecord)
     return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

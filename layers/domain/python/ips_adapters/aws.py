@@ -30,7 +30,8 @@ class S3BlobStore:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self._metadata)
 
     def get(self, key: str) -> bytes:
-        return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        data: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return data
 
     def copy(self, source_key: str, key: str, content_type: str) -> bool:
         try:
@@ -87,7 +88,10 @@ class S3UploadStore(S3BlobStore):
         """Bytes [start, end) of an object."""
         if end <= start:
             return b""
-        return self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read()
+        data: bytes = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")[
+            "Body"
+        ].read()
+        return data
 
     def stream(self, key: str) -> Iterable[bytes]:
         body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
@@ -130,9 +134,10 @@ class S3UploadStore(S3BlobStore):
         return PresignedPost(post["url"], {name: str(value) for name, value in post["fields"].items()})
 
     def presigned_get(self, key: str, expires_s: int) -> str:
-        return self._client.generate_presigned_url(
+        url: str = self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
         )
+        return url
 
 
 # Every message a queue holds, whatever its state.

@@ -176,7 +176,8 @@ class DynamoLedger:
         its own after a wait (by then the other writer has counted it, most often); a shard another writer holds
         sends this writer to another shard, after a wait."""
         counted: set[int] = set()
-        left, contended = group, []
+        left: list[tuple[int, ImageCount]] = group
+        contended: list[tuple[int, ImageCount]] = []
         try:
             for attempt in again(self._attempts, 0.05, jitter=True, max_wait=1.0):
                 with attempt:

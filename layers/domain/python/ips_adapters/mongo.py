@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ def product_id(request_id: str, row: int) -> str:
 
 
 class MongoCatalog:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
         self._requests = database["requests"]
         self._products = database["products"]
 
@@ -148,7 +148,7 @@ class MongoCatalog:
         return image.get("lastError") if image["status"] == ImageStatus.PENDING.value else None
 
     def products(self, request_id: str, after_row: int = 0, limit: int | None = None) -> Iterator[ProductRecord]:
-        documents = self._next_rows(request_id, after_row, limit) if limit else None
+        documents: Iterable[dict[str, Any]] | None = self._next_rows(request_id, after_row, limit) if limit else None
         if documents is None:
             cursor = self._products.find({"requestId": request_id, "row": {"$gt": after_row}}).sort("row", ASCENDING)
             documents = cursor.limit(limit) if limit is not None else cursor
@@ -273,12 +273,13 @@ def _due(operator: str, moment: datetime) -> dict[str, Any]:
 class MongoRoundLog:
     """The reconciler's note, one document in `reconciler`."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
         self._notes = database["reconciler"]
 
     def last_healthy(self) -> datetime | None:
         document = self._notes.find_one({"_id": "rounds"})
-        return None if document is None else document.get("lastHealthy")
+        healthy: datetime | None = None if document is None else document.get("lastHealthy")
+        return healthy
 
     def mark_healthy(self, at: datetime) -> None:
         self._notes.update_one({"_id": "rounds"}, {"$set": {"lastHealthy": at}}, upsert=True)
@@ -288,12 +289,12 @@ class MongoReceivers:
     """One document per receiver that failed (`webhookReceivers`): its failures in a row and until when it
     pauses; a receiver that answers has none."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
         self._receivers = database["webhookReceivers"]
 
     def admit(self, receiver: str, now: datetime, probe_s: float) -> datetime | None:
         document = self._receivers.find_one({"_id": receiver})
-        until = document.get("until") if document is not None else None
+        until: datetime | None = document.get("until") if document is not None else None
         if until is None:
             return None
         if until > now:
@@ -313,6 +314,7 @@ class MongoReceivers:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert document is not None  # an upsert returning the document after it always has one
         failures = int(document["failures"])
         until = now + timedelta(seconds=policy.delay(failures))
         self._receivers.update_one({"_id": receiver, "failures": failures}, {"$set": {"until": until}})
@@ -326,7 +328,7 @@ class MongoSecretGenerations:
     """One document per tenant that has rotated its webhook secret (`tenants` collection); the secrets themselves
     are derived, never stored."""
 
-    def __init__(self, database: Database, *, attempts: int = 5) -> None:
+    def __init__(self, database: Database[dict[str, Any]], *, attempts: int = 5) -> None:
         self._tenants = database["tenants"]
         self._attempts = attempts
 

@@ -30,7 +30,9 @@ def entry_id(tenant: str, options_key: str, url: str) -> str:
 
 
 class MongoReuseIndex:
-    def __init__(self, database: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self, database: Database[dict[str, Any]], clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self._entries = database["reuse"]
         self._clock = clock
 

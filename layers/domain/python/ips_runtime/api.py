@@ -6,7 +6,6 @@ import base64
 from collections.abc import Sequence
 from dataclasses import asdict
 from http import HTTPStatus
-from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
@@ -14,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, Field
 
@@ -189,7 +189,7 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def error_response(status: HTTPStatus, body: ErrorResponse) -> Response:
+def error_response(status: HTTPStatus, body: ErrorResponse) -> Response[str]:
     return Response(
         status_code=status.value,
         content_type=content_types.APPLICATION_JSON,
@@ -200,7 +200,7 @@ def error_response(status: HTTPStatus, body: ErrorResponse) -> Response:
 GATEWAY_STATUSES = (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS)  # API Gateway may answer these on any route
 
 
-def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
+def error_responses(*statuses: HTTPStatus) -> dict[int, OpenAPIResponse]:
     """OpenAPI response entries for the given error statuses and those the gateway itself may answer."""
     return {
         status.value: {
@@ -220,27 +220,27 @@ def create_resolver(logger: Logger, settings: FunctionSettings) -> APIGatewayRes
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 
     @app.exception_handler(InvalidInput)
-    def invalid_input(exc: InvalidInput) -> Response:
+    def invalid_input(exc: InvalidInput) -> Response[str]:
         return error_response(
             HTTPStatus.BAD_REQUEST, ErrorResponse.of(exc.code, exc.message, exc.problems, exc.omitted)
         )
 
     @app.exception_handler(QuotaExceeded)
-    def quota_exceeded(exc: QuotaExceeded) -> Response:
+    def quota_exceeded(exc: QuotaExceeded) -> Response[str]:
         return error_response(HTTPStatus.TOO_MANY_REQUESTS, ErrorResponse.of(exc.code, exc.message))
 
     @app.exception_handler(ApiError)
-    def api_error(exc: ApiError) -> Response:
+    def api_error(exc: ApiError) -> Response[str]:
         return error_response(exc.status, ErrorResponse.of(exc.code, exc.message))
 
     @app.exception_handler(RequestUnsupportedContentType)
-    def unsupported_type(exc: RequestUnsupportedContentType) -> Response:
+    def unsupported_type(exc: RequestUnsupportedContentType) -> Response[str]:
         return error_response(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE, ErrorResponse.of("UNSUPPORTED_MEDIA_TYPE", "Unsupported content type.")
         )
 
     @app.exception_handler(RequestValidationError)
-    def invalid_request(exc: RequestValidationError) -> Response:
+    def invalid_request(exc: RequestValidationError) -> Response[str]:
         problems = [
             Problem(None, ".".join(map(str, error.get("loc", ()))), "INVALID", str(error.get("msg")))
             for error in exc.errors()
@@ -250,11 +250,11 @@ def create_resolver(logger: Logger, settings: FunctionSettings) -> APIGatewayRes
         )
 
     @app.not_found
-    def not_found(exc: Exception) -> Response:
+    def not_found(exc: Exception) -> Response[str]:
         return error_response(HTTPStatus.NOT_FOUND, ErrorResponse.of("NOT_FOUND", "No such route."))
 
     @app.exception_handler(Exception)
-    def internal_error(exc: Exception) -> Response:
+    def internal_error(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
         return error_response(
             HTTPStatus.INTERNAL_SERVER_ERROR,

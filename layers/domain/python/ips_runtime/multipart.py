@@ -5,8 +5,13 @@ twice keeps its first value. A body the parser cannot read is MultipartInvalid."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # declared for type checkers only
 
 
 class MultipartInvalid(ValueError):
@@ -39,7 +44,7 @@ class _Form:
         self._name, self._value = bytearray(), bytearray()
         self._data: list[bytes] = []
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda data, start, end: self._name.extend(data[start:end]),

@@ -27,7 +27,8 @@ def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str,
     characters 6 MB); `nextCursor` goes on from the last. A page always holds one product at least: the largest
     possible (50 URLs of 2,048 astral characters, 14 bytes each here, every image failed) is under 3 MB."""
     record = progress.record
-    document = {
+    products: list[dict[str, Any]] = []
+    document: dict[str, Any] = {
         "requestId": record.request_id,
         "status": progress.status.value,
         "detail": WAITING_FOR_UPLOAD if record.awaiting_upload else None,
@@ -41,14 +42,13 @@ def status_document(progress: RequestProgress, page_max_bytes: int) -> dict[str,
         "options": record.options.to_document(),
         "savings": progress.savings.to_public(),
         "reused": progress.savings.reused,
-        "products": [],
+        "products": products,
         "nextCursor": encode_cursor(MAX_CURSOR_ROW),  # its size, for the budget; set below
         "outputCsvUrl": progress.output_csv_url,
         "webhook": webhook_delivery(record.webhook),
         "error": request_error(record.error),
     }
     used = _encoded_size(document)
-    products = document["products"]
     more = progress.more
     for product in progress.products:
         entry = product_entry(product)

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ips.completion.ports import CompletionPorts, SecretGeneration, WebhookPorts
+from ips.completion.ports import (
+    CompletionPorts,
+    Receivers,
+    SecretGeneration,
+    SecretGenerations,
+    WebhookPorts,
+    WebhookPoster,
+)
 from ips.completion.tenant_secrets import TenantSecrets
 from ips.shared.context import RetryPolicy
 from ips.shared.fakes import SharedFakes
@@ -87,7 +94,7 @@ class CompletionFakes(SharedFakes):
     def completion(self) -> CompletionPorts:
         return CompletionPorts(
             self.catalog, self.ledger, self.uploads, self.clock, self.allowance(), self.webhook_queue
-        )  # type: ignore[arg-type]
+        )
 
     def webhooks(self, master: str | None = MASTER_SECRET) -> WebhookPorts:
         secrets = TenantSecrets(master, self.secret_generations, self.clock)
@@ -103,4 +110,11 @@ class CompletionFakes(SharedFakes):
             retry=self.settings.webhook_retry,
             timeout_s=self.settings.webhook_timeout_s,
             window_s=self.settings.webhook_resend_window_s,
-        )  # type: ignore[arg-type]
+        )
+
+
+# Each fake is its port: mypy checks these assignments, so a fake missing a member of its Protocol or with a
+# different signature is a type error here (make lint), not a surprise in a test.
+_receivers: type[Receivers] = MemoryReceivers
+_secret_generations: type[SecretGenerations] = MemorySecretGenerations
+_poster: type[WebhookPoster] = MemoryPoster

@@ -22,4 +22,4 @@ class ExpansionFakes(SharedFakes):
             self.chunks_queue,
             self.chunk_progress,
             self.settings.presigned_csv_limits,
-        )  # type: ignore[arg-type]
+        )

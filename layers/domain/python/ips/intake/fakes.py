@@ -21,4 +21,4 @@ class IntakeFakes(SharedFakes):
     def intake(self) -> IntakePorts:
         return IntakePorts(
             self.uploads, self.catalog, self.ledger, self.chunks_queue, self.allowance(), self.clock, self.settings
-        )  # type: ignore[arg-type]
+        )

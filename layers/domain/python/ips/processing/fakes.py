@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from ips.processing.ports import ProcessingPorts, ReuseEntry, ReusePorts, SourceValidators
+from ips.processing.ports import Fetcher, ProcessingPorts, ReuseEntry, ReuseIndex, ReusePorts, SourceValidators
 from ips.processing.service import Delivery, Handled, KnownRequests, run_batch
 from ips.shared.fakes import MemoryBlobStore, SharedFakes
 from ips.shared.fetching import Fetched, FetchError
@@ -67,11 +67,11 @@ class ProcessingFakes(SharedFakes):
     known: KnownRequests = field(init=False)  # the process function's container's requests seen
 
     def __post_init__(self) -> None:
-        self.known = KnownRequests(self.catalog)  # type: ignore[arg-type]
+        self.known = KnownRequests(self.catalog)
 
     def processing(self) -> ProcessingPorts:
         reuse = ReusePorts(self.reuse, self.processed, self.clock, self.settings.asset_base_url)
-        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())  # type: ignore[arg-type]
+        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())
 
     def run_batch(
         self, *records: ImageTask | Delivery, receive_count: int = 1, decode_deadline: float | None = None
@@ -84,3 +84,9 @@ class ProcessingFakes(SharedFakes):
         ]
         handled = run_batch(deliveries, self.processing(), self.known, decode_deadline=decode_deadline)
         return [handled[delivery.key] for delivery in deliveries]
+
+
+# Each fake is its port: mypy checks these assignments, so a fake missing a member of its Protocol or with a
+# different signature is a type error here (make lint), not a surprise in a test.
+_reuse_index: type[ReuseIndex] = MemoryReuseIndex
+_fetcher: type[Fetcher] = MemoryFetcher

@@ -12,7 +12,7 @@ from ips.completion.fakes import CompletionFakes
 from ips.expansion.fakes import ExpansionFakes
 from ips.intake.fakes import IntakeFakes
 from ips.processing.fakes import ProcessingFakes
-from ips.reconcile.ports import DeadLetter, ReconcilePorts
+from ips.reconcile.ports import DeadLetter, DeadLetterQueue, Lease, ReconcilePorts, RoundLog
 
 
 class MemoryDeadLetters:
@@ -97,4 +97,11 @@ class ReconcileFakes(IntakeFakes, ExpansionFakes, ProcessingFakes, CompletionFak
             self.lease,
             self.rounds,
             self.ingest_failures,
-        )  # type: ignore[arg-type]
+        )
+
+
+# Each fake is its port: mypy checks these assignments, so a fake missing a member of its Protocol or with a
+# different signature is a type error here (make lint), not a surprise in a test.
+_dead_letter_queue: type[DeadLetterQueue] = MemoryDeadLetters
+_lease: type[Lease] = MemoryLease
+_round_log: type[RoundLog] = MemoryRoundLog

@@ -22,13 +22,19 @@ from ips.shared.failing import FailPorts
 from ips.shared.model import Counts, ImageOutcome, ImageTask, RequestStatus, Savings
 from ips.shared.output_links import OutputLinks
 from ips.shared.ports import (
+    Catalog,
+    ChunkProgress,
     CountResult,
     ImageCount,
+    Ledger,
     ObjectChanged,
     PresignedPost,
     ProductRecord,
+    Quotas,
     RequestRecord,
     StoredObject,
+    TaskQueue,
+    UploadStore,
 )
 from ips.shared.quotas import Allowance
 
@@ -407,7 +413,17 @@ class SharedFakes:
         )
 
     def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)  # type: ignore[arg-type]
+        return FailPorts(self.catalog, self.ledger)
 
     def links(self) -> OutputLinks:
-        return OutputLinks(self.uploads, self.settings.output_url_expiry_s)  # type: ignore[arg-type]
+        return OutputLinks(self.uploads, self.settings.output_url_expiry_s)
+
+
+# Each fake is its port: mypy checks these assignments, so a fake missing a member of its Protocol or with a
+# different signature is a type error here (make lint), not a surprise in a test.
+_upload_store: type[UploadStore] = MemoryBlobStore
+_task_queue: type[TaskQueue] = MemoryQueue
+_chunk_progress: type[ChunkProgress] = MemoryChunkProgress
+_catalog: type[Catalog] = MemoryCatalog
+_ledger: type[Ledger] = MemoryLedger
+_quotas: type[Quotas] = MemoryQuotas

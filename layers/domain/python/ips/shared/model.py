@@ -140,7 +140,7 @@ class ImageOutcome:
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> ImageOutcome:
-        fields = {key: document.get(key) for key in cls.__dataclass_fields__}
+        fields: dict[str, Any] = {key: document.get(key) for key in cls.__dataclass_fields__}
         return cls(**{**fields, "status": ImageStatus(document["status"])})
 
     @classmethod

@@ -14,4 +14,4 @@ class StatusFakes(SharedFakes):
     """What reading a request's status runs over: the catalog, the ledger and links to the output CSV."""
 
     def status(self) -> StatusPorts:
-        return StatusPorts(self.catalog, self.ledger, self.links())  # type: ignore[arg-type]
+        return StatusPorts(self.catalog, self.ledger, self.links())

@@ -99,7 +99,7 @@ class _WatchMixin:
     def _open(self, guard: Guard) -> socket.socket:
         """The body of _new_conn: a fresh socket to a checked address, watched by the current deadline."""
         self._unwatch()
-        sock = _open_checked_socket(self, guard)  # type: ignore[arg-type]
+        sock = _open_checked_socket(self, guard)  # type: ignore[arg-type]  # a mixin: self is an HTTPConnection in use
         try:
             self._watch(sock)
         except BaseException:
@@ -125,20 +125,20 @@ class _GuardedConnectionMixin(_WatchMixin):
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._rewatch()
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        super().request(*args, **kwargs)  # type: ignore[misc]  # a mixin: the HTTPConnection after it in the MRO has it
 
     def putheader(self, header: str | bytes, *values: Any) -> None:
         """Every header goes out through here (http.client and urllib3 alike): trace headers stop here."""
         name = header.decode("latin-1") if isinstance(header, bytes) else header
         if name.strip().lower() not in TRACE_HEADERS:
-            super().putheader(header, *values)  # type: ignore[misc]
+            super().putheader(header, *values)  # type: ignore[misc]  # a mixin: the HTTPConnection after it in the MRO has it
 
     def close(self) -> None:
         # Not unwatched here: http.client closes the connection as soon as it reads the headers of a response
         # that ends with the connection (HTTP/1.0, `Connection: close`), while the body is still read from the
         # same socket. The deadline's finish() releases the watch handle when the fetch is over.
         self._watch_handle = self._watched_by = None
-        super().close()  # type: ignore[misc]
+        super().close()  # type: ignore[misc]  # a mixin: the HTTPConnection after it in the MRO has it
 
 
 class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):

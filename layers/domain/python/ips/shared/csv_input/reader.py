@@ -52,6 +52,7 @@ class ProductReader:
         else:
             found = _locate_columns(header, self.problems)
         self.problems.raise_if_any()
+        assert header is not None  # raise_if_any raised for a missing header
         serial, name, urls = (found[key] for key in REQUIRED_COLUMNS)
         urls_last = urls == max(found.values()) and all(not cell.strip() for cell in header[urls + 1 :])
         return Columns(serial, name, urls, len(header), urls_last)

@@ -98,7 +98,7 @@ def _to_rgb_or_l(image: Image.Image, matte: tuple[int, int, int] | None) -> Imag
         return _wide_to_l(image)
     if mode == "LAB":
         transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
-        return ImageCms.applyTransform(image, transform)
+        return transform.apply(image)
     return image.convert("RGB")  # YCbCr, HSV, RGBX; anything Pillow cannot convert raises ValueError
 
 
@@ -132,6 +132,7 @@ def _wide_to_l(image: Image.Image) -> Image.Image:
     """32-bit integer or float grey to L. The sample range is not in the file, so it is inferred: values that
     fit 8 bits are kept, 16-bit integers and 0..1 floats are scaled, anything else is stretched min..max."""
     low, high = image.getextrema()
+    assert isinstance(low, int | float) and isinstance(high, int | float)  # one band: (min, max), not per band
     if image.mode == "I" and low >= 0 and high <= 255:
         return image.convert("L")
     if image.mode == "I" and low >= 0 and high <= 65535:

@@ -46,7 +46,7 @@ from typing import Final
 # The *ImagePlugin imports register the decoders we allow that Image.preinit() does not, so Image.open never
 # falls back to Image.init(), which imports every plugin Pillow has (slow on a cold start, and a larger attack
 # surface than the allow-list suggests).
-from PIL import Image, MpoImagePlugin, TiffImagePlugin, WebPImagePlugin  # noqa: F401
+from PIL import Image, ImageFile, MpoImagePlugin, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 
 from ips.shared.imaging.colour import TRANSPOSE, orientation, to_srgb
 from ips.shared.imaging.containers import check_complete, survey
@@ -134,8 +134,8 @@ def compress_image(
     # CMYK) is always re-encoded: the original would not look like our output.
     # Only for same-format, same-size output: a resized or WebP/AVIF output is what the client asked for.
     keepable = same_output and jpeg is not None and jpeg.keepable and fmt == "JPEG"
-    if keepable and not changed and pixels.mode in ("RGB", "L"):
-        stripped = jpeg.stripped(data)  # type: ignore[union-attr]
+    if keepable and jpeg is not None and not changed and pixels.mode in ("RGB", "L"):
+        stripped = jpeg.stripped(data)
         if len(encoded) > len(stripped):
             return CompressedImage(stripped, fmt, len(data), len(stripped), width, height, kept_original=True)
     output_format = options.format.pillow_name
@@ -215,22 +215,22 @@ def _check_pixels(fmt: str, size: tuple[int, int], limits: ImageLimits) -> None:
         )
 
 
-def _check_decoder(image: Image.Image, fmt: str) -> None:
+def _check_decoder(image: ImageFile.ImageFile, fmt: str) -> None:
     if fmt == "TIFF":
         compression = image.info.get("compression", "raw")
         if compression not in _TIFF_COMPRESSIONS:
             raise ImageRejected("UNSUPPORTED_FORMAT", f"TIFF images with {compression} compression are not supported")
-    image.decodermaxblock = _DECODE_READ_BYTES  # type: ignore[attr-defined]
+    image.decodermaxblock = _DECODE_READ_BYTES
 
 
-def _open(source: io.BytesIO, data: bytes) -> Image.Image:
+def _open(source: io.BytesIO, data: bytes) -> ImageFile.ImageFile:
     """Parse the header only (Image.open is lazy); map every failure to a rejection code."""
     try:
         return Image.open(source, formats=_ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own guard (its warning too, when warnings are errors) fires inside open, before our check.
         raise ImageRejected("TOO_MANY_PIXELS", f"decompression bomb refused: {exc}") from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         code, message = classify_unidentified(data)
         raise ImageRejected(code, message) from None
     except MemoryError:
