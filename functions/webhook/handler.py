@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,7 +16,7 @@ from ips.shared.messages import MalformedMessage, parse_as
 from ips.shared.model import WebhookTask
 from ips_runtime.observability import observability
 from ips_runtime.roots import WEBHOOK as root
-from ips_runtime.sqs import SqsRecord
+from ips_runtime.sqs import SqsRecord, each_record
 
 logger, metrics, tracer = observability("webhook")
 METRICS = {
@@ -41,10 +40,11 @@ def handle_record(record: SqsRecord) -> None:
         metrics.add_metric(METRICS[step], MetricUnit.Count, 1)
 
 
+handle_batch = each_record(handle_record)
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    # A processor per invocation: its state is the batch's, and the local cloud runs invocations in parallel.
-    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecord)
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    return handle_batch(event, context)
