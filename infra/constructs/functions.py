@@ -32,11 +32,12 @@ RUNTIME_PREFIX = "POWERTOOLS_"  # read by powertools itself, in every function
 def function_environment(model: type[FunctionSettings], available: dict[str, str], function: str) -> dict[str, str]:
     """The variables `model` reads that the stack has a value for, and powertools'; a required one missing is
     an error at synth (the function could not start)."""
-    missing = [name for name, required in model.variables().items() if required and name not in available]
+    reads = model.variables()
+    missing = [name for name, required in reads.items() if required and name not in available]
     if missing:
         raise KeyError(f"the {function} function's settings need {missing}: the stack names no value for them")
     return {
-        **{name: value for name, value in available.items() if name in model.variables()},
+        **{name: value for name, value in available.items() if name in reads},
         **{name: value for name, value in available.items() if name.startswith(RUNTIME_PREFIX)},
         "POWERTOOLS_SERVICE_NAME": function,
     }
