@@ -9,7 +9,6 @@ import csv
 import io
 import pickle
 import struct
-import time
 import warnings
 import zlib
 from pathlib import Path
@@ -642,22 +641,15 @@ def bomb_png(width: int, height: int) -> bytes:
         (65_535, 1),  # a long thin one is fine by size...
     ],
 )
-def test_decompression_bomb_is_refused_from_the_header(size: tuple[int, int]) -> None:
-    data = bomb_png(*size)
-    assert len(data) < 200
-    limits = ImageLimits(max_pixels=50_000 if size == (65_535, 1) else 50_000_000)  # ...unless limited
-    started = time.perf_counter()
-    error = rejected(data, limits=limits)
-    assert time.perf_counter() - started < 0.5
-    assert error.code == "TOO_MANY_PIXELS"
-
-
-def test_bomb_is_refused_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decompression_bomb_is_refused_from_the_header(size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
     def no_decoding(self: object) -> None:
         raise AssertionError("pixels were decoded")
 
-    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    assert rejected(bomb_png(10_000, 6_000)).code == "TOO_MANY_PIXELS"
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)  # the refusal must come before any pixel
+    data = bomb_png(*size)
+    assert len(data) < 200
+    limits = ImageLimits(max_pixels=50_000 if size == (65_535, 1) else 50_000_000)  # ...unless limited
+    assert rejected(data, limits=limits).code == "TOO_MANY_PIXELS"
 
 
 def webp_vp8x_header(width: int, height: int) -> bytes:

