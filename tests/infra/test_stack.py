@@ -243,11 +243,11 @@ def test_a_webhook_claim_outlives_an_attempt_and_ends_before_the_wake_up_comes_b
     """One attempt (one POST within its timeout) fits the webhook function; the claim outlives the function, so
     a live sender is never doubled, and ends before the webhook queue's visibility timeout, so the redelivery of
     a sender that died mid-POST finds it expired."""
-    from ips.shared.context import Settings
+    from ips.completion.policy import WebhookPolicy
 
     lease = int(TOPOLOGY.environment["WEBHOOK_LEASE_SECONDS"])
     webhook = TOPOLOGY.function(TOPOLOGY.webhook_source.function)
-    assert Settings.webhook_timeout_s < webhook.timeout_s < lease < TOPOLOGY.webhooks_queue.visibility_timeout_s
+    assert WebhookPolicy.timeout_s < webhook.timeout_s < lease < TOPOLOGY.webhooks_queue.visibility_timeout_s
     assert TOPOLOGY.webhook_source.batch_size == 1  # a receiver that never answers holds one wake-up, no other
 
 

@@ -101,7 +101,7 @@ def test_a_finished_request_gets_its_output_csv_and_final_status_and_its_webhook
     assert deliver_webhook(WebhookTask(request_id), world.webhooks()) is Step.DELIVERED
     assert deliver_webhook(WebhookTask(request_id), world.webhooks()) is Step.DONE  # the retry's wake-up
     event = verified(world)
-    assert len(world.poster.posts) == 1 and world.poster.timeouts == [world.settings.webhook_timeout_s]
+    assert len(world.poster.posts) == 1 and world.poster.timeouts == [world.webhook_policy.timeout_s]
     assert event["data"]["status"] == "COMPLETED_WITH_ERRORS"  # type: ignore[index]
     assert event["data"]["outputCsvUrl"].startswith(f"http://uploads.invalid/{request_id}/output.csv")  # type: ignore[index]
     assert state(world) == {"delivered": True, "attempts": 1, "last_status": 204, "last_error": None,
@@ -135,7 +135,7 @@ def test_a_failed_attempt_is_retried_through_the_queue_with_backoff_under_the_sa
     world = CompletionFakes(poster=MemoryPoster(500, SILENT, 204))
     request_id = request_with_images(world, SUCCEEDED)
     complete_request(request_id, world.completion())
-    policy = world.settings.webhook_retry
+    policy = world.webhook_policy.retry
 
     assert deliver_webhook(WebhookTask(request_id), world.webhooks()) is Step.RETRY
     retry, delay = scheduled(world)
@@ -163,7 +163,7 @@ def test_attempts_are_capped_by_count_and_by_window_whatever_the_wake_ups() -> N
     world = CompletionFakes(poster=MemoryPoster(500))
     request_id = request_with_images(world, SUCCEEDED)
     complete_request(request_id, world.completion())
-    attempts = world.settings.webhook_retry.attempts
+    attempts = world.webhook_policy.retry.attempts
     wake = WebhookTask(request_id)
     steps = []
     for _ in range(50):  # many more wake-ups than attempts: duplicates, hops, the reconciler's
@@ -179,7 +179,7 @@ def test_attempts_are_capped_by_count_and_by_window_whatever_the_wake_ups() -> N
     complete_request(request_id, windowed.completion())
     assert deliver_webhook(WebhookTask(request_id), windowed.webhooks()) is Step.RETRY
     wake, _ = scheduled(windowed)
-    windowed.now += timedelta(seconds=windowed.settings.webhook_resend_window_s)
+    windowed.now += timedelta(seconds=windowed.webhook_policy.resend_window_s)
     assert deliver_webhook(wake, windowed.webhooks()) is Step.GAVE_UP
     assert len(windowed.poster.posts) == 1 and state(windowed)["gave_up"] is True
 
@@ -204,7 +204,7 @@ def test_a_tenants_dead_receiver_is_tried_once_per_pause_and_never_pauses_anothe
     verified(world, post=1, tenant="tenant-b")
     # A's pause ends: the first wake-up to come tries the receiver again; the others wait for its answer.
     world.poster.statuses = [SILENT]
-    world.now += timedelta(seconds=world.settings.webhook_retry.delay(1))
+    world.now += timedelta(seconds=world.webhook_policy.retry.delay(1))
     steps = [deliver_webhook(WebhookTask(request_id), world.webhooks()) for request_id in silent[1:]]
     assert steps == [Step.RETRY] + [Step.WAITING] * 3
     assert len(world.poster.posts) == 3

@@ -17,7 +17,6 @@ from ips.processing.fakes import MemoryFetcher, ProcessingFakes
 from ips.processing.image import RetryLater
 from ips.processing.ports import ProcessingPorts
 from ips.processing.service import Delivery, run_batch
-from ips.shared.context import Settings
 from ips.shared.imaging import ImageLimits, ImageRejected, OutOfTime, compress_image
 from ips.shared.imaging.encode_cost import MAX_SIDE, plan_encode
 from ips.shared.model import ImageStatus, ImageTask
@@ -194,8 +193,7 @@ def test_the_dimension_check_reads_the_exif_orientation() -> None:
 
 
 def quota_fakes(per_day: int, body: bytes) -> ProcessingFakes:
-    settings = Settings(asset_base_url="http://assets.invalid", image_quota=ImageQuota(per_day=per_day))
-    return ProcessingFakes(fetcher=MemoryFetcher({URL: body}), settings=settings)
+    return ProcessingFakes(fetcher=MemoryFetcher({URL: body}), image_quota=ImageQuota(per_day=per_day))
 
 
 def test_a_heavy_images_work_is_charged_once_and_counts_against_later_requests() -> None:

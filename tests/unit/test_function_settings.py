@@ -9,8 +9,11 @@ import pytest
 from moto import mock_aws
 
 from infra.topology import TOPOLOGY
-from ips.shared.context import RetryPolicy, Settings
+from ips.completion.policy import RetryPolicy, WebhookPolicy
+from ips.intake.policy import IntakePolicy
+from ips.reconcile.policy import ReconcilePolicy
 from ips.shared.csv_input import CsvLimits
+from ips.shared.deadlines import DeadlinePolicy
 from ips.shared.imaging import ImageLimits
 from ips.shared.quotas import ImageQuota
 from ips_adapters.outbound import OutboundPolicy
@@ -55,29 +58,31 @@ def read(**variables: str) -> EveryFunction:
     return EveryFunction.from_env({**RESOURCES, **variables})
 
 
-def use_cases(settings: EveryFunction) -> Settings:
-    """The reconciler's Settings (the widest: intake's and its own)."""
-    parts_read = (settings.part(Reconciling), settings.part(ResendWindow))
-    return settings.part(Intake).settings(settings.part(CsvCaps), *parts_read)
+def intake(settings: EveryFunction) -> IntakePolicy:
+    return settings.part(Intake).policy(settings.part(CsvCaps))
+
+
+def reconciling(settings: EveryFunction) -> ReconcilePolicy:
+    return settings.part(Reconciling).policy(settings.part(ResendWindow))
 
 
 def test_defaults_are_what_the_hand_parsing_gave() -> None:
     """The values the one model used to fall back to, written out."""
     settings = read()
-    assert use_cases(settings) == Settings(
+    assert intake(settings) == IntakePolicy(
         csv_limits=CsvLimits(max_bytes=4 * 1024 * 1024, max_rows=10_000, max_urls_per_row=50),
         presigned_csv_limits=CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000, max_urls_per_row=50),
-        upload_expiry_s=900,
         chunk_images=1000,
-        dead_letter_redrives=3,
-        deadline_base_s=3 * 3600,
-        deadline_per_image_s=0.05,
-        stall_after_s=900,
+        upload_expiry_s=900,
         upload_grace_s=300,
-        webhook_resend_window_s=86_400,
-        reconcile_interval_s=300,
-        reconcile_lease_s=300,
+        deadlines=DeadlinePolicy(base_s=3 * 3600, per_image_s=0.05),
     )
+    assert reconciling(settings) == ReconcilePolicy(
+        stall_after_s=900, dead_letter_redrives=3, lease_s=300, interval_s=300, webhook_resend_window_s=86_400
+    )
+    # The parts' defaults are the policies' own: built from an empty environment, each is its class's default.
+    assert (intake(settings), reconciling(settings)) == (IntakePolicy(), ReconcilePolicy())
+    assert settings.part(WebhookDelivery).policy(settings.part(ResendWindow)) == WebhookPolicy()
     assert settings.part(ImageCaps).limits == ImageLimits(
         max_bytes=25 * 1024 * 1024, max_pixels=50_000_000, max_decode_seconds=10.0, max_encode_seconds=30.0
     )
@@ -85,7 +90,9 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
     assert settings.part(Quotas).work_unit_s == 2.0
     delivery = settings.part(WebhookDelivery)
     assert delivery.retry == RetryPolicy(attempts=8, first_delay=5.0, factor=4.0, max_delay=6 * 3600.0)
-    assert (delivery.timeout_s, delivery.lease_s) == (10.0, 60)
+    assert delivery.policy(settings.part(ResendWindow)) == WebhookPolicy(
+        retry=RetryPolicy(), timeout_s=10.0, lease_s=60, resend_window_s=86_400
+    )
     signing = settings.part(WebhookSigning)
     assert (signing.master(), signing.rotation_window_s) == (None, 86_400)
     processing = settings.part(Processing)
@@ -115,10 +122,10 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         ("PRESIGNED_CSV_MAX_BYTES", "200", lambda s: s.part(CsvCaps).presigned.max_bytes, 200),
         ("PRESIGNED_CSV_MAX_ROWS", "9", lambda s: s.part(CsvCaps).presigned.max_rows, 9),
         ("JPEG_QUALITY", "80", lambda s: s.part(RequestDefaults).jpeg_quality, 80),
-        ("CHUNK_IMAGES", "2", lambda s: use_cases(s).chunk_images, 2),
-        ("DEAD_LETTER_REDRIVES", "0", lambda s: use_cases(s).dead_letter_redrives, 0),
+        ("CHUNK_IMAGES", "2", lambda s: intake(s).chunk_images, 2),
+        ("DEAD_LETTER_REDRIVES", "0", lambda s: reconciling(s).dead_letter_redrives, 0),
         ("WEBHOOK_TIMEOUT_SECONDS", "2.5", lambda s: s.part(WebhookDelivery).timeout_s, 2.5),
-        ("RECONCILE_INTERVAL_SECONDS", "3", lambda s: use_cases(s).reconcile_interval_s, 3),
+        ("RECONCILE_INTERVAL_SECONDS", "3", lambda s: reconciling(s).interval_s, 3),
         ("INGEST_FAILURES_QUEUE_URL", "http://q/i", lambda s: s.part(DeadLetterQueues).ingest_failures_queue_url, "http://q/i"),
         ("IMAGE_MAX_PIXELS", "100", lambda s: s.part(ImageCaps).limits.max_pixels, 100),
         ("IMAGE_MAX_DECODE_SECONDS", "2.5", lambda s: s.part(ImageCaps).limits.max_decode_seconds, 2.5),
@@ -126,7 +133,12 @@ def test_defaults_are_what_the_hand_parsing_gave() -> None:
         ("IMAGE_QUOTA_WORK_SECONDS", "0.5", lambda s: s.part(Quotas).work_unit_s, 0.5),
         ("WEBHOOK_ATTEMPTS", "2", lambda s: s.part(WebhookDelivery).retry.attempts, 2),
         ("WEBHOOK_FIRST_DELAY", "0.05", lambda s: s.part(WebhookDelivery).retry.first_delay, 0.05),
-        ("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0", lambda s: use_cases(s).deadline_per_image_s, 0),
+        ("REQUEST_DEADLINE_PER_IMAGE_SECONDS", "0", lambda s: intake(s).deadlines.per_image_s, 0),
+        ("REQUEST_DEADLINE_SECONDS", "60", lambda s: intake(s).deadlines.base_s, 60),
+        ("UPLOAD_GRACE_SECONDS", "1", lambda s: intake(s).upload_grace_s, 1),
+        ("RECONCILE_LEASE_SECONDS", "7", lambda s: reconciling(s).lease_s, 7),
+        ("WEBHOOK_RESEND_WINDOW_SECONDS", "60", lambda s: (reconciling(s).webhook_resend_window_s,
+         s.part(WebhookDelivery).policy(s.part(ResendWindow)).resend_window_s), (60, 60)),
         ("IMAGE_QUOTA_PER_DAY", "10", lambda s: s.part(Quotas).default.per_day, 10),
         ("TENANT_IMAGE_QUOTAS", '{"k1": {"inFlight": 3}}', lambda s: s.part(Quotas).by_tenant["k1"],
          ImageQuota(per_day=1_000_000, in_flight=3)),
@@ -217,7 +229,7 @@ def test_a_wrong_value_fails_the_cold_start_before_any_client_is_built() -> None
 def test_the_process_environment_is_read_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**RESOURCES, "CHUNK_IMAGES": "40"}.items():
         monkeypatch.setenv(name, value)
-    assert use_cases(EveryFunction.from_env()).chunk_images == 40
+    assert intake(EveryFunction.from_env()).chunk_images == 40
     monkeypatch.setenv("CHUNK_IMAGES", "forty")
     with pytest.raises(SettingsError, match="CHUNK_IMAGES"):
         EveryFunction.from_env()

@@ -11,6 +11,7 @@ import pytest
 from ips.expansion.fakes import ExpansionFakes
 from ips.expansion.service import expand_chunk
 from ips.intake.fakes import IntakeFakes, refuse_nothing
+from ips.intake.policy import IntakePolicy
 from ips.intake.service import (
     OverdueUpload,
     accept_csv,
@@ -20,7 +21,6 @@ from ips.intake.service import (
     input_csv_key,
     settle_overdue_upload,
 )
-from ips.shared.context import Settings
 from ips.shared.errors import InvalidInput
 from ips.shared.fetching import FetchError
 from ips.shared.messages import parse_task
@@ -40,8 +40,9 @@ class FanOut(IntakeFakes, ExpansionFakes):
     """Intake, and the expansion of the chunks it queues, over one set of stores."""
 
 
-def fakes(**settings: object) -> FanOut:
-    return FanOut(settings=Settings(asset_base_url="http://assets.invalid", chunk_images=3, **settings))  # type: ignore[arg-type]
+def fakes(upload_grace_s: float = IntakePolicy.upload_grace_s, image_quota: ImageQuota | None = None) -> FanOut:
+    policy = IntakePolicy(chunk_images=3, upload_grace_s=upload_grace_s)
+    return FanOut(intake_policy=policy, image_quota=image_quota or ImageQuota())
 
 
 def refuse_private(url: str) -> None:
@@ -57,7 +58,7 @@ def test_a_valid_csv_is_stored_recorded_counted_and_fanned_out_in_chunks() -> No
     assert world.uploads.get(input_csv_key(request_id)) == CSV
     record = world.catalog.get(request_id)
     assert record is not None and (record.tenant, record.total_images) == ("tenant-a", 4)
-    assert record.deadline_at == world.settings.deadline(world.now, 4)
+    assert record.deadline_at == world.intake_policy.deadlines.deadline(world.now, 4)
     assert world.ledger.counts(request_id).total == 4  # type: ignore[union-attr]
     chunks = [parse_task(body) for body in world.chunks_queue.sent]
     assert [(c.chunk.first_row, c.chunk.products) for c in chunks if isinstance(c, ChunkTask)] == [(2, 2), (4, 1)]

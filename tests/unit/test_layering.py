@@ -103,11 +103,12 @@ def test_no_deployed_module_imports_a_fake(path: Path) -> None:
 
 @pytest.mark.parametrize("path", sources(ADAPTERS), ids=label)
 def test_an_adapter_imports_ports_and_the_shared_kernel_never_a_use_case_service(path: Path) -> None:
+    """A use case's policy is a value its ports take (the receivers' pause is the webhook RetryPolicy's)."""
+    allowed = ("ips.shared", *(f"ips.{name}.{module}" for name in USE_CASES for module in ("ports", "policy")))
     wrong = {
         module
         for module in imported_modules(path)
-        if within(module, "ips_runtime", "functions")
-        or (within(module, "ips") and not within(module, "ips.shared", *(f"ips.{name}.ports" for name in USE_CASES)))
+        if within(module, "ips_runtime", "functions") or (within(module, "ips") and not within(module, *allowed))
     }
     assert not wrong, f"{label(path)} imports {sorted(wrong)}"
 

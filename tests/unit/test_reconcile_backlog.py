@@ -28,7 +28,8 @@ ROWS, URLS, CHUNK_IMAGES = 6, 2, 4  # 12 images in 3 chunks of 2 rows (4 images)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> ReconcileFakes:
     monkeypatch.setattr(expansion, "SEND_GROUP", 2)  # a chunk stopped for time has sent half its images
     world = ReconcileFakes()
-    world.settings = dataclasses.replace(world.settings, chunk_images=CHUNK_IMAGES, stall_after_s=0)
+    world.intake_policy = dataclasses.replace(world.intake_policy, chunk_images=CHUNK_IMAGES)
+    world.reconcile_policy = dataclasses.replace(world.reconcile_policy, stall_after_s=0)
     return world
 
 
@@ -131,7 +132,8 @@ def test_a_lost_chunk_behind_a_busy_chunks_queue_waits_but_its_request_still_end
     if end == "dead-lettered":
         fakes.dead_chunks.put(chunk)  # every delivery of it failed: put back while its request has time
         assert (reconcile(fakes.reconcile()).redriven, redrive_count(fakes.chunks_queue.sent[-1])) == (1, 1)
-        fakes.dead_chunks.put(json.dumps({**json.loads(chunk), "redrives": fakes.settings.dead_letter_redrives}))
+        redrives = fakes.reconcile_policy.dead_letter_redrives
+        fakes.dead_chunks.put(json.dumps({**json.loads(chunk), "redrives": redrives}))
         assert reconcile(fakes.reconcile()).dead_chunks == 1  # put back enough times: its request ends
         expected = "DEAD_LETTERED"
     else:

@@ -31,7 +31,7 @@ HOOK = "http://hooks.invalid/done"
 @pytest.fixture
 def world() -> ReconcileFakes:
     fakes = ReconcileFakes()
-    fakes.settings = dataclasses.replace(fakes.settings, reconcile_interval_s=300)
+    fakes.reconcile_policy = dataclasses.replace(fakes.reconcile_policy, interval_s=300)
     return fakes
 
 
@@ -119,11 +119,11 @@ def test_a_dead_image_goes_back_to_its_queue_while_its_request_has_time_then_end
     back = world.queue.sent[-1]
     assert parse_task(back) == parse_task(first) and redrive_count(back) == 1
     assert world.catalog.get(request_id).status is RequestStatus.PENDING  # type: ignore[union-attr]
-    for _ in range(world.settings.dead_letter_redrives - 1):  # it keeps dying: put back up to the cap
+    for _ in range(world.reconcile_policy.dead_letter_redrives - 1):  # it keeps dying: put back up to the cap
         world.dead_images.put(world.queue.sent.pop())
         assert reconcile(world.reconcile()).redriven == 1
     world.dead_images.put(world.queue.sent.pop())
-    assert redrive_count(world.dead_images.letters[0].body) == world.settings.dead_letter_redrives
+    assert redrive_count(world.dead_images.letters[0].body) == world.reconcile_policy.dead_letter_redrives
     report = reconcile(world.reconcile())
     assert (report.redriven, report.dead_images) == (0, 1)
     [product] = world.catalog.products(request_id)
@@ -149,7 +149,7 @@ def test_a_dead_chunk_goes_back_to_its_queue_instead_of_ending_its_request(world
     assert (report.redriven, report.dead_chunks) == (1, 0)
     assert world.catalog.get(accepted.request_id).status is RequestStatus.PENDING  # type: ignore[union-attr]
     assert parse_task(world.chunks_queue.sent[-1]) == parse_task(chunk)
-    world.dead_chunks.put(json.dumps({**json.loads(chunk), "redrives": world.settings.dead_letter_redrives}))
+    world.dead_chunks.put(json.dumps({**json.loads(chunk), "redrives": world.reconcile_policy.dead_letter_redrives}))
     assert reconcile(world.reconcile()).dead_chunks == 1
     record = world.catalog.get(accepted.request_id)
     assert record is not None and (record.status, record.error["code"]) == (RequestStatus.FAILED, "DEAD_LETTERED")  # type: ignore[index]
@@ -231,7 +231,7 @@ def test_a_lost_wake_up_is_replaced_once_per_stall_window_and_the_reconciler_nev
         if reconcile(world.reconcile()).webhooks_woken:
             woken_at.append(world.now)
     assert world.poster.posts == []  # the reconciler only wakes: the webhook function sends
-    stall = timedelta(seconds=world.settings.stall_after_s)
+    stall = timedelta(seconds=world.reconcile_policy.stall_after_s)
     assert len(woken_at) == 3 and all(later - earlier > stall for earlier, later in pairwise(woken_at))
     wakes = [parse_task(body) for body in world.webhook_queue.sent]
     assert len({wake.wake for wake in wakes}) == 3  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ def test_a_round_gives_the_lease_back_so_the_next_one_runs() -> None:
 
 def test_a_lease_whose_holder_died_runs_out_after_the_function_timeout() -> None:
     fakes = ReconcileFakes()
-    lease_s = fakes.settings.reconcile_lease_s
+    lease_s = fakes.reconcile_policy.lease_s
     fakes.lease.acquire(ROUND_LEASE, "a round that was killed", fakes.now, fakes.now + timedelta(seconds=lease_s))
     fakes.now += timedelta(seconds=lease_s - 1)
     assert reconcile(fakes.reconcile()).skipped

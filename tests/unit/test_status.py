@@ -13,7 +13,7 @@ from ips.shared.ports import RequestRecord
 from ips.status.fakes import StatusFakes
 from ips.status.service import decode_cursor, request_status
 from ips_runtime.api import StatusResponse
-from ips_runtime.status_document import status_document
+from ips_runtime.status_document import PAGE_MAX_BYTES, status_document
 
 OK = ImageOutcome(ImageStatus.SUCCEEDED, output_url="http://assets.invalid/x.jpg", input_bytes=10, output_bytes=4)
 
@@ -46,12 +46,12 @@ def test_a_running_request_reads_its_counts_from_the_counter_and_pages_by_row() 
     assert progress is not None
     assert (progress.status, progress.succeeded, progress.failed) == (RequestStatus.PROCESSING, 1, 0)
     assert [p.row for p in progress.products] == [2, 3] and progress.more
-    document = status_document(progress, world.settings.status_page_max_bytes)
+    document = status_document(progress, PAGE_MAX_BYTES)
     StatusResponse.model_validate(document)  # the documented contract
     assert decode_cursor(document["nextCursor"]) == 3
     rest = request_status(request_id, "tenant-a", world.status(), limit=2, after_row=3)
     assert rest is not None and [p.row for p in rest.products] == [4] and not rest.more
-    assert status_document(rest, world.settings.status_page_max_bytes)["nextCursor"] is None
+    assert status_document(rest, PAGE_MAX_BYTES)["nextCursor"] is None
 
 
 def test_another_tenants_request_or_an_unknown_one_is_not_found() -> None:
@@ -69,7 +69,7 @@ def test_an_ended_request_shows_its_final_counts_output_link_webhook_and_error_i
     world.catalog.record_webhook(request_id, {"delivered": True, "attempts": 2, "last_status": 204, "last_error": None})
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
-    document = status_document(progress, world.settings.status_page_max_bytes)
+    document = status_document(progress, PAGE_MAX_BYTES)
     StatusResponse.model_validate(document)
     assert (document["status"], document["succeeded"], document["completedAt"]) == (
         "COMPLETED",
@@ -98,7 +98,7 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
     world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems, omitted=7)
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
-    document = status_document(progress, world.settings.status_page_max_bytes)
+    document = status_document(progress, PAGE_MAX_BYTES)
     StatusResponse.model_validate(document)
     assert document["error"] == {
         "code": "CSV_INVALID",
@@ -135,7 +135,7 @@ def test_the_document_is_what_the_response_model_serialises_so_its_measure_is_th
     world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 5, "last_status": 500, "last_error": "x"})
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
-    document = status_document(progress, world.settings.status_page_max_bytes)
+    document = status_document(progress, PAGE_MAX_BYTES)
     assert [product["images"][0] is None for product in document["products"]] == [False, False, True]
     assert StatusResponse.model_validate(document).model_dump(mode="json") == document
 
@@ -151,7 +151,7 @@ def test_free_text_from_elsewhere_is_cut_where_it_is_shown() -> None:
     world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 1, "last_error": "e" * 70_000})
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
-    document = status_document(progress, world.settings.status_page_max_bytes)
+    document = status_document(progress, PAGE_MAX_BYTES)
     [error] = document["products"][0]["errors"]
     assert len(error["message"]) == len(document["webhook"]["lastError"]) == MESSAGE_MAX_CHARS
     assert error["message"].startswith("HTTP 404 rrr") and error["message"].endswith("…")

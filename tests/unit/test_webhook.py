@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from ips.completion.policy import RetryPolicy
 from ips.completion.webhook import Attempt, WebhookSigner, attempt, encode_event
-from ips.shared.context import RetryPolicy
 from ips.shared.fetching import FetchError
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

@@ -94,7 +94,7 @@ def test_a_receiver_that_answers_again_is_no_longer_paused() -> None:
     receiver = receiver_of(world.catalog.get(first))  # type: ignore[arg-type]
     assert receiver in world.receivers.states
     # when: its pause is over and the next attempt is delivered
-    world.now += timedelta(seconds=world.settings.webhook_retry.delay(1))
+    world.now += timedelta(seconds=world.webhook_policy.retry.delay(1))
     assert deliver_webhook(WebhookTask(second), world.webhooks()) is Step.DELIVERED
     # then: its failures are forgotten: the first request's retry goes straight to it
     assert receiver not in world.receivers.states

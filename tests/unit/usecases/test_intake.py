@@ -22,7 +22,7 @@ from tests.unit.usecases.given import HOOK, TENANT, products_csv, urls
 
 
 def with_quota(fakes: IntakeFakes, per_day: int, in_flight: int) -> IntakeFakes:
-    fakes.settings = dataclasses.replace(fakes.settings, image_quota=ImageQuota(per_day, in_flight))
+    fakes.image_quota = ImageQuota(per_day, in_flight)
     return fakes
 
 
@@ -94,7 +94,7 @@ def test_a_presigned_slot_awaits_its_file_under_the_incoming_prefix_within_the_f
     slot = create_upload(TENANT, HOOK, fakes.intake(), check_url=refuse_nothing)
     # then: the POST writes the incoming key, capped at the presigned route's bytes; the request awaits it
     assert slot.post.fields["key"] == incoming_key(slot.request_id)
-    assert slot.max_bytes == fakes.settings.presigned_csv_limits.max_bytes == int(slot.post.fields["max"])
+    assert slot.max_bytes == fakes.intake_policy.presigned_csv_limits.max_bytes == int(slot.post.fields["max"])
     record = fakes.catalog.get(slot.request_id)
     assert record is not None and record.awaiting_upload and record.status is RequestStatus.PENDING
     assert fakes.chunks_queue.sent == [] and not fakes.quotas.reserved  # counted when the file is ingested
@@ -114,7 +114,7 @@ def test_a_tenant_with_no_room_left_gets_no_presigned_slot() -> None:
 def test_a_presigned_file_over_the_byte_limit_ends_its_request_failed_file_too_large() -> None:
     # given: a slot, and a file larger than the route allows (S3 enforces it in AWS; this holds where it is not)
     fakes = IntakeFakes()
-    fakes.settings = dataclasses.replace(fakes.settings, presigned_csv_limits=CsvLimits(max_bytes=64))
+    fakes.intake_policy = dataclasses.replace(fakes.intake_policy, presigned_csv_limits=CsvLimits(max_bytes=64))
     slot = create_upload(TENANT, HOOK, fakes.intake(), check_url=refuse_nothing)
     fakes.uploads.put(incoming_key(slot.request_id), products_csv(urls("a.jpg", "b.jpg", "c.jpg")), "text/csv")
     # when

@@ -33,7 +33,7 @@ INTERVAL = 300  # the reconciler's schedule, seconds
 @pytest.fixture
 def world() -> ReconcileFakes:
     fakes = ReconcileFakes()
-    fakes.settings = dataclasses.replace(fakes.settings, reconcile_interval_s=INTERVAL)
+    fakes.reconcile_policy = dataclasses.replace(fakes.reconcile_policy, interval_s=INTERVAL)
     return fakes
 
 
@@ -51,7 +51,7 @@ def past_its_deadline(world: ReconcileFakes, request_id: str) -> None:
 
 def at_the_cap(world: ReconcileFakes, body: str) -> str:
     """A message put back on its queue as many times as dead letters may be."""
-    for _ in range(world.settings.dead_letter_redrives):
+    for _ in range(world.reconcile_policy.dead_letter_redrives):
         body = redriven(body)
     return body
 
@@ -217,7 +217,7 @@ def test_an_upload_that_never_came_ends_upload_expired_only_after_its_grace(worl
     # given: a presigned slot whose file never came
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
     # when: a round runs at its expiry, and one after the grace
-    later(world, world.settings.upload_expiry_s + world.settings.upload_grace_s)
+    later(world, world.intake_policy.upload_expiry_s + world.intake_policy.upload_grace_s)
     assert reconcile(world.reconcile()).uploads_expired == 0
     later(world, 1)
     report = reconcile(world.reconcile())
@@ -233,7 +233,7 @@ def test_a_file_that_came_but_was_never_ingested_is_ingested_by_a_round(world: R
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
     world.uploads.put(incoming_key(slot.request_id), products_csv(urls("a.jpg", "b.jpg")), "text/csv")
     # when: a round after the upload's expiry and grace
-    later(world, world.settings.upload_expiry_s + world.settings.upload_grace_s + 1)
+    later(world, world.intake_policy.upload_expiry_s + world.intake_policy.upload_grace_s + 1)
     report = reconcile(world.reconcile())
     # then: ingested (counted, its chunk queued), not expired
     assert (report.uploads_reingested, report.uploads_expired) == (1, 0)

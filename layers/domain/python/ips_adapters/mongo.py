@@ -11,8 +11,8 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from ips.completion.policy import RetryPolicy
 from ips.completion.ports import SecretGeneration
-from ips.shared.context import RetryPolicy
 from ips.shared.csv_input import ProductRow
 from ips.shared.errors import Problem, failure_record
 from ips.shared.model import Counts, ImageOutcome, ImageStatus, ImageTask, RequestStatus, Savings

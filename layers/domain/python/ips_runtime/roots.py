@@ -143,7 +143,7 @@ def intake_ports(adapters: Adapters) -> IntakePorts:
         chunks=adapters.chunks,
         allowance=allowance(adapters),
         clock=adapters.clock,
-        settings=adapters.part(Intake).settings(adapters.part(CsvCaps)),
+        policy=adapters.part(Intake).policy(adapters.part(CsvCaps)),
     )
 
 
@@ -221,7 +221,6 @@ def build_notify(adapters: Adapters) -> CompletionPorts:
 
 def build_webhook(adapters: Adapters) -> WebhookPorts:
     """The only root that signs and sends webhooks (and holds the master secret besides the secret route's)."""
-    delivery = adapters.part(WebhookDelivery)
     return WebhookPorts(
         catalog=adapters.catalog,
         receivers=adapters.receivers,
@@ -230,10 +229,7 @@ def build_webhook(adapters: Adapters) -> WebhookPorts:
         links=output_links(adapters),
         queue=adapters.webhook_queue,
         clock=adapters.clock,
-        lease_s=delivery.lease_s,
-        retry=delivery.retry,
-        timeout_s=delivery.timeout_s,
-        window_s=adapters.part(ResendWindow).webhook_resend_window_s,
+        policy=adapters.part(WebhookDelivery).policy(adapters.part(ResendWindow)),
     )
 
 
@@ -253,9 +249,6 @@ def build_secret(adapters: Adapters) -> TenantSecrets:
 
 
 def build_reconcile(adapters: Adapters) -> ReconcilePorts:
-    settings = adapters.part(Intake).settings(
-        adapters.part(CsvCaps), adapters.part(Reconciling), adapters.part(ResendWindow)
-    )
     return ReconcilePorts(
         catalog=adapters.catalog,
         ledger=adapters.ledger,
@@ -266,7 +259,8 @@ def build_reconcile(adapters: Adapters) -> ReconcilePorts:
         dead_letters=adapters.dead_letters,
         clock=adapters.clock,
         completion=completion_ports(adapters),
-        settings=settings,
+        policy=adapters.part(Reconciling).policy(adapters.part(ResendWindow)),
+        intake_policy=adapters.part(Intake).policy(adapters.part(CsvCaps)),
         lease=adapters.lease,
         rounds=adapters.rounds,
         ingest_failures=adapters.ingest_failures,

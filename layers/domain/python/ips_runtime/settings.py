@@ -1,7 +1,7 @@
 """The functions' settings: small shared parts, and one model per function composed of exactly the parts it reads.
 
 A part (`Part`) is a few environment variables, typed, each with its default, and what they make: its fields are
-named as the domain's own (`ImageLimits.max_bytes`, `RetryPolicy.attempts`, `Settings.chunk_images`), each
+named as the domain's own (`ImageLimits.max_bytes`, `RetryPolicy.attempts`, `IntakePolicy.chunk_images`), each
 read from the variable its alias names (`IMAGE_MAX_BYTES`), so a part builds its domain object from its own
 fields (`ImageLimits(**part.model_dump())`), with no copy by hand. The defaults are the domain's, named, never
 repeated.
@@ -24,13 +24,21 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
+from ips.completion.policy import RetryPolicy, WebhookPolicy
+from ips.completion.tenant_secrets import TenantSecrets
+from ips.intake.policy import IntakePolicy
 from ips.processing.polite import DEFAULT_PER_HOST
-from ips.shared.context import PRESIGNED_CSV_LIMITS, RetryPolicy, Settings
-from ips.shared.csv_input import CsvLimits
+from ips.processing.ports import ProcessingPorts, ReusePorts
+from ips.reconcile.policy import ReconcilePolicy
+from ips.shared.csv_input import PRESIGNED_CSV_LIMITS, CsvLimits
+from ips.shared.deadlines import DeadlinePolicy
 from ips.shared.imaging import ImageLimits
+from ips.shared.options import DEFAULT_OPTIONS
+from ips.shared.output_links import OutputLinks
 from ips.shared.quotas import WORK_UNIT_S, ImageQuota
 from ips_adapters.outbound.policy import DEFAULT_CONTACT_URL, DEFAULT_USER_AGENT, OutboundPolicy, parse_origin
 from ips_runtime.env_settings import EnvSettings, SettingsError
+from ips_runtime.status_document import PAGE_MAX_BYTES
 
 Count = Annotated[int, Field(ge=1)]
 Whole = Annotated[int, Field(ge=0)]
@@ -216,67 +224,75 @@ class Quotas(Part):
 
 
 class Intake(Part):
-    """The `Settings` of accepting a request: its chunks, how long its upload may take, its deadline."""
+    """`IntakePolicy` beyond the CSV limits: its chunks, how long its upload may take, its `DeadlinePolicy`."""
 
     # Images per fan-out chunk: one chunk's expansion fits an expand invocation (whole rows; a bigger row alone).
-    chunk_images: Count = Field(Settings.chunk_images, alias="CHUNK_IMAGES")
-    upload_expiry_s: Whole = Field(Settings.upload_expiry_s, alias="UPLOAD_EXPIRY_SECONDS")
-    upload_grace_s: Seconds = Field(Settings.upload_grace_s, alias="UPLOAD_GRACE_SECONDS")
-    deadline_base_s: Seconds = Field(Settings.deadline_base_s, alias="REQUEST_DEADLINE_SECONDS")
-    deadline_per_image_s: Seconds = Field(Settings.deadline_per_image_s, alias="REQUEST_DEADLINE_PER_IMAGE_SECONDS")
+    chunk_images: Count = Field(IntakePolicy.chunk_images, alias="CHUNK_IMAGES")
+    upload_expiry_s: Whole = Field(IntakePolicy.upload_expiry_s, alias="UPLOAD_EXPIRY_SECONDS")
+    upload_grace_s: Seconds = Field(IntakePolicy.upload_grace_s, alias="UPLOAD_GRACE_SECONDS")
+    deadline_base_s: Seconds = Field(DeadlinePolicy.base_s, alias="REQUEST_DEADLINE_SECONDS")
+    deadline_per_image_s: Seconds = Field(DeadlinePolicy.per_image_s, alias="REQUEST_DEADLINE_PER_IMAGE_SECONDS")
 
-    def settings(self, csv: CsvCaps, *more: Part) -> Settings:
-        """The use cases' `Settings`: these fields, the CSV limits and `more` parts' fields (by the same names)."""
-        fields: dict[str, Any] = {**self.model_dump()}
-        for part in more:
-            fields.update(part.model_dump())
-        return Settings(csv_limits=csv.direct, presigned_csv_limits=csv.presigned, **fields)
+    def policy(self, csv: CsvCaps) -> IntakePolicy:
+        """These fields with both routes' CSV limits."""
+        return IntakePolicy(
+            csv_limits=csv.direct,
+            presigned_csv_limits=csv.presigned,
+            chunk_images=self.chunk_images,
+            upload_expiry_s=self.upload_expiry_s,
+            upload_grace_s=self.upload_grace_s,
+            deadlines=DeadlinePolicy(self.deadline_base_s, self.deadline_per_image_s),
+        )
 
 
 class RequestDefaults(Part):
-    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = Field(Settings.jpeg_quality, alias="JPEG_QUALITY")
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = Field(DEFAULT_OPTIONS.quality, alias="JPEG_QUALITY")
 
 
 class Processing(Part):
     """How the process function treats an image beyond its limits: retries, reuse, politeness to sources."""
 
-    max_receive_count: Count = Field(Settings.max_receive_count, alias="MAX_RECEIVE_COUNT")
+    max_receive_count: Count = Field(ProcessingPorts.max_receive_count, alias="MAX_RECEIVE_COUNT")
     reuse: bool = Field(True, alias="IMAGE_REUSE")  # off: every image is fetched and compressed afresh
     output_retention_days: Annotated[float, Field(gt=0)] = Field(
-        Settings.output_retention_days, alias="OUTPUT_RETENTION_DAYS"
+        ReusePorts.output_retention_days, alias="OUTPUT_RETENTION_DAYS"
     )
     per_host: Count = Field(DEFAULT_PER_HOST, alias="FETCH_PER_HOST")  # downloads in flight per host, per process
 
 
 class OutputUrls(Part):
-    expiry_s: Whole = Field(Settings.output_url_expiry_s, alias="OUTPUT_URL_EXPIRY_SECONDS")
+    expiry_s: Whole = Field(OutputLinks.expiry_s, alias="OUTPUT_URL_EXPIRY_SECONDS")
 
 
 class StatusPages(Part):
-    max_bytes: Count = Field(Settings.status_page_max_bytes, alias="STATUS_PAGE_MAX_BYTES")
+    max_bytes: Count = Field(PAGE_MAX_BYTES, alias="STATUS_PAGE_MAX_BYTES")
 
 
 class WebhookDelivery(Part):
-    """A webhook's `RetryPolicy` (attempts, first pause), one attempt's limit and the claim a sender holds."""
+    """`WebhookPolicy` but its window (`ResendWindow`, the reconciler's too): its `RetryPolicy` (attempts, first
+    pause), one attempt's limit and the claim a sender holds."""
 
     attempts: Count = Field(RetryPolicy.attempts, alias="WEBHOOK_ATTEMPTS")
     first_delay: Seconds = Field(RetryPolicy.first_delay, alias="WEBHOOK_FIRST_DELAY")
-    timeout_s: Timeout = Field(Settings.webhook_timeout_s, alias="WEBHOOK_TIMEOUT_SECONDS")
-    lease_s: Count = Field(Settings.webhook_lease_seconds, alias="WEBHOOK_LEASE_SECONDS")
+    timeout_s: Timeout = Field(WebhookPolicy.timeout_s, alias="WEBHOOK_TIMEOUT_SECONDS")
+    lease_s: Count = Field(WebhookPolicy.lease_s, alias="WEBHOOK_LEASE_SECONDS")
 
     @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(self.attempts, self.first_delay)
 
+    def policy(self, resend: ResendWindow) -> WebhookPolicy:
+        return WebhookPolicy(self.retry, self.timeout_s, self.lease_s, resend.webhook_resend_window_s)
+
 
 class ResendWindow(Part):
-    webhook_resend_window_s: Seconds = Field(Settings.webhook_resend_window_s, alias="WEBHOOK_RESEND_WINDOW_SECONDS")
+    webhook_resend_window_s: Seconds = Field(WebhookPolicy.resend_window_s, alias="WEBHOOK_RESEND_WINDOW_SECONDS")
 
 
 class WebhookSigning(Part):
     secret: str | None = Field(None, alias="WEBHOOK_SECRET")  # the master whsec_... tenants' secrets derive from
     secret_arn: str | None = Field(None, alias="WEBHOOK_SECRET_SECRET_ARN")
-    rotation_window_s: Whole = Field(Settings.webhook_rotation_window_s, alias="WEBHOOK_ROTATION_WINDOW_SECONDS")
+    rotation_window_s: Whole = Field(TenantSecrets.rotation_window_s, alias="WEBHOOK_ROTATION_WINDOW_SECONDS")
 
     def master(self) -> str | None:
         """The master secret (fetched from Secrets Manager when given by ARN)."""
@@ -284,13 +300,17 @@ class WebhookSigning(Part):
 
 
 class Reconciling(Part):
-    """The reconciler's `Settings`: when work counts as lost, how often a dead letter is put back, its rounds."""
+    """`ReconcilePolicy` but its webhook window (`ResendWindow`): when work counts as lost, how often a dead letter
+    is put back, its rounds."""
 
-    stall_after_s: Seconds = Field(Settings.stall_after_s, alias="STALL_AFTER_SECONDS")
-    dead_letter_redrives: Whole = Field(Settings.dead_letter_redrives, alias="DEAD_LETTER_REDRIVES")
+    stall_after_s: Seconds = Field(ReconcilePolicy.stall_after_s, alias="STALL_AFTER_SECONDS")
+    dead_letter_redrives: Whole = Field(ReconcilePolicy.dead_letter_redrives, alias="DEAD_LETTER_REDRIVES")
     # The topology sets both: the function's timeout and the schedule's rate.
-    reconcile_lease_s: Timeout = Field(Settings.reconcile_lease_s, alias="RECONCILE_LEASE_SECONDS")
-    reconcile_interval_s: Timeout = Field(Settings.reconcile_interval_s, alias="RECONCILE_INTERVAL_SECONDS")
+    lease_s: Timeout = Field(ReconcilePolicy.lease_s, alias="RECONCILE_LEASE_SECONDS")
+    interval_s: Timeout = Field(ReconcilePolicy.interval_s, alias="RECONCILE_INTERVAL_SECONDS")
+
+    def policy(self, resend: ResendWindow) -> ReconcilePolicy:
+        return ReconcilePolicy(**self.model_dump(), webhook_resend_window_s=resend.webhook_resend_window_s)
 
 
 class Outbound(Part):

@@ -17,6 +17,10 @@ from ips.shared.model import ImageOutcome, ImageStatus
 from ips.shared.ports import ProductRecord
 from ips.status.service import MAX_CURSOR_ROW, RequestProgress, encode_cursor
 
+# A status page's JSON as a Lambda result carries it: under Lambda's 6 MiB response payload
+# (infra.topology.PayloadLimits.page_bytes).
+PAGE_MAX_BYTES = 5 * 1024 * 1024 + 100
+
 WAITING_FOR_UPLOAD = "WAITING_FOR_UPLOAD"
 SUCCEEDED_DETAILS = ("inputFormat", "inputBytes", "outputFormat", "outputBytes", "width", "height", "reused")
 

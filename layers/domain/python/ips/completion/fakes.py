@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ips.completion.policy import RetryPolicy, WebhookPolicy
 from ips.completion.ports import (
     CompletionPorts,
     Receivers,
@@ -17,7 +18,6 @@ from ips.completion.ports import (
     WebhookPoster,
 )
 from ips.completion.tenant_secrets import TenantSecrets
-from ips.shared.context import RetryPolicy
 from ips.shared.fakes import SharedFakes
 from ips.shared.fetching import FetchError
 
@@ -90,6 +90,7 @@ class CompletionFakes(SharedFakes):
     receivers: MemoryReceivers = field(default_factory=MemoryReceivers)
     secret_generations: MemorySecretGenerations = field(default_factory=MemorySecretGenerations)
     poster: MemoryPoster = field(default_factory=MemoryPoster)
+    webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
 
     def completion(self) -> CompletionPorts:
         return CompletionPorts(
@@ -106,10 +107,7 @@ class CompletionFakes(SharedFakes):
             self.links(),
             self.webhook_queue,
             self.clock,
-            lease_s=self.settings.webhook_lease_seconds,
-            retry=self.settings.webhook_retry,
-            timeout_s=self.settings.webhook_timeout_s,
-            window_s=self.settings.webhook_resend_window_s,
+            self.webhook_policy,
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from ips.shared.context import RetryPolicy
+from ips.completion.policy import RetryPolicy, WebhookPolicy
 from ips.shared.output_links import OutputLinks
 from ips.shared.ports import Catalog, Clock, Ledger, TaskQueue, UploadStore
 from ips.shared.quotas import Allowance
@@ -87,9 +87,4 @@ class WebhookPorts:
     links: OutputLinks
     queue: TaskQueue  # the webhook queue: the next wake-up of a delivery not done yet
     clock: Clock
-    # The settings' (ips.shared.context.Settings): the claim's lease (longer than one attempt, shorter than the queue's
-    # visibility), the backoff and the cap on attempts, one POST's whole limit, and the window after the end.
-    lease_s: int
-    retry: RetryPolicy
-    timeout_s: float
-    window_s: float
+    policy: WebhookPolicy  # the backoff, the cap on attempts, one POST's limit, the claim's lease, the window

@@ -136,19 +136,19 @@ def deliver_webhook(task: WebhookTask, ports: WebhookPorts) -> Step:
         logger.error("a webhook is due but WEBHOOK_SECRET is not set", extra={"request_id": request_id})
         return Step.DONE
     now = ports.clock()
-    window_end = (record.completed_at or now) + timedelta(seconds=ports.window_s)
-    if int(state.get("attempts") or 0) >= ports.retry.attempts or now >= window_end:
+    window_end = (record.completed_at or now) + timedelta(seconds=ports.policy.resend_window_s)
+    if int(state.get("attempts") or 0) >= ports.policy.retry.attempts or now >= window_end:
         return _give_up(request_id, state, ports)
     waits = [state.get("next_attempt_at"), record.webhook_claim_until]
     due = max((moment for moment in waits if moment is not None), default=now)
     if due <= now:
-        due = ports.receivers.admit(receiver_of(record), now, ports.lease_s) or now
+        due = ports.receivers.admit(receiver_of(record), now, ports.policy.lease_s) or now
     if due > now:
         _wake(task, due, ports)
         return Step.WAITING
-    number = ports.catalog.claim_webhook(request_id, ports.lease_s, now)
+    number = ports.catalog.claim_webhook(request_id, ports.policy.lease_s, now)
     if number is None:  # another wake-up of the same delivery took it first: come back when its claim ends
-        _wake(task, now + timedelta(seconds=ports.lease_s), ports)
+        _wake(task, now + timedelta(seconds=ports.policy.lease_s), ports)
         return Step.WAITING
     return _attempt(record, signer, number, now, window_end, ports)
 
@@ -159,7 +159,7 @@ def _attempt(
     request_id, receiver = record.request_id, receiver_of(record)
     body = encode_event(WEBHOOK_EVENT, webhook_data(record, ports.links), int(now.timestamp()))
     url = record.webhook_url or ""
-    result = attempt(ports.poster, signer, url, webhook_message_id(request_id), body, timeout=ports.timeout_s)
+    result = attempt(ports.poster, signer, url, webhook_message_id(request_id), body, timeout=ports.policy.timeout_s)
     outcome: dict[str, Any] = {"delivered": result.delivered, "last_status": result.status, "last_error": result.error}
     extra = {"request_id": request_id, "attempt": number, **outcome}
     if result.delivered:
@@ -168,9 +168,9 @@ def _attempt(
         logger.info("webhook delivered", extra=extra)
         return Step.DELIVERED
     if not result.permanent:  # an address refused for good says nothing about the receiver's health
-        ports.receivers.failed(receiver, now, ports.retry)
-    retry_at = now + timedelta(seconds=ports.retry.delay(number))
-    if result.permanent or number >= ports.retry.attempts or retry_at >= window_end:
+        ports.receivers.failed(receiver, now, ports.policy.retry)
+    retry_at = now + timedelta(seconds=ports.policy.retry.delay(number))
+    if result.permanent or number >= ports.policy.retry.attempts or retry_at >= window_end:
         ports.catalog.record_webhook(request_id, {**outcome, "next_attempt_at": None, "gave_up": True})
         logger.error("webhook given up", extra=extra)
         return Step.GAVE_UP

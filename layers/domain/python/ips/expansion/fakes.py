@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ips.expansion.ports import ChunkPorts
+from ips.shared.csv_input import PRESIGNED_CSV_LIMITS, CsvLimits
 from ips.shared.fakes import SharedFakes
 
 
@@ -14,6 +15,8 @@ class ExpansionFakes(SharedFakes):
     """What expanding a chunk runs over: the uploads bucket (the CSV's byte ranges), the catalog, the images and
     chunks queues, each chunk's progress."""
 
+    chunk_csv_limits: CsvLimits = PRESIGNED_CSV_LIMITS  # what a chunk's rows are read under (the expand function's)
+
     def chunks(self) -> ChunkPorts:
         return ChunkPorts(
             self.uploads,
@@ -21,5 +24,5 @@ class ExpansionFakes(SharedFakes):
             self.queue,
             self.chunks_queue,
             self.chunk_progress,
-            self.settings.presigned_csv_limits,
+            self.chunk_csv_limits,
         )

@@ -1,6 +1,6 @@
 """Expand one chunk of CSV rows (a message of the chunks queue) into product records and image messages, resumably.
 
-A chunk holds at most `Settings.chunk_images` images, so its expansion fits one invocation. Its image messages
+A chunk holds at most `IntakePolicy.chunk_images` images, so its expansion fits one invocation. Its image messages
 go out in groups of SEND_GROUP; after each group the chunk's progress (how many were sent) is recorded,
 conditionally and only forwards, so a redelivered chunk (after a timeout, a crash, an overlapping delivery) goes
 on from there instead of sending it all again: at most the group in flight is sent twice, and image messages are

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ips.shared.context import Settings
+from ips.intake.policy import IntakePolicy
 from ips.shared.failing import FailPorts
 from ips.shared.ports import Catalog, Clock, Ledger, TaskQueue, UploadStore
 from ips.shared.quotas import Allowance
@@ -24,7 +24,7 @@ class IntakePorts:
     chunks: TaskQueue  # the chunks queue: the fan-out's one message per chunk (the expand function's)
     allowance: Allowance
     clock: Clock
-    settings: Settings  # CSV limits, chunk size, upload expiry, deadlines
+    policy: IntakePolicy  # CSV limits, chunk size, upload expiry, deadlines
 
     @property
     def failing(self) -> FailPorts:

@@ -95,7 +95,7 @@ def accept_csv(
     accepted request. `check_url` refuses a webhook URL we must not call."""
     if webhook_url:
         validate_webhook_url(webhook_url, check_url)
-    plan = plan_csv(byte_lines([data]), ports.settings.csv_limits, ports.settings.chunk_images)
+    plan = plan_csv(byte_lines([data]), ports.policy.csv_limits, ports.policy.chunk_images)
     request_id, salt = str(uuid.uuid4()), new_asset_salt()
     ports.allowance.reserve(tenant, request_id, plan.total_images)
     try:
@@ -131,7 +131,7 @@ def _store_and_fan_out(
             input_key=key,
             asset_salt=salt,
             options=options,
-            deadline_at=ports.settings.deadline(now, plan.total_images),
+            deadline_at=ports.policy.deadlines.deadline(now, plan.total_images),
         )
     )
     fan_out(request_id, key, plan, salt, ports, tenant=tenant, options=options)
@@ -148,7 +148,7 @@ def create_upload(
     """The presigned path, step one: a request waiting for its file, and a POST the client sends it with."""
     if webhook_url:
         validate_webhook_url(webhook_url, check_url)
-    settings = ports.settings
+    policy = ports.policy
     ports.allowance.check(tenant)  # the images are counted at ingestion; a key with no room gets no slot
     request_id = str(uuid.uuid4())
     now = ports.clock()
@@ -162,22 +162,22 @@ def create_upload(
             total_images=0,
             webhook_url=webhook_url or None,
             asset_salt=new_asset_salt(),
-            upload_expires_at=now + timedelta(seconds=settings.upload_expiry_s),
+            upload_expires_at=now + timedelta(seconds=policy.upload_expiry_s),
             options=options,
             # Replaced by one sized to the file when it arrives.
-            deadline_at=settings.deadline(now + timedelta(seconds=settings.upload_expiry_s), 0),
+            deadline_at=policy.deadlines.deadline(now + timedelta(seconds=policy.upload_expiry_s), 0),
         )
     )
-    max_bytes = settings.presigned_csv_limits.max_bytes
-    post = ports.uploads.presigned_post(incoming_key(request_id), max_bytes, settings.upload_expiry_s, CSV_CONTENT_TYPE)
-    return UploadSlot(request_id, post, settings.upload_expiry_s, max_bytes)
+    max_bytes = policy.presigned_csv_limits.max_bytes
+    post = ports.uploads.presigned_post(incoming_key(request_id), max_bytes, policy.upload_expiry_s, CSV_CONTENT_TYPE)
+    return UploadSlot(request_id, post, policy.upload_expiry_s, max_bytes)
 
 
 def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
     """The presigned path, step two (S3 ObjectCreated): validate the file as a stream, then fan it out or end
     the request FAILED with every problem. Safe to run again for the same object."""
     request_id = request_id_of_incoming(key)
-    settings = ports.settings
+    policy = ports.policy
     record = ports.catalog.get(request_id) if request_id else None
     if record is None or request_id is None:
         logger.warning("an upload for no request", extra={"key": key})
@@ -185,7 +185,7 @@ def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
     if not record.awaiting_upload:
         logger.info("upload already ingested or request ended", extra={"request_id": request_id})
         return record.status
-    limits = settings.presigned_csv_limits
+    limits = policy.presigned_csv_limits
     stored = ports.uploads.head(key)
     if stored is None:
         logger.warning("an upload event for an object that is gone", extra={"key": key})
@@ -201,7 +201,7 @@ def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
             )
         # Pin this version: validation and every chunk read the copy, never the live key the policy can rewrite.
         ports.uploads.copy_pinned(key, stored.etag, pinned)
-        plan = plan_csv(byte_lines(ports.uploads.stream(pinned)), limits, settings.chunk_images)
+        plan = plan_csv(byte_lines(ports.uploads.stream(pinned)), limits, policy.chunk_images)
         ports.allowance.reserve(record.tenant, request_id, plan.total_images)
     except QuotaExceeded as exc:  # known only now: the request ends FAILED with the code (and its webhook)
         fail_request(request_id, exc.code, exc.message, ports.failing)
@@ -212,7 +212,7 @@ def ingest_upload(key: str, ports: IntakePorts) -> RequestStatus | None:
     except InvalidInput as exc:
         fail_request(request_id, exc.code, exc.message, ports.failing, problems=exc.problems, omitted=exc.omitted)
         return RequestStatus.FAILED
-    deadline = settings.deadline(ports.clock(), plan.total_images)
+    deadline = policy.deadlines.deadline(ports.clock(), plan.total_images)
     if ports.catalog.upload_arrived(request_id, pinned, plan.total_products, plan.total_images, deadline):
         fan_out(request_id, pinned, plan, record.asset_salt, ports, tenant=record.tenant, options=record.options)
     else:  # a second upload through the same policy, or a redelivered event: what was ingested stays
@@ -233,7 +233,7 @@ def settle_overdue_upload(record: RequestRecord, now: datetime, ports: IntakePor
     expires = record.upload_expires_at
     if not record.awaiting_upload or expires is None:
         return None
-    if now <= expires + timedelta(seconds=ports.settings.upload_grace_s):
+    if now <= expires + timedelta(seconds=ports.policy.upload_grace_s):
         return None
     key = incoming_key(record.request_id)
     if ports.uploads.head(key) is not None:

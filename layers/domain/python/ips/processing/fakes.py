@@ -64,13 +64,14 @@ class ProcessingFakes(SharedFakes):
     fetcher: MemoryFetcher = field(default_factory=MemoryFetcher)
     processed: MemoryBlobStore = field(default_factory=MemoryBlobStore)
     reuse: MemoryReuseIndex = field(default_factory=MemoryReuseIndex)
+    asset_base_url: str = "http://assets.invalid"  # where processed objects are publicly readable
     known: KnownRequests = field(init=False)  # the process function's container's requests seen
 
     def __post_init__(self) -> None:
         self.known = KnownRequests(self.catalog)
 
     def processing(self) -> ProcessingPorts:
-        reuse = ReusePorts(self.reuse, self.processed, self.clock, self.settings.asset_base_url)
+        reuse = ReusePorts(self.reuse, self.processed, self.clock, self.asset_base_url)
         return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())
 
     def run_batch(

@@ -12,6 +12,7 @@ from ips.completion.fakes import CompletionFakes
 from ips.expansion.fakes import ExpansionFakes
 from ips.intake.fakes import IntakeFakes
 from ips.processing.fakes import ProcessingFakes
+from ips.reconcile.policy import ReconcilePolicy
 from ips.reconcile.ports import DeadLetter, DeadLetterQueue, Lease, ReconcilePorts, RoundLog
 
 
@@ -81,6 +82,7 @@ class ReconcileFakes(IntakeFakes, ExpansionFakes, ProcessingFakes, CompletionFak
     ingest_failures: MemoryDeadLetters = field(default_factory=MemoryDeadLetters)  # on-failure records of ingest
     rounds: MemoryRoundLog = field(default_factory=MemoryRoundLog)
     lease: MemoryLease = field(default_factory=MemoryLease)
+    reconcile_policy: ReconcilePolicy = field(default_factory=ReconcilePolicy)
 
     def reconcile(self) -> ReconcilePorts:
         return ReconcilePorts(
@@ -93,7 +95,8 @@ class ReconcileFakes(IntakeFakes, ExpansionFakes, ProcessingFakes, CompletionFak
             (self.dead_images, self.dead_chunks, self.dead_webhooks),
             self.clock,
             self.completion(),
-            self.settings,
+            self.reconcile_policy,
+            self.intake_policy,
             self.lease,
             self.rounds,
             self.ingest_failures,

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ips.shared.context import Settings
+from ips.intake.policy import IntakePolicy
 from ips.shared.csv_input import Chunk, Columns, CsvPlan, byte_lines, plan_csv
 from ips.shared.model import ChunkTask, ImageOutcome, ImageTask
 from ips.shared.ports import ChunkProgress, ProductRecord, RequestRecord, UploadStore
@@ -38,7 +38,7 @@ def outstanding(
     pending: list[ImageTask],
     uploads: UploadStore,
     progress: ChunkProgress,
-    settings: Settings,
+    intake: IntakePolicy,
 ) -> Outstanding:
     """Which of the pending images were sent, and which chunks are not done: the file re-planned (its chunks are
     cut the same way every time), each chunk's images in the order its expansion sends them, against the
@@ -46,8 +46,8 @@ def outstanding(
     if not record.input_key:
         return Outstanding(pending, [])  # no file to re-plan: every pending image counts as sent
     plan = _PLANS.get(
-        (record.input_key, settings.chunk_images),
-        lambda key: plan_csv(byte_lines(uploads.stream(key)), settings.presigned_csv_limits, settings.chunk_images),
+        (record.input_key, intake.chunk_images),
+        lambda key: plan_csv(byte_lines(uploads.stream(key)), intake.presigned_csv_limits, intake.chunk_images),
     )
     rows = [product.row for product in products]
     work = Outstanding([], [])

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Protocol
 
 from ips.completion.ports import CompletionPorts
+from ips.intake.policy import IntakePolicy
 from ips.intake.ports import IntakePorts
-from ips.shared.context import Settings
+from ips.reconcile.policy import ReconcilePolicy
 from ips.shared.failing import FailPorts
 from ips.shared.ports import Catalog, ChunkProgress, Clock, Ledger, TaskQueue, UploadStore
 
@@ -63,7 +64,8 @@ class ReconcilePorts:
     dead_letters: tuple[DeadLetterQueue, ...]
     clock: Clock
     completion: CompletionPorts  # also the tenants' allowance and the webhook queue
-    settings: Settings  # grace, stall and resend windows; how a lost chunk's file is re-planned
+    policy: ReconcilePolicy  # when work counts as lost, dead letters' redrives, the rounds' lease and schedule
+    intake_policy: IntakePolicy  # how an overdue upload is ingested and a lost chunk's file re-planned
     lease: Lease  # one round at a time
     rounds: RoundLog  # when a round last found the stores answering
     ingest_failures: DeadLetterQueue | None = None  # S3 events whose ingestion failed every try (AWS only)
@@ -76,5 +78,11 @@ class ReconcilePorts:
     def intake(self) -> IntakePorts:
         """What re-running an upload's ingestion needs."""
         return IntakePorts(
-            self.uploads, self.catalog, self.ledger, self.chunks, self.completion.allowance, self.clock, self.settings
+            self.uploads,
+            self.catalog,
+            self.ledger,
+            self.chunks,
+            self.completion.allowance,
+            self.clock,
+            self.intake_policy,
         )

@@ -41,8 +41,8 @@ from ips.completion.service import complete_request, wake_webhook
 from ips.intake.service import OverdueUpload, ingest_upload, settle_overdue_upload
 from ips.processing.settle import settle
 from ips.reconcile.outstanding import outstanding, product_images
+from ips.reconcile.policy import ReconcilePolicy
 from ips.reconcile.ports import DeadLetter, DeadLetterQueue, ReconcilePorts
-from ips.shared.context import Settings
 from ips.shared.failing import fail_request
 from ips.shared.messages import MalformedMessage, parse_task, redrive_count, redriven
 from ips.shared.model import ChunkTask, ImageOutcome, ImageTask, WebhookTask
@@ -86,7 +86,7 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     does; the next round goes on."""
     now, holder = ports.clock(), uuid.uuid4().hex
     try:
-        held = ports.lease.acquire(ROUND_LEASE, holder, now, now + timedelta(seconds=ports.settings.reconcile_lease_s))
+        held = ports.lease.acquire(ROUND_LEASE, holder, now, now + timedelta(seconds=ports.policy.lease_s))
     except Exception:  # the lease lives in the table: DynamoDB failing is an outage, waited out like any other
         logger.exception("a store is failing: this round does nothing, and the deadlines wait for it")
         return RoundReport(store_outage=True)
@@ -98,7 +98,7 @@ def reconcile(ports: ReconcilePorts, time_left: Callable[[], float] = lambda: fl
     finally:
         try:
             ports.lease.release(ROUND_LEASE, holder)
-        except Exception:  # it runs out by itself (reconcile_lease_s)
+        except Exception:  # it runs out by itself (ReconcilePolicy.lease_s)
             logger.warning("could not give the round's lease back", exc_info=True)
 
 
@@ -147,7 +147,7 @@ def _pause_deadlines(last_healthy: datetime | None, now: datetime, ports: Reconc
     deadline moves by the time it spent in the gap: the clock stops while nothing could work, so an outage
     fails nothing that could be done once it is over."""
     gap = now - last_healthy if last_healthy is not None else timedelta(0)
-    if gap.total_seconds() <= 2 * ports.settings.reconcile_interval_s:
+    if gap.total_seconds() <= 2 * ports.policy.interval_s:
         return
     assert last_healthy is not None
     for record in ports.catalog.open_requests():
@@ -237,7 +237,7 @@ def _dead_task(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport, n
         return None
     extra |= {"request_id": task.request_id, "redrives": redrives}
     if isinstance(task, WebhookTask):
-        if redrives < ports.settings.dead_letter_redrives and _webhook_pending(record, task, now, ports.settings):
+        if redrives < ports.policy.dead_letter_redrives and _webhook_pending(record, task, now, ports.policy):
             ports.completion.webhooks.send([redriven(letter.body)])
             report.redriven += 1
         else:  # delivered, given up, superseded, or put back enough: its document says what became of it
@@ -245,7 +245,7 @@ def _dead_task(letter: DeadLetter, ports: ReconcilePorts, report: RoundReport, n
             report.dead_dropped += 1
         return None
     queue = ports.queue if isinstance(task, ImageTask) else ports.chunks
-    if redrives < ports.settings.dead_letter_redrives and _before_deadline(record, now):
+    if redrives < ports.policy.dead_letter_redrives and _before_deadline(record, now):
         # Every delivery failed, perhaps only because a store was down: the work goes round again.
         queue.send([redriven(letter.body)])
         logger.warning("dead letter put back on its queue", extra=extra)
@@ -268,10 +268,10 @@ def _before_deadline(record: RequestRecord, now: datetime) -> bool:
     return not record.status.is_final and record.deadline_at is not None and now < record.deadline_at
 
 
-def _webhook_pending(record: RequestRecord, task: WebhookTask, now: datetime, settings: Settings) -> bool:
+def _webhook_pending(record: RequestRecord, task: WebhookTask, now: datetime, policy: ReconcilePolicy) -> bool:
     state = record.webhook or {}
     ended = record.completed_at or now
-    in_window = now < ended + timedelta(seconds=settings.webhook_resend_window_s)
+    in_window = now < ended + timedelta(seconds=policy.webhook_resend_window_s)
     expected = state.get("wake") == task.wake
     return in_window and expected and not state.get("delivered") and not state.get("gave_up")
 
@@ -370,7 +370,7 @@ def _reconcile_request(
     counts = ports.ledger.counts(record.request_id)
     if counts is None or counts.progress_at is None:
         return
-    if now.timestamp() - counts.progress_at < ports.settings.stall_after_s:
+    if now.timestamp() - counts.progress_at < ports.policy.stall_after_s:
         return
     if counts.complete:
         # The last count happened, but its completion never ran through (the stream's retries ran out).
@@ -441,7 +441,7 @@ def _requeue_lost(record: RequestRecord, ports: ReconcilePorts, backlogs: _Backl
     # row or a pending image. When both queues hold that much, it may all be waiting.
     if backlogs.images() >= len(pending) and backlogs.chunks() >= missing_rows + len(pending):
         return None
-    work = outstanding(record, products, pending, ports.uploads, ports.progress, ports.settings)
+    work = outstanding(record, products, pending, ports.uploads, ports.progress, ports.intake_policy)
     lost_images = work.images if backlogs.images() < len(work.images) else []
     lost_chunks = work.chunks if backlogs.chunks() < len(work.chunks) else []
     if not lost_images and not lost_chunks:
@@ -459,8 +459,8 @@ def _wake_webhooks(now: datetime, ports: ReconcilePorts, report: RoundReport, ti
     """A pending webhook whose next attempt is overdue by the stall window lost its wake-up (a crash between
     ending the request and queueing it, a message gone): a new one goes on the webhook queue. Only a wake-up:
     the webhook function makes the attempt, within the request's caps."""
-    window = timedelta(seconds=ports.settings.webhook_resend_window_s)
-    overdue = now - timedelta(seconds=ports.settings.stall_after_s)
+    window = timedelta(seconds=ports.policy.webhook_resend_window_s)
+    overdue = now - timedelta(seconds=ports.policy.stall_after_s)
     for request_id in list(ports.catalog.undelivered_webhooks(now - window, overdue, now)):
         if time_left() <= 0:
             report.out_of_time = True

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ips.shared.context import Settings
 from ips.shared.csv_input import ProductRow
 from ips.shared.errors import Problem, failure_record
 from ips.shared.failing import FailPorts
@@ -36,7 +35,7 @@ from ips.shared.ports import (
     TaskQueue,
     UploadStore,
 )
-from ips.shared.quotas import Allowance
+from ips.shared.quotas import Allowance, ImageQuota
 
 
 class MemoryBlobStore:
@@ -381,9 +380,9 @@ class MemoryQuotas:
 
 @dataclass
 class SharedFakes:
-    """The stores and queues several use cases share, the settings and a clock a test moves (`now`). Each use
-    case's fakes class adds its own ports to these and builds its bundles; a test that runs several use cases
-    (the reconciler's) takes a class that inherits from each of theirs."""
+    """The stores and queues several use cases share, the tenants' image quotas and a clock a test moves (`now`).
+    Each use case's fakes class adds its own ports and policy to these and builds its bundles; a test that runs
+    several use cases (the reconciler's) takes a class that inherits from each of theirs."""
 
     uploads: MemoryBlobStore = field(default_factory=MemoryBlobStore)
     queue: MemoryQueue = field(default_factory=MemoryQueue)  # the images queue
@@ -393,7 +392,8 @@ class SharedFakes:
     catalog: MemoryCatalog = field(default_factory=MemoryCatalog)
     ledger: MemoryLedger = field(default_factory=MemoryLedger)
     quotas: MemoryQuotas = field(default_factory=MemoryQuotas)
-    settings: Settings = field(default_factory=lambda: Settings(asset_base_url="http://assets.invalid"))
+    image_quota: ImageQuota = field(default_factory=ImageQuota)  # every tenant's, unless it has its own
+    tenant_image_quotas: dict[str, ImageQuota] = field(default_factory=dict)  # by tenant
     now: datetime = datetime(2026, 12, 1, tzinfo=UTC)
 
     def clock(self) -> datetime:
@@ -407,16 +407,13 @@ class SharedFakes:
             self.ledger.open(request_id, total)
 
     def allowance(self) -> Allowance:
-        settings = self.settings
-        return Allowance(
-            self.quotas, self.clock, settings.image_quota, settings.tenant_image_quotas, settings.quota_work_unit_s
-        )
+        return Allowance(self.quotas, self.clock, self.image_quota, self.tenant_image_quotas)
 
     def failing(self) -> FailPorts:
         return FailPorts(self.catalog, self.ledger)
 
     def links(self) -> OutputLinks:
-        return OutputLinks(self.uploads, self.settings.output_url_expiry_s)
+        return OutputLinks(self.uploads)
 
 
 # Each fake is its port: mypy checks these assignments, so a fake missing a member of its Protocol or with a

@@ -6,6 +6,7 @@ offsets, `urls` says whether a URL can be a source, `reader` validates records a
 from ips.shared.csv_input.lines import byte_lines
 from ips.shared.csv_input.model import (
     NAME_COLUMN,
+    PRESIGNED_CSV_LIMITS,
     SERIAL_COLUMN,
     URLS_COLUMN,
     Chunk,
@@ -21,6 +22,7 @@ from ips.shared.csv_input.urls import full_url_problem, url_problem
 
 __all__ = [
     "NAME_COLUMN",
+    "PRESIGNED_CSV_LIMITS",
     "SERIAL_COLUMN",
     "URLS_COLUMN",
     "Chunk",

@@ -26,6 +26,11 @@ class CsvLimits:
     max_problems: int = 100
 
 
+# The presigned route: the client sends the file straight to S3, and it is validated as a stream (intake) and read
+# by chunks (expansion) under these.
+PRESIGNED_CSV_LIMITS = CsvLimits(max_bytes=100 * 1024 * 1024, max_rows=200_000)
+
+
 @dataclass(frozen=True)
 class ProductRow:
     row: int  # spreadsheet row number: the header is row 1, the first product row 2
