@@ -71,6 +71,7 @@ def run_calls(log: Log, *, products: int = PRODUCTS, cap_s: float = 300, workers
                     "metrics_disabled": False,  # as deployed: EMF lines on stdout
                     "log_level": "INFO",  # powertools' default, which the stack keeps
                     "environment_setup": "bench.pipeline:install_probe",
+                    "passthrough": (PROBE_DIR_VARIABLE,),  # where the probe writes
                 }
                 state = Path(scratch) / "state"
                 with local_cloud(host.origin, cloud_workers, state, **options) as cloud:

@@ -367,7 +367,13 @@ def _cloud(server: ImageServerProcess, workers: int, state: Path) -> Iterator[tu
     probe.mkdir(parents=True, exist_ok=True)
     os.environ[PROBE_DIR_VARIABLE] = str(probe)
     try:
-        with local_cloud(server.origin, workers, state, environment_setup=f"{__name__}:install_probe") as cloud:
+        with local_cloud(
+            server.origin,
+            workers,
+            state,
+            environment_setup=f"{__name__}:install_probe",
+            passthrough=(PROBE_DIR_VARIABLE,),
+        ) as cloud:
             cloud.functions["process"].warm(workers)  # all of them now, so that their CPU is counted from the start
             pids = {"image_server": _pid(server)}
             pids.update({child.name: child.process.pid for child in cloud.children if child.process is not None})

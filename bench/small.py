@@ -104,7 +104,12 @@ def run_small(log: Log, *, sizes: tuple[int, ...] = SIZES, cap_s: float = 900, w
         probe.mkdir()
         os.environ[PROBE_DIR_VARIABLE] = str(probe)
         try:
-            with small_image_cloud(Path(scratch), cloud_workers, environment_setup="bench.pipeline:install_probe") as (
+            with small_image_cloud(
+                Path(scratch),
+                cloud_workers,
+                environment_setup="bench.pipeline:install_probe",
+                passthrough=(PROBE_DIR_VARIABLE,),
+            ) as (
                 cloud,
                 host,
                 names,

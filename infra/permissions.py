@@ -1,7 +1,8 @@
-"""What each function does with the stack's resources: the only grants it gets (least privilege, in one place).
+"""What each function does with the stack's resources: the only grants it gets but its secrets' (least privilege).
 
-Each concern's construct applies the part about its own resources (the buckets, the queue, the table, the
-secrets). Event sources add what Lambda itself needs to read them (SQS receive/delete, the table's stream)."""
+Each concern's construct applies the part about its own resources (the buckets, the queues, the table). The
+secrets are not here: a function may read those its settings model reads (infra/constructs/secrets.py). Event
+sources add what Lambda itself needs to read them (SQS receive/delete, the table's stream)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,6 @@ class FunctionAccess:
     sends_to_chunks_queue: bool = False  # sqs:SendMessage on the chunks queue (the fan-out)
     sends_to_webhooks_queue: bool = False  # sqs:SendMessage on the webhook queue (a delivery's wake-ups)
     table_actions: tuple[str, ...] = ()
-    reads_mongodb_uri: bool = True  # every function reads or writes the catalog
-    reads_webhook_secret: bool = False  # only where webhooks are signed
     lists_uploads: bool = False  # s3:ListBucket: HeadObject of a missing key answers 404, not 403
     lists_processed: bool = False  # the same on the processed bucket: a copy from a missing source is a 404
     # s3:AbortMultipartUpload (PutObject does not allow it): a failed multipart write leaves no parts to pay for
@@ -73,8 +72,9 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
             sends_to_chunks_queue=True,
             table_actions=(GET, UPDATE),
         ),
-        # the tenant's webhook secret, derived from the master; its generation is in the catalog (MongoDB)
-        "secret": FunctionAccess(reads_webhook_secret=True),
+        # the tenant's webhook secret, derived from the master; its generation is in the catalog (MongoDB): only
+        # secrets, which follow from its settings model (infra/constructs/secrets.py)
+        "secret": FunctionAccess(),
         # the output CSV and the final status; the request's images leave flight (Get the reservation marker,
         # Update it and the tenant's counter); its webhook's first wake-up on the webhook queue (no secret: it
         # signs nothing)
@@ -87,7 +87,7 @@ def function_access(topology: Topology) -> dict[str, FunctionAccess]:
         ),
         # one attempt of a webhook: signed with the tenant's secret (derived from the master), the output CSV's
         # presigned GET in it (signed with this role, so it needs the read), the next wake-up on its own queue
-        "webhook": FunctionAccess(reads_uploads=(output,), reads_webhook_secret=True, sends_to_webhooks_queue=True),
+        "webhook": FunctionAccess(reads_uploads=(output,), sends_to_webhooks_queue=True),
         # the presigned path: pin the uploaded CSV (CopyObject: read the source, write the copy), read and plan
         # the copy, reserve its images (ips.shared.quotas), open the counter, fan out; a refused upload is handed to
         # notify (the counter's OPEN -> FAILED flip), which sends its webhook

@@ -28,6 +28,7 @@ from infra.constructs.webhooks import Webhooks
 from infra.layers import BuiltLayer
 from infra.permissions import function_access
 from infra.topology import TOPOLOGY, Topology
+from ips_runtime.settings import FUNCTIONS
 
 
 class ImageProcessingStack(Stack):
@@ -85,8 +86,9 @@ class ImageProcessingStack(Stack):
             reserve_concurrency=config.reserve_concurrency,
         )
         for name, function in functions.items():
-            for concern in (secrets, storage, pipeline, fanout, webhooks, requests):
+            for concern in (storage, pipeline, fanout, webhooks, requests):
                 concern.grant(function, access[name])
+            secrets.grant(function, FUNCTIONS[name])
 
         process = topology.queue_source.function
         pipeline.connect_process(functions[process], topology.queue_source, topology.function(process))

@@ -16,7 +16,7 @@ import boto3
 
 from infra.topology import TOPOLOGY, Topology
 from ips_runtime.env_settings import SettingsError
-from ips_runtime.settings import FUNCTIONS
+from ips_runtime.settings import FUNCTIONS, function_environment
 from localcloud.dynamodb_local import dynamodb_local
 from localcloud.gateway import ASSETS_PREFIX, Gateway, api_key_id
 from localcloud.lambda_host import FunctionPool
@@ -37,6 +37,24 @@ FAKE_CREDENTIALS = {
 # boto3's service-specific endpoints: every client of DynamoDB and its streams (the functions' and the stream
 # runner's) goes to DynamoDB Local, everything else to AWS_ENDPOINT_URL.
 DYNAMODB_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
+# What every execution environment is given besides its function's own variables (the stack's, in AWS:
+# ips_runtime.settings.function_environment), because a local process needs it: what Lambda's runtime sets in every
+# function (the interpreter's paths, locale and time zone; the SDK's credentials and region) and the emulators'
+# addresses, which stand in for AWS's endpoints. No other variable of the shell reaches a function.
+PASSED_THROUGH = (
+    "PATH",
+    "PYTHONPATH",  # the domain layer and the repository, as the layers are on Lambda's
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    *FAKE_CREDENTIALS,  # or the operator's own, for an emulator of their choice (AWS_ENDPOINT_URL)
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    *DYNAMODB_ENDPOINT_VARIABLES,
+)
 
 
 class LocalCloud:
@@ -119,8 +137,9 @@ class LocalCloud:
         return self
 
     def function_environment(self, resources: Mapping[str, str] | None = None) -> dict[str, str]:
-        """What every function sees besides the shell's environment: the same variable names the CDK stack sets
-        in AWS. `resources`: where the provisioned resources are (the started cloud's, when None)."""
+        """The values the local cloud knows for the functions' settings besides the shell's (the same variable
+        names the CDK stack sets in AWS): each function is given those its model reads (`execution_environment`).
+        `resources`: where the provisioned resources are (the started cloud's, when None)."""
         assert self.gateway is not None
         if resources is None:
             assert self.resources is not None
@@ -145,6 +164,16 @@ class LocalCloud:
             "POWERTOOLS_LOG_LEVEL": self.config.log_level,
         }
 
+    def execution_environment(self, function: str, available: Mapping[str, str]) -> dict[str, str]:
+        """What the function's execution environments see, of every value `available` holds (the shell's and the
+        local cloud's): its own variables, as the stack gives them in AWS, what a local process needs
+        (PASSED_THROUGH) and the instruments' variables the configuration names (`passthrough`)."""
+        kept = (*PASSED_THROUGH, *self.config.passthrough)
+        return {
+            **{name: available[name] for name in kept if name in available},
+            **function_environment(function, available),
+        }
+
     def _dynamodb_server(self) -> ChildServer:
         """DynamoDB Local, its tables in the state folder when the AWS state persists (in memory otherwise).
         Missing (no `make install`, no Java 17+), it raises DynamoDBLocalMissing, which says how to install it."""
@@ -163,7 +192,7 @@ class LocalCloud:
                 most = min(most, spec.reserved_concurrency)
             self.functions[spec.name] = FunctionPool(
                 spec,
-                os.environ,
+                self.execution_environment(spec.name, os.environ),
                 max_environments=most,
                 setup=config.environment_setup,
                 stdout_path=config.function_stdout,
@@ -229,12 +258,12 @@ def configured(topology: Topology, config: LocalCloudConfig) -> Topology:
 
 
 def check_functions(environment: Mapping[str, str], topology: Topology) -> None:
-    """Every function's settings model read from `environment`: SettingsError with one line per problem, each
-    naming the functions it stops (a variable several read is one line)."""
+    """Every function's settings model read from what it is given of `environment`: SettingsError with one line
+    per problem, each naming the functions it stops (a variable several read is one line)."""
     stopped: dict[str, list[str]] = {}
     for spec in topology.functions:
         try:
-            FUNCTIONS[spec.name].from_env(environment)
+            FUNCTIONS[spec.name].from_env(function_environment(spec.name, environment))
         except SettingsError as refused:
             for problem in refused.problems:
                 stopped.setdefault(problem, []).append(spec.name)

@@ -86,6 +86,9 @@ class LocalCloudConfig:
     # "module:function" each execution environment calls with its handler module once imported (the bench's
     # step timing), and where the functions' stdout goes (inherited when None).
     environment_setup: str | None = None
+    # Further variables of this process every execution environment is given as they are: an instrument's own
+    # (the set-up hook's, IPS_ADAPTER_HOOK's), which no settings model reads. The rest of the shell reaches none.
+    passthrough: tuple[str, ...] = ()
     persist_aws: bool = True  # keep S3, SQS and DynamoDB in the state folder across restarts
     function_stdout: Path | None = None
     reconcile_interval_s: float | None = None  # the topology's schedule when None
@@ -117,6 +120,7 @@ class LocalCloudSettings(EnvSettings):
     mongodb_uri: str | None = None
     local_reconcile_seconds: Annotated[float, Field(gt=0)] | None = None
     webhook_secret: str | None = None
+    local_passthrough: Annotated[tuple[str, ...], NoDecode] = ()
     powertools_metrics_disabled: bool = LocalCloudConfig.metrics_disabled
     powertools_log_level: str = LocalCloudConfig.log_level
 
@@ -131,6 +135,12 @@ class LocalCloudSettings(EnvSettings):
     def _image_quotas(cls, value: Any) -> Any:
         """Comma separated `key:perDay:inFlight`."""
         return [KeyImageQuota.parse(entry) for entry in _entries(value)] if isinstance(value, str) else value
+
+    @field_validator("local_passthrough", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """Comma separated variable names."""
+        return tuple(_entries(value)) if isinstance(value, str) else value
 
     def config(self) -> LocalCloudConfig:
         return LocalCloudConfig(
@@ -151,6 +161,7 @@ class LocalCloudSettings(EnvSettings):
             mongodb_uri=self.mongodb_uri,
             reconcile_interval_s=self.local_reconcile_seconds,
             webhook_secret=self.webhook_secret,
+            passthrough=self.local_passthrough,
             metrics_disabled=self.powertools_metrics_disabled,
             log_level=self.powertools_log_level,
         )

@@ -1,7 +1,8 @@
 """The topology's functions: python3.12 on x86_64, the two layers, one role and one log group each, X-Ray on.
 
 A function's environment is the variables its settings model reads (ips_runtime.settings.FUNCTIONS), picked from
-what the stack knows, and powertools' own: the model is the one list of them. A function starts with no permission
+what the stack knows, and powertools' own (ips_runtime.settings.function_environment, which the local cloud's
+execution environments are given too): the model is the one list of them. A function starts with no permission
 but writing its own logs and traces: each concern's construct adds the grants of infra/permissions.py for its
 resources."""
 
@@ -17,7 +18,7 @@ from constructs import Construct
 
 from infra.layers import BuiltLayer
 from infra.topology import Topology
-from ips_runtime.settings import FUNCTIONS, FunctionSettings
+from ips_runtime.settings import FUNCTIONS, function_environment
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -26,21 +27,15 @@ NOT_PACKAGED = ["**/__pycache__", "**/*.pyc"]
 # The use cases' in-memory fakes are test code: the domain layer ships without them (nothing deployed imports one:
 # tests/unit/test_layering.py).
 DOMAIN_LAYER_EXCLUDED = [*NOT_PACKAGED, "**/fakes.py"]
-RUNTIME_PREFIX = "POWERTOOLS_"  # read by powertools itself, in every function
 
 
-def function_environment(model: type[FunctionSettings], available: dict[str, str], function: str) -> dict[str, str]:
-    """The variables `model` reads that the stack has a value for, and powertools'; a required one missing is
-    an error at synth (the function could not start)."""
-    reads = model.variables()
-    missing = [name for name, required in reads.items() if required and name not in available]
+def stack_environment(function: str, available: dict[str, str]) -> dict[str, str]:
+    """The function's environment of what the stack knows; a variable it must have that the stack names no value
+    for is an error at synth (the function could not start)."""
+    missing = [name for name, required in FUNCTIONS[function].variables().items() if required and name not in available]
     if missing:
         raise KeyError(f"the {function} function's settings need {missing}: the stack names no value for them")
-    return {
-        **{name: value for name, value in available.items() if name in reads},
-        **{name: value for name, value in available.items() if name.startswith(RUNTIME_PREFIX)},
-        "POWERTOOLS_SERVICE_NAME": function,
-    }
+    return function_environment(function, available)
 
 
 class Functions(Construct):
@@ -101,7 +96,7 @@ class Functions(Construct):
                 # Off: the event sources' MaximumConcurrency still caps the queue consumers (pipeline.py).
                 reserved_concurrent_executions=spec.reserved_concurrency if reserve_concurrency else None,
                 layers=[self.dependencies_layer, self.domain_layer],
-                environment=function_environment(FUNCTIONS[spec.name], available, spec.name),
+                environment=stack_environment(spec.name, available),
                 role=role,
                 log_group=log_group,
                 tracing=lambda_.Tracing.ACTIVE,

@@ -1,7 +1,9 @@
 """The MongoDB Atlas URI and the webhook signing secret, in Secrets Manager: never in the template or a variable.
 
 Functions get the secrets' ARNs (`MONGODB_URI_SECRET_ARN`, `WEBHOOK_SECRET_SECRET_ARN`) and read the values once
-per container through powertools parameters (ips_runtime.settings.resolve_secret, cached)."""
+per container through powertools parameters (ips_runtime.settings.resolve_secret, cached). Which function may read
+which secret follows from the same settings models as its environment: a model that reads a secret's ARN variable
+gets GetSecretValue on that secret, and no other function does."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.permissions import FunctionAccess
+from ips_runtime.settings import FunctionSettings
 
 
 class Secrets(Construct):
@@ -78,12 +80,12 @@ class Secrets(Construct):
             "WEBHOOK_SECRET_SECRET_ARN": self.webhook_signing.secret_arn,
         }
 
-    def grant(self, function: lambda_.Function, access: FunctionAccess) -> None:
-        """GetSecretValue on the secrets the function reads (what powertools calls)."""
-        arns = []
-        if access.reads_mongodb_uri:
-            arns.append(self._mongodb_uri_arn)
-        if access.reads_webhook_secret:
-            arns.append(self.webhook_signing.secret_arn)
+    def grant(self, function: lambda_.Function, model: type[FunctionSettings]) -> None:
+        """GetSecretValue (what powertools calls) on each secret whose ARN variable `model` reads, and no other."""
+        grantable = {
+            "MONGODB_URI_SECRET_ARN": self._mongodb_uri_arn,
+            "WEBHOOK_SECRET_SECRET_ARN": self.webhook_signing.secret_arn,
+        }
+        arns = [arn for variable, arn in grantable.items() if variable in model.variables()]
         if arns:
             function.add_to_role_policy(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=arns))

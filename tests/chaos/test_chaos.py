@@ -146,6 +146,8 @@ def cloud(seed: int, sources: ChaosSources, receivers: dict[str, WebhookReceiver
         "WEBHOOK_LEASE_SECONDS": "15",  # a sender that crashed holding the claim is replaced after this
         "CHAOS_OUTAGE": str(state / "mongodb-down"),
         "IPS_ADAPTER_HOOK": "tests.chaos.faults:inject",
+        # The faults' own variables: no settings model reads them, so only these names reach the functions.
+        "LOCAL_PASSTHROUGH": "CHAOS_SEED,CHAOS_FAULT_RATE,CHAOS_COUNTERS,CHAOS_OUTAGE",
         "CHAOS_SEED": str(seed),
         "CHAOS_COUNTERS": str(state / "chaos-counters"),
         "CHAOS_FAULT_RATE": str(setting("CHAOS_FAULT_RATE", 0.03)),

@@ -11,9 +11,8 @@ from aws_cdk.assertions import Match, Template
 
 from infra.config import DeploymentConfig
 from infra.constructs.secrets import Secrets
-from infra.permissions import FunctionAccess
 from infra.topology import TOPOLOGY
-from ips_runtime.settings import FUNCTIONS
+from ips_runtime.settings import FUNCTIONS, FunctionSettings, StatusFunction, StatusPages, WebhookSigning
 
 
 def context_of(values):
@@ -147,7 +146,7 @@ def test_the_atlas_secret_can_be_imported_by_arn():
         handler="handler.lambda_handler",
         code=lambda_.Code.from_inline("def lambda_handler(event, context): pass"),
     )
-    secrets.grant(function, FunctionAccess())
+    secrets.grant(function, StatusFunction)  # reads MongoDB, signs nothing
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the webhook's only
     assert secrets.environment()["MONGODB_URI_SECRET_ARN"] == arn  # what a function reading MongoDB is given
@@ -161,3 +160,39 @@ def test_the_atlas_secret_can_be_imported_by_arn():
             }
         },
     )
+
+
+class SignsOnly(FunctionSettings):
+    signing: WebhookSigning
+
+
+class ReadsNoSecret(FunctionSettings):
+    pages: StatusPages
+
+
+@pytest.mark.parametrize(
+    ("model", "readable"),
+    [(SignsOnly, {"WebhookSigningSecret"}), (StatusFunction, {"MongoDbUri"}), (ReadsNoSecret, set())],
+)
+def test_a_function_is_granted_the_secrets_its_settings_model_reads_and_no_other(model, readable):
+    """Derived from the model, never from a list kept beside it: a model without MongoDB gets no grant on its URI."""
+    stack = Stack()
+    secrets = Secrets(stack, "Secrets", mongodb_secret=None)
+    function = lambda_.Function(
+        stack,
+        "Reader",
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        handler="handler.lambda_handler",
+        code=lambda_.Code.from_inline("def lambda_handler(event, context): pass"),
+    )
+    secrets.grant(function, model)
+    granted = set()
+    for policy in Template.from_stack(stack).find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Action"] == "secretsmanager:GetSecretValue":
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                granted.update(resource["Ref"] for resource in resources)
+    assert {name for name in ("WebhookSigningSecret", "MongoDbUri") if any(name in lid for lid in granted)} == readable
+    assert len(granted) == len(readable)

@@ -92,6 +92,47 @@ def test_each_function_is_given_exactly_the_variables_its_settings_model_reads(s
     assert "ASSET_BASE_URL" not in environment_of(synthesized, "upload")
 
 
+# A secret's ARN variable -> the logical id prefix of the secret it names.
+SECRET_ARN_VARIABLES = {
+    "MONGODB_URI_SECRET_ARN": "SecretsMongoDbUri",
+    "WEBHOOK_SECRET_SECRET_ARN": "SecretsWebhookSigning",
+}
+
+
+def secrets_readable(synthesized, function):
+    """The logical ids of the secrets the function's role may GetSecretValue on."""
+    role = synthesized.resources[synthesized.function_id(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+    readable = set()
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "secretsmanager:GetSecretValue" in actions:
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                readable.update(resource["Ref"] for resource in resources)
+    return readable
+
+
+def test_a_function_may_read_exactly_the_secrets_whose_arn_its_settings_model_reads(synthesized):
+    """The grants follow from the models, as the environments do: a model that reads a secret's ARN may read that
+    secret, no other function may (a secret added to a model is granted with it, one removed is revoked)."""
+    for spec in TOPOLOGY.functions:
+        expected = {
+            prefix for variable, prefix in SECRET_ARN_VARIABLES.items() if variable in FUNCTIONS[spec.name].variables()
+        }
+        readable = secrets_readable(synthesized, spec.name)
+        assert {prefix for prefix in SECRET_ARN_VARIABLES.values() for lid in readable if lid.startswith(prefix)} == (
+            expected
+        ), spec.name
+        assert all(lid.startswith(tuple(SECRET_ARN_VARIABLES.values())) for lid in readable), spec.name
+        assert set(environment_of(synthesized, spec.name)) & set(SECRET_ARN_VARIABLES) == {
+            variable for variable in SECRET_ARN_VARIABLES if variable in FUNCTIONS[spec.name].variables()
+        }
+
+
 def test_functions_find_resources_by_name_and_secrets_by_arn_only(synthesized):
     distribution_id, _ = one(synthesized.of_type("AWS::CloudFront::Distribution"))
     for spec in TOPOLOGY.functions:

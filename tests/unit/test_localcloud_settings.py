@@ -49,6 +49,7 @@ def test_every_variable_reaches_the_config() -> None:
             "MONGODB_URI": "mongodb://127.0.0.1:27017/",
             "LOCAL_RECONCILE_SECONDS": "1.5",
             "WEBHOOK_SECRET": "whsec_c2VjcmV0",
+            "LOCAL_PASSTHROUGH": "CHAOS_SEED, CHAOS_COUNTERS,,",
             "POWERTOOLS_METRICS_DISABLED": "false",
             "POWERTOOLS_LOG_LEVEL": "DEBUG",
         }
@@ -71,6 +72,7 @@ def test_every_variable_reaches_the_config() -> None:
         mongodb_uri="mongodb://127.0.0.1:27017/",
         reconcile_interval_s=1.5,
         webhook_secret="whsec_c2VjcmV0",
+        passthrough=("CHAOS_SEED", "CHAOS_COUNTERS"),
         metrics_disabled=False,
         log_level="DEBUG",
     )

@@ -8,11 +8,14 @@ repeated.
 
 A function's model (`UploadFunction`, ..., `ReconcileFunction`; `FUNCTIONS` by name) is its parts, read from the
 environment together at cold start: every problem of every part is one line of one SettingsError. Its
-`variables()` are what the CDK stack sets for the function (infra/stack.py) and what the local cloud checks
-before it starts: nothing else is given to it. A root takes its parts by type (`settings.part(CsvCaps)`).
+`variables()` are what it is given: `function_environment(name, available)` picks them (and powertools' own)
+from every value a runtime knows, for the CDK stack (infra/constructs/functions.py) and for the local cloud's
+execution environments alike (localcloud/cloud.py), which checks them before it starts. A root takes its parts by
+type (`settings.part(CsvCaps)`).
 
 A secret may be given as itself (`WEBHOOK_SECRET`, `MONGODB_URI`: the local cloud, tests) or, in AWS, by the
-ARN of the Secrets Manager secret that holds it (`WEBHOOK_SECRET_SECRET_ARN`, `MONGODB_URI_SECRET_ARN`)."""
+ARN of the Secrets Manager secret that holds it (`WEBHOOK_SECRET_SECRET_ARN`, `MONGODB_URI_SECRET_ARN`): a
+function whose model reads the ARN is the one the stack lets read the secret (infra/constructs/secrets.py)."""
 
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
 # process function's 4 finishing threads (ips.processing.service.STORE_IN_FLIGHT) and the handler's own. pymongo's
 # default is 100: a burst of 20 process containers could open 2,000 against Atlas's limit (1,500 on an M10).
 MONGODB_MAX_POOL_SIZE = 5
+RUNTIME_PREFIX = "POWERTOOLS_"  # read by powertools itself, in every function
 
 
 class Part(EnvSettings):
@@ -512,6 +516,18 @@ FUNCTIONS: dict[str, type[FunctionSettings]] = {
     "secret": SecretFunction,
     "reconcile": ReconcileFunction,
 }
+
+
+def function_environment(name: str, available: Mapping[str, str]) -> dict[str, str]:
+    """What the function `name` is given of `available` (every value the runtime knows): the variables its model
+    reads that `available` sets, powertools' own and its service name. In AWS its whole environment (the stack's);
+    in the local cloud, its execution environments' besides what a local process needs (localcloud.cloud)."""
+    reads = FUNCTIONS[name].variables()
+    return {
+        **{variable: value for variable, value in available.items() if variable in reads},
+        **{variable: value for variable, value in available.items() if variable.startswith(RUNTIME_PREFIX)},
+        "POWERTOOLS_SERVICE_NAME": name,
+    }
 
 
 class EveryFunction(
