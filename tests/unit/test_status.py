@@ -95,7 +95,7 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
     world = StatusFakes()
     request_id = a_request(world, products=1)
     problems = [Problem(3, "Input Image Urls", "INVALID_URL", "URL 1: not a valid URL")]
-    world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems, omitted=7)
+    world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", world.now, problems, omitted=7)
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
     document = status_document(progress, world.settings.status_page_max_bytes)
@@ -131,7 +131,9 @@ def test_the_document_is_what_the_response_model_serialises_so_its_measure_is_th
     request_id = a_request(world, products=3)
     count(world, request_id, 2, OK)
     count(world, request_id, 3, ImageOutcome.failure("HTTP_STATUS", "HTTP 404 from i.invalid"))
-    world.catalog.mark_failed(request_id, "CSV_INVALID", "bad", [Problem(2, None, "NO_URLS", "No image URL.")])
+    world.catalog.mark_failed(
+        request_id, "CSV_INVALID", "bad", world.now, [Problem(2, None, "NO_URLS", "No image URL.")]
+    )
     world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 5, "last_status": 500, "last_error": "x"})
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None

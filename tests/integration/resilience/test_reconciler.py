@@ -21,6 +21,7 @@ from ips.reconcile.service import dead_letter_reason
 from ips.shared.failing import FailPorts
 from ips.shared.messages import redrive_count
 from ips.shared.model import ImageTask, RequestStatus, WebhookTask
+from ips.shared.ports import utc_now
 from ips_runtime import roots
 from ips_runtime.adapters import Adapters
 from ips_runtime.roots import overriding_roots, reset_roots
@@ -384,7 +385,9 @@ def test_a_final_state_is_never_overwritten(pipeline: Pipeline, image_server, re
     request_id = upload(pipeline, mixed_csv(image_server.url), receiver.url)
     pipeline.chunk_runner().poll_once()
     adapters = Adapters.from_env()
-    assert fail_request(request_id, "FAN_OUT_FAILED", "rows lost", FailPorts(adapters.catalog, adapters.ledger))
+    assert fail_request(
+        request_id, "FAN_OUT_FAILED", "rows lost", FailPorts(adapters.catalog, adapters.ledger, utc_now)
+    )
     pipeline.drain_queue()  # every image is processed and counted; the last count flips the counter
     pipeline.notify()
     complete_request(request_id, roots.NOTIFY())  # and a late completion changes nothing

@@ -228,6 +228,26 @@ def test_an_upload_that_never_came_ends_upload_expired_only_after_its_grace(worl
     assert slot.request_id in world.ledger.failed_requests
 
 
+def test_a_failed_requests_lost_wake_up_is_sent_again_once_the_stall_window_has_passed(world: ReconcileFakes) -> None:
+    # given: a presigned slot whose file never came, ended UPLOAD_EXPIRED by a round; the wake-up its webhook
+    # expected from the notify path was lost
+    slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
+    later(world, world.settings.upload_expiry_s + world.settings.upload_grace_s + 1)
+    assert reconcile(world.reconcile()).uploads_expired == 1
+    ended = world.now
+    # when: a round within the stall window from its end, and one past it
+    later(world, world.settings.stall_after_s - 1)
+    early = reconcile(world.reconcile())
+    later(world, 2)
+    report = reconcile(world.reconcile())
+    # then: it ended at the round's time; only the second round wakes its webhook, once
+    assert (early.webhooks_woken, report.webhooks_woken) == (0, 1)
+    record = world.catalog.get(slot.request_id)
+    assert record is not None and record.status is RequestStatus.FAILED and record.completed_at == ended
+    [wake] = [parse_task(body) for body in world.webhook_queue.sent]
+    assert isinstance(wake, WebhookTask) and wake.request_id == slot.request_id and wake.wake is not None
+
+
 def test_a_file_that_came_but_was_never_ingested_is_ingested_by_a_round(world: ReconcileFakes) -> None:
     # given: a presigned upload whose file is in the bucket but whose event was lost
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
@@ -335,13 +355,15 @@ def test_a_stalled_requests_lost_images_are_requeued_once_per_stall_window(world
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg")))
     lost = image_tasks(world.queue.sent)
     world.queue.sent.clear()
-    world.ledger.clock = world.clock
     # when: a round, then another on schedule
+    first_round = world.now
     report = reconcile(world.reconcile())
+    moved = world.ledger.counts(request_id)
     later(world, INTERVAL)
     again = reconcile(world.reconcile())
-    # then: the first re-queues them (and marks the request moving), the next leaves them to the queue
+    # then: the first re-queues them (and marks the request moving at its time), the next leaves them to the queue
     assert (report.stalled, report.requeued) == (1, 2) and world.ledger.touched == [request_id]
+    assert moved is not None and moved.progress_at == first_round.timestamp()
     assert image_tasks(world.queue.sent) == lost
     assert (again.stalled, again.requeued) == (0, 0) and len(world.queue.sent) == 2
 

@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from tenacity import RetryError
@@ -142,14 +143,14 @@ class DynamoLedger:
             return False
         return True
 
-    def touch(self, request_id: str) -> None:
+    def touch(self, request_id: str, at: datetime) -> None:
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._client.update_item(
                 TableName=self.table,
                 Key=self._key(request_id),
-                UpdateExpression="SET progressAt = :now",
+                UpdateExpression="SET progressAt = :at",
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+                ExpressionAttributeValues={":at": {"N": str(int(at.timestamp()))}},
             )
 
     # -- counting -----------------------------------------------------------------------------------------------

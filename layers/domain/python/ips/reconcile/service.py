@@ -381,7 +381,7 @@ def _reconcile_request(
     if requeued:
         report.stalled += 1
         report.requeued += requeued
-        ports.ledger.touch(record.request_id)
+        ports.ledger.touch(record.request_id, now)
     elif requeued is None:
         report.waiting += 1
 

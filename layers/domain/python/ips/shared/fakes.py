@@ -10,7 +10,7 @@ asset excludes them, tests/infra/test_stack.py checks it) and no other module im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,12 +231,17 @@ class MemoryCatalog:
         )
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
+        self,
+        request_id: str,
+        code: str,
+        message: str,
+        at: datetime,
+        problems: Sequence[Problem] = (),
+        *,
+        omitted: int = 0,
     ) -> bool:
         error = failure_record(code, message, problems, omitted=omitted)
-        return self._end(
-            request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=datetime.now(UTC)
-        )
+        return self._end(request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=at)
 
     def extend_deadline(
         self, request_id: str, deadline_at: datetime, paused_through: datetime, *, was: datetime | None
@@ -294,9 +299,6 @@ class MemoryLedger:
     failed_requests: set[str] = field(default_factory=set)
     calls: int = 0  # count_many calls (a batch's images each)
     touched: list[str] = field(default_factory=list)  # touch calls (work re-queued), in order
-    # With a clock, touch moves the request's progress to its now, as the adapter does; without, progress stays
-    # long ago (any stall window has passed).
-    clock: Callable[[], datetime] | None = None
 
     def open(self, request_id: str, total: int) -> bool:
         if request_id in self.counters:
@@ -335,11 +337,11 @@ class MemoryLedger:
         self.failed_requests.add(request_id)
         return True
 
-    def touch(self, request_id: str) -> None:
+    def touch(self, request_id: str, at: datetime) -> None:
         self.touched.append(request_id)
         counts = self.counters.get(request_id)
-        if counts is not None and self.clock is not None:
-            self.counters[request_id] = replace(counts, progress_at=self.clock().timestamp())
+        if counts is not None:
+            self.counters[request_id] = replace(counts, progress_at=at.timestamp())
 
 
 class MemoryQuotas:
@@ -413,7 +415,7 @@ class SharedFakes:
         )
 
     def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)
+        return FailPorts(self.catalog, self.ledger, self.clock)
 
     def links(self) -> OutputLinks:
         return OutputLinks(self.uploads, self.settings.output_url_expiry_s)

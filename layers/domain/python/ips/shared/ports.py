@@ -128,8 +128,8 @@ class Ledger(Protocol):
         """Hand a request that ended FAILED to the notify path (the same stream filter as completion)."""
         ...
 
-    def touch(self, request_id: str) -> None:
-        """Mark the request as moving (work was re-queued), so it is not taken for stalled again at once."""
+    def touch(self, request_id: str, at: datetime) -> None:
+        """Mark the request as moving at `at` (work was re-queued), so it is not taken for stalled again at once."""
         ...
 
 
@@ -208,9 +208,16 @@ class Catalog(Protocol):
         ...
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
+        self,
+        request_id: str,
+        code: str,
+        message: str,
+        at: datetime,
+        problems: Sequence[Problem] = (),
+        *,
+        omitted: int = 0,
     ) -> bool:
-        """End a request FAILED unless it already ended; True when this call ended it."""
+        """End a request FAILED at `at` unless it already ended; True when this call ended it."""
         ...
 
     def extend_deadline(
