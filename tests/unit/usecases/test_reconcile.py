@@ -3,9 +3,9 @@ or failed, and an outage only pauses the work.
 
 Beside the rules tests/unit/test_reconcile_outages.py, test_reconcile_backlog.py and test_reconcile_rounds.py
 hold (a store outage, deadlines moved by it, redrives of dead images, chunks and wake-ups, re-ingestion, the
-backlog rule, the lease), these: a dead image's reason, dead letters that cannot be settled, what a round does
-at a deadline, with a lost completion, with counts cut short by a crash, with its time, its lease store and a
-broken request."""
+backlog rule, the lease), these: a dead image's reason, dead letters that cannot be settled, a dead chunk put
+back and its request completing, a FAILED request's lost wake-up, what a round does at a deadline, with a lost
+completion, with counts cut short by a crash, with its time, its lease store and a broken request."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from datetime import timedelta
 
 import pytest
 
-from ips.completion.service import output_csv_key
+from ips.completion.service import complete_request, output_csv_key
+from ips.expansion.service import expand_chunk
 from ips.intake.fakes import refuse_nothing
 from ips.intake.service import create_upload, incoming_key
 from ips.processing.settle import settle
 from ips.reconcile.fakes import ReconcileFakes
 from ips.reconcile.service import DEAD_LETTERED, DEADLINE_EXCEEDED, dead_letter_reason, reconcile
-from ips.shared.messages import parse_task, redriven
-from ips.shared.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
+from ips.shared.messages import parse_task, redrive_count, redriven
+from ips.shared.model import ChunkTask, ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
 from ips.shared.ports import ProductRecord
 from tests.unit.usecases.given import HOOK, Refusing, accepted, expanded, image_tasks, products_csv, urls
 
@@ -182,6 +183,33 @@ def test_a_dead_chunk_past_its_deadline_ends_its_request_failed_at_once(world: R
     assert record is not None and record.status is RequestStatus.FAILED and record.error is not None
     assert record.error["code"] == DEAD_LETTERED and "Rows 2+" in record.error["message"]
     assert request_id in world.ledger.failed_requests  # handed to the notify path: its webhook follows
+
+
+def test_a_dead_chunk_before_its_deadline_goes_back_to_its_queue_and_its_request_then_completes(
+    world: ReconcileFakes,
+) -> None:
+    # given: a request's one chunk dead-lettered (every delivery killed), its request before its deadline
+    request_id = accepted(world, products_csv(urls("a.jpg"), urls("b.jpg")))
+    world.dead_chunks.put(world.chunks_queue.sent.pop())
+    # when: a round, then the pipeline goes on (the chunk expanded, its images processed, the notify path run)
+    report = reconcile(world.reconcile())
+    [body] = world.chunks_queue.sent
+    chunk = parse_task(world.chunks_queue.sent.pop())
+    assert isinstance(chunk, ChunkTask)
+    expand_chunk(chunk, world.chunks())
+    first, second = image_tasks(world.queue.sent)
+    settle(
+        [(first, succeeded(first)), (second, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))],
+        world.catalog,
+        world.ledger,
+    )
+    complete_request(request_id, world.completion())
+    # then: the chunk went back once (not ended DEAD_LETTERED), and the request completed with one wake-up
+    assert (report.redriven, report.dead_chunks) == (1, 0) and redrive_count(body) == 1
+    assert status_of(world, request_id) is RequestStatus.COMPLETED_WITH_ERRORS
+    counts = world.ledger.counts(request_id)
+    assert counts is not None and (counts.succeeded, counts.failed) == (1, 1)
+    assert [parse_task(body) for body in world.webhook_queue.sent] == [WebhookTask(request_id)]
 
 
 def test_a_dead_wake_up_put_back_enough_or_no_longer_expected_is_dropped(world: ReconcileFakes) -> None:
@@ -394,13 +422,16 @@ def test_a_request_whose_images_are_all_terminal_but_not_all_counted_is_counted_
     world.catalog.record_images([(second, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))])
     world.queue.sent.clear()  # their messages are gone
     # when: a round, then the next
-    reconcile(world.reconcile())
+    first = reconcile(world.reconcile())
     counts = world.ledger.counts(request_id)
     later(world, INTERVAL)
     reconcile(world.reconcile())
-    # then: the first counts the missing one (and only it), the next completes the request
+    # then: the first counts the missing one (and only it), re-queueing nothing (nothing is pending); the next
+    # completes the request, its webhook's wake-up queued once
+    assert (first.stalled, first.requeued) == (0, 0) and world.queue.sent == []
     assert counts is not None and (counts.succeeded, counts.failed, counts.complete) == (1, 1, True)
     assert status_of(world, request_id) is RequestStatus.COMPLETED_WITH_ERRORS
+    assert [parse_task(body) for body in world.webhook_queue.sent] == [WebhookTask(request_id)]
 
 
 # -- the round itself -------------------------------------------------------------------------------------------
