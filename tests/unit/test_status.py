@@ -27,13 +27,13 @@ def a_request(world: StatusFakes, products: int = 3) -> str:
         request_id,
         [ProductRow(row, str(row), f"P{row}", (f"http://i.invalid/{row}.jpg",)) for row in range(2, 2 + products)],
     )
-    world.ledger.open(request_id, products)
+    world.ledger.open(request_id, products, world.now)
     return request_id
 
 
 def count(world: StatusFakes, request_id: str, row: int, outcome: ImageOutcome) -> None:
     task = ImageTask(request_id, row, 0, f"http://i.invalid/{row}.jpg", "salt", "tenant-a")
-    settle([(task, outcome)], world.catalog, world.ledger)
+    settle([(task, outcome)], world.catalog, world.ledger, world.now)
 
 
 def test_a_running_request_reads_its_counts_from_the_counter_and_pages_by_row() -> None:

@@ -38,6 +38,11 @@ def world() -> ReconcileFakes:
     return fakes
 
 
+def stalled(world: ReconcileFakes) -> None:
+    """The stall window passes with the rounds on schedule and nothing counted meanwhile."""
+    later(world, world.settings.stall_after_s)
+
+
 def later(world: ReconcileFakes, seconds: float) -> None:
     """Time passes with the rounds running on schedule (the last one found the stores answering)."""
     world.now += timedelta(seconds=seconds)
@@ -125,7 +130,7 @@ def test_a_dead_image_of_an_ended_request_keeps_the_outcome_it_had(world: Reconc
     # given: an image that succeeded on a late delivery after its message had been dead-lettered
     request_id = expanded(world, products_csv(urls("a.jpg")))
     [task] = image_tasks(world.queue.sent)
-    settle([(task, succeeded(task))], world.catalog, world.ledger)
+    settle([(task, succeeded(task))], world.catalog, world.ledger, world.now)
     world.dead_images.put(world.queue.sent.pop())
     # when
     reconcile(world.reconcile())
@@ -202,6 +207,7 @@ def test_a_dead_chunk_before_its_deadline_goes_back_to_its_queue_and_its_request
         [(first, succeeded(first)), (second, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))],
         world.catalog,
         world.ledger,
+        world.now,
     )
     complete_request(request_id, world.completion())
     # then: the chunk went back once (not ended DEAD_LETTERED), and the request completed with one wake-up
@@ -216,7 +222,8 @@ def test_a_dead_wake_up_put_back_enough_or_no_longer_expected_is_dropped(world: 
     # given: an ended request whose webhook is pending, and two dead wake-ups: one at the cap, one superseded
     request_id = expanded(world, products_csv(urls("a.jpg")))
     [task] = image_tasks(world.queue.sent)
-    settle([(task, succeeded(task))], world.catalog, world.ledger)
+    settle([(task, succeeded(task))], world.catalog, world.ledger, world.now)
+    stalled(world)
     reconcile(world.reconcile())  # the lost completion is resumed: the request ends and its wake-up is queued
     [wake] = world.webhook_queue.sent
     world.dead_webhooks.put(at_the_cap(world, wake))
@@ -296,7 +303,7 @@ def test_past_its_deadline_a_requests_pending_images_fail_and_it_completes_throu
     # given: a request with three images, one succeeded, two never processed
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg"), urls("c.jpg")))
     first, *_ = image_tasks(world.queue.sent)
-    settle([(first, succeeded(first))], world.catalog, world.ledger)
+    settle([(first, succeeded(first))], world.catalog, world.ledger, world.now)
     past_its_deadline(world, request_id)
     # when
     report = reconcile(world.reconcile())
@@ -366,23 +373,45 @@ def test_a_round_after_an_outage_moves_a_deadline_only_by_the_time_its_request_s
 
 
 def test_a_request_that_moved_within_the_stall_window_is_left_alone(world: ReconcileFakes) -> None:
-    # given: a request whose image messages are lost, but whose counter moved a moment ago
-    request_id = expanded(world, products_csv(urls("a.jpg")))
+    # given: a request that sat still for the stall window, then counted one image a moment ago; its other image's
+    # message is lost
+    expanded(world, products_csv(urls("a.jpg", "b.jpg")))
+    first, _ = image_tasks(world.queue.sent)
     world.queue.sent.clear()
-    counts = world.ledger.counters[request_id]
-    world.ledger.counters[request_id] = dataclasses.replace(counts, progress_at=world.now.timestamp() - 1)
+    stalled(world)
+    settle([(first, succeeded(first))], world.catalog, world.ledger, world.now)
     # when
+    later(world, 1)
     report = reconcile(world.reconcile())
-    # then: nothing re-queued, nothing marked
+    # then: the count moved it: nothing re-queued, nothing marked
     assert (report.stalled, report.requeued, report.waiting) == (0, 0, 0)
     assert world.queue.sent == [] and world.ledger.touched == []
 
 
+def test_a_request_accepted_a_moment_ago_is_not_stalled_until_the_stall_window_has_passed(
+    world: ReconcileFakes,
+) -> None:
+    # given: a request accepted a moment ago whose one chunk's message was lost
+    request_id = accepted(world, products_csv(urls("a.jpg")))
+    [chunk] = world.chunks_queue.sent
+    world.chunks_queue.sent.clear()
+    # when: a round just inside the stall window from its acceptance, and one just past it
+    later(world, world.settings.stall_after_s - 1)
+    early = reconcile(world.reconcile())
+    later(world, 1)
+    report = reconcile(world.reconcile())
+    # then: its counter's progress starts at its acceptance: only the second round sends the chunk again
+    assert (early.stalled, early.requeued) == (0, 0)
+    assert (report.stalled, report.requeued) == (1, 1) and world.chunks_queue.sent == [chunk]
+    assert world.ledger.touched == [request_id]
+
+
 def test_a_stalled_requests_lost_images_are_requeued_once_per_stall_window(world: ReconcileFakes) -> None:
-    # given: a request whose two image messages were lost long ago
+    # given: a request whose two image messages were lost a stall window ago
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg")))
     lost = image_tasks(world.queue.sent)
     world.queue.sent.clear()
+    stalled(world)
     # when: a round, then another on schedule
     first_round = world.now
     report = reconcile(world.reconcile())
@@ -402,8 +431,9 @@ def test_a_request_whose_last_count_was_made_but_whose_completion_was_lost_is_co
     # given: every image counted; the notify function never ran (the stream's retries ran out)
     request_id = expanded(world, products_csv(urls("a.jpg")))
     [task] = image_tasks(world.queue.sent)
-    settle([(task, succeeded(task))], world.catalog, world.ledger)
+    settle([(task, succeeded(task))], world.catalog, world.ledger, world.now)
     assert status_of(world, request_id) is RequestStatus.PENDING
+    stalled(world)
     # when
     report = reconcile(world.reconcile())
     # then
@@ -418,17 +448,18 @@ def test_a_request_whose_images_are_all_terminal_but_not_all_counted_is_counted_
     # given: both images recorded, one of them counted (a crash between recording and counting the other)
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg")))
     first, second = image_tasks(world.queue.sent)
-    settle([(first, succeeded(first))], world.catalog, world.ledger)
+    settle([(first, succeeded(first))], world.catalog, world.ledger, world.now)
     world.catalog.record_images([(second, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))])
     world.queue.sent.clear()  # their messages are gone
-    # when: a round, then the next
-    first = reconcile(world.reconcile())
+    stalled(world)
+    # when: a round, then one a stall window later (the notify path's completion was lost too)
+    counting = reconcile(world.reconcile())
     counts = world.ledger.counts(request_id)
-    later(world, INTERVAL)
+    stalled(world)
     reconcile(world.reconcile())
     # then: the first counts the missing one (and only it), re-queueing nothing (nothing is pending); the next
     # completes the request, its webhook's wake-up queued once
-    assert (first.stalled, first.requeued) == (0, 0) and world.queue.sent == []
+    assert (counting.stalled, counting.requeued) == (0, 0) and world.queue.sent == []
     assert counts is not None and (counts.succeeded, counts.failed, counts.complete) == (1, 1, True)
     assert status_of(world, request_id) is RequestStatus.COMPLETED_WITH_ERRORS
     assert [parse_task(body) for body in world.webhook_queue.sent] == [WebhookTask(request_id)]

@@ -81,14 +81,12 @@ class DynamoLedger:
         *,
         retention_days: int = 30,
         attempts: int = 10,
-        clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self.table = table
         self._retention = retention_days * 86_400
         self._attempts = attempts
-        self._clock = clock
         self._random = rng or random.Random()
         self._shard_counts: dict[str, int] = {}  # request -> its shards (COUNTER.shards: never changes)
         # Each thread (a container's one invocation at a time, a test's writer) keeps the shard it counts on,
@@ -98,17 +96,17 @@ class DynamoLedger:
     def _key(self, request_id: str, sk: str = COUNTER_SK) -> dict[str, Any]:
         return {"pk": {"S": request_id}, "sk": {"S": sk}}
 
-    def _expires(self) -> dict[str, str]:
-        return {"N": str(int(self._clock()) + self._retention)}
+    def _expires(self, at: datetime) -> dict[str, str]:
+        return {"N": str(int(at.timestamp()) + self._retention)}
 
-    def open(self, request_id: str, total: int) -> bool:
+    def open(self, request_id: str, total: int, at: datetime) -> bool:
         try:
-            self._put_counter(request_id, total)
+            self._put_counter(request_id, total, at)
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
-    def _put_counter(self, request_id: str, total: int) -> None:
+    def _put_counter(self, request_id: str, total: int, at: datetime) -> None:
         self._client.put_item(
             TableName=self.table,
             Item={
@@ -116,17 +114,17 @@ class DynamoLedger:
                 "status": {"S": OPEN},
                 "total": {"N": str(total)},
                 "shards": {"N": str(shard_count(total))},
-                "progressAt": {"N": str(int(self._clock()))},
-                TTL_ATTRIBUTE: self._expires(),
+                "progressAt": {"N": str(int(at.timestamp()))},
+                TTL_ATTRIBUTE: self._expires(at),
             },
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def fail(self, request_id: str) -> bool:
+    def fail(self, request_id: str, at: datetime) -> bool:
         """Flip the counter OPEN -> FAILED (creating it first, empty, when the request never had one), so the
         completion filter hands the request to the notify function. False when it had already ended."""
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
-            self._put_counter(request_id, 0)
+            self._put_counter(request_id, 0, at)
         return self._flip(request_id, FAILED)
 
     def _flip(self, request_id: str, status: str) -> bool:
@@ -155,13 +153,13 @@ class DynamoLedger:
 
     # -- counting -----------------------------------------------------------------------------------------------
 
-    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
+    def count_many(self, counts: Sequence[ImageCount], at: datetime) -> list[CountResult]:
         firsts: dict[tuple[str, int, int], int] = {}  # each image's first position: the one that is counted
         for position, item in enumerate(counts):
             firsts.setdefault((item.task.request_id, item.task.row, item.task.index), position)
         counted: set[int] = set()
         for group in _transactions([(position, counts[position]) for position in firsts.values()]):
-            counted |= self._commit(group)
+            counted |= self._commit(group, at)
         completed: set[int] = set()
         last_of: dict[str, int] = {counts[position].task.request_id: position for position in firsts.values()}
         for request_id, position in last_of.items():
@@ -170,7 +168,7 @@ class DynamoLedger:
                 completed.add(position)
         return [CountResult(position in counted, position in completed) for position in range(len(counts))]
 
-    def _commit(self, group: list[tuple[int, ImageCount]]) -> set[int]:
+    def _commit(self, group: list[tuple[int, ImageCount]], at: datetime) -> set[int]:
         """Count the group's images in one transaction; the positions it counted. A cancellation names each item:
         an image counted before is left out (a redelivery), an image another writer's transaction holds right now
         (the same image delivered twice at once) is set aside while the rest goes again at once, then tried on
@@ -186,7 +184,7 @@ class DynamoLedger:
                         left, contended = contended, []
                     shards = {item.task.request_id: self._shard(item.task.request_id) for _, item in left}
                     try:
-                        self._client.transact_write_items(TransactItems=self._count_items(left, shards))
+                        self._client.transact_write_items(TransactItems=self._count_items(left, shards, at))
                     except self._client.exceptions.TransactionCanceledException as exc:
                         codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
                         markers, updates = codes[: len(left)], codes[len(left) :]
@@ -213,8 +211,10 @@ class DynamoLedger:
             pass
         raise LedgerError(f"could not count {len(left) + len(contended)} image(s) after {self._attempts} attempts")
 
-    def _count_items(self, group: list[tuple[int, ImageCount]], shards: dict[str, int]) -> list[dict[str, Any]]:
-        expires = self._expires()
+    def _count_items(
+        self, group: list[tuple[int, ImageCount]], shards: dict[str, int], at: datetime
+    ) -> list[dict[str, Any]]:
+        expires = self._expires(at)
         markers = [
             {
                 "Put": {
@@ -233,19 +233,19 @@ class DynamoLedger:
         for _, item in group:
             savings, total = item.savings, sums[item.task.request_id]
             added = (item.succeeded, not item.succeeded, savings.bytes_in, savings.bytes_out, savings.reused)
-            for at, value in enumerate(added):
-                total[at] += int(value)
+            for slot, value in enumerate(added):
+                total[slot] += int(value)
         updates = [
             {
                 "Update": {
                     "TableName": self.table,
                     "Key": self._key(request_id, f"{SHARD_SK}{shards[request_id]}"),
                     # progressAt: when the request last moved, which is how the reconciler tells a stalled one.
-                    "UpdateExpression": "SET progressAt = :now, #expires = if_not_exists(#expires, :expires) "
+                    "UpdateExpression": "SET progressAt = :at, #expires = if_not_exists(#expires, :expires) "
                     "ADD succeeded :s, failed :f, bytesIn :in, bytesOut :out, reused :reused",
                     "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
                     "ExpressionAttributeValues": {
-                        ":now": {"N": str(int(self._clock()))},
+                        ":at": {"N": str(int(at.timestamp()))},
                         ":expires": expires,
                         **{
                             name: {"N": str(value)}

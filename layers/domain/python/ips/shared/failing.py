@@ -21,9 +21,10 @@ class FailPorts:
 
 def fail_request(request_id: str, code: str, message: str, ports: FailPorts, **details: Any) -> bool:
     """End a request FAILED, once, and hand it to the notify path. True when this call ended it."""
-    ended = ports.catalog.mark_failed(request_id, code, message, ports.clock(), **details)
+    now = ports.clock()
+    ended = ports.catalog.mark_failed(request_id, code, message, now, **details)
     # Also when the catalog had it FAILED already: a crash between the two steps is mended by the next call.
     record = ports.catalog.get(request_id)
     if record is not None and record.status is RequestStatus.FAILED:
-        ports.ledger.fail(request_id)
+        ports.ledger.fail(request_id, now)
     return ended

@@ -300,17 +300,17 @@ class MemoryLedger:
     calls: int = 0  # count_many calls (a batch's images each)
     touched: list[str] = field(default_factory=list)  # touch calls (work re-queued), in order
 
-    def open(self, request_id: str, total: int) -> bool:
+    def open(self, request_id: str, total: int, at: datetime) -> bool:
         if request_id in self.counters:
             return False
-        self.counters[request_id] = Counts(total, 0, 0, progress_at=0.0)  # it last moved long ago: any stall window
+        self.counters[request_id] = Counts(total, 0, 0, progress_at=at.timestamp())
         return True
 
-    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
+    def count_many(self, counts: Sequence[ImageCount], at: datetime) -> list[CountResult]:
         self.calls += 1
-        return [self._count(item.task, item.succeeded, item.savings) for item in counts]
+        return [self._count(item.task, item.succeeded, item.savings, at) for item in counts]
 
-    def _count(self, task: ImageTask, succeeded: bool, savings: Savings) -> CountResult:
+    def _count(self, task: ImageTask, succeeded: bool, savings: Savings, at: datetime) -> CountResult:
         key = (task.request_id, task.row, task.index)
         if key in self.counted:
             return CountResult(counted=False, completed=False)
@@ -326,14 +326,14 @@ class MemoryLedger:
             Savings(
                 total.bytes_in + savings.bytes_in, total.bytes_out + savings.bytes_out, total.reused + savings.reused
             ),
-            progress_at=counts.progress_at,
+            progress_at=at.timestamp(),
         )
         return CountResult(counted=True, completed=updated.complete)
 
     def counts(self, request_id: str) -> Counts | None:
         return self.counters.get(request_id)
 
-    def fail(self, request_id: str) -> bool:
+    def fail(self, request_id: str, at: datetime) -> bool:
         self.failed_requests.add(request_id)
         return True
 
@@ -406,7 +406,7 @@ class SharedFakes:
         record = RequestRecord(request_id, tenant, RequestStatus.PROCESSING, self.now, total, total, None)
         self.catalog.requests.setdefault(request_id, record)
         if total:
-            self.ledger.open(request_id, total)
+            self.ledger.open(request_id, total, self.now)
 
     def allowance(self) -> Allowance:
         settings = self.settings
