@@ -28,13 +28,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryError
 
 from ips.shared.model import Counts, ImageTask, Savings
 from ips.shared.ports import CountResult, ImageCount
 from ips_adapters.retries import Again, again
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 COUNTER_SK = "COUNTER"
 SHARD_SK = "COUNTER#"  # + the shard's number
@@ -76,7 +80,7 @@ class LedgerError(RuntimeError):
 class DynamoLedger:
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         table: str,
         *,
         retention_days: int = 30,
@@ -213,9 +217,9 @@ class DynamoLedger:
 
     def _count_items(
         self, group: list[tuple[int, ImageCount]], shards: dict[str, int], at: datetime
-    ) -> list[dict[str, Any]]:
+    ) -> list[TransactWriteItemTypeDef]:
         expires = self._expires(at)
-        markers = [
+        markers: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self.table,
@@ -235,7 +239,7 @@ class DynamoLedger:
             added = (item.succeeded, not item.succeeded, savings.bytes_in, savings.bytes_out, savings.reused)
             for slot, value in enumerate(added):
                 total[slot] += int(value)
-        updates = [
+        updates: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self.table,
@@ -352,7 +356,9 @@ class DynamoQuotas:
     id) holding what it reserved, so a reservation and its release each happen once, and one `WORK#row#index`
     marker per image whose work was charged, so a charge happens once."""
 
-    def __init__(self, client: Any, table: str, *, attempts: int = 8, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, attempts: int = 8, clock: Callable[[], float] = time.time
+    ) -> None:
         self._client = client
         self.table = table
         self._attempts = attempts
@@ -369,7 +375,9 @@ class DynamoQuotas:
     def usage(self, tenant: str, day: str) -> tuple[int, int]:
         return self._images(f"TENANT#{tenant}", f"DAY#{day}"), self._images(f"TENANT#{tenant}", QUOTA_IN_FLIGHT)
 
-    def _add_within(self, pk: str, sk: str, images: int, limit: int, **extra: dict[str, str]) -> dict[str, Any]:
+    def _add_within(
+        self, pk: str, sk: str, images: int, limit: int, **extra: dict[str, str]
+    ) -> TransactWriteItemTypeDef:
         values = {":n": {"N": str(images)}, ":zero": {"N": "0"}, ":room": {"N": str(limit - images)}}
         update = "SET images = if_not_exists(images, :zero) + :n"
         for name, value in extra.items():
@@ -385,15 +393,15 @@ class DynamoQuotas:
             }
         }
 
-    def _add_to_day(self, tenant: str, day: str, images: int, per_day: int) -> dict[str, Any]:
+    def _add_to_day(self, tenant: str, day: str, images: int, per_day: int) -> TransactWriteItemTypeDef:
         expires = {"N": str(int(self._clock()) + 2 * 86_400)}
         return self._add_within(f"TENANT#{tenant}", f"DAY#{day}", images, per_day, **{TTL_ATTRIBUTE: expires})
 
-    def _put_marker(self, pk: str, sk: str, **attributes: dict[str, str]) -> dict[str, Any]:
+    def _put_marker(self, pk: str, sk: str, **attributes: dict[str, str]) -> TransactWriteItemTypeDef:
         item = {**self._key(pk, sk), **attributes, TTL_ATTRIBUTE: {"N": str(int(self._clock()) + 30 * 86_400)}}
         return {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
 
-    def _transact(self, items: list[dict[str, Any]], what: str) -> list[str | None] | None:
+    def _transact(self, items: list[TransactWriteItemTypeDef], what: str) -> list[str | None] | None:
         """Write the transaction, again while it conflicts with another; None when it went through, else the
         cancellation reasons' codes, one per item (a condition failed)."""
         try:
@@ -447,7 +455,7 @@ class DynamoQuotas:
         ).get("Item")
         if marker is None or "released" in marker:
             return
-        items = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self.table,
