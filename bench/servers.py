@@ -196,7 +196,7 @@ def sqs_calls(url: str) -> dict[str, Callable[[int], Any]]:
 
 def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
     from ips.shared.model import ImageTask
-    from ips.shared.ports import ImageCount
+    from ips.shared.ports import ImageCount, utc_now
     from ips_adapters.dynamodb import DynamoLedger
     from localcloud.provision import requests_table
 
@@ -206,12 +206,12 @@ def dynamodb_calls(url: str) -> dict[str, Callable[[int], Any]]:
     requests_table(TOPOLOGY.requests_table, _client("dynamodb", url))
     ledger = DynamoLedger(_client("dynamodb", url), TOPOLOGY.requests_table)
     request_id = str(uuid.uuid4())
-    ledger.open(request_id, 1_000_000)
+    ledger.open(request_id, 1_000_000, utc_now())
     return {
         # What the process function does per batch of 10: one TransactWriteItems (a marker per image and the
         # shard's counter update), then the consistent read of the shards that tells whether the request is done.
         "count_many of 10 (TransactWriteItems + Query)": lambda n: ledger.count_many(
-            [ImageCount(task(request_id, 10 * n + i), succeeded=True) for i in range(10)]
+            [ImageCount(task(request_id, 10 * n + i), succeeded=True) for i in range(10)], utc_now()
         ),
         "counts (GetItem)": lambda n: ledger.counts(request_id),
     }

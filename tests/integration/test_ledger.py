@@ -9,6 +9,7 @@ import queue
 import random
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -21,6 +22,8 @@ from ips.shared.ports import ImageCount
 from ips_adapters.dynamodb import COMPLETION_FILTER, MAX_SHARDS, DynamoLedger, shard_count
 from localcloud.provision import Resources, requests_table
 from localcloud.runners import matches, stream_event_record
+
+NOW = datetime.now(UTC).replace(microsecond=0)  # when the calls happen (the stores keep whole seconds)
 
 
 @pytest.fixture
@@ -64,22 +67,28 @@ def completions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_each_image_counts_once_and_the_last_one_completes(ledger: DynamoLedger) -> None:
-    assert ledger.open("req-1", 3)
-    assert not ledger.open("req-1", 3)  # a repeated fan-out keeps the counter
-    first, again, second = ledger.count_many([count(0), count(0, succeeded=False), count(1, succeeded=False)])
+    assert ledger.open("req-1", 3, NOW)
+    assert not ledger.open("req-1", 3, NOW)  # a repeated fan-out keeps the counter
+    first, again, second = ledger.count_many([count(0), count(0, succeeded=False), count(1, succeeded=False)], NOW)
     assert (first.counted, again.counted, second.counted) == (True, False, True)  # the same image twice: once
     assert not any(result.completed for result in (first, again, second))
-    [redelivered, last] = ledger.count_many([count(1), count(2)])
+    [redelivered, last] = ledger.count_many([count(1), count(2)], NOW)
     assert (redelivered.counted, last.counted, last.completed) == (False, True, True)
     assert ledger.counts("req-1") == Counts(total=3, succeeded=2, failed=1)
-    assert ledger.count_many([count(2)]) == [type(last)(counted=False, completed=False)]
+    assert ledger.count_many([count(2)], NOW) == [type(last)(counted=False, completed=False)]
 
 
-def test_a_batch_sums_its_savings_and_moves_the_request(ledger: DynamoLedger) -> None:
-    ledger.open("req-1", 10)
-    ledger.count_many([count(n, savings=Savings(100, 40, n % 2)) for n in range(4)])
+def test_a_batch_sums_its_savings_and_moves_the_request_to_when_it_was_counted(ledger: DynamoLedger) -> None:
+    ledger.open("req-1", 10, NOW)
+    opened = ledger.counts("req-1")
+    ledger.count_many([count(n, savings=Savings(100, 40, n % 2)) for n in range(4)], NOW + timedelta(minutes=1))
     counts = ledger.counts("req-1")
-    assert counts is not None and counts.savings == Savings(400, 160, 2) and counts.progress_at is not None
+    ledger.touch("req-1", NOW + timedelta(minutes=2))
+    touched = ledger.counts("req-1")
+    assert counts is not None and counts.savings == Savings(400, 160, 2)
+    assert opened is not None and opened.progress_at == NOW.timestamp()
+    assert counts.progress_at == (NOW + timedelta(minutes=1)).timestamp()
+    assert touched is not None and touched.progress_at == (NOW + timedelta(minutes=2)).timestamp()
 
 
 def test_a_request_gets_shards_by_its_size_and_counts_are_summed_over_them(aws: Resources) -> None:
@@ -89,10 +98,10 @@ def test_a_request_gets_shards_by_its_size_and_counts_are_summed_over_them(aws: 
     client = boto3.client("dynamodb")
     ledger = DynamoLedger(client, aws.table, rng=random.Random(7))
     total = 100 * MAX_SHARDS
-    ledger.open("big", total)
+    ledger.open("big", total, NOW)
     for start in range(0, 200, 10):  # each batch from a new writer (thread): each picks its own shard
         writer = threading.Thread(
-            target=ledger.count_many, args=([count(n, request_id="big") for n in range(start, start + 10)],)
+            target=ledger.count_many, args=([count(n, request_id="big") for n in range(start, start + 10)], NOW)
         )
         writer.start()
         writer.join()
@@ -103,8 +112,8 @@ def test_a_request_gets_shards_by_its_size_and_counts_are_summed_over_them(aws: 
     )["Items"]
     assert len(items) > 5
     assert ledger.counts("big") == Counts(total, 200, 0)
-    ledger.open("small", 7)
-    ledger.count_many([count(n, request_id="small") for n in range(7)])
+    ledger.open("small", 7, NOW)
+    ledger.count_many([count(n, request_id="small") for n in range(7)], NOW)
     assert (
         int(
             client.get_item(TableName=aws.table, Key={"pk": {"S": "small"}, "sk": {"S": "COUNTER"}})["Item"]["shards"][
@@ -116,9 +125,9 @@ def test_a_request_gets_shards_by_its_size_and_counts_are_summed_over_them(aws: 
 
 
 def test_only_the_completing_update_passes_the_stream_filter(aws: Resources, ledger: DynamoLedger) -> None:
-    ledger.open("req-1", 3)
-    ledger.count_many([count(0), count(1)])
-    ledger.count_many([count(2)])
+    ledger.open("req-1", 3, NOW)
+    ledger.count_many([count(0), count(1)], NOW)
+    ledger.count_many([count(2)], NOW)
     streams = boto3.client("dynamodbstreams")
     records = stream_records(streams, aws.stream_arn)
     keys = [(record["eventName"], record["dynamodb"]["Keys"]["sk"]["S"]) for record in records]
@@ -160,13 +169,13 @@ def test_the_stream_runner_sees_the_completion_after_a_cancelled_transaction(
         batch_size=10,
         retry_attempts=0,
     )
-    ledger.open("req-1", 3)
-    ledger.count_many([count(0)])
+    ledger.open("req-1", 3, NOW)
+    ledger.count_many([count(0)], NOW)
     assert runner.poll_once() and seen == []
-    [duplicate] = ledger.count_many([count(0)])  # its transaction is cancelled
+    [duplicate] = ledger.count_many([count(0)], NOW)  # its transaction is cancelled
     assert not duplicate.counted
-    ledger.count_many([count(1)])
-    assert ledger.count_many([count(2)])[0].completed
+    ledger.count_many([count(1)], NOW)
+    assert ledger.count_many([count(2)], NOW)[0].completed
     runner.poll_once()
     assert [record["dynamodb"]["Keys"]["pk"]["S"] for record in seen] == ["req-1"]
 
@@ -177,16 +186,16 @@ def test_a_cancelled_transaction_leaves_no_trace(dynamodb_local_endpoint: str) -
     name = f"rollback-{threading.get_ident()}"
     client, streams, stream_arn = own_table(dynamodb_local_endpoint, name)
     ledger = DynamoLedger(client, name)
-    ledger.open("req-1", 3)
-    assert ledger.count_many([count(0)])[0].counted
-    again, new = ledger.count_many([count(0, succeeded=False), count(1)])
+    ledger.open("req-1", 3, NOW)
+    assert ledger.count_many([count(0)], NOW)[0].counted
+    again, new = ledger.count_many([count(0, succeeded=False), count(1)], NOW)
     assert (again.counted, new.counted) == (False, True)
     assert ledger.counts("req-1") == Counts(total=3, succeeded=2, failed=0)
     items = client.query(
         TableName=ledger.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "req-1"}}
     )["Items"]
     assert sorted(item["sk"]["S"] for item in items) == ["COUNTER", "COUNTER#0", "IMAGE#2#0", "IMAGE#2#1"]
-    assert ledger.count_many([count(2)])[0].completed
+    assert ledger.count_many([count(2)], NOW)[0].completed
     events = Counter(
         (record["eventName"], record["dynamodb"]["Keys"]["sk"]["S"]) for record in stream_records(streams, stream_arn)
     )
@@ -223,14 +232,14 @@ def test_a_crash_between_the_last_count_and_the_flip_is_mended_by_the_redelivery
     exactly one stream record matches the completion filter."""
     client = boto3.client("dynamodb")
     ledger = DynamoLedger(client, aws.table)
-    ledger.open("req-1", 4)
-    ledger.count_many([count(0), count(1)])
+    ledger.open("req-1", 4, NOW)
+    ledger.count_many([count(0), count(1)], NOW)
     crash = FailingOnce(client, operation)
     with pytest.raises(ConnectionError):
-        ledger.count_many([count(2), count(3)])
+        ledger.count_many([count(2), count(3)], NOW)
     assert crash.failed and ledger.counts("req-1") == Counts(4, 4, 0)
     assert completions(stream_records(boto3.client("dynamodbstreams"), aws.stream_arn)) == []
-    results = ledger.count_many([count(2), count(3)])  # the redelivery
+    results = ledger.count_many([count(2), count(3)], NOW)  # the redelivery
     assert [result.counted for result in results] == [False, False] and results[-1].completed
     assert len(completions(stream_records(boto3.client("dynamodbstreams"), aws.stream_arn))) == 1
 
@@ -323,7 +332,7 @@ def test_many_concurrent_writers_count_exactly_once_and_flip_once_without_a_conf
     name = f"contended-{threading.get_ident()}"
     client, streams, stream_arn = own_table(dynamodb_local_endpoint, name)
     conflicts = TransactionConflicts(client)
-    DynamoLedger(client, name).open("hot", total)
+    DynamoLedger(client, name).open("hot", total, NOW)
     work: queue.Queue[list[int]] = queue.Queue()
     for batch in batches(total, 10, seed=17):
         work.put(batch)
@@ -340,7 +349,7 @@ def test_many_concurrent_writers_count_exactly_once_and_flip_once_without_a_conf
             except queue.Empty:
                 return
             try:
-                results = ledger.count_many([count(n, n % 7 != 0, "hot", saved(n)) for n in batch])
+                results = ledger.count_many([count(n, n % 7 != 0, "hot", saved(n)) for n in batch], NOW)
             except Exception as exc:  # a batch not counted (LedgerError: every attempt conflicted) fails the test
                 with lock:
                     errors.append(exc)

@@ -6,6 +6,7 @@ over it is API Gateway's 502)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -136,7 +137,8 @@ def test_status_the_largest_possible_products_page_to_the_end_each_page_fitting(
 def test_status_of_a_request_failed_with_every_problem_fits(pipeline: Pipeline) -> None:
     request_id = _accepted(pipeline)
     problems = [Problem(row, "S. No.", "DUPLICATE_SERIAL", COSTLY * 5_000) for row in range(2, 5002)]
-    Adapters.from_env().catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems)
+    catalog = Adapters.from_env().catalog
+    catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", datetime.now(UTC), problems)
     status, page, size = invoke(pipeline, "GET", f"/api/v1/status/{request_id}")
     assert status == 200 and size < 500_000
     error = page["error"]

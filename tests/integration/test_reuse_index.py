@@ -36,7 +36,7 @@ def entry(
 
 
 def test_a_batch_lookup_finds_only_this_tenants_live_entries_for_these_options(mongo_uri: str) -> None:
-    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
+    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"))
     index.ensure_indexes()
     mine = [entry("tenant-a", f"http://images.invalid/{name}.jpg") for name in ("a", "b")]
     expired = entry("tenant-a", "http://images.invalid/old.jpg", expires_in=-timedelta(seconds=1))
@@ -48,14 +48,14 @@ def test_a_batch_lookup_finds_only_this_tenants_live_entries_for_these_options(m
     index.remember_many([*mine, expired, *others])
 
     asked = [item.url for item in mine] + [expired.url, "http://images.invalid/never-seen.jpg"]
-    found = index.find_by_urls("tenant-a", OPTIONS, asked)
+    found = index.find_by_urls("tenant-a", OPTIONS, asked, NOW)
 
     assert found == {item.url: item for item in mine}
-    assert index.find_by_urls("tenant-c", OPTIONS, asked) == {}
+    assert index.find_by_urls("tenant-c", OPTIONS, asked, NOW) == {}
 
 
 def test_remembering_many_at_once_inserts_new_entries_and_replaces_old_ones(mongo_uri: str) -> None:
-    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
+    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"))
     old = entry("tenant-a", "http://images.invalid/a.jpg")
     index.remember_many([old])
     newer = replace(old, output_key="tenant-a/copy-of-a", expires_at=NOW + timedelta(days=13))
@@ -63,7 +63,7 @@ def test_remembering_many_at_once_inserts_new_entries_and_replaces_old_ones(mong
 
     index.remember_many([newer, fresh])
 
-    assert index.find_by_urls("tenant-a", OPTIONS, [old.url, fresh.url]) == {old.url: newer, fresh.url: fresh}
+    assert index.find_by_urls("tenant-a", OPTIONS, [old.url, fresh.url], NOW) == {old.url: newer, fresh.url: fresh}
 
 
 class _Lookups(monitoring.CommandListener):
@@ -90,13 +90,13 @@ def test_the_content_lookup_reads_only_its_matches_however_many_entries_the_inde
     lookups = _Lookups()
     name = f"ips_{uuid.uuid4().hex[:12]}"
     database = MongoClient(mongo_uri, tz_aware=True, event_listeners=[lookups])[name]
-    index = MongoReuseIndex(database, clock=lambda: NOW)
+    index = MongoReuseIndex(database)
     index.ensure_indexes()
     history = [entry("tenant-a", f"http://images.invalid/{number}.jpg") for number in range(300)]
     index.remember_many(history)
     wanted = history[123]
 
-    found = index.find_by_contents("tenant-a", OPTIONS, [wanted.content_sha256])
+    found = index.find_by_contents("tenant-a", OPTIONS, [wanted.content_sha256], NOW)
 
     assert found == {wanted.content_sha256: wanted}
     (lookup,) = lookups.commands
@@ -112,13 +112,13 @@ def test_the_url_lookup_reads_only_its_matches_however_many_entries_the_index_ho
     finds = _Lookups("find")
     name = f"ips_{uuid.uuid4().hex[:12]}"
     database = MongoClient(mongo_uri, tz_aware=True, event_listeners=[finds])[name]
-    index = MongoReuseIndex(database, clock=lambda: NOW)
+    index = MongoReuseIndex(database)
     index.ensure_indexes()
     history = [entry("tenant-a", f"http://images.invalid/{number}.jpg") for number in range(300)]
     index.remember_many(history)
     wanted = [history[7].url, history[123].url]
 
-    assert index.find_by_urls("tenant-a", OPTIONS, wanted) == {
+    assert index.find_by_urls("tenant-a", OPTIONS, wanted, NOW) == {
         history[7].url: history[7],
         history[123].url: history[123],
     }
@@ -138,7 +138,7 @@ def _docs_examined(plan: dict[str, Any]) -> int:
 def test_a_lookup_by_content_finds_this_tenants_live_entries_one_per_digest(mongo_uri: str) -> None:
     """Bytes used under several URLs have an entry for each: the lookup answers one entry per digest (the one kept
     longest), only this tenant's, only for these options, never an expired one."""
-    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"), clock=lambda: NOW)
+    index = MongoReuseIndex(connect(mongo_uri, f"ips_{uuid.uuid4().hex[:12]}"))
     index.ensure_indexes()
     placeholder = entry("tenant-a", "http://images.invalid/p1.jpg")
     again = replace(placeholder, url="http://images.invalid/p2.jpg", expires_at=NOW + timedelta(days=5))
@@ -150,6 +150,6 @@ def test_a_lookup_by_content_finds_this_tenants_live_entries_one_per_digest(mong
     ]
     index.remember_many([placeholder, again, other, expired, *elsewhere])
     asked = {placeholder.content_sha256, other.content_sha256, expired.content_sha256, "0" * 64}
-    found = index.find_by_contents("tenant-a", OPTIONS, asked)
+    found = index.find_by_contents("tenant-a", OPTIONS, asked, NOW)
     assert found == {placeholder.content_sha256: again, other.content_sha256: other}
-    assert index.find_by_contents("tenant-c", OPTIONS, asked) == {}
+    assert index.find_by_contents("tenant-c", OPTIONS, asked, NOW) == {}

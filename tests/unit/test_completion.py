@@ -39,10 +39,10 @@ def request_with_images(
     urls = tuple(f"http://images.invalid/{index}.jpg" for index in range(len(outcomes)))
     world.catalog.create(RequestRecord(request_id, tenant, RequestStatus.PENDING, world.now, 1, len(urls), webhook))
     world.catalog.add_products(request_id, [ProductRow(2, "7", "Mug", urls)])
-    world.ledger.open(request_id, len(urls))
+    world.ledger.open(request_id, len(urls), world.now)
     for index, outcome in enumerate(outcomes):
         task = ImageTask(request_id, 2, index, urls[index], "salt", tenant)
-        settle([(task, outcome)], world.catalog, world.ledger)
+        settle([(task, outcome)], world.catalog, world.ledger, world.now)
     world.quotas.reserve(tenant, request_id, len(urls), 100, 100, "2026-12-01")
     return request_id
 

@@ -49,7 +49,7 @@ def ended(world: ReconcileFakes, request_id: str) -> None:
     for body in world.queue.sent:
         task = parse_task(body)
         assert isinstance(task, ImageTask)
-        settle([(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))], world.catalog, world.ledger)
+        settle([(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))], world.catalog, world.ledger, world.now)
     complete_request(request_id, world.completion())
 
 

@@ -61,9 +61,9 @@ def test_the_status_documents_webhook_last_error_names_no_address(client: Outbou
     world.catalog.create(
         RequestRecord("req-1", "tenant-a", RequestStatus.PENDING, world.now, 1, 1, "https://hooks.internal.test/x")
     )
-    world.ledger.open("req-1", 1)
+    world.ledger.open("req-1", 1, world.now)
     task = ImageTask("req-1", 2, 0, "http://images.invalid/a.jpg", "salt", "tenant-a")
-    settle([(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))], world.catalog, world.ledger)
+    settle([(task, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))], world.catalog, world.ledger, world.now)
     complete_request("req-1", world.completion())
     deliver_webhook(WebhookTask("req-1"), world.webhooks())  # the webhook function's attempt, from its queue
     record = world.catalog.get("req-1")

@@ -31,7 +31,7 @@ def test_images_are_recorded_then_counted_with_their_savings_in_one_write_and_on
     bytes summed, in one catalog write and one ledger call; the request is complete."""
     fakes = world()
     results = settle(
-        [(task(0), DONE), (task(1), ImageOutcome.failure("HTTP_STATUS", "404"))], fakes.catalog, fakes.ledger
+        [(task(0), DONE), (task(1), ImageOutcome.failure("HTTP_STATUS", "404"))], fakes.catalog, fakes.ledger, fakes.now
     )
     assert [result.counted for result in results] == [True, True]  # type: ignore[union-attr]
     assert results[1].completed  # type: ignore[union-attr]
@@ -46,7 +46,7 @@ def test_the_count_follows_the_first_terminal_state_with_its_savings() -> None:
     savings included."""
     fakes = world()
     fakes.catalog.record_images([(task(0), DONE)])
-    [result] = settle([(task(0), ImageOutcome.failure(DEAD_LETTERED, "gone"))], fakes.catalog, fakes.ledger)
+    [result] = settle([(task(0), ImageOutcome.failure(DEAD_LETTERED, "gone"))], fakes.catalog, fakes.ledger, fakes.now)
     assert result.counted  # type: ignore[union-attr]
     assert fakes.catalog.images[(REQUEST, 2, 0)] == DONE
     assert fakes.ledger.counted[(REQUEST, 2, 0)] == Savings(900, 300, 0)
@@ -55,7 +55,7 @@ def test_the_count_follows_the_first_terminal_state_with_its_savings() -> None:
 def test_the_same_image_twice_counts_once_and_an_unknown_image_is_named() -> None:
     fakes = world()
     first, again, unknown = settle(
-        [(task(0), DONE), (task(0), DONE), (task(0, row=9), DONE)], fakes.catalog, fakes.ledger
+        [(task(0), DONE), (task(0), DONE), (task(0, row=9), DONE)], fakes.catalog, fakes.ledger, fakes.now
     )
     assert first.counted and again == DUPLICATE  # type: ignore[union-attr]
     assert isinstance(unknown, LookupError) and list(fakes.ledger.counted) == [(REQUEST, 2, 0)]

@@ -27,13 +27,13 @@ def a_request(world: StatusFakes, products: int = 3) -> str:
         request_id,
         [ProductRow(row, str(row), f"P{row}", (f"http://i.invalid/{row}.jpg",)) for row in range(2, 2 + products)],
     )
-    world.ledger.open(request_id, products)
+    world.ledger.open(request_id, products, world.now)
     return request_id
 
 
 def count(world: StatusFakes, request_id: str, row: int, outcome: ImageOutcome) -> None:
     task = ImageTask(request_id, row, 0, f"http://i.invalid/{row}.jpg", "salt", "tenant-a")
-    settle([(task, outcome)], world.catalog, world.ledger)
+    settle([(task, outcome)], world.catalog, world.ledger, world.now)
 
 
 def test_a_running_request_reads_its_counts_from_the_counter_and_pages_by_row() -> None:
@@ -95,7 +95,7 @@ def test_a_failed_requests_error_lists_its_problems() -> None:
     world = StatusFakes()
     request_id = a_request(world, products=1)
     problems = [Problem(3, "Input Image Urls", "INVALID_URL", "URL 1: not a valid URL")]
-    world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", problems, omitted=7)
+    world.catalog.mark_failed(request_id, "CSV_INVALID", "The CSV file is invalid.", world.now, problems, omitted=7)
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None
     document = status_document(progress, PAGE_MAX_BYTES)
@@ -131,7 +131,9 @@ def test_the_document_is_what_the_response_model_serialises_so_its_measure_is_th
     request_id = a_request(world, products=3)
     count(world, request_id, 2, OK)
     count(world, request_id, 3, ImageOutcome.failure("HTTP_STATUS", "HTTP 404 from i.invalid"))
-    world.catalog.mark_failed(request_id, "CSV_INVALID", "bad", [Problem(2, None, "NO_URLS", "No image URL.")])
+    world.catalog.mark_failed(
+        request_id, "CSV_INVALID", "bad", world.now, [Problem(2, None, "NO_URLS", "No image URL.")]
+    )
     world.catalog.record_webhook(request_id, {"delivered": False, "attempts": 5, "last_status": 500, "last_error": "x"})
     progress = request_status(request_id, "tenant-a", world.status())
     assert progress is not None

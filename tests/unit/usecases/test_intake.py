@@ -8,6 +8,7 @@ invalid presigned file and an overdue upload."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
@@ -126,6 +127,20 @@ def test_a_presigned_file_over_the_byte_limit_ends_its_request_failed_file_too_l
     assert [problem["code"] for problem in record.error["errors"]] == ["FILE_TOO_LARGE"]
     assert slot.request_id in fakes.ledger.failed_requests and fakes.chunks_queue.sent == []
     assert list(fakes.uploads.objects) == [incoming_key(slot.request_id)]  # refused before any copy is made
+
+
+def test_a_refused_presigned_file_ends_its_request_at_the_time_it_was_ingested() -> None:
+    # given: a slot whose file, too large, came ten minutes after the slot was made
+    fakes = IntakeFakes()
+    fakes.settings = dataclasses.replace(fakes.settings, presigned_csv_limits=CsvLimits(max_bytes=64))
+    slot = create_upload(TENANT, HOOK, fakes.intake(), check_url=refuse_nothing)
+    fakes.uploads.put(incoming_key(slot.request_id), products_csv(urls("a.jpg", "b.jpg", "c.jpg")), "text/csv")
+    fakes.now += timedelta(minutes=10)
+    # when
+    ingest_upload(incoming_key(slot.request_id), fakes.intake())
+    # then: it ended then, by the use case's clock (its completedAt, which the webhook's resend window runs from)
+    record = fakes.catalog.get(slot.request_id)
+    assert record is not None and record.status is RequestStatus.FAILED and record.completed_at == fakes.now
 
 
 def test_a_presigned_file_over_the_quota_ends_its_request_failed_with_the_quota_code() -> None:

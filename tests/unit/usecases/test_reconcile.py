@@ -3,9 +3,9 @@ or failed, and an outage only pauses the work.
 
 Beside the rules tests/unit/test_reconcile_outages.py, test_reconcile_backlog.py and test_reconcile_rounds.py
 hold (a store outage, deadlines moved by it, redrives of dead images, chunks and wake-ups, re-ingestion, the
-backlog rule, the lease), these: a dead image's reason, dead letters that cannot be settled, what a round does
-at a deadline, with a lost completion, with counts cut short by a crash, with its time, its lease store and a
-broken request."""
+backlog rule, the lease), these: a dead image's reason, dead letters that cannot be settled, a dead chunk put
+back and its request completing, a FAILED request's lost wake-up, what a round does at a deadline, with a lost
+completion, with counts cut short by a crash, with its time, its lease store and a broken request."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from datetime import timedelta
 
 import pytest
 
-from ips.completion.service import output_csv_key
+from ips.completion.service import complete_request, output_csv_key
+from ips.expansion.service import expand_chunk
 from ips.intake.fakes import refuse_nothing
 from ips.intake.service import create_upload, incoming_key
 from ips.processing.settle import settle
 from ips.reconcile.fakes import ReconcileFakes
 from ips.reconcile.service import DEAD_LETTERED, DEADLINE_EXCEEDED, dead_letter_reason, reconcile
-from ips.shared.messages import parse_task, redriven
-from ips.shared.model import ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
+from ips.shared.messages import parse_task, redrive_count, redriven
+from ips.shared.model import ChunkTask, ImageOutcome, ImageStatus, ImageTask, RequestStatus, WebhookTask
 from ips.shared.ports import ProductRecord
 from tests.unit.usecases.given import HOOK, Refusing, accepted, expanded, image_tasks, products_csv, urls
 
@@ -35,6 +36,11 @@ def world() -> ReconcileFakes:
     fakes = ReconcileFakes()
     fakes.reconcile_policy = dataclasses.replace(fakes.reconcile_policy, interval_s=INTERVAL)
     return fakes
+
+
+def stalled(world: ReconcileFakes) -> None:
+    """The stall window passes with the rounds on schedule and nothing counted meanwhile."""
+    later(world, world.settings.stall_after_s)
 
 
 def later(world: ReconcileFakes, seconds: float) -> None:
@@ -124,7 +130,7 @@ def test_a_dead_image_of_an_ended_request_keeps_the_outcome_it_had(world: Reconc
     # given: an image that succeeded on a late delivery after its message had been dead-lettered
     request_id = expanded(world, products_csv(urls("a.jpg")))
     [task] = image_tasks(world.queue.sent)
-    settle([(task, succeeded(task))], world.catalog, world.ledger)
+    settle([(task, succeeded(task))], world.catalog, world.ledger, world.now)
     world.dead_images.put(world.queue.sent.pop())
     # when
     reconcile(world.reconcile())
@@ -184,11 +190,40 @@ def test_a_dead_chunk_past_its_deadline_ends_its_request_failed_at_once(world: R
     assert request_id in world.ledger.failed_requests  # handed to the notify path: its webhook follows
 
 
+def test_a_dead_chunk_before_its_deadline_goes_back_to_its_queue_and_its_request_then_completes(
+    world: ReconcileFakes,
+) -> None:
+    # given: a request's one chunk dead-lettered (every delivery killed), its request before its deadline
+    request_id = accepted(world, products_csv(urls("a.jpg"), urls("b.jpg")))
+    world.dead_chunks.put(world.chunks_queue.sent.pop())
+    # when: a round, then the pipeline goes on (the chunk expanded, its images processed, the notify path run)
+    report = reconcile(world.reconcile())
+    [body] = world.chunks_queue.sent
+    chunk = parse_task(world.chunks_queue.sent.pop())
+    assert isinstance(chunk, ChunkTask)
+    expand_chunk(chunk, world.chunks())
+    first, second = image_tasks(world.queue.sent)
+    settle(
+        [(first, succeeded(first)), (second, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))],
+        world.catalog,
+        world.ledger,
+        world.now,
+    )
+    complete_request(request_id, world.completion())
+    # then: the chunk went back once (not ended DEAD_LETTERED), and the request completed with one wake-up
+    assert (report.redriven, report.dead_chunks) == (1, 0) and redrive_count(body) == 1
+    assert status_of(world, request_id) is RequestStatus.COMPLETED_WITH_ERRORS
+    counts = world.ledger.counts(request_id)
+    assert counts is not None and (counts.succeeded, counts.failed) == (1, 1)
+    assert [parse_task(body) for body in world.webhook_queue.sent] == [WebhookTask(request_id)]
+
+
 def test_a_dead_wake_up_put_back_enough_or_no_longer_expected_is_dropped(world: ReconcileFakes) -> None:
     # given: an ended request whose webhook is pending, and two dead wake-ups: one at the cap, one superseded
     request_id = expanded(world, products_csv(urls("a.jpg")))
     [task] = image_tasks(world.queue.sent)
-    settle([(task, succeeded(task))], world.catalog, world.ledger)
+    settle([(task, succeeded(task))], world.catalog, world.ledger, world.now)
+    stalled(world)
     reconcile(world.reconcile())  # the lost completion is resumed: the request ends and its wake-up is queued
     [wake] = world.webhook_queue.sent
     world.dead_webhooks.put(at_the_cap(world, wake))
@@ -228,6 +263,26 @@ def test_an_upload_that_never_came_ends_upload_expired_only_after_its_grace(worl
     assert slot.request_id in world.ledger.failed_requests
 
 
+def test_a_failed_requests_lost_wake_up_is_sent_again_once_the_stall_window_has_passed(world: ReconcileFakes) -> None:
+    # given: a presigned slot whose file never came, ended UPLOAD_EXPIRED by a round; the wake-up its webhook
+    # expected from the notify path was lost
+    slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
+    later(world, world.settings.upload_expiry_s + world.settings.upload_grace_s + 1)
+    assert reconcile(world.reconcile()).uploads_expired == 1
+    ended = world.now
+    # when: a round within the stall window from its end, and one past it
+    later(world, world.settings.stall_after_s - 1)
+    early = reconcile(world.reconcile())
+    later(world, 2)
+    report = reconcile(world.reconcile())
+    # then: it ended at the round's time; only the second round wakes its webhook, once
+    assert (early.webhooks_woken, report.webhooks_woken) == (0, 1)
+    record = world.catalog.get(slot.request_id)
+    assert record is not None and record.status is RequestStatus.FAILED and record.completed_at == ended
+    [wake] = [parse_task(body) for body in world.webhook_queue.sent]
+    assert isinstance(wake, WebhookTask) and wake.request_id == slot.request_id and wake.wake is not None
+
+
 def test_a_file_that_came_but_was_never_ingested_is_ingested_by_a_round(world: ReconcileFakes) -> None:
     # given: a presigned upload whose file is in the bucket but whose event was lost
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
@@ -248,7 +303,7 @@ def test_past_its_deadline_a_requests_pending_images_fail_and_it_completes_throu
     # given: a request with three images, one succeeded, two never processed
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg"), urls("c.jpg")))
     first, *_ = image_tasks(world.queue.sent)
-    settle([(first, succeeded(first))], world.catalog, world.ledger)
+    settle([(first, succeeded(first))], world.catalog, world.ledger, world.now)
     past_its_deadline(world, request_id)
     # when
     report = reconcile(world.reconcile())
@@ -318,30 +373,54 @@ def test_a_round_after_an_outage_moves_a_deadline_only_by_the_time_its_request_s
 
 
 def test_a_request_that_moved_within_the_stall_window_is_left_alone(world: ReconcileFakes) -> None:
-    # given: a request whose image messages are lost, but whose counter moved a moment ago
-    request_id = expanded(world, products_csv(urls("a.jpg")))
+    # given: a request that sat still for the stall window, then counted one image a moment ago; its other image's
+    # message is lost
+    expanded(world, products_csv(urls("a.jpg", "b.jpg")))
+    first, _ = image_tasks(world.queue.sent)
     world.queue.sent.clear()
-    counts = world.ledger.counters[request_id]
-    world.ledger.counters[request_id] = dataclasses.replace(counts, progress_at=world.now.timestamp() - 1)
+    stalled(world)
+    settle([(first, succeeded(first))], world.catalog, world.ledger, world.now)
     # when
+    later(world, 1)
     report = reconcile(world.reconcile())
-    # then: nothing re-queued, nothing marked
+    # then: the count moved it: nothing re-queued, nothing marked
     assert (report.stalled, report.requeued, report.waiting) == (0, 0, 0)
     assert world.queue.sent == [] and world.ledger.touched == []
 
 
+def test_a_request_accepted_a_moment_ago_is_not_stalled_until_the_stall_window_has_passed(
+    world: ReconcileFakes,
+) -> None:
+    # given: a request accepted a moment ago whose one chunk's message was lost
+    request_id = accepted(world, products_csv(urls("a.jpg")))
+    [chunk] = world.chunks_queue.sent
+    world.chunks_queue.sent.clear()
+    # when: a round just inside the stall window from its acceptance, and one just past it
+    later(world, world.settings.stall_after_s - 1)
+    early = reconcile(world.reconcile())
+    later(world, 1)
+    report = reconcile(world.reconcile())
+    # then: its counter's progress starts at its acceptance: only the second round sends the chunk again
+    assert (early.stalled, early.requeued) == (0, 0)
+    assert (report.stalled, report.requeued) == (1, 1) and world.chunks_queue.sent == [chunk]
+    assert world.ledger.touched == [request_id]
+
+
 def test_a_stalled_requests_lost_images_are_requeued_once_per_stall_window(world: ReconcileFakes) -> None:
-    # given: a request whose two image messages were lost long ago
+    # given: a request whose two image messages were lost a stall window ago
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg")))
     lost = image_tasks(world.queue.sent)
     world.queue.sent.clear()
-    world.ledger.clock = world.clock
+    stalled(world)
     # when: a round, then another on schedule
+    first_round = world.now
     report = reconcile(world.reconcile())
+    moved = world.ledger.counts(request_id)
     later(world, INTERVAL)
     again = reconcile(world.reconcile())
-    # then: the first re-queues them (and marks the request moving), the next leaves them to the queue
+    # then: the first re-queues them (and marks the request moving at its time), the next leaves them to the queue
     assert (report.stalled, report.requeued) == (1, 2) and world.ledger.touched == [request_id]
+    assert moved is not None and moved.progress_at == first_round.timestamp()
     assert image_tasks(world.queue.sent) == lost
     assert (again.stalled, again.requeued) == (0, 0) and len(world.queue.sent) == 2
 
@@ -352,8 +431,9 @@ def test_a_request_whose_last_count_was_made_but_whose_completion_was_lost_is_co
     # given: every image counted; the notify function never ran (the stream's retries ran out)
     request_id = expanded(world, products_csv(urls("a.jpg")))
     [task] = image_tasks(world.queue.sent)
-    settle([(task, succeeded(task))], world.catalog, world.ledger)
+    settle([(task, succeeded(task))], world.catalog, world.ledger, world.now)
     assert status_of(world, request_id) is RequestStatus.PENDING
+    stalled(world)
     # when
     report = reconcile(world.reconcile())
     # then
@@ -368,17 +448,21 @@ def test_a_request_whose_images_are_all_terminal_but_not_all_counted_is_counted_
     # given: both images recorded, one of them counted (a crash between recording and counting the other)
     request_id = expanded(world, products_csv(urls("a.jpg", "b.jpg")))
     first, second = image_tasks(world.queue.sent)
-    settle([(first, succeeded(first))], world.catalog, world.ledger)
+    settle([(first, succeeded(first))], world.catalog, world.ledger, world.now)
     world.catalog.record_images([(second, ImageOutcome.failure("HTTP_STATUS", "HTTP 404"))])
     world.queue.sent.clear()  # their messages are gone
-    # when: a round, then the next
-    reconcile(world.reconcile())
+    stalled(world)
+    # when: a round, then one a stall window later (the notify path's completion was lost too)
+    counting = reconcile(world.reconcile())
     counts = world.ledger.counts(request_id)
-    later(world, INTERVAL)
+    stalled(world)
     reconcile(world.reconcile())
-    # then: the first counts the missing one (and only it), the next completes the request
+    # then: the first counts the missing one (and only it), re-queueing nothing (nothing is pending); the next
+    # completes the request, its webhook's wake-up queued once
+    assert (counting.stalled, counting.requeued) == (0, 0) and world.queue.sent == []
     assert counts is not None and (counts.succeeded, counts.failed, counts.complete) == (1, 1, True)
     assert status_of(world, request_id) is RequestStatus.COMPLETED_WITH_ERRORS
+    assert [parse_task(body) for body in world.webhook_queue.sent] == [WebhookTask(request_id)]
 
 
 # -- the round itself -------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from tenacity import RetryError
 
@@ -12,19 +12,30 @@ from ips.reconcile.ports import DeadLetter
 from ips.shared.ports import ObjectChanged, PresignedPost, StoredObject
 from ips_adapters.retries import Again, again
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
 # Processed images never change under their key (a key names the request, the image and the options), so
 # CloudFront and browsers may keep them for as long as the bucket does (365 days by default).
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+class _Headers(TypedDict, total=False):
+    CacheControl: str
+
+
 class S3BlobStore:
     PART_BYTES = 8 * 1024 * 1024  # S3's parts are at least 5 MiB (but the last)
 
-    def __init__(self, client: Any, bucket: str, *, cache_control: str | None = None) -> None:
+    def __init__(self, client: S3Client, bucket: str, *, cache_control: str | None = None) -> None:
         self._client = client
         self.bucket = bucket
         # Stored with every object written (S3 serves it as the Cache-Control header, CloudFront passes it on).
-        self._metadata = {"CacheControl": cache_control} if cache_control else {}
+        self._metadata: _Headers = {"CacheControl": cache_control} if cache_control else {}
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self._metadata)
@@ -54,7 +65,7 @@ class S3BlobStore:
         aborted on failure, so no half-written parts are left to pay for)."""
         part = bytearray()
         upload_id: str | None = None
-        parts: list[dict[str, Any]] = []
+        parts: list[CompletedPartTypeDef] = []
         try:
             for piece in pieces:
                 part += piece
@@ -78,7 +89,7 @@ class S3BlobStore:
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
 
-    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> CompletedPartTypeDef:
         answer = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
@@ -141,7 +152,7 @@ class S3UploadStore(S3BlobStore):
 
 
 # Every message a queue holds, whatever its state.
-BACKLOG_COUNTS = (
+BACKLOG_COUNTS: tuple[QueueAttributeNameType, ...] = (
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
@@ -152,7 +163,7 @@ class SqsTaskQueue:
     BATCH = 10  # SendMessageBatch's limit
     MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 
-    def __init__(self, client: Any, queue_url: str, *, attempts: int = 5) -> None:
+    def __init__(self, client: SQSClient, queue_url: str, *, attempts: int = 5) -> None:
         self._client = client
         self.queue_url = queue_url
         self._attempts = attempts
@@ -168,7 +179,7 @@ class SqsTaskQueue:
 
     def backlog(self) -> int:
         counts = self._client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=list(BACKLOG_COUNTS))
-        return sum(int(counts["Attributes"].get(name, 0)) for name in BACKLOG_COUNTS)
+        return sum(int(counts["Attributes"].get(name, "0")) for name in BACKLOG_COUNTS)
 
     def send(self, bodies: Sequence[str]) -> None:
         for start in range(0, len(bodies), self.BATCH):
@@ -187,7 +198,9 @@ class SqsTaskQueue:
 
     def _unsent(self, pending: dict[str, str]) -> dict[str, str]:
         """Send the entries; those SQS failed on its side come back (to send again), those it refused raise."""
-        entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()]
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
+            {"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()
+        ]
         failed = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
         senders_fault = [failure for failure in failed if failure.get("SenderFault")]
         if senders_fault:
@@ -196,7 +209,7 @@ class SqsTaskQueue:
 
 
 class SqsDeadLetterQueue:
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client
         self.queue_url = queue_url
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ips_adapters.dynamodb import TTL_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 class DynamoChunkProgress:
     def __init__(
-        self, client: Any, table: str, *, retention_days: int = 30, clock: Callable[[], float] = time.time
+        self, client: DynamoDBClient, table: str, *, retention_days: int = 30, clock: Callable[[], float] = time.time
     ) -> None:
         self._client = client
         self.table = table

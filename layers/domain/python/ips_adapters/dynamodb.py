@@ -27,13 +27,18 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryError
 
 from ips.shared.model import Counts, ImageTask, Savings
 from ips.shared.ports import CountResult, ImageCount
 from ips_adapters.retries import Again, again
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 COUNTER_SK = "COUNTER"
 SHARD_SK = "COUNTER#"  # + the shard's number
@@ -75,19 +80,17 @@ class LedgerError(RuntimeError):
 class DynamoLedger:
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         table: str,
         *,
         retention_days: int = 30,
         attempts: int = 10,
-        clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self.table = table
         self._retention = retention_days * 86_400
         self._attempts = attempts
-        self._clock = clock
         self._random = rng or random.Random()
         self._shard_counts: dict[str, int] = {}  # request -> its shards (COUNTER.shards: never changes)
         # Each thread (a container's one invocation at a time, a test's writer) keeps the shard it counts on,
@@ -97,17 +100,17 @@ class DynamoLedger:
     def _key(self, request_id: str, sk: str = COUNTER_SK) -> dict[str, Any]:
         return {"pk": {"S": request_id}, "sk": {"S": sk}}
 
-    def _expires(self) -> dict[str, str]:
-        return {"N": str(int(self._clock()) + self._retention)}
+    def _expires(self, at: datetime) -> dict[str, str]:
+        return {"N": str(int(at.timestamp()) + self._retention)}
 
-    def open(self, request_id: str, total: int) -> bool:
+    def open(self, request_id: str, total: int, at: datetime) -> bool:
         try:
-            self._put_counter(request_id, total)
+            self._put_counter(request_id, total, at)
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
-    def _put_counter(self, request_id: str, total: int) -> None:
+    def _put_counter(self, request_id: str, total: int, at: datetime) -> None:
         self._client.put_item(
             TableName=self.table,
             Item={
@@ -115,17 +118,17 @@ class DynamoLedger:
                 "status": {"S": OPEN},
                 "total": {"N": str(total)},
                 "shards": {"N": str(shard_count(total))},
-                "progressAt": {"N": str(int(self._clock()))},
-                TTL_ATTRIBUTE: self._expires(),
+                "progressAt": {"N": str(int(at.timestamp()))},
+                TTL_ATTRIBUTE: self._expires(at),
             },
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def fail(self, request_id: str) -> bool:
+    def fail(self, request_id: str, at: datetime) -> bool:
         """Flip the counter OPEN -> FAILED (creating it first, empty, when the request never had one), so the
         completion filter hands the request to the notify function. False when it had already ended."""
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
-            self._put_counter(request_id, 0)
+            self._put_counter(request_id, 0, at)
         return self._flip(request_id, FAILED)
 
     def _flip(self, request_id: str, status: str) -> bool:
@@ -142,25 +145,25 @@ class DynamoLedger:
             return False
         return True
 
-    def touch(self, request_id: str) -> None:
+    def touch(self, request_id: str, at: datetime) -> None:
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._client.update_item(
                 TableName=self.table,
                 Key=self._key(request_id),
-                UpdateExpression="SET progressAt = :now",
+                UpdateExpression="SET progressAt = :at",
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+                ExpressionAttributeValues={":at": {"N": str(int(at.timestamp()))}},
             )
 
     # -- counting -----------------------------------------------------------------------------------------------
 
-    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
+    def count_many(self, counts: Sequence[ImageCount], at: datetime) -> list[CountResult]:
         firsts: dict[tuple[str, int, int], int] = {}  # each image's first position: the one that is counted
         for position, item in enumerate(counts):
             firsts.setdefault((item.task.request_id, item.task.row, item.task.index), position)
         counted: set[int] = set()
         for group in _transactions([(position, counts[position]) for position in firsts.values()]):
-            counted |= self._commit(group)
+            counted |= self._commit(group, at)
         completed: set[int] = set()
         last_of: dict[str, int] = {counts[position].task.request_id: position for position in firsts.values()}
         for request_id, position in last_of.items():
@@ -169,7 +172,7 @@ class DynamoLedger:
                 completed.add(position)
         return [CountResult(position in counted, position in completed) for position in range(len(counts))]
 
-    def _commit(self, group: list[tuple[int, ImageCount]]) -> set[int]:
+    def _commit(self, group: list[tuple[int, ImageCount]], at: datetime) -> set[int]:
         """Count the group's images in one transaction; the positions it counted. A cancellation names each item:
         an image counted before is left out (a redelivery), an image another writer's transaction holds right now
         (the same image delivered twice at once) is set aside while the rest goes again at once, then tried on
@@ -185,7 +188,7 @@ class DynamoLedger:
                         left, contended = contended, []
                     shards = {item.task.request_id: self._shard(item.task.request_id) for _, item in left}
                     try:
-                        self._client.transact_write_items(TransactItems=self._count_items(left, shards))
+                        self._client.transact_write_items(TransactItems=self._count_items(left, shards, at))
                     except self._client.exceptions.TransactionCanceledException as exc:
                         codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
                         markers, updates = codes[: len(left)], codes[len(left) :]
@@ -212,9 +215,11 @@ class DynamoLedger:
             pass
         raise LedgerError(f"could not count {len(left) + len(contended)} image(s) after {self._attempts} attempts")
 
-    def _count_items(self, group: list[tuple[int, ImageCount]], shards: dict[str, int]) -> list[dict[str, Any]]:
-        expires = self._expires()
-        markers = [
+    def _count_items(
+        self, group: list[tuple[int, ImageCount]], shards: dict[str, int], at: datetime
+    ) -> list[TransactWriteItemTypeDef]:
+        expires = self._expires(at)
+        markers: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self.table,
@@ -232,19 +237,19 @@ class DynamoLedger:
         for _, item in group:
             savings, total = item.savings, sums[item.task.request_id]
             added = (item.succeeded, not item.succeeded, savings.bytes_in, savings.bytes_out, savings.reused)
-            for at, value in enumerate(added):
-                total[at] += int(value)
-        updates = [
+            for slot, value in enumerate(added):
+                total[slot] += int(value)
+        updates: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self.table,
                     "Key": self._key(request_id, f"{SHARD_SK}{shards[request_id]}"),
                     # progressAt: when the request last moved, which is how the reconciler tells a stalled one.
-                    "UpdateExpression": "SET progressAt = :now, #expires = if_not_exists(#expires, :expires) "
+                    "UpdateExpression": "SET progressAt = :at, #expires = if_not_exists(#expires, :expires) "
                     "ADD succeeded :s, failed :f, bytesIn :in, bytesOut :out, reused :reused",
                     "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
                     "ExpressionAttributeValues": {
-                        ":now": {"N": str(int(self._clock()))},
+                        ":at": {"N": str(int(at.timestamp()))},
                         ":expires": expires,
                         **{
                             name: {"N": str(value)}
@@ -351,7 +356,9 @@ class DynamoQuotas:
     id) holding what it reserved, so a reservation and its release each happen once, and one `WORK#row#index`
     marker per image whose work was charged, so a charge happens once."""
 
-    def __init__(self, client: Any, table: str, *, attempts: int = 8, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, attempts: int = 8, clock: Callable[[], float] = time.time
+    ) -> None:
         self._client = client
         self.table = table
         self._attempts = attempts
@@ -368,7 +375,9 @@ class DynamoQuotas:
     def usage(self, tenant: str, day: str) -> tuple[int, int]:
         return self._images(f"TENANT#{tenant}", f"DAY#{day}"), self._images(f"TENANT#{tenant}", QUOTA_IN_FLIGHT)
 
-    def _add_within(self, pk: str, sk: str, images: int, limit: int, **extra: dict[str, str]) -> dict[str, Any]:
+    def _add_within(
+        self, pk: str, sk: str, images: int, limit: int, **extra: dict[str, str]
+    ) -> TransactWriteItemTypeDef:
         values = {":n": {"N": str(images)}, ":zero": {"N": "0"}, ":room": {"N": str(limit - images)}}
         update = "SET images = if_not_exists(images, :zero) + :n"
         for name, value in extra.items():
@@ -384,15 +393,15 @@ class DynamoQuotas:
             }
         }
 
-    def _add_to_day(self, tenant: str, day: str, images: int, per_day: int) -> dict[str, Any]:
+    def _add_to_day(self, tenant: str, day: str, images: int, per_day: int) -> TransactWriteItemTypeDef:
         expires = {"N": str(int(self._clock()) + 2 * 86_400)}
         return self._add_within(f"TENANT#{tenant}", f"DAY#{day}", images, per_day, **{TTL_ATTRIBUTE: expires})
 
-    def _put_marker(self, pk: str, sk: str, **attributes: dict[str, str]) -> dict[str, Any]:
+    def _put_marker(self, pk: str, sk: str, **attributes: dict[str, str]) -> TransactWriteItemTypeDef:
         item = {**self._key(pk, sk), **attributes, TTL_ATTRIBUTE: {"N": str(int(self._clock()) + 30 * 86_400)}}
         return {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
 
-    def _transact(self, items: list[dict[str, Any]], what: str) -> list[str | None] | None:
+    def _transact(self, items: list[TransactWriteItemTypeDef], what: str) -> list[str | None] | None:
         """Write the transaction, again while it conflicts with another; None when it went through, else the
         cancellation reasons' codes, one per item (a condition failed)."""
         try:
@@ -446,7 +455,7 @@ class DynamoQuotas:
         ).get("Item")
         if marker is None or "released" in marker:
             return
-        items = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self.table,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
@@ -194,7 +194,14 @@ class MongoCatalog:
         return result.modified_count == 1
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
+        self,
+        request_id: str,
+        code: str,
+        message: str,
+        at: datetime,
+        problems: Sequence[Problem] = (),
+        *,
+        omitted: int = 0,
     ) -> bool:
         error = failure_record(code, message, problems, omitted=omitted)
         result = self._requests.update_one(
@@ -204,7 +211,7 @@ class MongoCatalog:
                     "status": RequestStatus.FAILED.value,
                     "error": error,
                     "uploadExpiresAt": None,
-                    "completedAt": datetime.now(UTC),
+                    "completedAt": at,
                 }
             },
         )

@@ -6,8 +6,8 @@ filters on `expiresAt` itself: an entry past its time is never used, whether or 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
@@ -30,11 +30,8 @@ def entry_id(tenant: str, options_key: str, url: str) -> str:
 
 
 class MongoReuseIndex:
-    def __init__(
-        self, database: Database[dict[str, Any]], clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
         self._entries = database["reuse"]
-        self._clock = clock
 
     def ensure_indexes(self) -> None:
         self._entries.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
@@ -47,12 +44,16 @@ class MongoReuseIndex:
     # beside a range as a scan of the whole collection (tests/integration/test_reuse_index.py), and a batch's
     # lookups are `$in`s. An entry is small, and expired ones are few (the TTL monitor deletes them).
 
-    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
+    def find_by_urls(
+        self, tenant: str, options_key: str, urls: Collection[str], now: datetime
+    ) -> dict[str, ReuseEntry]:
         ids = [entry_id(tenant, options_key, url) for url in urls]
         entries = map(_entry, self._entries.find({"_id": {"$in": ids}}))
-        return {entry.url: entry for entry in entries if entry.tenant == tenant and self._live(entry)}
+        return {entry.url: entry for entry in entries if entry.tenant == tenant and entry.expires_at > now}
 
-    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+    def find_by_contents(
+        self, tenant: str, options_key: str, digests: Collection[str], now: datetime
+    ) -> dict[str, ReuseEntry]:
         # Bytes used under many URLs (a placeholder image) have an entry per URL: the one kept longest is taken,
         # grouped on the server, so the answer holds one document per digest however many there are (and when
         # the one kept longest has expired, so have the others).
@@ -64,10 +65,7 @@ class MongoReuseIndex:
             ]
         )
         entries = (_entry(document["entry"]) for document in documents)
-        return {entry.content_sha256: entry for entry in entries if self._live(entry)}
-
-    def _live(self, entry: ReuseEntry) -> bool:
-        return entry.expires_at > self._clock()
+        return {entry.content_sha256: entry for entry in entries if entry.expires_at > now}
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
         if entries:

@@ -37,6 +37,10 @@ from ips_runtime.settings import (
 )
 
 if TYPE_CHECKING:
+    from botocore.config import Config
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
     from pymongo.database import Database
 
     from ips_adapters.mongo_connection import MongoConnection
@@ -95,29 +99,30 @@ class Adapters:
     # -- AWS ---------------------------------------------------------------------------------------------------
 
     @cached_property
-    def _aws_config(self) -> Any:
+    def _aws_config(self) -> Config:
         from botocore.config import Config
 
         return Config(retries={"mode": "standard", "max_attempts": 5}, parameter_validation=VALIDATE_AWS_PARAMETERS)
 
-    def _client(self, service: str, **config: Any) -> Any:
+    @cached_property
+    def _s3(self) -> S3Client:
         import boto3
         from botocore.config import Config
 
-        return boto3.client(service, config=self._aws_config.merge(Config(**config)) if config else self._aws_config)
-
-    @cached_property
-    def _s3(self) -> Any:
         # SigV4 for presigned URLs and POSTs (regions since 2014 accept nothing else; it also carries X-Amz-Expires).
-        return self._client("s3", signature_version="s3v4")
+        return boto3.client("s3", config=self._aws_config.merge(Config(signature_version="s3v4")))
 
     @cached_property
-    def _dynamodb(self) -> Any:
-        return self._client("dynamodb")
+    def _dynamodb(self) -> DynamoDBClient:
+        import boto3
+
+        return boto3.client("dynamodb", config=self._aws_config)
 
     @cached_property
-    def _sqs(self) -> Any:
-        return self._client("sqs")
+    def _sqs(self) -> SQSClient:
+        import boto3
+
+        return boto3.client("sqs", config=self._aws_config)
 
     @cached_property
     def uploads(self) -> UploadStore:

@@ -198,6 +198,7 @@ def build_process(adapters: Adapters) -> ProcessRoot:
         ledger=adapters.ledger,
         reuse=reuse,
         allowance=allowance(adapters),
+        clock=adapters.clock,
         image_limits=adapters.part(ImageCaps).limits,
         max_receive_count=processing.max_receive_count,
     )

@@ -28,4 +28,4 @@ class IntakePorts:
 
     @property
     def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)
+        return FailPorts(self.catalog, self.ledger, self.clock)

@@ -260,7 +260,7 @@ def fan_out(
     """Open the counter and put one message per chunk on the chunks queue. Repeating it (a retried ingestion) is
     harmless: a chunk expanded twice sends nothing twice that it recorded as sent (ips.expansion.service)."""
     try:
-        ports.ledger.open(request_id, plan.total_images)
+        ports.ledger.open(request_id, plan.total_images, ports.clock())
         ports.chunks.send(
             [
                 ChunkTask(request_id, key, plan.columns, chunk, salt, tenant, options).to_message()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ips.processing.ports import Fetcher, ProcessingPorts, ReuseEntry, ReuseIndex, ReusePorts, SourceValidators
 from ips.processing.service import Delivery, Handled, KnownRequests, run_batch
@@ -21,17 +22,24 @@ class MemoryReuseIndex:
         self.content_lookups = 0  # lookups by content hash (a batch's, or part of one)
         self.writes = 0  # remember_many calls
 
-    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
+    def find_by_urls(
+        self, tenant: str, options_key: str, urls: Collection[str], now: datetime
+    ) -> dict[str, ReuseEntry]:
         self.lookups += 1
-        return {url: entry for url in urls if (entry := self.entries.get((tenant, options_key, url))) is not None}
+        found = {url: self.entries.get((tenant, options_key, url)) for url in urls}
+        return {url: entry for url, entry in found.items() if entry is not None and entry.expires_at > now}
 
-    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
+    def find_by_contents(
+        self, tenant: str, options_key: str, digests: Collection[str], now: datetime
+    ) -> dict[str, ReuseEntry]:
         self.content_lookups += 1
-        return {
-            entry.content_sha256: entry
+        live = [
+            entry
             for (owner, key, _), entry in self.entries.items()
-            if (owner, key) == (tenant, options_key) and entry.content_sha256 in digests
-        }
+            if (owner, key) == (tenant, options_key) and entry.content_sha256 in digests and entry.expires_at > now
+        ]
+        # The one kept longest of a digest's entries, as the index answers.
+        return {entry.content_sha256: entry for entry in sorted(live, key=lambda entry: entry.expires_at)}
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
         self.writes += 1
@@ -72,7 +80,9 @@ class ProcessingFakes(SharedFakes):
 
     def processing(self) -> ProcessingPorts:
         reuse = ReusePorts(self.reuse, self.processed, self.clock, self.asset_base_url)
-        return ProcessingPorts(self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance())
+        return ProcessingPorts(
+            self.fetcher, self.processed, self.catalog, self.ledger, reuse, self.allowance(), self.clock
+        )
 
     def run_batch(
         self, *records: ImageTask | Delivery, receive_count: int = 1, decode_deadline: float | None = None

@@ -50,12 +50,16 @@ class ReuseIndex(Protocol):
     Every lookup names the tenant; no tenant ever sees another's entries. A batch of images asks and writes it
     once for all of them, never once per image."""
 
-    def find_by_urls(self, tenant: str, options_key: str, urls: Collection[str]) -> dict[str, ReuseEntry]:
-        """The live entries of those of `urls` that have one, by URL."""
+    def find_by_urls(
+        self, tenant: str, options_key: str, urls: Collection[str], now: datetime
+    ) -> dict[str, ReuseEntry]:
+        """The entries live at `now` of those of `urls` that have one, by URL."""
         ...
 
-    def find_by_contents(self, tenant: str, options_key: str, digests: Collection[str]) -> dict[str, ReuseEntry]:
-        """A live entry for each of the content hashes `digests` that has one, by hash."""
+    def find_by_contents(
+        self, tenant: str, options_key: str, digests: Collection[str], now: datetime
+    ) -> dict[str, ReuseEntry]:
+        """An entry live at `now` for each of the content hashes `digests` that has one, by hash."""
         ...
 
     def remember_many(self, entries: Sequence[ReuseEntry]) -> None:
@@ -84,5 +88,6 @@ class ProcessingPorts:
     ledger: Ledger
     reuse: ReusePorts
     allowance: Allowance  # the work of heavy images is charged to their tenant's quota before they are decoded
+    clock: Clock  # when images are counted: their request's progress, by which the reconciler tells a stalled one
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     max_receive_count: int = 5  # the queue's redrive threshold: its last delivery gives up instead of retrying

@@ -50,10 +50,9 @@ def previous_entries(tasks: Iterable[ImageTask], ports: ReusePorts) -> dict[Imag
         return found
     now = ports.clock()
     for (tenant, options_key), members in groups.items():
-        entries = index.find_by_urls(tenant, options_key, {task.url for task in members})
+        entries = index.find_by_urls(tenant, options_key, {task.url for task in members}, now)
         for task in members:
-            entry = entries.get(task.url)
-            found[task] = entry if entry is not None and entry.expires_at > now else None
+            found[task] = entries.get(task.url)
     return found
 
 
@@ -86,8 +85,7 @@ class ContentMatches:
         key = (task.tenant, task.options.fingerprint(), digest)
         if key not in self._found:
             self._look_up(key)
-        entry = self._found[key]
-        return entry if entry is not None and entry.expires_at > self._ports.clock() else None
+        return self._found[key]
 
     def _look_up(self, needed: tuple[str, str, str]) -> None:
         tenant, options_key, _ = needed
@@ -101,7 +99,7 @@ class ContentMatches:
         index = self._ports.index
         assert index is not None
         try:
-            found = index.find_by_contents(tenant, options_key, digests)
+            found = index.find_by_contents(tenant, options_key, digests, self._ports.clock())
         except Exception:  # reuse is an optimisation: these images are compressed instead
             logger.warning("could not look %d source(s) up in the reuse index", len(digests), exc_info=True)
             found = {}

@@ -185,7 +185,7 @@ def _settled(
     order = [task for task in images if task in stored]
     counts: Sequence[CountResult | Exception]
     try:
-        counts = settle([(task, stored[task][0]) for task in order], ports.catalog, ports.ledger)
+        counts = settle([(task, stored[task][0]) for task in order], ports.catalog, ports.ledger, ports.clock())
     except Exception as exc:  # nothing of it is known counted: every one of these records is retried
         counts = [exc] * len(order)
     results.update(zip(order, counts, strict=True))

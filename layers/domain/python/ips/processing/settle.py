@@ -11,6 +11,7 @@ the reconciler) records nothing new and counts it, once: the ledger's markers sa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from ips.shared.model import ImageOutcome, ImageTask, Savings
 from ips.shared.ports import Catalog, CountResult, ImageCount, Ledger
@@ -19,9 +20,9 @@ DUPLICATE = CountResult(counted=False, completed=False)
 
 
 def settle(
-    outcomes: Sequence[tuple[ImageTask, ImageOutcome]], catalog: Catalog, ledger: Ledger
+    outcomes: Sequence[tuple[ImageTask, ImageOutcome]], catalog: Catalog, ledger: Ledger, at: datetime
 ) -> list[CountResult | LookupError]:
-    """Record and count the images, all in one catalog write and one ledger call. One result per item, in order:
+    """Record and count the images at `at`, all in one catalog write and one ledger call. One result per item, in order:
     its count, or a LookupError for an image its request does not have. The same image twice counts once (the
     second is a DUPLICATE). Raises what the catalog or the ledger raised: then none of them is known counted."""
     firsts: dict[tuple[str, int, int], int] = {}
@@ -30,7 +31,7 @@ def settle(
     unique = [outcomes[position] for position in firsts.values()]
     stored = catalog.record_images(unique)
     known = [(task, kept) for (task, _), kept in zip(unique, stored, strict=True) if kept is not None]
-    counts = iter(ledger.count_many([ImageCount(task, kept.succeeded, Savings.of(kept)) for task, kept in known]))
+    counts = iter(ledger.count_many([ImageCount(task, kept.succeeded, Savings.of(kept)) for task, kept in known], at))
     settled: dict[tuple[str, int, int], CountResult | LookupError] = {}
     for key, (task, _), kept in zip(firsts, unique, stored, strict=True):
         settled[key] = next(counts) if kept is not None else LookupError(f"no product image for {task.output_key}")

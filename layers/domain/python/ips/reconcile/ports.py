@@ -72,7 +72,7 @@ class ReconcilePorts:
 
     @property
     def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)
+        return FailPorts(self.catalog, self.ledger, self.clock)
 
     @property
     def intake(self) -> IntakePorts:

@@ -202,7 +202,7 @@ def _settle_dead_letters(
             (task, ImageOutcome.failure(DEAD_LETTERED, dead_letter_reason(ports.catalog.last_error(task))))
             for _, task in images
         ]
-        results = settle(failures, ports.catalog, ports.ledger)
+        results = settle(failures, ports.catalog, ports.ledger, now)
     except Exception:
         logger.exception("settling %d dead-lettered image(s) failed", len(images))
         return settled
@@ -323,7 +323,10 @@ def _settle_groups(outcomes: Iterable[tuple[ImageTask, ImageOutcome]], ports: Re
     done = 0
     for group in batched(outcomes, SETTLE_GROUP):
         try:
-            done += sum(not isinstance(result, LookupError) for result in settle(group, ports.catalog, ports.ledger))
+            done += sum(
+                not isinstance(result, LookupError)
+                for result in settle(group, ports.catalog, ports.ledger, ports.clock())
+            )
         except Exception:
             logger.exception("a reconciler step failed; the next round retries it")
     return done
@@ -381,7 +384,7 @@ def _reconcile_request(
     if requeued:
         report.stalled += 1
         report.requeued += requeued
-        ports.ledger.touch(record.request_id)
+        ports.ledger.touch(record.request_id, now)
     elif requeued is None:
         report.waiting += 1
 

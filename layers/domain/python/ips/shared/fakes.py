@@ -10,7 +10,7 @@ asset excludes them, tests/infra/test_stack.py checks it) and no other module im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -230,12 +230,17 @@ class MemoryCatalog:
         )
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
+        self,
+        request_id: str,
+        code: str,
+        message: str,
+        at: datetime,
+        problems: Sequence[Problem] = (),
+        *,
+        omitted: int = 0,
     ) -> bool:
         error = failure_record(code, message, problems, omitted=omitted)
-        return self._end(
-            request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=datetime.now(UTC)
-        )
+        return self._end(request_id, status=RequestStatus.FAILED, error=error, upload_expires_at=None, completed_at=at)
 
     def extend_deadline(
         self, request_id: str, deadline_at: datetime, paused_through: datetime, *, was: datetime | None
@@ -293,21 +298,18 @@ class MemoryLedger:
     failed_requests: set[str] = field(default_factory=set)
     calls: int = 0  # count_many calls (a batch's images each)
     touched: list[str] = field(default_factory=list)  # touch calls (work re-queued), in order
-    # With a clock, touch moves the request's progress to its now, as the adapter does; without, progress stays
-    # long ago (any stall window has passed).
-    clock: Callable[[], datetime] | None = None
 
-    def open(self, request_id: str, total: int) -> bool:
+    def open(self, request_id: str, total: int, at: datetime) -> bool:
         if request_id in self.counters:
             return False
-        self.counters[request_id] = Counts(total, 0, 0, progress_at=0.0)  # it last moved long ago: any stall window
+        self.counters[request_id] = Counts(total, 0, 0, progress_at=at.timestamp())
         return True
 
-    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
+    def count_many(self, counts: Sequence[ImageCount], at: datetime) -> list[CountResult]:
         self.calls += 1
-        return [self._count(item.task, item.succeeded, item.savings) for item in counts]
+        return [self._count(item.task, item.succeeded, item.savings, at) for item in counts]
 
-    def _count(self, task: ImageTask, succeeded: bool, savings: Savings) -> CountResult:
+    def _count(self, task: ImageTask, succeeded: bool, savings: Savings, at: datetime) -> CountResult:
         key = (task.request_id, task.row, task.index)
         if key in self.counted:
             return CountResult(counted=False, completed=False)
@@ -323,22 +325,22 @@ class MemoryLedger:
             Savings(
                 total.bytes_in + savings.bytes_in, total.bytes_out + savings.bytes_out, total.reused + savings.reused
             ),
-            progress_at=counts.progress_at,
+            progress_at=at.timestamp(),
         )
         return CountResult(counted=True, completed=updated.complete)
 
     def counts(self, request_id: str) -> Counts | None:
         return self.counters.get(request_id)
 
-    def fail(self, request_id: str) -> bool:
+    def fail(self, request_id: str, at: datetime) -> bool:
         self.failed_requests.add(request_id)
         return True
 
-    def touch(self, request_id: str) -> None:
+    def touch(self, request_id: str, at: datetime) -> None:
         self.touched.append(request_id)
         counts = self.counters.get(request_id)
-        if counts is not None and self.clock is not None:
-            self.counters[request_id] = replace(counts, progress_at=self.clock().timestamp())
+        if counts is not None:
+            self.counters[request_id] = replace(counts, progress_at=at.timestamp())
 
 
 class MemoryQuotas:
@@ -404,13 +406,13 @@ class SharedFakes:
         record = RequestRecord(request_id, tenant, RequestStatus.PROCESSING, self.now, total, total, None)
         self.catalog.requests.setdefault(request_id, record)
         if total:
-            self.ledger.open(request_id, total)
+            self.ledger.open(request_id, total, self.now)
 
     def allowance(self) -> Allowance:
         return Allowance(self.quotas, self.clock, self.image_quota, self.tenant_image_quotas)
 
     def failing(self) -> FailPorts:
-        return FailPorts(self.catalog, self.ledger)
+        return FailPorts(self.catalog, self.ledger, self.clock)
 
     def links(self) -> OutputLinks:
         return OutputLinks(self.uploads)

@@ -113,23 +113,23 @@ class ImageCount:
 class Ledger(Protocol):
     """Exact per-request counters; each image is counted once, and the last count flips the request complete."""
 
-    def open(self, request_id: str, total: int) -> bool:
-        """Create the counter; False when it already exists (a repeated fan-out)."""
+    def open(self, request_id: str, total: int, at: datetime) -> bool:
+        """Create the counter, its progress at `at`; False when it already exists (a repeated fan-out)."""
         ...
 
-    def count_many(self, counts: Sequence[ImageCount]) -> list[CountResult]:
-        """Count each image once (its savings summed in the same write), a batch's images together; one result per
-        item, in order (the same image twice counts once). A request whose last image this call counted, or finds
-        counted, is flipped complete, once whoever flips it."""
+    def count_many(self, counts: Sequence[ImageCount], at: datetime) -> list[CountResult]:
+        """Count each image once (its savings summed in the same write), a batch's images together, each
+        request's progress moved to `at`; one result per item, in order (the same image twice counts once). A
+        request whose last image this call counted, or finds counted, is flipped complete, once whoever flips it."""
         ...
 
     def counts(self, request_id: str) -> Counts | None: ...
-    def fail(self, request_id: str) -> bool:
+    def fail(self, request_id: str, at: datetime) -> bool:
         """Hand a request that ended FAILED to the notify path (the same stream filter as completion)."""
         ...
 
-    def touch(self, request_id: str) -> None:
-        """Mark the request as moving (work was re-queued), so it is not taken for stalled again at once."""
+    def touch(self, request_id: str, at: datetime) -> None:
+        """Mark the request as moving at `at` (work was re-queued), so it is not taken for stalled again at once."""
         ...
 
 
@@ -208,9 +208,16 @@ class Catalog(Protocol):
         ...
 
     def mark_failed(
-        self, request_id: str, code: str, message: str, problems: Sequence[Problem] = (), *, omitted: int = 0
+        self,
+        request_id: str,
+        code: str,
+        message: str,
+        at: datetime,
+        problems: Sequence[Problem] = (),
+        *,
+        omitted: int = 0,
     ) -> bool:
-        """End a request FAILED unless it already ended; True when this call ended it."""
+        """End a request FAILED at `at` unless it already ended; True when this call ended it."""
         ...
 
     def extend_deadline(
