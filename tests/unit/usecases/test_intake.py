@@ -132,7 +132,7 @@ def test_a_presigned_file_over_the_byte_limit_ends_its_request_failed_file_too_l
 def test_a_refused_presigned_file_ends_its_request_at_the_time_it_was_ingested() -> None:
     # given: a slot whose file, too large, came ten minutes after the slot was made
     fakes = IntakeFakes()
-    fakes.settings = dataclasses.replace(fakes.settings, presigned_csv_limits=CsvLimits(max_bytes=64))
+    fakes.intake_policy = dataclasses.replace(fakes.intake_policy, presigned_csv_limits=CsvLimits(max_bytes=64))
     slot = create_upload(TENANT, HOOK, fakes.intake(), check_url=refuse_nothing)
     fakes.uploads.put(incoming_key(slot.request_id), products_csv(urls("a.jpg", "b.jpg", "c.jpg")), "text/csv")
     fakes.now += timedelta(minutes=10)

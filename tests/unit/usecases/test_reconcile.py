@@ -40,7 +40,7 @@ def world() -> ReconcileFakes:
 
 def stalled(world: ReconcileFakes) -> None:
     """The stall window passes with the rounds on schedule and nothing counted meanwhile."""
-    later(world, world.settings.stall_after_s)
+    later(world, world.reconcile_policy.stall_after_s)
 
 
 def later(world: ReconcileFakes, seconds: float) -> None:
@@ -267,11 +267,11 @@ def test_a_failed_requests_lost_wake_up_is_sent_again_once_the_stall_window_has_
     # given: a presigned slot whose file never came, ended UPLOAD_EXPIRED by a round; the wake-up its webhook
     # expected from the notify path was lost
     slot = create_upload("tenant-a", HOOK, world.intake(), check_url=refuse_nothing)
-    later(world, world.settings.upload_expiry_s + world.settings.upload_grace_s + 1)
+    later(world, world.intake_policy.upload_expiry_s + world.intake_policy.upload_grace_s + 1)
     assert reconcile(world.reconcile()).uploads_expired == 1
     ended = world.now
     # when: a round within the stall window from its end, and one past it
-    later(world, world.settings.stall_after_s - 1)
+    later(world, world.reconcile_policy.stall_after_s - 1)
     early = reconcile(world.reconcile())
     later(world, 2)
     report = reconcile(world.reconcile())
@@ -396,7 +396,7 @@ def test_a_request_accepted_a_moment_ago_is_not_stalled_until_the_stall_window_h
     [chunk] = world.chunks_queue.sent
     world.chunks_queue.sent.clear()
     # when: a round just inside the stall window from its acceptance, and one just past it
-    later(world, world.settings.stall_after_s - 1)
+    later(world, world.reconcile_policy.stall_after_s - 1)
     early = reconcile(world.reconcile())
     later(world, 1)
     report = reconcile(world.reconcile())
