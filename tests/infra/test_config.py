@@ -135,17 +135,22 @@ def test_parameters_reach_the_template(synth):
         assert json.loads(variables["TENANT_IMAGE_QUOTAS"]) == {"abc123": {"perDay": 10, "inFlight": 5}}
 
 
-def test_the_atlas_secret_can_be_imported_by_arn():
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ips/atlas-uri-AbCdEf"
-    stack = Stack()
-    secrets = Secrets(stack, "Secrets", mongodb_secret=arn)
-    function = lambda_.Function(
+def reader(stack: Stack) -> lambda_.Function:
+    """A bare function to grant secrets to."""
+    return lambda_.Function(
         stack,
         "Reader",
         runtime=lambda_.Runtime.PYTHON_3_12,
         handler="handler.lambda_handler",
         code=lambda_.Code.from_inline("def lambda_handler(event, context): pass"),
     )
+
+
+def test_the_atlas_secret_can_be_imported_by_arn():
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ips/atlas-uri-AbCdEf"
+    stack = Stack()
+    secrets = Secrets(stack, "Secrets", mongodb_secret=arn)
+    function = reader(stack)
     secrets.grant(function, StatusFunction)  # reads MongoDB, signs nothing
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the webhook's only
@@ -178,13 +183,7 @@ def test_a_function_is_granted_the_secrets_its_settings_model_reads_and_no_other
     """Derived from the model, never from a list kept beside it: a model without MongoDB gets no grant on its URI."""
     stack = Stack()
     secrets = Secrets(stack, "Secrets", mongodb_secret=None)
-    function = lambda_.Function(
-        stack,
-        "Reader",
-        runtime=lambda_.Runtime.PYTHON_3_12,
-        handler="handler.lambda_handler",
-        code=lambda_.Code.from_inline("def lambda_handler(event, context): pass"),
-    )
+    function = reader(stack)
     secrets.grant(function, model)
     granted = set()
     for policy in Template.from_stack(stack).find_resources("AWS::IAM::Policy").values():
